@@ -1,0 +1,63 @@
+# onething: every target does its own set-up, so a fresh clone needs only `make run` or `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(shell find protos -name '*.proto')
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv protos infra-up infra-down up down run demo stop test unit bench clean status
+
+all: protos
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	echo "$(CURDIR)" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/onething.pth
+	echo "$(CURDIR)/gen" >> $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/onething.pth
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+gen/.stamp: $(PROTOS) $(STAMP)
+	rm -rf gen && mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS)
+	find gen -type d -exec touch {}/__init__.py \;
+	rm -f gen/__init__.py
+	touch gen/.stamp
+
+protos: gen/.stamp
+
+infra-up: protos
+	$(BIN)/python -m infra.local up
+
+infra-down:
+	$(BIN)/python -m infra.local down
+
+up: infra-up
+	$(BIN)/python -m infra.suite up
+
+down stop:
+	-$(BIN)/python -m infra.suite down
+	-$(BIN)/python -m infra.local down
+
+status:
+	$(BIN)/python -m infra.suite status
+
+# The main job: the whole suite on the embedded defaults, with one demo case to its end.
+run demo: up
+	$(BIN)/python -m tools.demo
+
+# Unit, integration and end-to-end tests. Starts the local servers it needs.
+test: infra-up
+	$(BIN)/python -m pytest -q
+
+unit: protos
+	$(BIN)/python -m pytest -q -m "not integration and not e2e"
+
+bench: up
+	$(BIN)/python -m tools.bench
+
+clean: down
+	rm -rf gen var $(VENV)

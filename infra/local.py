@@ -1,0 +1,125 @@
+"""Local infrastructure on loopback: RabbitMQ (started if down, with the suite's vhost),
+SecantusDB as the MongoDB server and SeaweedFS as the S3 server with credentials enforced.
+
+    python -m infra.local up | down | status
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+from infra import procs
+from services.common.config import settings
+
+BIN = os.path.dirname(sys.executable)
+
+
+def _paths():
+    s = settings()
+    return s, os.path.join(s.var_dir, "run"), os.path.join(s.var_dir, "log"), os.path.join(s.var_dir, "data")
+
+
+def rabbitmqctl(*args, check=True):
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=check, capture_output=True, text=True, timeout=120)
+
+
+def ensure_rabbitmq(timeout=120):
+    uri = urlparse(settings().amqp_uri)
+    host, port = uri.hostname or "127.0.0.1", uri.port or 5672
+    if not procs.port_open(host, port):
+        if shutil.which("rabbitmq-server") is None:
+            raise RuntimeError("RabbitMQ is not installed: apt-get install rabbitmq-server")
+        print("starting RabbitMQ (rabbitmq-server -detached)")
+        subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        procs.wait_for_port(host, port, timeout, "RabbitMQ")
+        rabbitmqctl("await_startup", check=False)
+
+
+def ensure_vhost(vhost, user="guest"):
+    rabbitmqctl("add_vhost", vhost, check=False)
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+def delete_vhost(vhost):
+    rabbitmqctl("delete_vhost", vhost, check=False)
+
+
+def vhost_of(amqp_uri):
+    path = urlparse(amqp_uri).path.lstrip("/")
+    return path or "/"
+
+
+def s3_identities(path, access_key, secret_key):
+    with open(path, "w") as fh:
+        json.dump({"identities": [{"name": "onething", "credentials": [
+            {"accessKey": access_key, "secretKey": secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, fh)
+
+
+def up():
+    s, run_dir, log_dir, data_dir = _paths()
+    ensure_rabbitmq()
+    ensure_vhost(vhost_of(s.amqp_uri))
+
+    mongo = urlparse(s.mongo_uri)
+    mhost, mport = mongo.hostname, mongo.port or 27017
+    os.makedirs(os.path.join(data_dir, "mongo"), exist_ok=True)
+    procs.start("mongo", [os.path.join(BIN, "secantusd-py"), "--host", mhost, "--port", str(mport),
+                          "--storage-path", os.path.join(data_dir, "mongo"), "--log-level", "WARNING"],
+                run_dir, log_dir)
+
+    shost, sport = s.s3_endpoint.split(":")
+    weed_dir = os.path.join(data_dir, "s3")
+    os.makedirs(weed_dir, exist_ok=True)
+    conf = os.path.join(weed_dir, "identities.json")
+    s3_identities(conf, s.s3_access_key, s.s3_secret_key)
+    base = int(os.environ.get("ONETHING_WEED_PORT_BASE", "9333"))
+    procs.start("s3", [os.path.join(BIN, "weed"), "server", "-ip", shost, "-ip.bind", shost,
+                       "-metricsIp", shost, "-dir", weed_dir,
+                       "-master.port", str(base), "-volume.port", str(base + 1),
+                       "-filer.port", str(base + 2), "-s3", "-s3.port", sport, "-s3.config", conf,
+                       "-volume.max", "0", "-master.volumeSizeLimitMB", "256", "-master.telemetry=false"],
+                run_dir, log_dir)
+    procs.wait_for_port(mhost, mport, 60, "SecantusDB")
+    procs.wait_for_port(shost, int(sport), 90, "SeaweedFS S3")
+    _wait_s3_ready(s)
+    print(f"infrastructure up: AMQP {s.amqp_uri}  MongoDB {s.mongo_uri}  S3 http://{s.s3_endpoint}")
+
+
+def _wait_s3_ready(s, timeout=90):
+    from services.common.blobs import Blobs
+    blobs = Blobs()
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            for bucket in ("materials", "results"):
+                blobs.ensure_bucket(bucket)
+            blobs.put("results", ".ready", b"ok")
+            return
+        except Exception as exc:  # volume server still registering
+            last = exc
+            time.sleep(0.5)
+    raise RuntimeError(f"S3 server not ready: {last}")
+
+
+def down():
+    _, run_dir, _, _ = _paths()
+    for name in ("s3", "mongo"):
+        pid = procs.stop(name, run_dir, timeout=30)
+        if pid:
+            print(f"stopped {name} (pid {pid})")
+
+
+def status():
+    _, run_dir, _, _ = _paths()
+    for name in ("mongo", "s3"):
+        pid = procs.read_pid(os.path.join(run_dir, f"{name}.pid"))
+        print(f"{name}: {'running pid %d' % pid if pid else 'stopped'}")
+
+
+if __name__ == "__main__":
+    {"up": up, "down": down, "status": status}[sys.argv[1] if len(sys.argv) > 1 else "status"]()

@@ -1,0 +1,94 @@
+"""Start processes in the background with a PID file and a log, stop them by PID and wait."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+def port_open(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host, port, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if port_open(host, port):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+
+
+def read_pid(pidfile):
+    try:
+        with open(pidfile) as fh:
+            pid = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def start(name, argv, run_dir, log_dir, env=None, cwd=None):
+    """Start `argv` in its own process group unless its PID file names a live process."""
+    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(log_dir, exist_ok=True)
+    pidfile = os.path.join(run_dir, f"{name}.pid")
+    pid = read_pid(pidfile)
+    if pid:
+        return pid, False
+    log = open(os.path.join(log_dir, f"{name}.log"), "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    with open(pidfile, "w") as fh:
+        fh.write(str(proc.pid))
+    return proc.pid, True
+
+
+def stop(name, run_dir, timeout=30.0, sig=signal.SIGTERM):
+    """Signal the process named by the PID file and wait; SIGKILL after `timeout`."""
+    pidfile = os.path.join(run_dir, f"{name}.pid")
+    pid = read_pid(pidfile)
+    if pid:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + timeout
+        while time.time() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while _alive(pid):
+                time.sleep(0.05)
+    if os.path.exists(pidfile):
+        os.remove(pidfile)
+    return pid
+
+
+def _alive(pid):
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,1 @@
+"""Shared library of the onething services: config, telemetry, Mongo/S3/AMQP plumbing, identifiers."""

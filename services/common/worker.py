@@ -1,0 +1,53 @@
+"""nameko plumbing for the worker role: a tracing dependency that continues the trace carried in
+the AMQP headers, and a dependency that builds the service's handlers once per process."""
+from nameko.extensions import DependencyProvider
+
+from services.common import telemetry
+
+
+class Tracing(DependencyProvider):
+    """One consumer span per handled event, child of the publisher's span."""
+
+    def setup(self):
+        telemetry.setup(f"{self.container.service_name}-worker")
+
+    def worker_setup(self, worker_ctx):
+        data = worker_ctx.context_data or {}
+        parent = telemetry.extract_context({k: v for k, v in data.items() if isinstance(v, str)})
+        name = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
+        span = telemetry.tracer().start_span(name, context=parent, kind=telemetry.trace.SpanKind.CONSUMER)
+        telemetry.mark_case(data.get("case_no"), span)
+        token = telemetry.attach(telemetry.trace.set_span_in_context(span, parent))
+        worker_ctx.__dict__["_otel"] = (span, token)
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        span, _ = worker_ctx.__dict__.get("_otel", (None, None))
+        if span is not None and exc_info is not None:
+            span.record_exception(exc_info[1])
+            span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, str(exc_info[1])))
+
+    def worker_teardown(self, worker_ctx):
+        span, token = worker_ctx.__dict__.pop("_otel", (None, None))
+        if span is not None:
+            span.end()
+            telemetry.detach(token)
+
+
+class Component(DependencyProvider):
+    """Builds the service's handlers with `factory()` when the container starts and hands the
+    same object to every worker."""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.instance = None
+
+    def setup(self):
+        self.instance = self.factory()
+
+    def stop(self):
+        close = getattr(self.instance, "close", None)
+        if close:
+            close()
+
+    def get_dependency(self, worker_ctx):
+        return self.instance
