@@ -5,6 +5,8 @@ import os
 import mongoengine as me
 import yaml
 
+from services.common.mongo import plain
+
 ALIAS = "catalog"
 
 
@@ -53,10 +55,10 @@ class CatalogStore:
 
     def latest_published(self, code):
         doc = PackageVersion.objects(code=code, status="published").order_by("-version").first()
-        return doc.body if doc else None
+        return plain(doc.body) if doc else None
 
     def all_latest_published(self):
         latest = {}
         for doc in PackageVersion.objects(status="published").order_by("version"):
-            latest[doc.code] = doc.body
+            latest[doc.code] = plain(doc.body)
         return list(latest.values())

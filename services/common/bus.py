@@ -1,6 +1,7 @@
 """Publishing events to RabbitMQ the way nameko's event handlers expect them: to the exchange
 `<service>.events` with the event type as routing key, persistent, with trace context and the case
 number in the headers. Works in the api role (plain kombu) and inside nameko workers."""
+import time
 import uuid
 
 from kombu import Exchange
@@ -38,7 +39,7 @@ class Bus:
 
 def outbox_entry(event_type, message, case_no=""):
     """An event kept with the aggregate that caused it until it has been published."""
-    return {"id": uuid.uuid4().hex, "event_type": event_type,
+    return {"id": uuid.uuid4().hex, "event_type": event_type, "at": time.time(),
             "payload": to_payload(message), "case_no": case_no}
 
 

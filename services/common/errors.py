@@ -34,3 +34,7 @@ class PermissionDenied(DomainError):
 
 class Unavailable(DomainError):
     code = "UNAVAILABLE"
+
+
+class TooLarge(DomainError):
+    code = "RESOURCE_EXHAUSTED"

@@ -20,7 +20,7 @@ class _CommandSpans(monitoring.CommandListener):
         self._lock = threading.Lock()
 
     def started(self, event):
-        if event.command_name in self._skip:
+        if event.command_name in self._skip or not telemetry.trace.get_current_span().is_recording():
             return
         collection = event.command.get(event.command_name)
         name = f"mongo {event.command_name} {event.database_name}.{collection}" if isinstance(
@@ -76,29 +76,20 @@ def flush_outbox(doc_cls, doc_id, bus):
     return sent
 
 
-def sweep_outbox(doc_cls, bus, limit=100):
-    """Publish what a process that died left pending (events are at-least-once; consumers are
-    idempotent)."""
+def sweep_outbox(doc_cls, bus, older_than=10.0, limit=100):
+    """Publish what a process that died left pending: events older than `older_than` seconds, so
+    the writer's own flush is not raced. Delivery is at-least-once; consumers are idempotent."""
     sent = 0
-    for doc in doc_cls.objects(outbox__0__exists=True).only("id").limit(limit):
+    cutoff = time.time() - older_than
+    for doc in doc_cls.objects(__raw__={"outbox.0.at": {"$lt": cutoff}}).only("id").limit(limit):
         sent += flush_outbox(doc_cls, doc.pk, bus)
     return sent
 
 
-class OutboxSweeper(threading.Thread):
-    """For the api role: re-publishes pending events every few seconds."""
-
-    def __init__(self, doc_cls, bus, interval=5.0):
-        super().__init__(daemon=True, name=f"outbox-{doc_cls.__name__}")
-        self.doc_cls, self.bus, self.interval = doc_cls, bus, interval
-        self._stop = threading.Event()
-
-    def run(self):
-        while not self._stop.wait(self.interval):
-            try:
-                sweep_outbox(self.doc_cls, self.bus)
-            except Exception:  # the next round tries again
-                time.sleep(self.interval)
-
-    def stop(self):
-        self._stop.set()
+def plain(value):
+    """mongoengine's tracked dicts and lists as plain ones, for the domain to change freely."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

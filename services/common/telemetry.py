@@ -41,6 +41,7 @@ class JsonLinesExporter(SpanExporter):
                 "start_ns": span.start_time,
                 "end_ns": span.end_time,
                 "status": span.status.status_code.name,
+                "error": span.status.description or "",
                 "attributes": {k: v for k, v in (span.attributes or {}).items()
                                if isinstance(v, (str, int, float, bool))},
             }, ensure_ascii=False))

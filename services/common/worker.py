@@ -1,5 +1,7 @@
 """nameko plumbing for the worker role: a tracing dependency that continues the trace carried in
 the AMQP headers, and a dependency that builds the service's handlers once per process."""
+import logging
+
 from nameko.extensions import DependencyProvider
 
 from services.common import telemetry
@@ -13,6 +15,8 @@ class Tracing(DependencyProvider):
 
     def worker_setup(self, worker_ctx):
         data = worker_ctx.context_data or {}
+        if "traceparent" not in data:  # timers and calls from outside a trace
+            return
         parent = telemetry.extract_context({k: v for k, v in data.items() if isinstance(v, str)})
         name = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
         span = telemetry.tracer().start_span(name, context=parent, kind=telemetry.trace.SpanKind.CONSUMER)
@@ -21,6 +25,10 @@ class Tracing(DependencyProvider):
         worker_ctx.__dict__["_otel"] = (span, token)
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            logging.getLogger(worker_ctx.service_name).error(
+                "%s failed (case %s)", worker_ctx.entrypoint.method_name,
+                (worker_ctx.context_data or {}).get("case_no", "-"), exc_info=exc_info)
         span, _ = worker_ctx.__dict__.get("_otel", (None, None))
         if span is not None and exc_info is not None:
             span.record_exception(exc_info[1])

@@ -1,0 +1,180 @@
+"""The whole suite as separate processes: six gRPC apis, five nameko workers, and one desk per
+department and region. PID files and logs under var/; stopped by PID.
+
+    python -m infra.suite up | down | status
+"""
+import importlib
+import os
+import sys
+import time
+
+from infra import procs
+from services.common.config import DEFAULT_PORTS, ROOT, settings
+
+BIN = os.path.dirname(sys.executable)
+NAMEKO_CONFIG = os.path.join(ROOT, "infra", "nameko.yaml")
+WORKERS = {
+    "intake": "services.intake.worker:IntakeWorker",
+    "joint_review": "services.joint_review.worker:JointReviewWorker",
+    "elicense": "services.elicense.worker:ElicenseWorker",
+    "delivery": "services.delivery.worker:DeliveryWorker",
+    "evaluation": "services.evaluation.worker:EvaluationWorker",
+}
+DESK = "services.joint_review.desk:Desk"
+
+
+def desks():
+    """(department, region) pairs: ONETHING_DESKS="wsjk:440100,gaj:440100", or by default every
+    department that implements an item of a seeded package, in the suite's region."""
+    spec = os.environ.get("ONETHING_DESKS", "")
+    if spec:
+        return [tuple(p.split(":")) for p in spec.split(",") if p]
+    from services.catalog.store import read_data_dir
+    _, packages = read_data_dir(settings().catalog_data)
+    found = []
+    for pkg in packages:
+        for item in pkg["items"]:
+            if item["department_code"] not in found:
+                found.append(item["department_code"])
+    return [(d, settings().region) for d in found]
+
+
+def process_table():
+    """name -> (argv, extra environment)."""
+    table = {}
+    for service in DEFAULT_PORTS:
+        table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"], {})
+    nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG]
+    for service, path in WORKERS.items():
+        table[f"{service}-worker"] = (nameko + [path], {})
+    for department, region in desks():
+        table[f"desk-{department}-{region}"] = (nameko + [DESK], {
+            "ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region})
+    return table
+
+
+def _dirs():
+    s = settings()
+    return os.path.join(s.var_dir, "run"), os.path.join(s.var_dir, "log")
+
+
+def start(name):
+    argv, env = process_table()[name]
+    run_dir, log_dir = _dirs()
+    return procs.start(name, argv, run_dir, log_dir, env=env, cwd=ROOT)
+
+
+def stop(name, kill=False):
+    import signal
+    run_dir, _ = _dirs()
+    return procs.stop(name, run_dir, timeout=20, sig=signal.SIGKILL if kill else signal.SIGTERM)
+
+
+def pid(name):
+    run_dir, _ = _dirs()
+    return procs.read_pid(os.path.join(run_dir, f"{name}.pid"))
+
+
+# readiness -----------------------------------------------------------------------------------
+def _service_queues(cls):
+    """Queue names nameko declares for a service class's event handlers and RPC methods."""
+    from nameko.events import EventHandler
+    from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+    from nameko.rpc import Rpc
+    queues = set()
+    for attr in dir(cls):
+        for ext in getattr(getattr(cls, attr), ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(ext, EventHandler):
+                queues.add(f"evt-{ext.source_service}-{ext.event_type}--{cls.name}.{attr}")
+            elif isinstance(ext, Rpc):
+                queues.add(f"rpc-{cls.name}")
+    return queues
+
+
+def expected_queues(names=None):
+    from services.joint_review.desk import make_desk
+    queues = {}
+    for name, (argv, env) in process_table().items():
+        if names is not None and name not in names:
+            continue
+        if name.startswith("desk-"):
+            cls = make_desk(env["ONETHING_DESK_DEPARTMENT"], env["ONETHING_DESK_REGION"], "manual")
+        elif name.endswith("-worker"):
+            module, attr = argv[-1].split(":")
+            cls = getattr(importlib.import_module(module), attr)
+        else:
+            continue
+        queues[name] = _service_queues(cls)
+    return queues
+
+
+def wait_consuming(names=None, timeout=90):
+    """Wait until every worker and desk queue has a consumer."""
+    from kombu import Connection
+    pending = {q for qs in expected_queues(names).values() for q in qs}
+    deadline = time.time() + timeout
+    with Connection(settings().amqp_uri) as conn:
+        while pending and time.time() < deadline:
+            for queue in list(pending):
+                channel = conn.channel()
+                try:
+                    _, _, consumers = channel.queue_declare(queue=queue, passive=True)
+                    if consumers:
+                        pending.discard(queue)
+                except Exception:
+                    pass  # not declared yet
+                finally:
+                    try:
+                        channel.close()
+                    except Exception:
+                        pass
+            if pending:
+                time.sleep(0.3)
+    if pending:
+        raise RuntimeError(f"no consumer on {sorted(pending)} after {timeout}s; see var/log")
+
+
+def wait_serving(timeout=60):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    s = settings()
+    deadline = time.time() + timeout
+    for service in DEFAULT_PORTS:
+        while True:
+            try:
+                with grpc.insecure_channel(s.address(service)) as ch:
+                    status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"{service} api is not SERVING on {s.address(service)}; see var/log/{service}-api.log")
+            time.sleep(0.3)
+
+
+def up():
+    started = []
+    for name in process_table():
+        _, fresh = start(name)
+        if fresh:
+            started.append(name)
+    wait_serving()
+    wait_consuming()
+    print(f"suite up: {len(process_table())} processes ({len(started)} started now); logs in {_dirs()[1]}")
+
+
+def down():
+    for name in reversed(list(process_table())):
+        if stop(name):
+            print(f"stopped {name}")
+
+
+def status():
+    for name in process_table():
+        p = pid(name)
+        print(f"{name:28s} {'running pid %d' % p if p else 'stopped'}")
+
+
+if __name__ == "__main__":
+    {"up": up, "down": down, "status": status}[sys.argv[1] if len(sys.argv) > 1 else "status"]()

@@ -1,0 +1,41 @@
+"""elicense api role: native grpcio server."""
+from google.protobuf import json_format
+
+from onething.elicense.v1 import elicense_pb2 as pb, elicense_pb2_grpc as pb_grpc
+from services.common import telemetry
+from services.common.config import settings
+from services.common.grpc_server import ApiServer
+from services.elicense.wiring import build_elicense
+
+
+def to_proto(fields):
+    return json_format.ParseDict(fields, pb.License(), ignore_unknown_fields=True)
+
+
+class ElicenseApi(pb_grpc.ElicenseServiceServicer):
+    def __init__(self, elicense):
+        self.elicense = elicense
+
+    def GetLicense(self, request, context):
+        return to_proto(self.elicense.get(request.license_id))
+
+    def ListLicenses(self, request, context):
+        return pb.ListLicensesResponse(licenses=[to_proto(f) for f in self.elicense.list(
+            request.holder_code, request.case_no)])
+
+    def VerifyLicense(self, request, context):
+        valid, reason, fields = self.elicense.verify(request.license_id)
+        return pb.VerifyLicenseResponse(valid=valid, reason=reason, license=to_proto(fields))
+
+
+def build(port=None):
+    telemetry.setup("elicense")
+    name = pb.DESCRIPTOR.services_by_name["ElicenseService"].full_name
+    return ApiServer(port or settings().port("elicense"),
+                     [(pb_grpc.add_ElicenseServiceServicer_to_server, ElicenseApi(build_elicense()))], [name])
+
+
+if __name__ == "__main__":
+    import logging
+    logging.basicConfig(level=logging.INFO)
+    build().serve_forever()

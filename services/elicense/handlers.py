@@ -1,0 +1,91 @@
+"""elicense use cases: issue a signed licence when an item whose result is a licence is approved,
+look licences up and verify them. No framework here."""
+import datetime
+import json
+
+from onething.common.v1 import common_pb2
+from onething.elicense.v1 import events_pb2
+from services.common import telemetry
+from services.common.bus import outbox_entry
+from services.common.errors import InvalidArgument, NotFound
+from services.common.mongo import flush_outbox, plain
+from services.elicense import domain
+from services.elicense.store import LicenseDoc
+
+BUCKET = "results"
+DEPARTMENT_NAMES = {"wsjk": "卫生健康委员会", "rsj": "人力资源和社会保障局", "gaj": "公安局",
+                    "ybj": "医疗保障局", "scjg": "市场监督管理局"}
+
+
+class Elicense:
+    def __init__(self, store, blobs, bus):
+        self.store, self.blobs, self.bus = store, blobs, bus
+
+    def signing_key(self, region_code):
+        key = self.store.active_key(region_code)
+        if key is None:
+            private, public = domain.new_key()
+            key = self.store.add_key(f"{region_code}-1", region_code, private, public)
+        return key
+
+    def on_opinion(self, event):
+        """An approved item whose result is a licence gets exactly one licence."""
+        if event.decision != common_pb2.DECISION_APPROVE or event.result_type != common_pb2.RESULT_TYPE_LICENSE:
+            return None
+        telemetry.mark_case(event.case_no)
+        existing = self.store.for_case_item(event.case_no, event.item_code)
+        if existing is not None:
+            flush_outbox(LicenseDoc, existing.license_id, self.bus)
+            return plain(existing.fields)
+        issuer_code = f"{event.region_code}{event.department_code.upper()}"
+        serial = f"{datetime.date.today():%Y}{self.store.next_serial(f'{event.license_type_code}.{issuer_code}'):08d}"
+        key = self.signing_key(event.region_code)
+        fields = {
+            "license_id": domain.license_identifier(event.license_type_code, issuer_code, serial),
+            "type_code": event.license_type_code, "type_name": event.license_type_name,
+            "license_no": f"{event.license_type_code}{serial}",
+            "issuer_name": f"{event.region_code} {DEPARTMENT_NAMES.get(event.department_code, event.department_code)}",
+            "issuer_code": issuer_code, "valid_from": datetime.date.today().isoformat(), "valid_to": "",
+            "holder_name": event.applicant.name, "holder_code": event.applicant.id_number,
+            "holder_code_type": "111", "item_code": event.item_code, "case_no": event.case_no,
+            "key_id": key.key_id, "status": domain.VALID}
+        fields["signature"] = domain.sign(fields, key.private_key)
+        fields["document_key"] = f"licenses/{event.case_no}/{fields['license_id']}.json"
+        self.blobs.put(BUCKET, fields["document_key"],
+                       json.dumps({**fields, "public_key": key.public_key}, ensure_ascii=False, indent=1).encode(),
+                       content_type="application/json")
+        issued = events_pb2.LicenseIssued(license_id=fields["license_id"], case_no=event.case_no,
+                                          item_code=event.item_code, type_code=fields["type_code"],
+                                          holder_code=fields["holder_code"], document_key=fields["document_key"])
+        if not self.store.insert(fields, [outbox_entry("license_issued", issued, event.case_no)]):
+            existing = self.store.for_case_item(event.case_no, event.item_code)  # a concurrent redelivery won
+            return plain(existing.fields)
+        flush_outbox(LicenseDoc, fields["license_id"], self.bus)
+        return fields
+
+    def get(self, license_id):
+        if not license_id:
+            raise InvalidArgument("name the licence (license_id)")
+        doc = self.store.get(license_id)
+        if doc is None:
+            raise NotFound(f"there is no licence {license_id}")
+        return plain(doc.fields)
+
+    def find(self, license_id):
+        doc = self.store.get(license_id)
+        return plain(doc.fields) if doc else None
+
+    def list(self, holder_code="", case_no=""):
+        if holder_code:
+            return [plain(d.fields) for d in self.store.by_holder(holder_code)]
+        if case_no:
+            return [plain(d.fields) for d in self.store.by_case(case_no)]
+        raise InvalidArgument("name the holder (holder_code) or the case (case_no)")
+
+    def verify(self, license_id):
+        fields = self.get(license_id)
+        key = self.store.key(fields.get("key_id", ""))
+        if key is None:
+            return False, "the key that signed this licence is unknown", fields
+        valid, reason = domain.verify(fields, key.public_key)
+        return valid, reason, fields

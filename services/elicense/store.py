@@ -1,0 +1,68 @@
+"""elicense's MongoDB store (database `<prefix>elicense`): licences and per-region signing keys."""
+import mongoengine as me
+from pymongo import ReturnDocument
+
+ALIAS = "elicense"
+
+
+class LicenseDoc(me.Document):
+    meta = {"db_alias": ALIAS, "collection": "licenses",
+            "indexes": ["fields.holder_code", {"fields": ["fields.case_no", "fields.item_code"], "unique": True}]}
+    license_id = me.StringField(primary_key=True)
+    fields = me.DictField()
+    outbox = me.ListField(me.DictField())
+
+
+class SigningKey(me.Document):
+    meta = {"db_alias": ALIAS, "collection": "signing_keys"}
+    key_id = me.StringField(primary_key=True)
+    region_code = me.StringField(required=True)
+    private_key = me.StringField(required=True)
+    public_key = me.StringField(required=True)
+    active = me.BooleanField(default=True)
+
+
+class Counter(me.Document):
+    meta = {"db_alias": ALIAS, "collection": "counters"}
+    key = me.StringField(primary_key=True)
+    value = me.IntField(default=0)
+
+
+class LicenseStore:
+    def for_case_item(self, case_no, item_code):
+        return LicenseDoc.objects(fields__case_no=case_no, fields__item_code=item_code).first()
+
+    def get(self, license_id):
+        return LicenseDoc.objects(license_id=license_id).first()
+
+    def insert(self, fields, outbox):
+        try:
+            LicenseDoc(license_id=fields["license_id"], fields=fields, outbox=outbox).save(force_insert=True)
+        except me.NotUniqueError:
+            return False
+        return True
+
+    def by_holder(self, holder_code):
+        return list(LicenseDoc.objects(fields__holder_code=holder_code))
+
+    def by_case(self, case_no):
+        return list(LicenseDoc.objects(fields__case_no=case_no))
+
+    def next_serial(self, key):
+        doc = Counter._get_collection().find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
+                                                           return_document=ReturnDocument.AFTER)
+        return doc["value"]
+
+    def active_key(self, region_code):
+        return SigningKey.objects(region_code=region_code, active=True).first()
+
+    def key(self, key_id):
+        return SigningKey.objects(key_id=key_id).first()
+
+    def add_key(self, key_id, region_code, private_key, public_key):
+        try:
+            SigningKey(key_id=key_id, region_code=region_code, private_key=private_key,
+                       public_key=public_key).save(force_insert=True)
+        except me.NotUniqueError:
+            pass
+        return self.key(key_id)

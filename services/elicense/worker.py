@@ -1,0 +1,30 @@
+"""elicense worker role (`nameko run`): issues licences for approved items; answers other
+services' licence look-ups over the bus (nameko RPC)."""
+from nameko.events import event_handler
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from onething.joint_review.v1 import events_pb2 as review_events
+from services.common import mongo
+from services.common.events import from_payload
+from services.common.worker import Component, Tracing
+from services.elicense.store import LicenseDoc
+from services.elicense.wiring import build_elicense
+
+
+class ElicenseWorker:
+    name = "elicense"
+    tracing = Tracing()
+    elicense = Component(build_elicense)
+
+    @event_handler("joint_review", "opinion_recorded")
+    def on_opinion_recorded(self, payload):
+        self.elicense.on_opinion(from_payload(review_events.OpinionRecorded, payload))
+
+    @rpc
+    def get_license(self, license_id):
+        return self.elicense.find(license_id)
+
+    @timer(interval=5)
+    def sweep_outbox(self):
+        mongo.sweep_outbox(LicenseDoc, self.elicense.bus)

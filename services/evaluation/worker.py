@@ -1,0 +1,24 @@
+"""evaluation worker role (`nameko run`): learns which cases may be rated."""
+from nameko.events import event_handler
+from nameko.timer import timer
+
+from onething.delivery.v1 import events_pb2 as delivery_events
+from services.common import mongo
+from services.common.events import from_payload
+from services.common.worker import Component, Tracing
+from services.evaluation.store import EvaluationDoc
+from services.evaluation.wiring import build_evaluation
+
+
+class EvaluationWorker:
+    name = "evaluation"
+    tracing = Tracing()
+    evaluation = Component(build_evaluation)
+
+    @event_handler("delivery", "delivery_completed")
+    def on_delivery_completed(self, payload):
+        self.evaluation.on_delivery_completed(from_payload(delivery_events.DeliveryCompleted, payload))
+
+    @timer(interval=5)
+    def sweep_outbox(self):
+        mongo.sweep_outbox(EvaluationDoc, self.evaluation.bus)

@@ -1,0 +1,49 @@
+"""A department's desk (worker role, `nameko run`): one process per department and region, bound to
+its own queue `task_assigned.<department>.<region>`, so it receives only its own tasks.
+
+    ONETHING_DESK_DEPARTMENT=gaj ONETHING_DESK_REGION=440100 nameko run services.joint_review.desk:Desk
+"""
+import os
+
+from nameko.events import event_handler
+from nameko.rpc import RpcProxy
+
+from services.common.config import settings
+from services.common.events import to_payload
+from services.common.worker import Component, Tracing
+from services.joint_review import desk_rules
+from services.joint_review.handlers import task_routing_key
+
+DEPARTMENT = os.environ.get("ONETHING_DESK_DEPARTMENT", "")
+REGION = os.environ.get("ONETHING_DESK_REGION", "") or settings().region
+RULE = os.environ.get("ONETHING_DESK_RULE", "materials_present")
+
+
+def _build():
+    from services.joint_review.wiring import build_review
+    return build_review()
+
+
+def make_desk(department, region, rule):
+    if rule not in desk_rules.RULES:
+        raise SystemExit(f"ONETHING_DESK_RULE must be one of {', '.join(desk_rules.RULES)}, not {rule!r}")
+
+    class Desk:
+        name = f"desk_{department}_{region}"
+        tracing = Tracing()
+        review = Component(_build)
+        elicense = RpcProxy("elicense")
+
+        @event_handler("joint_review", task_routing_key(department, region))
+        def on_task_assigned(self, payload):
+            decision = desk_rules.decide(rule, payload, self.elicense.get_license)
+            if decision is not None:
+                self.review.record_opinion(payload["case_no"], payload["item_code"], department,
+                                           decision[0], decision[1], f"desk:{department}:{region}")
+
+    Desk.__name__ = f"Desk_{department}_{region}"
+    return Desk
+
+
+if DEPARTMENT:
+    Desk = make_desk(DEPARTMENT, REGION, RULE)

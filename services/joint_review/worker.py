@@ -1,0 +1,30 @@
+"""joint_review worker role (`nameko run`): opens a session for each submitted case and takes the
+licences elicense issues."""
+from nameko.events import event_handler
+from nameko.timer import timer
+
+from onething.elicense.v1 import events_pb2 as license_events
+from onething.intake.v1 import events_pb2 as intake_events
+from services.common import mongo
+from services.common.events import from_payload
+from services.common.worker import Component, Tracing
+from services.joint_review.store import SessionDoc
+from services.joint_review.wiring import build_review
+
+
+class JointReviewWorker:
+    name = "joint_review"
+    tracing = Tracing()
+    review = Component(build_review)
+
+    @event_handler("intake", "case_submitted")
+    def on_case_submitted(self, payload):
+        self.review.open_session(from_payload(intake_events.CaseSubmitted, payload))
+
+    @event_handler("elicense", "license_issued")
+    def on_license_issued(self, payload):
+        self.review.license_issued(from_payload(license_events.LicenseIssued, payload))
+
+    @timer(interval=5)
+    def sweep_outbox(self):
+        mongo.sweep_outbox(SessionDoc, self.review.bus)

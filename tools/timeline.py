@@ -1,0 +1,80 @@
+"""Print one case's cross-service timeline from the span files every process writes
+(var/spans/*.jsonl): service, operation, start offset, duration, nesting.
+
+    python -m tools.timeline CASE_NO [--spans DIR]
+"""
+import argparse
+import glob
+import json
+import os
+
+from services.common.config import settings
+from services.common.telemetry import CASE_ATTR
+
+
+def load_spans(spans_dir=None):
+    spans = []
+    for path in glob.glob(os.path.join(spans_dir or settings().spans_dir, "*.jsonl")):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    try:
+                        spans.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass  # a line cut short by a killed process
+    return spans
+
+
+def case_spans(case_no, spans):
+    """All spans of the traces in which any span is marked with the case number."""
+    traces = {s["trace_id"] for s in spans if s.get("attributes", {}).get(CASE_ATTR) == case_no}
+    return [s for s in spans if s["trace_id"] in traces], traces
+
+
+def rows(spans):
+    """(depth, span) in start order, children under their parents."""
+    by_id = {s["span_id"]: s for s in spans}
+    children = {}
+    roots = []
+    for s in sorted(spans, key=lambda s: s["start_ns"]):
+        if s.get("parent_id") in by_id:
+            children.setdefault(s["parent_id"], []).append(s)
+        else:
+            roots.append(s)
+    out = []
+
+    def walk(span, depth):
+        out.append((depth, span))
+        for child in children.get(span["span_id"], []):
+            walk(child, depth + 1)
+
+    for root in roots:
+        walk(root, 0)
+    return out
+
+
+def print_case(case_no, spans_dir=None, out=print):
+    spans, traces = case_spans(case_no, load_spans(spans_dir))
+    if not spans:
+        out(f"no spans recorded for case {case_no}")
+        return 1
+    t0 = min(s["start_ns"] for s in spans)
+    out(f"timeline of case {case_no}: {len(spans)} spans in {len(traces)} trace(s) {', '.join(sorted(traces))}")
+    out(f"{'start ms':>9} {'dur ms':>8}  {'service':22s} operation")
+    for depth, s in rows(spans):
+        out(f"{(s['start_ns'] - t0) / 1e6:9.1f} {(s['end_ns'] - s['start_ns']) / 1e6:8.1f}  "
+            f"{s['service']:22s} {'  ' * depth}{s['name']}")
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case_no")
+    parser.add_argument("--spans", help="folder of span files (default: var/spans)")
+    args = parser.parse_args()
+    raise SystemExit(print_case(args.case_no, args.spans))
+
+
+if __name__ == "__main__":
+    main()
