@@ -19,7 +19,7 @@ BIN = os.path.dirname(sys.executable)
 
 def _paths():
     s = settings()
-    return s, os.path.join(s.var_dir, "run"), os.path.join(s.var_dir, "log"), os.path.join(s.var_dir, "data")
+    return s, os.path.join(s.infra_dir, "run"), os.path.join(s.infra_dir, "log"), os.path.join(s.infra_dir, "data")
 
 
 def rabbitmqctl(*args, check=True):

@@ -1,4 +1,6 @@
-"""S3 object storage through the minio client, each call a traced span."""
+"""S3 object storage through the minio client, each call a traced span. Services name buckets by
+role ("materials", "results"); ONETHING_BUCKET_PREFIX puts a deployment's (or a test run's) own
+prefix in front."""
 import io
 from datetime import timedelta
 
@@ -11,21 +13,25 @@ from services.common.config import settings
 
 
 class Blobs:
-    def __init__(self, endpoint=None, access_key=None, secret_key=None, secure=None):
+    def __init__(self, endpoint=None, access_key=None, secret_key=None, secure=None, bucket_prefix=None):
         s = settings()
+        self.prefix = s.bucket_prefix if bucket_prefix is None else bucket_prefix
         self.client = Minio(endpoint or s.s3_endpoint, access_key=access_key or s.s3_access_key,
                             secret_key=secret_key or s.s3_secret_key,
                             secure=s.s3_secure if secure is None else secure)
 
-    def _span(self, op, bucket, key=""):
-        span = telemetry.tracer().start_as_current_span(f"s3 {op} {bucket}", kind=telemetry.trace.SpanKind.CLIENT)
-        return span
+    def bucket(self, name):
+        return f"{self.prefix}{name}"
+
+    def _span(self, op, bucket):
+        return telemetry.tracer().start_as_current_span(f"s3 {op} {self.bucket(bucket)}",
+                                                        kind=telemetry.trace.SpanKind.CLIENT)
 
     def ensure_bucket(self, bucket):
         with self._span("ensure_bucket", bucket):
-            if not self.client.bucket_exists(bucket):
+            if not self.client.bucket_exists(self.bucket(bucket)):
                 try:
-                    self.client.make_bucket(bucket)
+                    self.client.make_bucket(self.bucket(bucket))
                 except S3Error as exc:
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
@@ -33,18 +39,13 @@ class Blobs:
     def put(self, bucket, key, data, content_type="application/octet-stream", metadata=None):
         with self._span("put", bucket) as span:
             span.set_attribute("s3.key", key)
-            self.client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type,
+            self.client.put_object(self.bucket(bucket), key, io.BytesIO(data), len(data), content_type=content_type,
                                    metadata=metadata or {})
-
-    def put_stream(self, bucket, key, stream, length, content_type="application/octet-stream", metadata=None):
-        with self._span("put", bucket) as span:
-            span.set_attribute("s3.key", key)
-            self.client.put_object(bucket, key, stream, length, content_type=content_type, metadata=metadata or {})
 
     def get(self, bucket, key):
         with self._span("get", bucket) as span:
             span.set_attribute("s3.key", key)
-            resp = self.client.get_object(bucket, key)
+            resp = self.client.get_object(self.bucket(bucket), key)
             try:
                 return resp.read()
             finally:
@@ -56,7 +57,7 @@ class Blobs:
         with self._span("stat", bucket) as span:
             span.set_attribute("s3.key", key)
             try:
-                return self.client.stat_object(bucket, key)
+                return self.client.stat_object(self.bucket(bucket), key)
             except S3Error as exc:
                 if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                     return None
@@ -65,15 +66,15 @@ class Blobs:
     def copy(self, bucket, src_key, dst_key):
         with self._span("copy", bucket) as span:
             span.set_attribute("s3.key", dst_key)
-            self.client.copy_object(bucket, dst_key, CopySource(bucket, src_key))
+            self.client.copy_object(self.bucket(bucket), dst_key, CopySource(self.bucket(bucket), src_key))
 
     def delete(self, bucket, key):
         with self._span("delete", bucket):
-            self.client.remove_object(bucket, key)
+            self.client.remove_object(self.bucket(bucket), key)
 
     def list(self, bucket, prefix):
         with self._span("list", bucket):
-            return [o.object_name for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)]
+            return [o.object_name for o in self.client.list_objects(self.bucket(bucket), prefix=prefix, recursive=True)]
 
     def download_url(self, bucket, key, expires=timedelta(hours=24)):
-        return self.client.presigned_get_object(bucket, key, expires=expires)
+        return self.client.presigned_get_object(self.bucket(bucket), key, expires=expires)

@@ -33,6 +33,9 @@ class Settings:
     s3_secret_key: str = field(default_factory=lambda: _env("ONETHING_S3_SECRET_KEY", "onething-local-secret"))
     s3_secure: bool = field(default_factory=lambda: _env("ONETHING_S3_SECURE", "0") == "1")
     var_dir: str = field(default_factory=lambda: _env("ONETHING_VAR_DIR", os.path.join(ROOT, "var")))
+    # where the local MongoDB/S3 servers keep PID files, logs and data (shared by a test run)
+    infra_dir: str = field(default_factory=lambda: _env("ONETHING_INFRA_DIR", os.path.join(ROOT, "var")))
+    bucket_prefix: str = field(default_factory=lambda: _env("ONETHING_BUCKET_PREFIX", ""))
     region: str = field(default_factory=lambda: _env("ONETHING_REGION", "440100"))
     max_upload_bytes: int = field(default_factory=lambda: int(_env("ONETHING_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))))
     catalog_data: str = field(default_factory=lambda: _env(
