@@ -5,11 +5,11 @@ import re
 
 from services.common.errors import InvalidArgument, NotFound
 
-REGION_RE = re.compile(r"^\d{6}$")
+REGION_RE = re.compile(r"[0-9]{6}")
 
 
 def check_region(region_code):
-    if not REGION_RE.match(region_code or ""):
+    if not REGION_RE.fullmatch(region_code or ""):
         raise InvalidArgument(f"region code {region_code!r} is not a 6-digit GB/T 2260 code (e.g. 440100)")
 
 

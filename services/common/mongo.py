@@ -63,17 +63,17 @@ def disconnect(service):
     mongoengine.disconnect(alias=service)
 
 
-def flush_outbox(doc_cls, doc_id, bus):
-    """Publish the events pending on one aggregate, removing each once the broker confirmed it."""
-    doc = doc_cls.objects(pk=doc_id).only("outbox").first()
-    if doc is None:
-        return 0
-    sent = 0
-    for entry in list(doc.outbox):
+def flush_outbox(doc_cls, doc_id, bus, entries=None):
+    """Publish events pending on one aggregate, removing each once the broker confirmed it.
+    A writer passes the entries it added itself, so concurrent writers never publish each other's;
+    the sweep passes none and takes whatever is left."""
+    if entries is None:
+        doc = doc_cls.objects(pk=doc_id).only("outbox").first()
+        entries = list(doc.outbox) if doc is not None else []
+    for entry in entries:
         bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
         doc_cls.objects(pk=doc_id).update_one(pull__outbox__id=entry["id"])
-        sent += 1
-    return sent
+    return len(entries)
 
 
 def sweep_outbox(doc_cls, bus, older_than=10.0, limit=100):

@@ -28,9 +28,9 @@ class Delivery:
         if not event.approved:
             return None
         telemetry.mark_case(event.case_no)
-        if self.store.get(event.case_no) is not None:
-            flush_outbox(DeliveryDoc, event.case_no, self.bus)
-            return self.store.get(event.case_no)
+        existing = self.store.get(event.case_no)
+        if existing is not None:  # a redelivery; anything still pending goes out with the sweep
+            return existing
         channel = common_pb2.DeliveryChannel.Name(event.delivery.channel)
         results = []
         for license_id in event.license_ids:
@@ -53,7 +53,7 @@ class Delivery:
                 case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
                 region_code=event.region_code, package_code=event.package_code), event.case_no))
         if self.store.insert(body, outbox):
-            flush_outbox(DeliveryDoc, event.case_no, self.bus)
+            flush_outbox(DeliveryDoc, event.case_no, self.bus, outbox)
         return self.store.get(event.case_no)
 
     def get(self, case_no):

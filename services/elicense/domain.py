@@ -28,7 +28,10 @@ def identifier_valid(license_id):
     if len(parts) != 10 or ".".join(parts[:5]) != ROOT_OID:
         return False
     type_code, issuer, serial, version, check = parts[5:]
-    return mod37_36_check_char(f"{type_code}{issuer}{serial}{version}".upper()) == check
+    try:
+        return mod37_36_check_char(f"{type_code}{issuer}{serial}{version}".upper()) == check
+    except ValueError:  # a character outside 0-9A-Z
+        return False
 
 
 def canonical(fields):

@@ -34,8 +34,7 @@ class Elicense:
             return None
         telemetry.mark_case(event.case_no)
         existing = self.store.for_case_item(event.case_no, event.item_code)
-        if existing is not None:
-            flush_outbox(LicenseDoc, existing.license_id, self.bus)
+        if existing is not None:  # a redelivery; anything still pending goes out with the sweep
             return plain(existing.fields)
         issuer_code = f"{event.region_code}{event.department_code.upper()}"
         serial = f"{datetime.date.today():%Y}{self.store.next_serial(f'{event.license_type_code}.{issuer_code}'):08d}"
@@ -57,10 +56,11 @@ class Elicense:
         issued = events_pb2.LicenseIssued(license_id=fields["license_id"], case_no=event.case_no,
                                           item_code=event.item_code, type_code=fields["type_code"],
                                           holder_code=fields["holder_code"], document_key=fields["document_key"])
-        if not self.store.insert(fields, [outbox_entry("license_issued", issued, event.case_no)]):
+        outbox = [outbox_entry("license_issued", issued, event.case_no)]
+        if not self.store.insert(fields, outbox):
             existing = self.store.for_case_item(event.case_no, event.item_code)  # a concurrent redelivery won
             return plain(existing.fields)
-        flush_outbox(LicenseDoc, fields["license_id"], self.bus)
+        flush_outbox(LicenseDoc, fields["license_id"], self.bus, outbox)
         return fields
 
     def get(self, license_id):

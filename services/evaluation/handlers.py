@@ -32,10 +32,11 @@ class Evaluation:
                 "dimensions": dict(dimensions or {}), "comment": comment or "", "bad_review": bad,
                 "rated_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         received = events_pb2.EvaluationReceived(case_no=case_no, grade=grade, bad_review=bad)
-        pk = self.store.insert(body, [outbox_entry("evaluation_received", received, case_no)])
+        outbox = [outbox_entry("evaluation_received", received, case_no)]
+        pk = self.store.insert(body, outbox)
         if pk is None:
             raise AlreadyExists(f"case {case_no} has already been rated on the {channel} channel")
-        flush_outbox(EvaluationDoc, pk, self.bus)
+        flush_outbox(EvaluationDoc, pk, self.bus, outbox)
         return body
 
     def get(self, case_no):

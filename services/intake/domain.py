@@ -1,5 +1,6 @@
 """Intake rules: who may apply, what a submission must carry, how case numbers are built, and how a
 case's status moves. Pure functions over plain values."""
+import codecs
 import datetime
 import re
 
@@ -61,11 +62,11 @@ def case_number(prefix, day, sequence):
     return f"{prefix}{day:%Y%m%d}{sequence:04d}"
 
 
-CASE_NO_RE = re.compile(r"^[0-9A-Z]{6,40}$")
+CASE_NO_RE = re.compile(r"[0-9A-Z]{6,40}")
 
 
 def check_case_no(case_no):
-    if not CASE_NO_RE.match(case_no or ""):
+    if not CASE_NO_RE.fullmatch(case_no or ""):
         raise InvalidArgument(f"{case_no!r} is not a case number")
 
 
@@ -89,8 +90,8 @@ def sniff_content_type(head):
     for magic, ctype in _MAGIC:
         if head.startswith(magic):
             return ctype
-    try:
-        head.decode("utf-8")
+    try:  # the head may end inside a multi-byte character
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         return "text/plain"
     except UnicodeDecodeError:
         return "application/octet-stream"

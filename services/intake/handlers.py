@@ -92,7 +92,7 @@ class Intake:
                       outbox=[outbox_entry("case_submitted", event, case_no)])
         if not self.store.insert_case(doc):
             return self.store.by_idempotency_key(key)
-        flush_outbox(CaseDoc, case_no, self.bus)
+        flush_outbox(CaseDoc, case_no, self.bus, doc.outbox)
         return self.store.case(case_no)
 
     def _uploads(self, submissions, applicant_id):

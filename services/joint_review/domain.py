@@ -95,11 +95,17 @@ def advance(session, now):
         reason = "; ".join(f"{t['item_name']}: {t['reason']}" for t in rejected)
         return [("conclude", False, reason)]
     effects = []
+    changed = True
+    while changed:  # an item that needs a rejected optional item cannot be done either
+        changed = False
+        for t in session["tasks"]:
+            if t["state"] == PENDING and any(by_code[p]["state"] in (REJECTED, CLOSED) for p in t["prerequisites"]):
+                t["state"], t["reason"], changed = CLOSED, "a prerequisite item was refused", True
     for t in session["tasks"]:
         if t["state"] == PENDING and all(by_code[p]["state"] == DONE for p in t["prerequisites"]):
             t["state"], t["assigned_at"] = ASSIGNED, now
             effects.append(("assign", t))
-    if all(t["state"] in (DONE, REJECTED) for t in session["tasks"]):
+    if all(t["state"] in (DONE, REJECTED, CLOSED) for t in session["tasks"]):
         session["status"], session["concluded_at"] = S_APPROVED, now
         effects.append(("conclude", True, "all departments approved"))
     return effects

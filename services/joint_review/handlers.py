@@ -36,7 +36,7 @@ class JointReview:
                 "delivery": from_dict(event.delivery), "package_code": pkg["code"]}
         outbox = self._effects(session, case, domain.advance(session, _now()))
         if self.store.create(session, case, outbox):
-            flush_outbox(SessionDoc, event.case_no, self.bus)
+            flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
         return self.store.load(event.case_no)[0]
 
     def record_opinion(self, case_no, item_code, department_code, decision, reason, by):
@@ -88,7 +88,7 @@ class JointReview:
                 self.store.save(session, version, outbox)
             except Conflict:
                 continue
-            flush_outbox(SessionDoc, case_no, self.bus)
+            flush_outbox(SessionDoc, case_no, self.bus, outbox)
             return session
         raise RuntimeError(f"session {case_no} kept changing under us")
 

@@ -1,0 +1,124 @@
+"""Test set-up shared by every test folder.
+
+Unit tests need nothing. Integration and end-to-end tests get a run of their own on the real local
+servers: a fresh RabbitMQ vhost, database prefix, bucket prefix and var/ folder, so runs never see
+each other's queues, documents or objects, and a suite the developer left running is not touched."""
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+
+import pytest
+
+RUN = uuid.uuid4().hex[:8]
+E2E_PORTS = {"catalog": 51051, "intake": 51052, "joint_review": 51053, "elicense": 51054, "delivery": 51055,
+             "evaluation": 51056}
+
+
+@pytest.fixture(scope="session")
+def test_env():
+    from infra import local
+    from services.common.config import settings
+
+    base = settings()
+    var_dir = tempfile.mkdtemp(prefix=f"onething-test-{RUN}-")
+    vhost = f"onething_test_{RUN}"
+    env = {
+        "ONETHING_AMQP_URI": base.amqp_uri.rsplit("/", 1)[0] + "/" + vhost,
+        "ONETHING_DB_PREFIX": f"t{RUN}_",
+        "ONETHING_BUCKET_PREFIX": f"t{RUN}-",
+        "ONETHING_VAR_DIR": var_dir,
+        "ONETHING_INFRA_DIR": base.infra_dir,
+    }
+    for service, port in E2E_PORTS.items():
+        env[f"ONETHING_{service.upper()}_PORT"] = str(port)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    local.up()
+    local.ensure_vhost(vhost)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    local.delete_vhost(vhost)
+    _drop_databases(base.mongo_uri, f"t{RUN}_")
+    _drop_buckets(f"t{RUN}-")
+    if os.environ.get("ONETHING_KEEP_TEST_VAR") != "1":
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _drop_databases(uri, prefix):
+    import pymongo
+    with pymongo.MongoClient(uri) as client:
+        for name in client.list_database_names():
+            if name.startswith(prefix):
+                client.drop_database(name)
+
+
+def _drop_buckets(prefix):
+    from services.common.blobs import Blobs
+    client = Blobs(bucket_prefix="").client
+    for bucket in client.list_buckets():
+        if bucket.name.startswith(prefix):
+            for obj in client.list_objects(bucket.name, recursive=True):
+                client.remove_object(bucket.name, obj.object_name)
+            client.remove_bucket(bucket.name)
+
+
+class EventProbe:
+    """Listens to every service's event exchange and keeps what passes: (routing key, payload,
+    headers), in arrival order."""
+
+    EXCHANGES = ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation")
+
+    def __init__(self, amqp_uri):
+        from kombu import Connection, Queue
+        from services.common.bus import event_exchange
+        self.events = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conn = Connection(amqp_uri)
+        self._queue = Queue(f"probe-{uuid.uuid4().hex[:8]}", exclusive=True, auto_delete=True,
+                            bindings=[__import__("kombu").binding(event_exchange(s), routing_key="#")
+                                      for s in self.EXCHANGES])
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(20), "event probe could not start"
+
+    def _run(self):
+        with self._conn.Consumer([self._queue], callbacks=[self._on_message], accept=["json"]):
+            self._ready.set()
+            while not self._stop.is_set():
+                try:
+                    self._conn.drain_events(timeout=0.2)
+                except Exception:  # socket.timeout between messages
+                    pass
+
+    def _on_message(self, body, message):
+        with self._lock:
+            self.events.append((message.delivery_info["routing_key"], body, dict(message.headers or {})))
+        message.ack()
+
+    def for_case(self, case_no):
+        with self._lock:
+            return [(k, b) for k, b, h in self.events if h.get("case_no") == case_no or b.get("case_no") == case_no]
+
+    def keys(self):
+        with self._lock:
+            return [k for k, _, _ in self.events]
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.release()
+
+
+@pytest.fixture
+def probe(test_env):
+    p = EventProbe(os.environ["ONETHING_AMQP_URI"])
+    yield p
+    p.close()

@@ -1,0 +1,197 @@
+"""End to end: the suite as separate processes (6 apis, 5 workers, 5 desks) on the real broker,
+MongoDB-wire and S3 servers, driven over gRPC like an applicant's client would."""
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import pymongo
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from onething.common.v1 import common_pb2
+from onething.delivery.v1 import delivery_pb2
+from onething.elicense.v1 import elicense_pb2
+from onething.intake.v1 import intake_pb2
+from onething.joint_review.v1 import joint_review_pb2
+from services.common import telemetry
+from services.common.blobs import Blobs
+from services.common.config import DEFAULT_PORTS, settings
+from tools import timeline
+from tools.client import citizen_id
+
+pytestmark = pytest.mark.e2e
+DONE = joint_review_pb2.TASK_STATE_DONE
+
+
+def test_every_api_serves_health_and_reflection(suite_running):
+    s = settings()
+    for service in DEFAULT_PORTS:
+        with grpc.insecure_channel(s.address(service)) as ch:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING, service
+    grpcurl = os.path.join(os.path.dirname(sys.executable), "grpcurl")
+    out = subprocess.run([grpcurl, "-plaintext", s.address("intake"), "list"], capture_output=True, text=True,
+                         timeout=30)
+    assert "onething.intake.v1.IntakeService" in out.stdout, out.stderr
+
+
+def test_desks_are_separate_processes(suite_running):
+    desks = [name for name in suite_running.process_table() if name.startswith("desk-")]
+    pids = {suite_running.pid(name) for name in desks}
+    assert len(desks) >= 4 and None not in pids and len(pids) == len(desks)
+
+
+def _run_case(client, applicant=None):
+    tracer = telemetry.tracer()
+    with tracer.start_as_current_span("e2e 新生儿出生") as root:
+        case = client.newborn_case(applicant=applicant)
+        telemetry.mark_case(case.case_no, root)
+        case = client.wait_status(case.case_no, {intake_pb2.CASE_STATUS_DELIVERED, intake_pb2.CASE_STATUS_REJECTED})
+        assert case.status == intake_pb2.CASE_STATUS_DELIVERED, intake_pb2.CaseStatus.Name(case.status)
+        client.rate(case.case_no, case.applicant.id_number)
+        return client.wait_status(case.case_no, {intake_pb2.CASE_STATUS_RATED})
+
+
+def test_newborn_case_from_upload_to_rating(client, probe):
+    case = _run_case(client)
+    no = case.case_no
+
+    # intake: rated, with the history of every step and the licences
+    assert [h.status for h in case.history] == [
+        intake_pb2.CASE_STATUS_SUBMITTED, intake_pb2.CASE_STATUS_APPROVED, intake_pb2.CASE_STATUS_DELIVERED,
+        intake_pb2.CASE_STATUS_RATED]
+    assert len(case.license_ids) == 2
+
+    # joint_review: every department approved its item
+    session = client.session(no)
+    assert session.status == joint_review_pb2.SESSION_STATUS_APPROVED
+    assert len(session.tasks) == 7 and all(t.state == DONE for t in session.tasks)
+    assert {t.department_code for t in session.tasks} == {"wsjk", "jkzx", "gaj", "ybj", "rsj"}
+    registration = next(t for t in session.tasks if t.item_code == "110000000003")
+    assert "checked" in registration.reason  # the desk took the birth certificate from elicense
+
+    # elicense: two signed licences that verify, each document in S3
+    licences = client.licenses(no)
+    assert sorted(l.type_code for l in licences) == ["CSYXZM", "SBK"]
+    blobs = Blobs()
+    for lic in licences:
+        assert client.verify(lic.license_id).valid
+        assert lic.license_id.encode() in blobs.get("results", lic.document_key)
+
+    # S3: the four materials stored under the case
+    assert len(blobs.list("materials", f"cases/{no}/")) == 4
+
+    # delivery: electronic, completed, links that really download the licences
+    delivery = client.delivery_of(no)
+    assert delivery.status == delivery_pb2.DELIVERY_STATUS_COMPLETED
+    assert delivery.channel == common_pb2.DELIVERY_CHANNEL_ELECTRONIC
+    assert len(delivery.results) == 2
+    with urllib.request.urlopen(delivery.results[0].download_url, timeout=10) as resp:
+        assert delivery.results[0].license_id.encode() in resp.read()
+
+    # evaluation: the rating is kept
+    from onething.evaluation.v1 import evaluation_pb2
+    rating = client.evaluation.GetEvaluation(evaluation_pb2.GetEvaluationRequest(case_no=no), timeout=5)
+    assert rating.grade == evaluation_pb2.GRADE_VERY_SATISFIED and not rating.bad_review
+
+    # the order of events
+    deadline = time.time() + 10
+    while time.time() < deadline and "evaluation_received" not in [k for k, _ in probe.for_case(no)]:
+        time.sleep(0.1)
+    events = probe.for_case(no)
+    keys = [k for k, _ in events]
+
+    def at(key, item=None):
+        return next(i for i, (k, b) in enumerate(events) if k.startswith(key) and item in (None, b.get("item_code")))
+
+    def last(key):
+        return max(i for i, (k, _) in enumerate(events) if k.startswith(key))
+
+    assert keys[0] == "case_submitted"
+    # the order of the package: 出生医学证明 → 出生登记(落户) → 医保参保 → 社保卡, the rest in parallel
+    assert at("opinion_recorded", "110000000001") < at("license_issued", "110000000001") \
+        < at("task_assigned", "110000000003") < at("opinion_recorded", "110000000003") \
+        < at("task_assigned", "110000000004") < at("opinion_recorded", "110000000004") \
+        < at("task_assigned", "110000000005")
+    assert at("task_assigned", "110000000006") < at("opinion_recorded", "110000000001")
+    assert last("opinion_recorded") < last("license_issued") < at("case_concluded") \
+        < at("delivery_dispatched") < at("delivery_completed") < at("evaluation_received")
+    assert keys.count("opinion_recorded") == 7 and keys.count("license_issued") == 2
+    assert keys.count("case_concluded") == 1
+
+    # one trace from SubmitCase to the rating, across every service
+    time.sleep(0.5)  # let the last spans reach their files
+    spans, traces = timeline.case_spans(no, timeline.load_spans())
+    assert len(traces) == 1
+    services = {s["service"] for s in spans}
+    for name in ("intake", "joint_review-worker", "elicense-worker", "delivery-worker", "evaluation",
+                 "intake-worker", "catalog", "evaluation-worker"):
+        assert name in services, (name, services)
+    assert sum(1 for s in services if s.startswith("desk_")) == 5
+    assert any(s["name"].startswith("mongo ") for s in spans) and any(s["name"].startswith("s3 ") for s in spans)
+
+
+def _count_cases():
+    s = settings()
+    with pymongo.MongoClient(s.mongo_uri) as mc:
+        return mc[s.db_name("intake")].cases.count_documents({})
+
+
+@pytest.mark.parametrize("change, code, words", [
+    ({"package": "NO_SUCH_PACKAGE"}, grpc.StatusCode.NOT_FOUND, "no package"),
+    ({"drop": "M03"}, grpc.StatusCode.FAILED_PRECONDITION, "结婚证"),
+    ({"id_number": "440106199001011230"}, grpc.StatusCode.INVALID_ARGUMENT, "check digit"),
+])
+def test_bad_submission_is_refused_and_leaves_nothing(client, probe, change, code, words):
+    id_number = change.get("id_number", citizen_id("44010619900101123"))
+    applicant = common_pb2.Applicant(id_number=id_number, name="李华")
+    codes = [c for c in ["M01", "M02", "M03", "M04"] if c != change.get("drop")]
+    uploader = citizen_id("44010619900101123") if "id_number" in change else id_number
+    materials = client.upload_all(uploader, codes)
+    before = _count_cases()
+    with pytest.raises(grpc.RpcError) as err:
+        client.submit(applicant, materials, package=change.get("package", "XSECS"))
+    assert err.value.code() == code
+    assert words in err.value.details()
+    time.sleep(0.5)
+    assert _count_cases() == before
+    assert not [k for k in probe.keys() if k == "case_submitted"]
+
+
+def test_desk_killed_mid_case_loses_and_doubles_nothing(client, probe, suite_running):
+    """Kill the 公安 desk (SIGKILL) while a case is under way; its task waits in its durable queue;
+    the restarted desk finishes it once."""
+    desk = "desk-gaj-440100"
+    suite_running.stop(desk, kill=True)
+    try:
+        case = client.newborn_case(applicant=common_pb2.Applicant(id_number=citizen_id("44010619850202123"),
+                                                                  name="王芳"))
+        no = case.case_no
+        deadline = time.time() + 30
+        task = None
+        while time.time() < deadline:
+            try:
+                task = next(t for t in client.session(no).tasks if t.item_code == "110000000003")
+            except grpc.RpcError as exc:  # the session opens a moment after SubmitCase returns
+                assert exc.code() == grpc.StatusCode.NOT_FOUND
+            if task is not None and task.state == joint_review_pb2.TASK_STATE_ASSIGNED:
+                break
+            time.sleep(0.1)
+        assert task.state == joint_review_pb2.TASK_STATE_ASSIGNED
+        time.sleep(1.0)
+        assert client.session(no).status == joint_review_pb2.SESSION_STATUS_OPEN  # nobody took it meanwhile
+    finally:
+        suite_running.start(desk)
+    suite_running.wait_consuming([desk])
+    case = client.wait_status(no, {intake_pb2.CASE_STATUS_DELIVERED})
+    session = client.session(no)
+    assert all(t.state == DONE for t in session.tasks)
+    time.sleep(0.5)
+    keys = [k for k, _ in probe.for_case(no)]
+    opinions = [b["item_code"] for k, b in probe.for_case(no) if k == "opinion_recorded"]
+    assert sorted(opinions) == sorted(t.item_code for t in session.tasks)  # each task decided exactly once
+    assert keys.count("license_issued") == 2 and keys.count("case_concluded") == 1
+    assert len(client.licenses(no)) == 2

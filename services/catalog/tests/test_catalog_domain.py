@@ -1,0 +1,185 @@
+"""Catalog domain: package validation, prerequisite order, the resolved view for a region."""
+import copy
+import pathlib
+
+import pytest
+import yaml
+
+from services.catalog import domain
+from services.common.errors import InvalidArgument, NotFound
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+BIRTH_CERT, VACCINATION, HUKOU, MEDICAL, SOCIAL_CARD, MATERNITY, PARENTING = (
+    f"11000000000{i}" for i in range(1, 8))
+
+
+@pytest.fixture(scope="module")
+def departments():
+    return yaml.safe_load((DATA / "departments.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def newborn():
+    return yaml.safe_load((DATA / "packages" / "newborn.yaml").read_text(encoding="utf-8"))
+
+
+def item(pkg, code):
+    return next(i for i in pkg["items"] if i["code"] == code)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def test_newborn_package_validates(newborn, departments):
+    assert domain.validate_package(newborn, departments) is None
+
+
+def test_cycle_is_rejected_naming_the_items(newborn, departments):
+    item(newborn, BIRTH_CERT)["prerequisites"] = [SOCIAL_CARD]  # 01 -> 05 -> 04 -> 03 -> 01
+    with pytest.raises(InvalidArgument) as err:
+        domain.validate_package(newborn, departments)
+    message = err.value.message
+    assert "cycle" in message
+    for code in (BIRTH_CERT, HUKOU, MEDICAL, SOCIAL_CARD):
+        assert code in message
+
+
+def test_item_that_requires_itself_is_a_cycle(newborn, departments):
+    item(newborn, PARENTING)["prerequisites"] = [PARENTING]
+    with pytest.raises(InvalidArgument, match="cycle"):
+        domain.validate_package(newborn, departments)
+
+
+def test_unknown_item_department_is_rejected(newborn, departments):
+    item(newborn, HUKOU)["department_code"] = "mzj"
+    with pytest.raises(InvalidArgument) as err:
+        domain.validate_package(newborn, departments)
+    assert HUKOU in err.value.message and "mzj" in err.value.message and "unknown" in err.value.message
+
+
+def test_unknown_lead_department_is_rejected(newborn, departments):
+    newborn["lead_department"] = "nobody"
+    with pytest.raises(InvalidArgument, match="lead department nobody is unknown"):
+        domain.validate_package(newborn, departments)
+
+
+def test_prerequisite_outside_the_package_is_rejected(newborn, departments):
+    item(newborn, MEDICAL)["prerequisites"] = ["119999999999"]
+    with pytest.raises(InvalidArgument) as err:
+        domain.validate_package(newborn, departments)
+    assert "119999999999" in err.value.message and MEDICAL in err.value.message
+    assert "not in the package" in err.value.message
+
+
+def test_undeclared_material_is_rejected(newborn, departments):
+    item(newborn, MATERNITY)["material_codes"] = ["M01", "M99"]
+    with pytest.raises(InvalidArgument) as err:
+        domain.validate_package(newborn, departments)
+    assert "M99" in err.value.message and MATERNITY in err.value.message
+    assert "not declared" in err.value.message
+
+
+@pytest.mark.parametrize("key", ["code", "name", "version", "items", "lead_department"])
+def test_missing_top_level_key_is_named(newborn, departments, key):
+    del newborn[key]
+    with pytest.raises(InvalidArgument, match=f"has no {key}"):
+        domain.validate_package(newborn, departments)
+
+
+def test_empty_item_list_is_rejected(newborn, departments):
+    newborn["items"] = []
+    with pytest.raises(InvalidArgument, match="has no items"):
+        domain.validate_package(newborn, departments)
+
+
+# --- topological order ------------------------------------------------------------------------
+
+
+def test_topological_order_of_newborn(newborn):
+    order = domain.topological_order(newborn["items"])
+    assert sorted(order) == sorted(i["code"] for i in newborn["items"])
+    assert len(order) == len(set(order))
+    assert order.index(BIRTH_CERT) < order.index(HUKOU) < order.index(MEDICAL) < order.index(SOCIAL_CARD)
+
+
+def test_topological_order_puts_prerequisites_first_whatever_the_listing(newborn):
+    items = list(reversed(newborn["items"]))
+    order = domain.topological_order(items)
+    position = {code: n for n, code in enumerate(order)}
+    for i in items:
+        for pre in i.get("prerequisites", []):
+            assert position[pre] < position[i["code"]]
+
+
+def test_topological_order_of_diamond():
+    items = [{"code": "D", "prerequisites": ["B", "C"]}, {"code": "C", "prerequisites": ["A"]},
+             {"code": "B", "prerequisites": ["A"]}, {"code": "A"}]
+    order = domain.topological_order(items)
+    assert order[0] == "A" and order[-1] == "D" and set(order[1:3]) == {"B", "C"}
+
+
+# --- resolve ----------------------------------------------------------------------------------
+
+
+def test_resolve_lists_departments_lead_first_without_repeats(newborn, departments):
+    out = domain.resolve(newborn, "440100", departments)
+    assert out["region_code"] == "440100"
+    assert out["departments"] == [
+        {"code": "wsjk", "name": "卫生健康委员会"}, {"code": "jkzx", "name": "疾病预防控制中心"},
+        {"code": "gaj", "name": "公安局"}, {"code": "ybj", "name": "医疗保障局"},
+        {"code": "rsj", "name": "人力资源和社会保障局"}]
+
+
+def test_resolve_limits_are_the_longest_prerequisite_chain(newborn, departments):
+    out = domain.resolve(newborn, "440100", departments)
+    # 01 -> 03 -> 04 -> 05: promised 1 + 3 + 1 + 5, statutory 5 + 10 + 5 + 15;
+    # the parallel 06 (5 / 20 days) and the sum of all items (17 / 65) are not the answer.
+    assert out["promised_limit_days"] == 10
+    assert out["statutory_limit_days"] == 35
+
+
+def test_resolve_limit_follows_a_longer_parallel_item(newborn, departments):
+    item(newborn, MATERNITY)["promised_limit_days"] = 12
+    assert domain.resolve(newborn, "440100", departments)["promised_limit_days"] == 12
+
+
+def test_longest_path_takes_the_longer_branch_of_a_diamond():
+    items = [{"code": "A", "days": 2}, {"code": "B", "days": 3, "prerequisites": ["A"]},
+             {"code": "C", "days": 5, "prerequisites": ["A"]}, {"code": "D", "days": 1, "prerequisites": ["B", "C"]}]
+    assert domain._longest_path(items, "days") == 8
+
+
+def test_resolve_does_not_change_the_package(newborn, departments):
+    before = copy.deepcopy(newborn)
+    out = domain.resolve(newborn, "440100", departments)
+    assert newborn == before
+    assert out["items"] == before["items"] and out["code"] == "XSECS"
+
+
+@pytest.mark.parametrize("region", ["", None, "4401", "4401000", "44010A", " 440100", "440100 "])
+def test_bad_region_code_is_rejected(newborn, departments, region):
+    with pytest.raises(InvalidArgument, match="6-digit"):
+        domain.resolve(newborn, region, departments)
+
+
+@pytest.mark.parametrize("region", ["440100\n", "\uff14\uff14\uff10\uff11\uff10\uff10"])
+def test_region_code_must_be_exactly_six_ascii_digits(newborn, departments, region):
+    # BUG (services/catalog/domain.py:8): REGION_RE uses `$`, which also matches before a trailing
+    # newline, and `\d`, which matches full-width and other Unicode digits.
+    with pytest.raises(InvalidArgument, match="6-digit"):
+        domain.check_region(region)
+
+
+def test_required_materials_in_first_use_order(newborn):
+    assert domain.required_materials(newborn) == ["M01", "M02", "M03", "M04"]
+
+
+def test_required_materials_leaves_out_unused_ones(newborn):
+    item(newborn, MATERNITY)["material_codes"] = ["M01"]
+    assert domain.required_materials(newborn) == ["M01", "M02", "M03"]
+
+
+def test_not_found_names_package_and_region():
+    err = domain.not_found("XSECS", "440100")
+    assert isinstance(err, NotFound) and err.code == "NOT_FOUND"
+    assert "'XSECS'" in err.message and "440100" in err.message

@@ -1,0 +1,298 @@
+"""JointReview use cases over an in-memory store and a RecordingBus (no MongoDB, no broker)."""
+import copy
+import pathlib
+
+import pytest
+import yaml
+
+from onething.intake.v1 import events_pb2 as intake_events
+from onething.elicense.v1 import events_pb2 as license_events
+from services.catalog.domain import resolve
+from services.common.bus import RecordingBus
+from services.common.errors import NotFound, PermissionDenied
+from services.common.events import from_payload
+from services.elicense.domain import identifier_valid, license_identifier
+from services.joint_review import domain, handlers
+from services.joint_review.store import Conflict, SessionDoc
+
+DATA = pathlib.Path(__file__).resolve().parents[2] / "catalog" / "data"
+REGION = "440100"
+CASE_NO = "440100XSECS202403050001"
+C01, C02, C03, C04, C05, C06, C07 = (f"11000000000{i}" for i in range(1, 8))
+DEPT = {C01: "wsjk", C02: "jkzx", C03: "gaj", C04: "ybj", C05: "rsj", C06: "ybj", C07: "wsjk"}
+APPLICANT = {"id_number": "11010519491231002X", "name": "张三", "phone": "13800000000"}
+LIC01 = license_identifier("CSYXZM", "440100WSJK", "202400000001")
+LIC05 = license_identifier("SBK", "440100RSJ", "202400000001")
+
+
+class FakeReviewStore:
+    """ReviewStore in memory: documents keyed by case number, saved under a version check."""
+
+    def __init__(self):
+        self.docs = {}
+        self.saves = 0
+
+    def load(self, case_no):
+        doc = self.docs.get(case_no)
+        if doc is None:
+            return None, None, None
+        return copy.deepcopy(doc["body"]), copy.deepcopy(doc["case"]), doc["version"]
+
+    def create(self, body, case, outbox):
+        if body["case_no"] in self.docs:
+            return False
+        self.docs[body["case_no"]] = {"version": 0, "body": copy.deepcopy(body), "case": copy.deepcopy(case),
+                                      "outbox": copy.deepcopy(outbox)}
+        return True
+
+    def save(self, body, version, outbox):
+        self.saves += 1
+        doc = self.docs.get(body["case_no"])
+        if doc is None or doc["version"] != version:
+            raise Conflict(body["case_no"])
+        doc["body"], doc["version"] = copy.deepcopy(body), version + 1
+        doc["outbox"].extend(copy.deepcopy(outbox))
+
+    def tasks(self, department_code, region_code, state=None):
+        found = []
+        for case_no, doc in self.docs.items():
+            for task in doc["body"]["tasks"]:
+                if task["department_code"] == department_code and task["region_code"] == region_code and (
+                        not state or task["state"] == state):
+                    found.append(dict(copy.deepcopy(task), case_no=case_no))
+        return found
+
+
+@pytest.fixture
+def store():
+    return FakeReviewStore()
+
+
+@pytest.fixture
+def bus():
+    return RecordingBus("joint_review")
+
+
+@pytest.fixture
+def review(store, bus, monkeypatch):
+    def fake_flush(doc_cls, case_no, to_bus, entries=None):
+        """Like services.common.mongo.flush_outbox: publish the given entries (all pending ones when
+        none are given) and pull each from the stored outbox."""
+        assert doc_cls is SessionDoc
+        doc = store.docs.get(case_no)
+        if entries is None:
+            entries = list(doc["outbox"]) if doc is not None else []
+        for entry in entries:
+            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
+            if doc is not None:
+                doc["outbox"] = [e for e in doc["outbox"] if e["id"] != entry["id"]]
+        return len(entries)
+
+    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
+    return handlers.JointReview(store, bus)
+
+
+@pytest.fixture(scope="module")
+def package():
+    departments = yaml.safe_load((DATA / "departments.yaml").read_text(encoding="utf-8"))
+    pkg = yaml.safe_load((DATA / "packages" / "newborn.yaml").read_text(encoding="utf-8"))
+    return resolve(pkg, REGION, departments)
+
+
+def submitted(package, case_no=CASE_NO):
+    materials = [{"material_code": c, "name": n, "object_key": f"cases/{case_no}/{c}/u{c}", "sha256": "ab" * 32,
+                  "size": 1024, "content_type": "application/pdf"}
+                 for c, n in (("M01", "父母居民身份证"), ("M02", "居民户口簿"), ("M03", "结婚证"), ("M04", "母亲银行卡"))]
+    return from_payload(intake_events.CaseSubmitted, {
+        "case_no": case_no, "region_code": REGION, "applicant": APPLICANT, "package": package,
+        "materials": materials, "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}})
+
+
+def issued(item_code, license_id, case_no=CASE_NO):
+    return license_events.LicenseIssued(license_id=license_id, case_no=case_no, item_code=item_code)
+
+
+def approve(review, code, case_no=CASE_NO):
+    return review.record_opinion(case_no, code, DEPT[code], domain.APPROVE, "", f"desk:{DEPT[code]}:{REGION}")
+
+
+def assigned_items(bus, start=0):
+    return [p["item_code"] for t, p, _ in bus.published[start:] if t.startswith("task_assigned.")]
+
+
+# --- open_session -----------------------------------------------------------------------------
+
+
+def test_open_session_assigns_first_tasks_to_their_desks(review, store, bus, package):
+    session = review.open_session(submitted(package))
+    assert session["status"] == domain.OPEN
+    assert bus.types() == [f"task_assigned.wsjk.{REGION}", f"task_assigned.jkzx.{REGION}",
+                           f"task_assigned.ybj.{REGION}", f"task_assigned.wsjk.{REGION}"]
+    assert assigned_items(bus) == [C01, C02, C06, C07]
+    assert all(headers == {"case_no": CASE_NO} for _, _, headers in bus.published)
+    assert store.docs[CASE_NO]["outbox"] == []
+
+
+def test_task_assigned_payload_carries_what_the_desk_needs(review, bus, package):
+    review.open_session(submitted(package))
+    payload = bus.published[0][1]
+    assert payload["case_no"] == CASE_NO and payload["item_code"] == C01
+    assert payload["item_name"] == "出生医学证明签发" and payload["department_code"] == "wsjk"
+    assert payload["region_code"] == REGION and payload["material_codes"] == ["M01"]
+    assert payload["applicant"]["id_number"] == APPLICANT["id_number"]
+    assert [m["material_code"] for m in payload["materials"]] == ["M01", "M02", "M03", "M04"]
+    assert "license_ids" not in payload  # nothing issued yet
+
+
+def test_open_session_is_idempotent(review, store, bus, package):
+    first = review.open_session(submitted(package))
+    count = len(bus.published)
+    again = review.open_session(submitted(package))
+    assert len(bus.published) == count
+    assert again == first
+    assert store.docs[CASE_NO]["version"] == 0
+
+
+def test_routing_key_shape():
+    assert handlers.task_routing_key("gaj", "440100") == "task_assigned.gaj.440100"
+
+
+def test_list_tasks_by_department_and_region(review, package):
+    review.open_session(submitted(package))
+    review.open_session(submitted(package, case_no="440100XSECS202403050002"))
+    tasks = review.list_tasks("wsjk", REGION)
+    assert sorted((t["case_no"], t["item_code"]) for t in tasks) == [
+        (CASE_NO, C01), (CASE_NO, C07), ("440100XSECS202403050002", C01), ("440100XSECS202403050002", C07)]
+    assert review.list_tasks("wsjk", "440300") == []
+    assert [t["item_code"] for t in review.list_tasks("gaj", REGION, domain.PENDING)] == [C03, C03]
+
+
+def test_get_session_of_unknown_case(review):
+    with pytest.raises(NotFound, match="NOCASE"):
+        review.get_session("NOCASE")
+    with pytest.raises(NotFound):
+        approve(review, C01, case_no="NOCASE")
+
+
+# --- opinions ---------------------------------------------------------------------------------
+
+
+def test_opinion_is_published_with_the_applicant(review, bus, package):
+    review.open_session(submitted(package))
+    start = len(bus.published)
+    task = approve(review, C02)
+    assert task["state"] == domain.DONE and task["case_no"] == CASE_NO
+    assert bus.types()[start:] == ["opinion_recorded"]
+    payload = bus.published[start][1]
+    assert payload["decision"] == "DECISION_APPROVE" and payload["item_code"] == C02
+    assert payload["department_code"] == "jkzx" and payload["result_type"] == "RESULT_TYPE_RECORD"
+    assert payload["applicant"]["name"] == "张三"
+
+
+def test_redelivered_opinion_publishes_nothing(review, store, bus, package):
+    review.open_session(submitted(package))
+    approve(review, C02)
+    count, version = len(bus.published), store.docs[CASE_NO]["version"]
+    approve(review, C02)
+    assert len(bus.published) == count
+    assert store.docs[CASE_NO]["version"] == version
+
+
+def test_opinion_from_the_wrong_department_is_denied(review, store, bus, package):
+    review.open_session(submitted(package))
+    count = len(bus.published)
+    with pytest.raises(PermissionDenied):
+        review.record_opinion(CASE_NO, C01, "gaj", domain.APPROVE, "", "x")
+    assert len(bus.published) == count and store.docs[CASE_NO]["version"] == 0
+
+
+def test_licence_unlocks_the_next_item_with_the_licence(review, bus, package):
+    review.open_session(submitted(package))
+    start = len(bus.published)
+    assert approve(review, C01)["state"] == domain.APPROVED
+    assert assigned_items(bus, start) == []
+    review.license_issued(issued(C01, LIC01))
+    assigned = [(t, p) for t, p, _ in bus.published[start:] if t.startswith("task_assigned.")]
+    assert [t for t, _ in assigned] == [f"task_assigned.gaj.{REGION}"]
+    assert assigned[0][1]["item_code"] == C03 and assigned[0][1]["license_ids"] == [LIC01]
+    assert assigned[0][1]["license_inputs"] == ["CSYXZM"]
+
+
+def test_full_run_concludes_approved_once_with_both_licences(review, bus, package):
+    review.open_session(submitted(package))
+    approve(review, C01)
+    review.license_issued(issued(C01, LIC01))
+    for code in (C02, C06, C07, C03, C04):
+        approve(review, code)
+    approve(review, C05)
+    assert "case_concluded" not in bus.types()
+    review.license_issued(issued(C05, LIC05))
+    # redeliveries after the end change nothing
+    review.license_issued(issued(C05, LIC05))
+    approve(review, C04)
+
+    concluded = [p for t, p, _ in bus.published if t == "case_concluded"]
+    assert len(concluded) == 1
+    assert concluded[0]["approved"] is True
+    assert concluded[0]["license_ids"] == [LIC01, LIC05]
+    assert all(identifier_valid(i) for i in concluded[0]["license_ids"])
+    assert concluded[0]["package_code"] == "XSECS" and concluded[0]["region_code"] == REGION
+    assert concluded[0]["delivery"]["channel"] == "DELIVERY_CHANNEL_ELECTRONIC"
+    assert concluded[0]["applicant"]["id_number"] == APPLICANT["id_number"]
+    assert assigned_items(bus) == [C01, C02, C06, C07, C03, C04, C05]
+    assert bus.types().count("opinion_recorded") == 7
+    assert review.get_session(CASE_NO)["status"] == domain.S_APPROVED
+
+
+def test_rejection_concludes_the_case_rejected(review, bus, package):
+    review.open_session(submitted(package))
+    review.record_opinion(CASE_NO, C06, "ybj", domain.REJECT, "银行卡户名不符", "李科员")
+    concluded = [p for t, p, _ in bus.published if t == "case_concluded"]
+    assert len(concluded) == 1
+    assert concluded[0].get("approved", False) is False
+    assert "银行卡户名不符" in concluded[0]["reason"]
+    session = review.get_session(CASE_NO)
+    assert session["status"] == domain.S_REJECTED
+    assert domain.task_of(session, C01)["state"] == domain.CLOSED
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_conflict_on_save_is_retried_without_losing_the_other_write(review, store, bus, package):
+    review.open_session(submitted(package))
+    real_save = store.save
+    raced = []
+
+    def racing_save(body, version, outbox):
+        if not raced:
+            raced.append(True)
+            store.save = real_save
+            approve(review, C07)  # another desk gets in first and bumps the version
+            store.save = racing_save
+        return real_save(body, version, outbox)
+
+    store.save = racing_save
+    start = len(bus.published)
+    task = approve(review, C02)
+    assert task["state"] == domain.DONE
+    session = review.get_session(CASE_NO)
+    assert domain.task_of(session, C02)["state"] == domain.DONE
+    assert domain.task_of(session, C07)["state"] == domain.DONE  # not overwritten by the retry
+    assert store.docs[CASE_NO]["version"] == 2
+    opinions = [p["item_code"] for t, p, _ in bus.published[start:] if t == "opinion_recorded"]
+    assert sorted(opinions) == [C02, C07]  # one each: the lost attempt's event was not kept
+
+
+def test_save_that_always_conflicts_gives_up(review, store, package):
+    review.open_session(submitted(package))
+
+    def always_conflict(body, version, outbox):
+        store.saves += 1
+        raise Conflict(body["case_no"])
+
+    store.save = always_conflict
+    with pytest.raises(RuntimeError, match="kept changing"):
+        approve(review, C02)
+    assert store.saves == 20
+    assert domain.task_of(review.get_session(CASE_NO), C02)["state"] == domain.ASSIGNED
