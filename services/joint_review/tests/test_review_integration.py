@@ -1,0 +1,84 @@
+"""joint_review's handlers against the real MongoDB-wire server and RabbitMQ: concurrent opinions
+on one session are all kept, and the case concludes once."""
+import threading
+import time
+
+import pytest
+import yaml
+
+from services.catalog import domain as catalog_domain
+from services.common.config import settings
+from services.common.events import from_payload
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def review(test_env):
+    from services.joint_review.wiring import build_review
+    return build_review()
+
+
+def newborn():
+    import os
+    data = settings().catalog_data
+    with open(os.path.join(data, "departments.yaml"), encoding="utf-8") as fh:
+        departments = yaml.safe_load(fh)
+    with open(os.path.join(data, "packages", "newborn.yaml"), encoding="utf-8") as fh:
+        return catalog_domain.resolve(yaml.safe_load(fh), "440100", departments)
+
+
+def submitted(case_no):
+    from onething.intake.v1 import events_pb2
+    return from_payload(events_pb2.CaseSubmitted, {
+        "case_no": case_no, "region_code": "440100", "package": newborn(),
+        "applicant": {"id_number": "11010519491231002X", "name": "李华"},
+        "materials": [{"material_code": c, "object_key": f"cases/{case_no}/{c}"} for c in ("M01", "M02", "M03", "M04")],
+        "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}})
+
+
+def test_concurrent_opinions_are_all_kept_and_the_case_concludes_once(review, probe):
+    from onething.elicense.v1 import events_pb2
+    case_no = f"T{int(time.time() * 1000)}"
+    review.open_session(submitted(case_no))
+    review.open_session(submitted(case_no))  # a redelivered case_submitted changes nothing
+    first = ["110000000001", "110000000002", "110000000006", "110000000007"]
+    errors = []
+
+    def approve(item):
+        task = next(t for t in review.get_session(case_no)["tasks"] if t["item_code"] == item)
+        try:
+            review.record_opinion(case_no, item, task["department_code"], "DECISION_APPROVE", "ok", "test")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=approve, args=(i,)) for i in first]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    session = review.get_session(case_no)
+    states = {t["item_code"]: t["state"] for t in session["tasks"]}
+    assert states["110000000001"] == "TASK_STATE_APPROVED"  # waits for its licence
+    assert all(states[i] == "TASK_STATE_DONE" for i in first[1:])
+    review.license_issued(events_pb2.LicenseIssued(case_no=case_no, item_code="110000000001", license_id="LIC-1"))
+    for item in ("110000000003", "110000000004", "110000000005"):
+        approve(item)
+    review.license_issued(events_pb2.LicenseIssued(case_no=case_no, item_code="110000000005", license_id="LIC-2"))
+    session = review.get_session(case_no)
+    assert session["status"] == "SESSION_STATUS_APPROVED"
+    time.sleep(0.5)
+    keys = [k for k, _ in probe.for_case(case_no)]
+    assert keys.count("case_concluded") == 1 and keys.count("opinion_recorded") == 7
+    assert keys.count("task_assigned.gaj.440100") == 1
+    concluded = next(b for k, b in probe.for_case(case_no) if k == "case_concluded")
+    assert sorted(concluded["license_ids"]) == ["LIC-1", "LIC-2"]
+
+
+def test_department_lists_only_its_own_tasks(review):
+    case_no = f"T{int(time.time() * 1000)}L"
+    review.open_session(submitted(case_no))
+    mine = [t for t in review.list_tasks("gaj", "440100") if t["case_no"] == case_no]
+    assert [t["item_code"] for t in mine] == ["110000000003"]
+    assert not [t for t in review.list_tasks("gaj", "440300") if t["case_no"] == case_no]
