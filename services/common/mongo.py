@@ -72,7 +72,9 @@ def flush_outbox(doc_cls, doc_id, bus, entries=None):
         entries = list(doc.outbox) if doc is not None else []
     for entry in entries:
         bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-        doc_cls.objects(pk=doc_id).update_one(pull__outbox__id=entry["id"])
+    if entries:
+        doc_cls._get_collection().update_one({"_id": doc_id},
+                                             {"$pull": {"outbox": {"id": {"$in": [e["id"] for e in entries]}}}})
     return len(entries)
 
 
@@ -81,7 +83,7 @@ def sweep_outbox(doc_cls, bus, older_than=10.0, limit=100):
     the writer's own flush is not raced. Delivery is at-least-once; consumers are idempotent."""
     sent = 0
     cutoff = time.time() - older_than
-    for doc in doc_cls.objects(__raw__={"outbox.0.at": {"$lt": cutoff}}).only("id").limit(limit):
+    for doc in doc_cls.objects(__raw__={"outbox.at": {"$lt": cutoff}}).only("id").limit(limit):
         sent += flush_outbox(doc_cls, doc.pk, bus)
     return sent
 

@@ -7,7 +7,7 @@ ALIAS = "delivery"
 
 
 class DeliveryDoc(me.Document):
-    meta = {"db_alias": ALIAS, "collection": "deliveries"}
+    meta = {"db_alias": ALIAS, "collection": "deliveries", "indexes": ["outbox.at"]}
     case_no = me.StringField(primary_key=True)
     body = me.DictField()
     outbox = me.ListField(me.DictField())

@@ -17,7 +17,7 @@ class RateableCase(me.Document):
 
 class EvaluationDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "evaluations",
-            "indexes": [{"fields": ["case_no", "channel"], "unique": True}]}
+            "indexes": ["outbox.at", {"fields": ["case_no", "channel"], "unique": True}]}
     case_no = me.StringField(required=True)
     channel = me.StringField(required=True)
     body = me.DictField()

@@ -26,7 +26,7 @@ class UploadDoc(me.Document):
 
 class CaseDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "cases",
-            "indexes": ["applicant.id_number",
+            "indexes": ["applicant.id_number", "outbox.at",
                         {"fields": ["idempotency_key"], "unique": True, "sparse": True}]}
     case_no = me.StringField(primary_key=True)
     idempotency_key = me.StringField()

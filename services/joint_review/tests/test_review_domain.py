@@ -250,3 +250,19 @@ def test_materials_present():
     assert domain.materials_present(["M01", "M02"], {"M01", "M02", "M03"}) == (True, [])
     assert domain.materials_present(["M01", "M02", "M03"], {"M02"}) == (False, ["M01", "M03"])
     assert domain.materials_present([], set()) == (True, [])
+
+
+def test_rejected_optional_item_closes_what_depends_on_it_and_the_case_still_concludes():
+    from services.joint_review import domain as d
+    pkg = {"code": "P", "items": [
+        {"code": "A", "name": "可选事项", "department_code": "x", "optional": True},
+        {"code": "B", "name": "后续事项", "department_code": "y", "prerequisites": ["A"]},
+        {"code": "C", "name": "并行事项", "department_code": "z"}]}
+    s = d.new_session("N1", "440100", pkg, "t0")
+    d.advance(s, "t0")
+    d.record_opinion(s, "A", "x", d.REJECT, "不符合条件", "o", "t1")
+    d.record_opinion(s, "C", "z", d.APPROVE, "", "o", "t1")
+    effects = d.advance(s, "t1")
+    states = {t["item_code"]: t["state"] for t in s["tasks"]}
+    assert states == {"A": d.REJECTED, "B": d.CLOSED, "C": d.DONE}
+    assert effects == [("conclude", True, "all departments approved")]
