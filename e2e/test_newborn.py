@@ -13,7 +13,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
-from onething.elicense.v1 import elicense_pb2
 from onething.intake.v1 import intake_pb2
 from onething.joint_review.v1 import joint_review_pb2
 from services.common import telemetry
@@ -195,3 +194,22 @@ def test_desk_killed_mid_case_loses_and_doubles_nothing(client, probe, suite_run
     assert sorted(opinions) == sorted(t.item_code for t in session.tasks)  # each task decided exactly once
     assert keys.count("license_issued") == 2 and keys.count("case_concluded") == 1
     assert len(client.licenses(no)) == 2
+
+
+def test_record_opinion_refuses_the_wrong_department_and_a_decided_task(client):
+    case = _run_case(client, common_pb2.Applicant(id_number=citizen_id("44010619920303123"), name="陈静"))
+    request = joint_review_pb2.RecordOpinionRequest(case_no=case.case_no, item_code="110000000003",
+                                                    department_code="wsjk", decision=common_pb2.DECISION_REJECT,
+                                                    reason="x", officer_id="officer-1")
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.RecordOpinion(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "gaj" in err.value.details()
+    request.department_code = "gaj"
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.RecordOpinion(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    request.case_no = "440100XSECS209901010001"
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.RecordOpinion(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert client.session(case.case_no).status == joint_review_pb2.SESSION_STATUS_APPROVED

@@ -14,6 +14,7 @@ from services.common.config import DEFAULT_PORTS, ROOT, settings
 BIN = os.path.dirname(sys.executable)
 NAMEKO_CONFIG = os.path.join(ROOT, "infra", "nameko.yaml")
 WORKERS = {
+    "catalog": "services.catalog.worker:CatalogWorker",
     "intake": "services.intake.worker:IntakeWorker",
     "joint_review": "services.joint_review.worker:JointReviewWorker",
     "elicense": "services.elicense.worker:ElicenseWorker",

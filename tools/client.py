@@ -6,7 +6,7 @@ import uuid
 
 import grpc
 
-from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from onething.catalog.v1 import catalog_pb2_grpc
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2, delivery_pb2_grpc
 from onething.elicense.v1 import elicense_pb2, elicense_pb2_grpc

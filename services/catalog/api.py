@@ -2,9 +2,8 @@
 from google.protobuf import json_format
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from services.catalog.handlers import Catalog
-from services.catalog.store import CatalogStore
-from services.common import mongo, telemetry
+from services.catalog.wiring import build_catalog
+from services.common import telemetry
 from services.common.config import settings
 from services.common.grpc_server import ApiServer
 
@@ -28,9 +27,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
 def build(port=None):
     s = settings()
     telemetry.setup("catalog")
-    mongo.connect("catalog")
-    catalog = Catalog(CatalogStore())
-    catalog.load(s.catalog_data)
+    catalog = build_catalog(load=True)
     name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return ApiServer(port or s.port("catalog"),
                      [(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogApi(catalog))], [name])

@@ -9,7 +9,6 @@ from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 
 from services.common.config import settings
-from services.common.events import to_payload
 from services.common.worker import Component, Tracing
 from services.joint_review import desk_rules
 from services.joint_review.handlers import task_routing_key
