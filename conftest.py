@@ -12,8 +12,10 @@ import uuid
 import pytest
 
 RUN = uuid.uuid4().hex[:8]
-E2E_PORTS = {"catalog": 51051, "intake": 51052, "joint_review": 51053, "elicense": 51054, "delivery": 51055,
-             "evaluation": 51056}
+# api ports of the suite an e2e run starts; ONETHING_TEST_PORT_BASE moves them (two runs at once)
+_BASE = int(os.environ.get("ONETHING_TEST_PORT_BASE", "51051"))
+E2E_PORTS = {name: _BASE + i for i, name in enumerate(
+    ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation"))}
 
 
 @pytest.fixture(scope="session")
