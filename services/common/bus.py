@@ -30,8 +30,10 @@ class Bus:
             telemetry.mark_case(headers.get("case_no"), span)
             out = dict(headers)
             telemetry.inject_headers(out)
-            self._publisher.publish(payload, exchange=event_exchange(self.service),
-                                    routing_key=event_type, headers=out)
+            exchange = event_exchange(self.service)
+            # declared by the publisher too, so an event sent before any consumer exists is not refused
+            self._publisher.publish(payload, exchange=exchange, routing_key=event_type, headers=out,
+                                    declare=[exchange])
 
     def publish(self, event_type, message, case_no=""):
         self.publish_raw(event_type, to_payload(message), {"case_no": case_no})

@@ -51,7 +51,8 @@ class Delivery:
         if steps[-1] == domain.COMPLETED:
             outbox.append(outbox_entry("delivery_completed", events_pb2.DeliveryCompleted(
                 case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
-                region_code=event.region_code, package_code=event.package_code), event.case_no))
+                region_code=event.region_code, package_code=event.package_code,
+                lead_department=event.lead_department), event.case_no))
         if self.store.insert(body, outbox):
             flush_outbox(DeliveryDoc, event.case_no, self.bus, outbox)
         return self.store.get(event.case_no)

@@ -12,6 +12,11 @@ def to_proto(fields):
     return json_format.ParseDict(fields, pb.License(), ignore_unknown_fields=True)
 
 
+def key_to_proto(key):
+    return pb.SigningKey(key_id=key.key_id, region_code=key.region_code, public_key=key.public_key,
+                         active=key.active)
+
+
 class ElicenseApi(pb_grpc.ElicenseServiceServicer):
     def __init__(self, elicense):
         self.elicense = elicense
@@ -22,6 +27,15 @@ class ElicenseApi(pb_grpc.ElicenseServiceServicer):
     def ListLicenses(self, request, context):
         return pb.ListLicensesResponse(licenses=[to_proto(f) for f in self.elicense.list(
             request.holder_code, request.case_no)])
+
+    def RevokeLicense(self, request, context):
+        return to_proto(self.elicense.revoke(request.license_id, request.reason, request.revoked_by))
+
+    def ListSigningKeys(self, request, context):
+        return pb.ListSigningKeysResponse(keys=[key_to_proto(k) for k in self.elicense.keys(request.region_code)])
+
+    def RotateSigningKey(self, request, context):
+        return key_to_proto(self.elicense.rotate_key(request.region_code))
 
     def VerifyLicense(self, request, context):
         valid, reason, fields = self.elicense.verify(request.license_id)

@@ -1,18 +1,22 @@
 """elicense use cases: issue a signed licence when an item whose result is a licence is approved,
 look licences up and verify them. No framework here."""
 import datetime
-import json
 
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import events_pb2
 from services.common import telemetry
 from services.common.bus import outbox_entry
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.mongo import flush_outbox, plain
-from services.elicense import domain
+from services.elicense import document, domain
 from services.elicense.store import LicenseDoc
 
 BUCKET = "results"
+
+
+def check_region(region_code):
+    if not (region_code or "").isdigit() or len(region_code) != 6:
+        raise InvalidArgument(f"region code {region_code!r} is not a 6-digit GB/T 2260 code")
 DEPARTMENT_NAMES = {"wsjk": "卫生健康委员会", "rsj": "人力资源和社会保障局", "gaj": "公安局",
                     "ybj": "医疗保障局", "scjg": "市场监督管理局"}
 
@@ -27,6 +31,35 @@ class Elicense:
             private, public = domain.new_key()
             key = self.store.add_key(f"{region_code}-1", region_code, private, public)
         return key
+
+    def rotate_key(self, region_code):
+        """A new active key for the region; the old ones stay and still verify what they signed."""
+        check_region(region_code)
+        n = len(self.store.keys(region_code)) + 1
+        private, public = domain.new_key()
+        self.store.deactivate_keys(region_code)
+        return self.store.add_key(f"{region_code}-{n}", region_code, private, public)
+
+    def keys(self, region_code):
+        check_region(region_code)
+        return self.store.keys(region_code)
+
+    def revoke(self, license_id, reason, by):
+        if not (reason or "").strip():
+            raise InvalidArgument("say why the licence is revoked (reason)")
+        fields = self.get(license_id)
+        telemetry.mark_case(fields.get("case_no"))
+        if fields.get("status") == domain.REVOKED:
+            raise FailedPrecondition(f"licence {license_id} was already revoked on {fields.get('revoked_at')}")
+        revoked = events_pb2.LicenseRevoked(license_id=license_id, case_no=fields.get("case_no", ""),
+                                            holder_code=fields.get("holder_code", ""), reason=reason,
+                                            revoked_by=by or "")
+        outbox = [outbox_entry("license_revoked", revoked, fields.get("case_no", ""))]
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        if not self.store.revoke(license_id, now, reason, outbox):
+            raise FailedPrecondition(f"licence {license_id} was revoked meanwhile")
+        flush_outbox(LicenseDoc, license_id, self.bus, outbox)
+        return self.get(license_id)
 
     def on_opinion(self, event):
         """An approved item whose result is a licence gets exactly one licence."""
@@ -49,10 +82,9 @@ class Elicense:
             "holder_code_type": "111", "item_code": event.item_code, "case_no": event.case_no,
             "key_id": key.key_id, "status": domain.VALID}
         fields["signature"] = domain.sign(fields, key.private_key)
-        fields["document_key"] = f"licenses/{event.case_no}/{fields['license_id']}.json"
-        self.blobs.put(BUCKET, fields["document_key"],
-                       json.dumps({**fields, "public_key": key.public_key}, ensure_ascii=False, indent=1).encode(),
-                       content_type="application/json")
+        fields["document_key"] = f"licenses/{event.case_no}/{fields['license_id']}.pdf"
+        self.blobs.put(BUCKET, fields["document_key"], document.render(fields, key.public_key),
+                       content_type="application/pdf")
         issued = events_pb2.LicenseIssued(license_id=fields["license_id"], case_no=event.case_no,
                                           item_code=event.item_code, type_code=fields["type_code"],
                                           holder_code=fields["holder_code"], document_key=fields["document_key"])

@@ -59,6 +59,18 @@ class LicenseStore:
     def key(self, key_id):
         return SigningKey.objects(key_id=key_id).first()
 
+    def keys(self, region_code):
+        return list(SigningKey.objects(region_code=region_code).order_by("key_id"))
+
+    def deactivate_keys(self, region_code):
+        SigningKey.objects(region_code=region_code, active=True).update(set__active=False)
+
+    def revoke(self, license_id, at, reason, outbox):
+        """Only a valid licence can be revoked; False when it already is."""
+        return LicenseDoc.objects(license_id=license_id, fields__status="LICENSE_STATUS_VALID").update_one(
+            set__fields__status="LICENSE_STATUS_REVOKED", set__fields__revoked_at=at,
+            set__fields__revoke_reason=reason, push_all__outbox=outbox) == 1
+
     def add_key(self, key_id, region_code, private_key, public_key):
         try:
             SigningKey(key_id=key_id, region_code=region_code, private_key=private_key,

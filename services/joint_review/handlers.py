@@ -33,7 +33,8 @@ class JointReview:
         pkg = from_dict(event.package)
         session = domain.new_session(event.case_no, event.region_code, pkg, _now())
         case = {"applicant": from_dict(event.applicant), "materials": [from_dict(m) for m in event.materials],
-                "delivery": from_dict(event.delivery), "package_code": pkg["code"]}
+                "delivery": from_dict(event.delivery), "package_code": pkg["code"],
+                "lead_department": pkg.get("lead_department", "")}
         outbox = self._effects(session, case, domain.advance(session, _now()))
         if self.store.create(session, case, outbox):
             flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
@@ -111,7 +112,7 @@ class JointReview:
                     "case_no": session["case_no"], "approved": approved, "reason": reason,
                     "license_ids": domain.all_licenses(session), "applicant": case["applicant"],
                     "delivery": case["delivery"], "region_code": session["region_code"],
-                    "package_code": session["package_code"]})
+                    "package_code": session["package_code"], "lead_department": case.get("lead_department", "")})
                 out.append(outbox_entry("case_concluded", msg, session["case_no"]))
         return out
 

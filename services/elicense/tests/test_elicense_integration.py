@@ -1,6 +1,5 @@
 """elicense's handlers against the real MongoDB-wire and S3 servers: one licence per approved item
 however often the opinion arrives, its signed document in S3, verification that catches tampering."""
-import json
 import time
 
 import pytest
@@ -32,7 +31,10 @@ def test_one_licence_per_item_stored_signed_and_verifiable(elicense, probe):
     again = elicense.on_opinion(approved(case_no))
     assert first["license_id"] == again["license_id"]
     assert len(elicense.list(case_no=case_no)) == 1
-    doc = json.loads(elicense.blobs.get("results", first["document_key"]))
+    from services.elicense import document
+    pdf = elicense.blobs.get("results", first["document_key"])
+    assert pdf.startswith(b"%PDF") and first["document_key"].endswith(".pdf")
+    doc = document.read(pdf)
     assert doc["license_id"] == first["license_id"] and doc["signature"] == first["signature"]
     valid, reason, _ = elicense.verify(first["license_id"])
     assert valid, reason
@@ -55,3 +57,57 @@ def test_tampered_licence_fails_verification(elicense):
     assert not valid and "signature" in reason
     with pytest.raises(NotFound):
         elicense.get("1.2.156.3005.2.X.Y.1.001.0")
+
+
+def test_revocation_emits_an_event_and_verification_then_fails(elicense, probe):
+    from services.common.errors import FailedPrecondition, InvalidArgument
+    case_no = f"E{int(time.time() * 1000)}V"
+    lic = elicense.on_opinion(approved(case_no))
+    with pytest.raises(InvalidArgument):
+        elicense.revoke(lic["license_id"], "  ", "officer-1")
+    revoked = elicense.revoke(lic["license_id"], "出生信息登记错误", "officer-1")
+    assert revoked["status"] == "LICENSE_STATUS_REVOKED" and revoked["revoke_reason"] == "出生信息登记错误"
+    valid, reason, _ = elicense.verify(lic["license_id"])
+    assert not valid and "revoked" in reason
+    with pytest.raises(FailedPrecondition):
+        elicense.revoke(lic["license_id"], "again", "officer-1")
+    time.sleep(0.5)
+    assert [k for k, _ in probe.for_case(case_no)] == ["license_issued", "license_revoked"]
+
+
+def test_rotated_key_signs_new_licences_and_old_ones_still_verify(elicense):
+    old = elicense.on_opinion(approved(f"E{int(time.time() * 1000)}K1"))
+    key = elicense.rotate_key("440100")
+    new = elicense.on_opinion(approved(f"E{int(time.time() * 1000)}K2"))
+    assert new["key_id"] == key.key_id != old["key_id"]
+    assert elicense.verify(old["license_id"])[0] and elicense.verify(new["license_id"])[0]
+    assert [k.active for k in elicense.keys("440100")].count(True) == 1
+
+
+def test_offline_command_agrees_with_verify_license(elicense, tmp_path):
+    from services.elicense import document, domain
+    from tools import verify_license
+    lic = elicense.on_opinion(approved(f"E{int(time.time() * 1000)}O"))
+    key = elicense.store.key(lic["key_id"])
+    good = tmp_path / "good.pdf"
+    good.write_bytes(elicense.blobs.get("results", lic["document_key"]))
+    assert verify_license.main([str(good), "--public-key", key.public_key]) == 0
+    assert elicense.verify(lic["license_id"])[0] is True
+    # one field changed, signature kept: both refuse
+    forged = tmp_path / "forged.pdf"
+    forged.write_bytes(document.render(dict(lic, holder_name="王五"), key.public_key))
+    assert verify_license.main([str(forged), "--public-key", key.public_key]) == 1
+    # expired: the offline check and the domain rule used by VerifyLicense agree
+    (ok, why), _ = verify_license.verify_file(str(good), key.public_key, today="2999-01-01")
+    assert ok is True  # no end date: valid for good
+    expired = dict(lic, valid_to="2020-01-01")
+    expired["signature"] = domain.sign(expired, key.private_key)
+    path = tmp_path / "expired.pdf"
+    path.write_bytes(document.render(expired, key.public_key))
+    assert verify_license.main([str(path), "--public-key", key.public_key]) == 1
+    assert domain.verify(expired, key.public_key)[0] is False
+    # another issuer's key: refused
+    _, other = domain.new_key()
+    assert verify_license.main([str(good), "--public-key", other]) == 1
+    (tmp_path / "junk.pdf").write_bytes(b"not a pdf")
+    assert verify_license.main([str(tmp_path / "junk.pdf"), "--public-key", key.public_key]) == 2

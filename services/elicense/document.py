@@ -1,0 +1,76 @@
+"""The licence document: a one-page PDF with the licence in Chinese, a QR code carrying the
+identifier and a verification token, and the signed directory fields in the PDF's metadata so that
+the document can be verified offline with only the issuer's public key (tools/verify_license.py)."""
+import base64
+import io
+import json
+
+from reportlab.graphics import renderPDF
+from reportlab.graphics.barcode.qr import QrCodeWidget
+from reportlab.graphics.shapes import Drawing
+from reportlab.lib.pagesizes import A5, landscape
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen import canvas
+
+FONT = "STSong-Light"  # a CID font every PDF reader carries; no font file needed
+MARKER = "onething-license/1"
+pdfmetrics.registerFont(UnicodeCIDFont(FONT))
+
+
+def qr_payload(fields):
+    """What the QR code carries: the identifier and a verification token (the first 24 characters
+    of the signature), enough for a window clerk's scanner to look the licence up and check it."""
+    return json.dumps({"id": fields["license_id"], "token": fields["signature"][:24], "kid": fields["key_id"]},
+                      separators=(",", ":"))
+
+
+def render(fields, public_key_b64):
+    buf = io.BytesIO()
+    width, height = landscape(A5)
+    c = canvas.Canvas(buf, pagesize=(width, height), invariant=1)
+    c.setTitle(f"{fields['type_name']} {fields['license_no']}")
+    c.setAuthor(fields["issuer_name"])
+    c.setSubject(MARKER)
+    # the signed fields travel as base64 JSON in the keywords, ASCII only
+    data = {**fields, "public_key": public_key_b64}
+    c.setKeywords(f"{fields['license_id']} " + base64.b64encode(
+        json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).decode())
+    c.setFont(FONT, 22)
+    c.drawCentredString(width / 2, height - 60, fields["type_name"])
+    c.setFont(FONT, 11)
+    rows = [("证照编号", fields["license_no"]), ("持证主体", fields["holder_name"]),
+            ("持证主体代码", fields["holder_code"]), ("颁发机构", fields["issuer_name"]),
+            ("颁发机构代码", fields["issuer_code"]), ("有效期自", fields["valid_from"]),
+            ("有效期至", fields["valid_to"] or "长期"), ("关联事项", fields["item_code"]),
+            ("办件编号", fields["case_no"]), ("电子证照标识", fields["license_id"])]
+    y = height - 100
+    for label, value in rows:
+        c.drawString(40, y, f"{label}：{value}")
+        y -= 20
+    qr = QrCodeWidget(qr_payload(fields))
+    x0, y0, x1, y1 = qr.getBounds()
+    size = 130
+    drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0])
+    drawing.add(qr)
+    renderPDF.draw(drawing, c, width - size - 30, 40)
+    c.setFont(FONT, 8)
+    c.drawString(40, 30, f"签名密钥 {fields['key_id']}  扫码或用 tools/verify_license.py 离线核验")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def read(pdf_bytes):
+    """The signed fields (with the issuer's public key as it was embedded) from a licence PDF."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+    try:
+        meta = PdfReader(io.BytesIO(pdf_bytes)).metadata or {}
+    except PyPdfError as exc:
+        raise ValueError(f"not a readable PDF ({exc})") from exc
+    if meta.get("/Subject") != MARKER:
+        raise ValueError("this is not an onething licence document")
+    keywords = meta.get("/Keywords", "")
+    _, _, encoded = keywords.partition(" ")
+    return json.loads(base64.b64decode(encoded).decode("utf-8"))
