@@ -63,6 +63,8 @@ def up():
     s, run_dir, log_dir, data_dir = _paths()
     ensure_rabbitmq()
     ensure_vhost(vhost_of(s.amqp_uri))
+    from services.common import auth
+    auth.ensure_keys()
 
     mongo = urlparse(s.mongo_uri)
     mhost, mport = mongo.hostname, mongo.port or 27017

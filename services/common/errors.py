@@ -38,3 +38,7 @@ class Unavailable(DomainError):
 
 class TooLarge(DomainError):
     code = "RESOURCE_EXHAUSTED"
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"

@@ -9,13 +9,11 @@ from reportlab.graphics import renderPDF
 from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.graphics.shapes import Drawing
 from reportlab.lib.pagesizes import A5, landscape
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
 
-FONT = "STSong-Light"  # a CID font every PDF reader carries; no font file needed
+from services.common.pdf import FONT
+
 MARKER = "onething-license/1"
-pdfmetrics.registerFont(UnicodeCIDFont(FONT))
 
 
 def qr_payload(fields):

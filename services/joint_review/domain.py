@@ -1,18 +1,34 @@
 """Joint review (联办): a case's items as a graph of tasks, one per department, advanced as
-opinions and licences arrive. Pure functions over a session dict:
+opinions, licences, supplements and inspection findings arrive. Pure functions over a session dict:
 
-    {"case_no", "region_code", "package": {...}, "status", "tasks": [task, ...]}
+    {"case_no", "region_code", "package_code", "lead_department", "status", "tasks": [task, ...],
+     "inspection": {...}, "clock": {...}, "result_document": {...}}
     task = {"item_code", "item_name", "department_code", "prerequisites", "state", "decision",
-            "reason", "decided_by", "license_id", "result_type", "license_inputs", ...}
-"""
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+            "reason", "decided_by", "claimed_by", "license_id", "result_type", "license_inputs",
+            "inspection", "clock", "rectification", "overdue", ...}
 
-PENDING, ASSIGNED, APPROVED, DONE, REJECTED, CLOSED = (
+`now` is an ISO 8601 timestamp with its offset; clocks count working days of the date it falls on
+in China Standard Time.
+"""
+import datetime
+
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.joint_review import clock
+
+PENDING, ASSIGNED, APPROVED, DONE, REJECTED, CLOSED, RECTIFYING = (
     "TASK_STATE_PENDING", "TASK_STATE_ASSIGNED", "TASK_STATE_APPROVED", "TASK_STATE_DONE",
-    "TASK_STATE_REJECTED", "TASK_STATE_CLOSED")
-OPEN, S_APPROVED, S_REJECTED = "SESSION_STATUS_OPEN", "SESSION_STATUS_APPROVED", "SESSION_STATUS_REJECTED"
+    "TASK_STATE_REJECTED", "TASK_STATE_CLOSED", "TASK_STATE_RECTIFYING")
+OPEN_TASK_STATES = (PENDING, ASSIGNED, APPROVED, RECTIFYING)
+OPEN, S_APPROVED, S_REJECTED, S_WITHDRAWN = (
+    "SESSION_STATUS_OPEN", "SESSION_STATUS_APPROVED", "SESSION_STATUS_REJECTED", "SESSION_STATUS_WITHDRAWN")
 APPROVE, REJECT, RECTIFY = "DECISION_APPROVE", "DECISION_REJECT", "DECISION_RECTIFY"
 LICENSE = "RESULT_TYPE_LICENSE"
+CASE_CEILING_DAYS = 45  # 行政许可法: unified or joint handling within 45 working days
+CST = datetime.timezone(datetime.timedelta(hours=8))
+
+
+def today_of(now):
+    return datetime.datetime.fromisoformat(now).astimezone(CST).date()
 
 
 def new_session(case_no, region_code, package, now):
@@ -27,10 +43,19 @@ def new_session(case_no, region_code, package, now):
             "result_type": result.get("type", "RESULT_TYPE_RECORD"),
             "license_type_code": result.get("license_type_code", ""),
             "license_type_name": result.get("license_type_name", ""),
+            "promised_limit_days": int(item.get("promised_limit_days") or 0),
+            "statutory_limit_days": int(item.get("statutory_limit_days") or 0),
+            "inspection": bool(item.get("inspection")),
             "optional": bool(item.get("optional")), "state": PENDING, "decision": "", "reason": "",
-            "decided_by": "", "license_id": "", "assigned_at": "", "decided_at": ""})
+            "decided_by": "", "claimed_by": "", "license_id": "", "assigned_at": "", "decided_at": "",
+            "clock": None, "rectification": None, "overdue": False, "rounds": 0})
+    promised = int(package.get("promised_limit_days") or 0)
+    statutory = min(int(package.get("statutory_limit_days") or CASE_CEILING_DAYS), CASE_CEILING_DAYS)
     return {"case_no": case_no, "region_code": region_code, "package_code": package["code"],
-            "status": OPEN, "tasks": tasks, "opened_at": now, "concluded_at": ""}
+            "lead_department": package.get("lead_department", ""), "status": OPEN, "tasks": tasks,
+            "opened_at": now, "concluded_at": "", "inspection": None,
+            "result_document": dict(package.get("joint_result") or {}),
+            "clock": clock.start(today_of(now), promised or statutory), "statutory_limit_days": statutory}
 
 
 def task_of(session, item_code):
@@ -40,27 +65,64 @@ def task_of(session, item_code):
     raise NotFound(f"case {session['case_no']} has no task for item {item_code}")
 
 
-def record_opinion(session, item_code, department_code, decision, reason, by, now):
-    """Apply one department's decision. Returns False when the same decision was already recorded
-    (a redelivered message), True when it changed the session."""
+def _own_task(session, item_code, department_code):
     task = task_of(session, item_code)
     if department_code != task["department_code"]:
         raise PermissionDenied(f"item {item_code} belongs to department {task['department_code']}, "
                                f"not {department_code}")
+    return task
+
+
+def _state_word(state):
+    return state.split("_")[-1].lower()
+
+
+def claim(session, item_code, department_code, officer):
+    """An officer takes a task so colleagues do not decide it twice. Claiming one's own again is fine."""
+    task = _own_task(session, item_code, department_code)
+    if task["state"] != ASSIGNED:
+        raise FailedPrecondition(f"the task for item {item_code} is {_state_word(task['state'])}, not open to claim")
+    if task["claimed_by"] and task["claimed_by"] != officer:
+        raise FailedPrecondition(f"the task for item {item_code} is claimed by {task['claimed_by']}")
+    if task["claimed_by"] == officer:
+        return False
+    task["claimed_by"] = officer
+    return True
+
+
+def record_opinion(session, item_code, department_code, decision, reason, by, now, materials=(), defects=()):
+    """Apply one department's decision. Returns False when the same decision was already recorded
+    (a redelivered message), True when it changed the session."""
+    task = _own_task(session, item_code, department_code)
     if decision not in (APPROVE, REJECT, RECTIFY):
         raise InvalidArgument("the decision must be APPROVE, REJECT or RECTIFY")
-    if decision == RECTIFY:
-        raise InvalidArgument("rectification (RECTIFY) is not offered yet; APPROVE or REJECT with a reason")
     if decision == REJECT and not (reason or "").strip():
         raise InvalidArgument("a rejection needs a reason the applicant can act on")
+    if decision == RECTIFY and not (list(materials) or list(defects)):
+        raise InvalidArgument("a rectification names the materials to hand in again or the defects to fix")
     if task["state"] != ASSIGNED:
-        if task["decision"] == decision:
+        if task["decision"] == decision and task["state"] != RECTIFYING:
             return False
-        raise FailedPrecondition(f"the task for item {item_code} is {task['state'].split('_')[-1].lower()}, "
+        if task["state"] == RECTIFYING and decision == RECTIFY:
+            return False
+        raise FailedPrecondition(f"the task for item {item_code} is {_state_word(task['state'])}, "
                                  "not waiting for an opinion")
     if session["status"] != OPEN:
         raise FailedPrecondition(f"case {session['case_no']} is already concluded")
+    if task["claimed_by"] and by and task["claimed_by"] != by and not by.startswith("desk:"):
+        raise FailedPrecondition(f"the task for item {item_code} is claimed by {task['claimed_by']}")
+    if task["inspection"] and decision == APPROVE and not inspection_passed(session, department_code):
+        raise FailedPrecondition(f"item {item_code} is decided after the joint site inspection; "
+                                 "its findings are not recorded yet")
     task.update(decision=decision, reason=reason or "", decided_by=by or "", decided_at=now)
+    today = today_of(now)
+    if decision == RECTIFY:
+        task["state"] = RECTIFYING
+        task["rounds"] += 1
+        task["rectification"] = {"material_codes": list(materials), "defects": list(defects), "reason": reason or "",
+                                 "requested_at": now}
+        clock.pause(task["clock"], today, "RECTIFICATION")
+        return True
     if decision == REJECT:
         task["state"] = REJECTED
     elif task["result_type"] == LICENSE:
@@ -68,6 +130,23 @@ def record_opinion(session, item_code, department_code, decision, reason, by, no
     else:
         task["state"] = DONE
     return True
+
+
+def supplemented(session, material_codes, now):
+    """Materials handed in after a rectification: every task whose named materials are now all in
+    goes back to its department (only those that asked review again). Returns those tasks."""
+    supplied = set(material_codes)
+    resumed = []
+    for task in session["tasks"]:
+        rect = task.get("rectification")
+        if task["state"] != RECTIFYING or not rect:
+            continue
+        if set(rect["material_codes"]) <= supplied:
+            task.update(state=ASSIGNED, decision="", decided_at="", claimed_by="")
+            rect["supplied_at"] = now
+            clock.resume(task["clock"], today_of(now))
+            resumed.append(task)
+    return resumed
 
 
 def license_issued(session, item_code, license_id):
@@ -80,21 +159,90 @@ def license_issued(session, item_code, license_id):
     return True
 
 
+def withdraw(session, now):
+    """The applicant withdrew the case: every open task is closed, nothing is decided any more."""
+    if session["status"] != OPEN:
+        return False
+    for t in session["tasks"]:
+        if t["state"] in OPEN_TASK_STATES:
+            t["state"], t["reason"] = CLOSED, "case withdrawn by the applicant"
+    session["status"], session["concluded_at"] = S_WITHDRAWN, now
+    return True
+
+
+# joint site inspection (联合勘验) ------------------------------------------------------------
+def inspection_departments(session):
+    return sorted({t["department_code"] for t in session["tasks"]
+                   if t["inspection"] and t["state"] in OPEN_TASK_STATES})
+
+
+def schedule_inspection(session, department_code, at, place, by, now):
+    """The lead department fixes one site visit with every department whose item needs it; their
+    clocks stop while the inspection (expert work the law does not count) is under way."""
+    if session["status"] != OPEN:
+        raise FailedPrecondition(f"case {session['case_no']} is already concluded")
+    if department_code != session["lead_department"]:
+        raise PermissionDenied(f"the lead department {session['lead_department']} schedules the joint inspection")
+    if not (at or "").strip() or not (place or "").strip():
+        raise InvalidArgument("a site visit needs a time and a place")
+    participants = inspection_departments(session)
+    if not participants:
+        raise FailedPrecondition(f"no item of case {session['case_no']} needs a site inspection")
+    current = session.get("inspection")
+    if current and current["status"] == "SCHEDULED":
+        raise FailedPrecondition(f"the joint inspection is already scheduled for {current['at']} at {current['place']}")
+    session["inspection"] = {"status": "SCHEDULED", "at": at, "place": place, "scheduled_by": by,
+                             "participants": participants, "findings": {}, "report_key": "", "scheduled_at": now}
+    for t in session["tasks"]:
+        if t["inspection"] and t["clock"]:
+            clock.pause(t["clock"], today_of(now), "EXPERT_INSPECTION")
+    return participants
+
+
+def record_findings(session, department_code, passed, notes, by, now):
+    """One department's findings on site. Returns True when this completes the inspection."""
+    insp = session.get("inspection")
+    if not insp or insp["status"] != "SCHEDULED":
+        raise FailedPrecondition("there is no joint inspection under way for this case")
+    if department_code not in insp["participants"]:
+        raise PermissionDenied(f"department {department_code} does not take part in this inspection")
+    if not (notes or "").strip():
+        raise InvalidArgument("findings need notes of what was seen on site")
+    insp["findings"][department_code] = {"passed": bool(passed), "notes": notes, "by": by, "at": now}
+    if set(insp["findings"]) != set(insp["participants"]):
+        return False
+    insp["status"], insp["completed_at"] = "DONE", now
+    for t in session["tasks"]:
+        if t["inspection"] and t["clock"] and t["state"] != RECTIFYING:
+            clock.resume(t["clock"], today_of(now))
+    return True
+
+
+def inspection_passed(session, department_code):
+    insp = session.get("inspection") or {}
+    finding = insp.get("findings", {}).get(department_code)
+    return insp.get("status") == "DONE" and bool(finding and finding["passed"])
+
+
+# advancing --------------------------------------------------------------------------------------
 def advance(session, now):
     """Assign every task whose prerequisites are done, conclude when nothing is left.
-    Returns the effects: ("assign", task) and ("conclude", approved, reason)."""
+    Returns the effects: ("assign", task), ("rectify", task) and ("conclude", approved, reason)."""
     if session["status"] != OPEN:
         return []
     by_code = {t["item_code"]: t for t in session["tasks"]}
+    effects = [("rectify", t) for t in session["tasks"]
+               if t["state"] == RECTIFYING and t["rectification"] and not t["rectification"].get("announced")]
+    for _, t in effects:
+        t["rectification"]["announced"] = True
     rejected = [t for t in session["tasks"] if t["state"] == REJECTED and not t["optional"]]
     if rejected:
         for t in session["tasks"]:
-            if t["state"] in (PENDING, ASSIGNED, APPROVED):
+            if t["state"] in OPEN_TASK_STATES:
                 t["state"] = CLOSED
         session["status"], session["concluded_at"] = S_REJECTED, now
         reason = "; ".join(f"{t['item_name']}: {t['reason']}" for t in rejected)
-        return [("conclude", False, reason)]
-    effects = []
+        return [e for e in effects if e[0] != "rectify"] + [("conclude", False, reason)]
     changed = True
     while changed:  # an item that needs a rejected optional item cannot be done either
         changed = False
@@ -104,11 +252,32 @@ def advance(session, now):
     for t in session["tasks"]:
         if t["state"] == PENDING and all(by_code[p]["state"] == DONE for p in t["prerequisites"]):
             t["state"], t["assigned_at"] = ASSIGNED, now
+            t["clock"] = clock.start(today_of(now), t["promised_limit_days"] or t["statutory_limit_days"])
             effects.append(("assign", t))
     if all(t["state"] in (DONE, REJECTED, CLOSED) for t in session["tasks"]):
         session["status"], session["concluded_at"] = S_APPROVED, now
         effects.append(("conclude", True, "all departments approved"))
     return effects
+
+
+def check_clocks(session, today):
+    """Tasks that have just gone past their promised limit (督办): flagged once, returned."""
+    late = []
+    for t in session["tasks"]:
+        if t["state"] in (ASSIGNED, APPROVED) and t["clock"] and not t["overdue"] and clock.overdue(t["clock"], today):
+            t["overdue"] = True
+            late.append(t)
+    return late
+
+
+def clock_view(c, today, statutory_days=0):
+    """What a person reads about a clock: elapsed, remaining, due date, paused."""
+    if not c:
+        return {}
+    return {"elapsed_days": clock.elapsed(c, today), "limit_days": c["limit_days"],
+            "remaining_days": clock.remaining(c, today), "due_date": clock.due_date(c, today).isoformat(),
+            "paused": bool(c["paused_since"]), "statutory_limit_days": statutory_days,
+            "statutory_overdue": bool(statutory_days) and clock.elapsed(c, today) > statutory_days}
 
 
 def licenses_for(session, task):

@@ -1,15 +1,21 @@
 """joint_review use cases: open a session for a submitted case, record opinions (from a desk's rule
-or a person), take issued licences, and publish what follows. No framework here."""
+or an officer), rectification rounds, the joint site inspection, licences as they are issued,
+withdrawal, legal clocks, and the events that follow. No framework here: store, blobs and bus are
+passed in."""
 import datetime
 
+from google.protobuf import json_format
+
 from onething.joint_review.v1 import events_pb2
-from services.common import telemetry
+from services.common import pdf, telemetry
 from services.common.bus import outbox_entry
 from services.common.errors import NotFound
 from services.common.events import from_payload
 from services.common.mongo import flush_outbox
 from services.joint_review import domain
 from services.joint_review.store import Conflict, SessionDoc
+
+RESULTS = "results"
 
 
 def _now():
@@ -21,9 +27,10 @@ def task_routing_key(department_code, region_code):
 
 
 class JointReview:
-    def __init__(self, store, bus):
-        self.store, self.bus = store, bus
+    def __init__(self, store, bus, blobs=None):
+        self.store, self.bus, self.blobs = store, bus, blobs
 
+    # case lifecycle ------------------------------------------------------------------------
     def open_session(self, event):
         """case_submitted → a session whose first tasks go to their departments' desks."""
         telemetry.mark_case(event.case_no)
@@ -31,31 +38,35 @@ class JointReview:
         if existing is not None:
             return existing
         pkg = from_dict(event.package)
-        session = domain.new_session(event.case_no, event.region_code, pkg, _now())
+        now = _now()
+        session = domain.new_session(event.case_no, event.region_code, pkg, now)
         case = {"applicant": from_dict(event.applicant), "materials": [from_dict(m) for m in event.materials],
                 "delivery": from_dict(event.delivery), "package_code": pkg["code"],
-                "lead_department": pkg.get("lead_department", "")}
-        outbox = self._effects(session, case, domain.advance(session, _now()))
+                "package_name": pkg.get("name", ""), "lead_department": pkg.get("lead_department", "")}
+        outbox = self._effects(session, case, domain.advance(session, now))
         if self.store.create(session, case, outbox):
             flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
         return self.store.load(event.case_no)[0]
 
-    def record_opinion(self, case_no, item_code, department_code, decision, reason, by):
-        telemetry.mark_case(case_no)
+    def case_supplemented(self, event):
+        """The applicant handed in what was asked: the departments that asked review again."""
+        telemetry.mark_case(event.case_no)
+        supplied = [from_dict(m) for m in event.materials]
 
         def change(session, case):
-            if not domain.record_opinion(session, item_code, department_code, decision, reason, by, _now()):
+            resumed = domain.supplemented(session, [m["material_code"] for m in supplied], _now())
+            if not resumed:
                 return None
-            task = domain.task_of(session, item_code)
-            opinion = events_pb2.OpinionRecorded(
-                case_no=case_no, item_code=item_code, item_name=task["item_name"], department_code=department_code,
-                region_code=task["region_code"], decision=decision, reason=reason or "", decided_by=by or "",
-                result_type=task["result_type"], license_type_code=task["license_type_code"],
-                license_type_name=task["license_type_name"], applicant=to_applicant(case["applicant"]))
-            return [outbox_entry("opinion_recorded", opinion, case_no)]
+            kept = [m for m in case["materials"] if m["material_code"] not in {s["material_code"] for s in supplied}]
+            case["materials"] = kept + supplied
+            return self._effects(session, case, [("assign", t) for t in resumed])
 
-        session = self._update(case_no, change)
-        return dict(domain.task_of(session, item_code), case_no=case_no)
+        return self._update(event.case_no, change, case_changes=True)
+
+    def case_withdrawn(self, event):
+        telemetry.mark_case(event.case_no)
+        return self._update(event.case_no, lambda session, case: [] if domain.withdraw(session, _now()) else None,
+                            missing_ok=True)
 
     def license_issued(self, event):
         telemetry.mark_case(event.case_no)
@@ -65,6 +76,80 @@ class JointReview:
 
         return self._update(event.case_no, change)
 
+    # department work -------------------------------------------------------------------------
+    def claim(self, case_no, item_code, department_code, officer):
+        telemetry.mark_case(case_no)
+        session = self._update(case_no, lambda s, c: [] if domain.claim(s, item_code, department_code, officer)
+                               else None)
+        return dict(domain.task_of(session, item_code), case_no=case_no)
+
+    def record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials=(), defects=()):
+        telemetry.mark_case(case_no)
+
+        def change(session, case):
+            if not domain.record_opinion(session, item_code, department_code, decision, reason, by, _now(),
+                                         materials, defects):
+                return None
+            task = domain.task_of(session, item_code)
+            opinion = from_payload(events_pb2.OpinionRecorded, {
+                "case_no": case_no, "item_code": item_code, "item_name": task["item_name"],
+                "department_code": department_code, "region_code": task["region_code"], "decision": decision,
+                "reason": reason or "", "decided_by": by or "", "result_type": task["result_type"],
+                "license_type_code": task["license_type_code"], "license_type_name": task["license_type_name"],
+                "applicant": case["applicant"]})
+            return [outbox_entry("opinion_recorded", opinion, case_no)]
+
+        session = self._update(case_no, change)
+        return dict(domain.task_of(session, item_code), case_no=case_no)
+
+    def schedule_inspection(self, case_no, department_code, at, place, by):
+        telemetry.mark_case(case_no)
+        return self._update(case_no, lambda s, c: domain.schedule_inspection(s, department_code, at, place, by,
+                                                                             _now()) and [])
+
+    def record_findings(self, case_no, department_code, passed, notes, by):
+        """The last department's findings produce the merged inspection report in S3."""
+        telemetry.mark_case(case_no)
+
+        def change(session, case):
+            if not domain.record_findings(session, department_code, passed, notes, by, _now()):
+                return []
+            insp = session["inspection"]
+            key = f"inspections/{case_no}/joint-inspection-report.pdf"
+            lines = [f"办件编号：{case_no}", f"事项：{case.get('package_name', session['package_code'])}",
+                     f"勘验时间：{insp['at']}", f"勘验地点：{insp['place']}",
+                     f"牵头单位：{session['lead_department']}", "参加单位及意见："]
+            for dept in insp["participants"]:
+                f = insp["findings"][dept]
+                lines.append(f"  {dept}：{'合格' if f['passed'] else '不合格'}；{f['notes']}（{f['by']}，{f['at'][:16]}）")
+            all_passed = all(f["passed"] for f in insp["findings"].values())
+            lines.append(f"结论：{'各部门勘验合格' if all_passed else '存在不合格项，由相关部门提出整改'}")
+            self.blobs.put(RESULTS, key, pdf.text_document("联合勘验报告", lines, subject="onething-inspection/1",
+                                                           keywords=case_no), content_type="application/pdf")
+            insp["report_key"] = key
+            done = events_pb2.SessionConcluded(case_no=case_no, kind="INSPECTION", report_key=key, passed=all_passed)
+            return [outbox_entry("session_concluded", done, case_no)]
+
+        return self._update(case_no, change)
+
+    def check_clocks(self, today=None):
+        """Escalate (督办) every task that has just gone past its promised limit."""
+        today = today or datetime.datetime.now(domain.CST).date()
+        escalated = []
+        for case_no in self.store.open_case_numbers():
+            def change(session, case):
+                late = domain.check_clocks(session, today)
+                if not late:
+                    return None
+                escalated.extend((case_no, t["item_code"]) for t in late)
+                return [outbox_entry("task_overdue", events_pb2.TaskOverdue(
+                    case_no=case_no, item_code=t["item_code"], department_code=t["department_code"],
+                    region_code=t["region_code"], elapsed_days=t["clock"] and domain.clock.elapsed(t["clock"], today),
+                    limit_days=t["clock"]["limit_days"]), case_no) for t in late]
+            self._update(case_no, change)
+        return escalated
+
+    # reading ---------------------------------------------------------------------------------
     def get_session(self, case_no):
         session, _, _ = self.store.load(case_no)
         if session is None:
@@ -75,18 +160,23 @@ class JointReview:
         return self.store.tasks(department_code, region_code, state)
 
     # -----------------------------------------------------------------------------------------
-    def _update(self, case_no, change, attempts=20):
+    def _update(self, case_no, change, attempts=20, case_changes=False, missing_ok=False):
         """Load, change, advance and save under the version check; retry when another writer won."""
         for _ in range(attempts):
             session, case, version = self.store.load(case_no)
             if session is None:
+                if missing_ok:
+                    return None
                 raise NotFound(f"there is no joint review session for case {case_no}")
             outbox = change(session, case)
             if outbox is None:
                 return session
             outbox += self._effects(session, case, domain.advance(session, _now()))
             try:
-                self.store.save(session, version, outbox)
+                if case_changes:
+                    self.store.save(session, version, outbox, case=case)
+                else:
+                    self.store.save(session, version, outbox)
             except Conflict:
                 continue
             flush_outbox(SessionDoc, case_no, self.bus, outbox)
@@ -96,31 +186,61 @@ class JointReview:
     def _effects(self, session, case, effects):
         out = []
         for effect in effects:
-            if effect[0] == "assign":
+            kind = effect[0]
+            if kind == "assign":
                 task = effect[1]
                 msg = from_payload(events_pb2.TaskAssigned, {
                     "case_no": session["case_no"], "item_code": task["item_code"], "item_name": task["item_name"],
                     "department_code": task["department_code"], "region_code": task["region_code"],
                     "material_codes": task["material_codes"], "license_inputs": task["license_inputs"],
                     "license_ids": domain.licenses_for(session, task), "applicant": case["applicant"],
-                    "materials": case["materials"]})
+                    "materials": case["materials"], "inspection": task["inspection"], "round": task["rounds"]})
                 out.append(outbox_entry(task_routing_key(task["department_code"], task["region_code"]),
                                         msg, session["case_no"]))
+            elif kind == "rectify":
+                task = effect[1]
+                rect = task["rectification"]
+                msg = from_payload(events_pb2.RectificationRequested, {
+                    "case_no": session["case_no"], "item_code": task["item_code"],
+                    "department_code": task["department_code"], "material_codes": rect["material_codes"],
+                    "defects": rect["defects"], "reason": rect["reason"], "applicant": case["applicant"]})
+                out.append(outbox_entry("rectification_requested", msg, session["case_no"]))
             else:
                 _, approved, reason = effect
+                documents = []
+                if approved and session.get("result_document"):
+                    documents.append(self._result_document(session, case))
                 msg = from_payload(events_pb2.CaseConcluded, {
                     "case_no": session["case_no"], "approved": approved, "reason": reason,
                     "license_ids": domain.all_licenses(session), "applicant": case["applicant"],
                     "delivery": case["delivery"], "region_code": session["region_code"],
-                    "package_code": session["package_code"], "lead_department": case.get("lead_department", "")})
+                    "package_code": session["package_code"], "lead_department": case.get("lead_department", ""),
+                    "document_keys": documents})
                 out.append(outbox_entry("case_concluded", msg, session["case_no"]))
         return out
 
+    def _result_document(self, session, case):
+        """The package's joint result, e.g. 联合验收意见书: every department's opinion in one document."""
+        spec = session["result_document"]
+        key = f"opinions/{session['case_no']}/{spec.get('code', 'joint-result')}.pdf"
+        lines = [f"办件编号：{session['case_no']}", f"申请人：{case['applicant'].get('name', '')}",
+                 f"事项：{case.get('package_name', session['package_code'])}",
+                 f"牵头单位：{session['lead_department']}", "各部门意见："]
+        for t in session["tasks"]:
+            lines.append(f"  {t['department_code']} {t['item_name']}：{'同意' if t['state'] == domain.DONE else '—'}"
+                         f"{('（' + t['reason'] + '）') if t['reason'] else ''}")
+        insp = session.get("inspection") or {}
+        if insp.get("report_key"):
+            lines.append(f"联合勘验报告：{insp['report_key']}")
+        lines.append("结论：经联合验收，同意通过。")
+        if self.blobs is not None:
+            self.blobs.put(RESULTS, key, pdf.text_document(spec.get("name", "联合意见书"), lines,
+                                                           subject="onething-joint-result/1",
+                                                           keywords=session["case_no"]),
+                           content_type="application/pdf")
+        session["result_document_key"] = key
+        return key
+
 
 def from_dict(message):
-    from google.protobuf import json_format
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-def to_applicant(applicant):
-    return from_payload(events_pb2.TaskAssigned().applicant.__class__, applicant or {})

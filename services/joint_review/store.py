@@ -33,11 +33,16 @@ class ReviewStore:
             return False
         return True
 
-    def save(self, body, version, outbox):
-        updated = SessionDoc.objects(case_no=body["case_no"], version=version).update_one(
-            set__body=body, set__version=version + 1, push_all__outbox=outbox)
+    def save(self, body, version, outbox, case=None):
+        changes = {"set__body": body, "set__version": version + 1, "push_all__outbox": outbox}
+        if case is not None:
+            changes["set__case"] = case
+        updated = SessionDoc.objects(case_no=body["case_no"], version=version).update_one(**changes)
         if updated != 1:
             raise Conflict(body["case_no"])
+
+    def open_case_numbers(self):
+        return [d.case_no for d in SessionDoc.objects(body__status="SESSION_STATUS_OPEN").only("case_no")]
 
     def tasks(self, department_code, region_code, state=None):
         found = []

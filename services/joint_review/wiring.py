@@ -1,5 +1,6 @@
 """Builds joint_review's handlers from its adapters, in one place, for the api, worker and desks."""
 from services.common import mongo
+from services.common.blobs import Blobs
 from services.common.bus import Bus
 from services.joint_review.handlers import JointReview
 from services.joint_review.store import ReviewStore
@@ -7,4 +8,6 @@ from services.joint_review.store import ReviewStore
 
 def build_review(bus=None):
     mongo.connect("joint_review")
-    return JointReview(ReviewStore(), bus or Bus("joint_review"))
+    blobs = Blobs()
+    blobs.ensure_bucket("results")
+    return JointReview(ReviewStore(), bus or Bus("joint_review"), blobs)

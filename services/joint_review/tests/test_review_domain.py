@@ -258,11 +258,11 @@ def test_rejected_optional_item_closes_what_depends_on_it_and_the_case_still_con
         {"code": "A", "name": "可选事项", "department_code": "x", "optional": True},
         {"code": "B", "name": "后续事项", "department_code": "y", "prerequisites": ["A"]},
         {"code": "C", "name": "并行事项", "department_code": "z"}]}
-    s = d.new_session("N1", "440100", pkg, "t0")
-    d.advance(s, "t0")
-    d.record_opinion(s, "A", "x", d.REJECT, "不符合条件", "o", "t1")
-    d.record_opinion(s, "C", "z", d.APPROVE, "", "o", "t1")
-    effects = d.advance(s, "t1")
+    s = d.new_session("N1", "440100", pkg, "2025-10-09T10:00:00+08:00")
+    d.advance(s, "2025-10-09T10:00:00+08:00")
+    d.record_opinion(s, "A", "x", d.REJECT, "不符合条件", "o", "2025-10-09T11:00:00+08:00")
+    d.record_opinion(s, "C", "z", d.APPROVE, "", "o", "2025-10-09T11:00:00+08:00")
+    effects = d.advance(s, "2025-10-09T11:00:00+08:00")
     states = {t["item_code"]: t["state"] for t in s["tasks"]}
     assert states == {"A": d.REJECTED, "B": d.CLOSED, "C": d.DONE}
     assert effects == [("conclude", True, "all departments approved")]

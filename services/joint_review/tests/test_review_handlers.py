@@ -45,13 +45,18 @@ class FakeReviewStore:
                                       "outbox": copy.deepcopy(outbox)}
         return True
 
-    def save(self, body, version, outbox):
+    def save(self, body, version, outbox, case=None):
         self.saves += 1
         doc = self.docs.get(body["case_no"])
         if doc is None or doc["version"] != version:
             raise Conflict(body["case_no"])
         doc["body"], doc["version"] = copy.deepcopy(body), version + 1
+        if case is not None:
+            doc["case"] = copy.deepcopy(case)
         doc["outbox"].extend(copy.deepcopy(outbox))
+
+    def open_case_numbers(self):
+        return [no for no, d in self.docs.items() if d["body"]["status"] == "SESSION_STATUS_OPEN"]
 
     def tasks(self, department_code, region_code, state=None):
         found = []

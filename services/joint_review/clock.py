@@ -1,0 +1,60 @@
+"""Legal clocks (办理时限) in working days on the official calendar.
+
+A clock starts on the day a task reaches its department (that day not counted, as deadlines are
+counted in law), stops counting while it is paused (rectification, expert inspection, hearing: steps
+the law does not count), and is overdue once more working days have passed than its limit.
+A clock is a plain dict: {"started_on", "paused_since", "paused_days", "limit_days", "reasons"}.
+Dates are ISO strings (YYYY-MM-DD) so the dict can be stored as it is."""
+import datetime
+
+from services.common import workdays
+
+PAUSE_REASONS = ("RECTIFICATION", "EXPERT_INSPECTION", "HEARING", "TESTING")
+
+
+def _d(iso):
+    return datetime.date.fromisoformat(iso)
+
+
+def start(today, limit_days):
+    return {"started_on": today.isoformat(), "paused_since": "", "paused_days": 0, "limit_days": int(limit_days),
+            "reasons": []}
+
+
+def pause(clock, today, reason):
+    if reason not in PAUSE_REASONS:
+        raise ValueError(f"a clock pauses only for {', '.join(PAUSE_REASONS)}")
+    if clock["paused_since"]:
+        return False
+    clock["paused_since"] = today.isoformat()
+    clock["reasons"] = clock.get("reasons", []) + [reason]
+    return True
+
+
+def resume(clock, today):
+    """Working days spent paused do not count: from the pause day (exclusive) to today (inclusive)."""
+    if not clock["paused_since"]:
+        return False
+    clock["paused_days"] += workdays.workdays_between(_d(clock["paused_since"]), today)
+    clock["paused_since"] = ""
+    return True
+
+
+def elapsed(clock, today):
+    """Working days counted so far."""
+    end = _d(clock["paused_since"]) if clock["paused_since"] else today
+    return max(0, workdays.workdays_between(_d(clock["started_on"]), end) - clock["paused_days"])
+
+
+def remaining(clock, today):
+    return clock["limit_days"] - elapsed(clock, today)
+
+
+def overdue(clock, today):
+    return elapsed(clock, today) > clock["limit_days"]
+
+
+def due_date(clock, today):
+    """The last working day within the limit, as things stand (a paused clock's date moves)."""
+    day, _ = workdays.add_workdays(today, max(0, remaining(clock, today)))
+    return day
