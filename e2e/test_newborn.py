@@ -196,20 +196,24 @@ def test_desk_killed_mid_case_loses_and_doubles_nothing(client, probe, suite_run
     assert len(client.licenses(no)) == 2
 
 
-def test_record_opinion_refuses_the_wrong_department_and_a_decided_task(client):
+def test_record_opinion_needs_an_officer_of_the_department_and_an_open_task(client):
+    from tools.client import bearer, officer
     case = _run_case(client, common_pb2.Applicant(id_number=citizen_id("44010619920303123"), name="陈静"))
     request = joint_review_pb2.RecordOpinionRequest(case_no=case.case_no, item_code="110000000003",
-                                                    department_code="wsjk", decision=common_pb2.DECISION_REJECT,
-                                                    reason="x", officer_id="officer-1")
-    with pytest.raises(grpc.RpcError) as err:
-        client.review.RecordOpinion(request, timeout=10)
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "gaj" in err.value.details()
-    request.department_code = "gaj"
-    with pytest.raises(grpc.RpcError) as err:
-        client.review.RecordOpinion(request, timeout=10)
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                                                    decision=common_pb2.DECISION_REJECT, reason="x")
+    refusals = [
+        ((), grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
+        (bearer(case.applicant.id_number, "applicant"), grpc.StatusCode.PERMISSION_DENIED, "officers"),
+        (officer("wsjk"), grpc.StatusCode.PERMISSION_DENIED, "gaj"),
+        (officer("gaj", "440300"), grpc.StatusCode.PERMISSION_DENIED, "440100"),
+        (officer("gaj"), grpc.StatusCode.FAILED_PRECONDITION, "not waiting"),
+    ]
+    for metadata, code, words in refusals:
+        with pytest.raises(grpc.RpcError) as err:
+            client.review.RecordOpinion(request, metadata=metadata, timeout=10)
+        assert err.value.code() == code and words in err.value.details(), (code, err.value.details())
     request.case_no = "440100XSECS209901010001"
     with pytest.raises(grpc.RpcError) as err:
-        client.review.RecordOpinion(request, timeout=10)
+        client.review.RecordOpinion(request, metadata=officer("gaj"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert client.session(case.case_no).status == joint_review_pb2.SESSION_STATUS_APPROVED

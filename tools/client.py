@@ -25,6 +25,16 @@ def citizen_id(first17="44010619900101123"):
     return first17 + citizen_id_check_digit(first17)
 
 
+def bearer(sub, role, department="", region=""):
+    """gRPC metadata with a token signed by the local identity provider (var/auth)."""
+    from services.common import auth
+    return (("authorization", "Bearer " + auth.mint(sub, role, department, region)),)
+
+
+def officer(department, region="440100", sub=None):
+    return bearer(sub or f"officer-{department}", "officer", department, region)
+
+
 def demo_pdf(label):
     return (b"%PDF-1.4\n% onething demo material\n" + label.encode() + b"\n" + uuid.uuid4().hex.encode()
             + b"\n%%EOF\n")
@@ -54,11 +64,12 @@ class Suite:
             applicant_id, c, demo_pdf(c)).upload_id) for c in codes]
 
     def submit(self, applicant, materials, package=NEWBORN, region="440100", key="", form=None,
-               channel_=common_pb2.DELIVERY_CHANNEL_ELECTRONIC):
+               channel_=common_pb2.DELIVERY_CHANNEL_ELECTRONIC, address=None):
         return self.intake.SubmitCase(intake_pb2.SubmitCaseRequest(
             package_code=package, region_code=region, applicant=applicant, materials=materials,
             form=form or {"child_name": "李小明", "birth_date": "2026-11-20"},
-            delivery=common_pb2.DeliveryPreference(channel=channel_), idempotency_key=key), timeout=30)
+            delivery=common_pb2.DeliveryPreference(channel=channel_, address=address), idempotency_key=key),
+            timeout=30)
 
     def wait_status(self, case_no, statuses, timeout=60.0):
         deadline = time.time() + timeout
@@ -83,10 +94,42 @@ class Suite:
     def delivery_of(self, case_no):
         return self.delivery.GetDelivery(delivery_pb2.GetDeliveryRequest(case_no=case_no), timeout=10)
 
-    def rate(self, case_no, applicant_id, grade=evaluation_pb2.GRADE_VERY_SATISFIED, comment=""):
+    # -- delivery by the window clerk and the carrier (WINDOW, MAIL) --
+
+    def confirm_pickup(self, case_no, pickup_code, clerk_id="clerk-1"):
+        return self.delivery.ConfirmPickup(delivery_pb2.ConfirmPickupRequest(
+            case_no=case_no, pickup_code=pickup_code, clerk_id=clerk_id), timeout=10)
+
+    def record_dispatch(self, case_no, carrier, tracking_number, clerk_id="clerk-1"):
+        return self.delivery.RecordDispatch(delivery_pb2.RecordDispatchRequest(
+            case_no=case_no, carrier=carrier, tracking_number=tracking_number, clerk_id=clerk_id), timeout=10)
+
+    def record_delivered(self, case_no, tracking_number, signed_by):
+        return self.delivery.RecordDelivered(delivery_pb2.RecordDeliveredRequest(
+            case_no=case_no, tracking_number=tracking_number, signed_by=signed_by), timeout=10)
+
+    # -- 差评 rectification and statistics --
+
+    def record_callback(self, case_no, note, by, channel=""):
+        return self.evaluation.RecordCallback(evaluation_pb2.RecordCallbackRequest(
+            case_no=case_no, note=note, by=by, channel=channel), timeout=10)
+
+    def close_rectification(self, case_no, result, by, channel=""):
+        return self.evaluation.CloseRectification(evaluation_pb2.CloseRectificationRequest(
+            case_no=case_no, result=result, by=by, channel=channel), timeout=10)
+
+    def bad_reviews(self, department_code="", region_code="", open_only=False):
+        return self.evaluation.ListBadReviews(evaluation_pb2.ListBadReviewsRequest(
+            department_code=department_code, region_code=region_code, open_only=open_only), timeout=10).rectifications
+
+    def statistics(self, group_by, **filters):
+        return self.evaluation.GetStatistics(evaluation_pb2.GetStatisticsRequest(group_by=group_by, **filters),
+                                             timeout=10).rows
+
+    def rate(self, case_no, applicant_id, grade=evaluation_pb2.GRADE_VERY_SATISFIED, comment="", department_code=""):
         return self.evaluation.SubmitEvaluation(evaluation_pb2.SubmitEvaluationRequest(
             case_no=case_no, applicant_id=applicant_id, channel="online", grade=grade,
-            dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment), timeout=10)
+            dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment, department_code=department_code), timeout=10)
 
     def newborn_case(self, applicant=None, key=""):
         """Upload the materials of 新生儿出生 and submit; returns the Case."""

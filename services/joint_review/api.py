@@ -1,43 +1,112 @@
-"""joint_review api role: native grpcio server (sessions, a department's tasks, RecordOpinion)."""
+"""joint_review api role: native grpcio server. Staff calls carry an officer's bearer token; the
+department and region come from the token, never from the request."""
+import datetime
+
 from google.protobuf import json_format
 
 from onething.common.v1 import common_pb2
 from onething.joint_review.v1 import joint_review_pb2 as pb, joint_review_pb2_grpc as pb_grpc
-from services.common import telemetry
+from services.common import auth, telemetry
 from services.common.config import settings
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
+from services.joint_review import domain
 from services.joint_review.wiring import build_review
 
 
-def task_to_proto(task):
-    return json_format.ParseDict(task, pb.Task(), ignore_unknown_fields=True)
+def _today():
+    return datetime.datetime.now(domain.CST).date()
+
+
+def task_to_proto(task, today=None):
+    today = today or _today()
+    data = {k: v for k, v in task.items() if k not in ("clock", "rectification")}
+    msg = json_format.ParseDict(data, pb.Task(), ignore_unknown_fields=True)
+    if task.get("clock"):
+        msg.clock.CopyFrom(json_format.ParseDict(
+            domain.clock_view(task["clock"], today, task.get("statutory_limit_days", 0)), pb.Clock()))
+    if task.get("rectification"):
+        msg.rectification.CopyFrom(json_format.ParseDict(task["rectification"], pb.Rectification(),
+                                                         ignore_unknown_fields=True))
+    return msg
+
+
+def session_to_proto(s):
+    today = _today()
+    msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"], status=s["status"],
+                     opened_at=s["opened_at"], concluded_at=s["concluded_at"],
+                     lead_department=s.get("lead_department", ""),
+                     result_document_key=s.get("result_document_key", ""),
+                     tasks=[task_to_proto(dict(t, case_no=s["case_no"]), today) for t in s["tasks"]])
+    if s.get("clock"):
+        msg.clock.CopyFrom(json_format.ParseDict(domain.clock_view(s["clock"], today, s.get("statutory_limit_days", 0)),
+                                                 pb.Clock()))
+    insp = s.get("inspection")
+    if insp:
+        msg.inspection.CopyFrom(pb.Inspection(
+            status=insp["status"], at=insp["at"], place=insp["place"], participants=insp["participants"],
+            report_key=insp.get("report_key", ""), scheduled_by=insp.get("scheduled_by", ""),
+            findings=[pb.Finding(department_code=d, **f) for d, f in sorted(insp["findings"].items())]))
+    return msg
 
 
 class JointReviewApi(pb_grpc.JointReviewServiceServicer):
     def __init__(self, review):
         self.review = review
 
+    def _officer(self, context, department=""):
+        """The calling officer; a department named in the request must be the token's own."""
+        actor = auth.actor_from_metadata(context.invocation_metadata())
+        if actor.role != "officer":
+            raise PermissionDenied(f"only department officers may do this, not a {actor.role}")
+        if department and department != actor.department:
+            raise PermissionDenied(f"officer {actor.sub} works for {actor.department}, not {department}")
+        return actor
+
+    def _session_of_region(self, actor, case_no):
+        session = self.review.get_session(case_no)
+        if session["region_code"] != actor.region:
+            raise PermissionDenied(f"case {case_no} is handled in {session['region_code']}, not {actor.region}")
+        return session
+
     def GetSession(self, request, context):
-        s = self.review.get_session(request.case_no)
-        return pb.Session(case_no=s["case_no"], package_code=s["package_code"], status=s["status"],
-                          opened_at=s["opened_at"], concluded_at=s["concluded_at"],
-                          tasks=[task_to_proto(dict(t, case_no=s["case_no"])) for t in s["tasks"]])
+        return session_to_proto(self.review.get_session(request.case_no))
 
     def ListTasks(self, request, context):
-        if not request.department_code:
-            raise InvalidArgument("name the department (department_code)")
+        actor = self._officer(context, request.department_code)
+        if request.region_code and request.region_code != actor.region:
+            raise PermissionDenied(f"officer {actor.sub} works in {actor.region}, not {request.region_code}")
         state = pb.TaskState.Name(request.state) if request.state else None
-        tasks = self.review.list_tasks(request.department_code, request.region_code or settings().region, state)
-        return pb.ListTasksResponse(tasks=[task_to_proto(t) for t in tasks])
+        today = _today()
+        return pb.ListTasksResponse(tasks=[task_to_proto(t, today) for t in self.review.list_tasks(
+            actor.department, actor.region, state)])
+
+    def ClaimTask(self, request, context):
+        actor = self._officer(context)
+        self._session_of_region(actor, request.case_no)
+        return task_to_proto(self.review.claim(request.case_no, request.item_code, actor.department, actor.sub))
 
     def RecordOpinion(self, request, context):
-        if not request.case_no or not request.item_code or not request.department_code:
-            raise InvalidArgument("an opinion names the case, the item and the department")
-        task = self.review.record_opinion(request.case_no, request.item_code, request.department_code,
-                                          common_pb2.Decision.Name(request.decision), request.reason,
-                                          request.officer_id)
+        actor = self._officer(context, request.department_code)
+        if not request.case_no or not request.item_code:
+            raise InvalidArgument("an opinion names the case and the item")
+        self._session_of_region(actor, request.case_no)
+        task = self.review.record_opinion(request.case_no, request.item_code, actor.department,
+                                          common_pb2.Decision.Name(request.decision), request.reason, actor.sub,
+                                          list(request.material_codes), list(request.defects))
         return task_to_proto(task)
+
+    def ScheduleInspection(self, request, context):
+        actor = self._officer(context)
+        self._session_of_region(actor, request.case_no)
+        return session_to_proto(self.review.schedule_inspection(request.case_no, actor.department, request.at,
+                                                                request.place, actor.sub))
+
+    def RecordFindings(self, request, context):
+        actor = self._officer(context)
+        self._session_of_region(actor, request.case_no)
+        return session_to_proto(self.review.record_findings(request.case_no, actor.department, request.passed,
+                                                            request.notes, actor.sub))
 
 
 def build(port=None):

@@ -3,16 +3,19 @@ its own queue `task_assigned.<department>.<region>`, so it receives only its own
 
     ONETHING_DESK_DEPARTMENT=gaj ONETHING_DESK_REGION=440100 nameko run services.joint_review.desk:Desk
 """
+import logging
 import os
 
 from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 
 from services.common.config import settings
+from services.common.errors import FailedPrecondition
 from services.common.worker import Component, Tracing
 from services.joint_review import desk_rules
 from services.joint_review.handlers import task_routing_key
 
+log = logging.getLogger(__name__)
 DEPARTMENT = os.environ.get("ONETHING_DESK_DEPARTMENT", "")
 REGION = os.environ.get("ONETHING_DESK_REGION", "") or settings().region
 RULE = os.environ.get("ONETHING_DESK_RULE", "materials_present")
@@ -36,9 +39,13 @@ def make_desk(department, region, rule):
         @event_handler("joint_review", task_routing_key(department, region))
         def on_task_assigned(self, payload):
             decision = desk_rules.decide(rule, payload, self.elicense.get_license)
-            if decision is not None:
+            if decision is None:
+                return
+            try:
                 self.review.record_opinion(payload["case_no"], payload["item_code"], department,
                                            decision[0], decision[1], f"desk:{department}:{region}")
+            except FailedPrecondition as exc:  # withdrawn, concluded or decided by a person meanwhile
+                log.info("task %s/%s not decided by the rule: %s", payload["case_no"], payload["item_code"], exc)
 
     Desk.__name__ = f"Desk_{department}_{region}"
     return Desk

@@ -9,8 +9,8 @@ RULES = ("materials_present", "manual")
 def decide(rule, task, fetch_license):
     """(decision, reason) for a TaskAssigned dict, or None to leave it to a person.
     `fetch_license(id)` returns the licence as elicense keeps it, or None."""
-    if rule == "manual":
-        return None
+    if rule == "manual" or task.get("inspection"):
+        return None  # a person decides; items with a site inspection are decided after it
     ok, missing = domain.materials_present(task.get("material_codes", []),
                                            {m["material_code"] for m in task.get("materials", [])})
     if not ok:

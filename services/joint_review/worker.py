@@ -1,5 +1,7 @@
 """joint_review worker role (`nameko run`): opens a session for each submitted case and takes the
 licences elicense issues."""
+import os
+
 from nameko.events import event_handler
 from nameko.timer import timer
 
@@ -11,6 +13,8 @@ from services.common.worker import Component, Tracing
 from services.joint_review.store import SessionDoc
 from services.joint_review.wiring import build_review
 
+CLOCK_CHECK_SECONDS = float(os.environ.get("ONETHING_CLOCK_CHECK_SECONDS", "60"))
+
 
 class JointReviewWorker:
     name = "joint_review"
@@ -20,6 +24,18 @@ class JointReviewWorker:
     @event_handler("intake", "case_submitted")
     def on_case_submitted(self, payload):
         self.review.open_session(from_payload(intake_events.CaseSubmitted, payload))
+
+    @event_handler("intake", "case_supplemented")
+    def on_case_supplemented(self, payload):
+        self.review.case_supplemented(from_payload(intake_events.CaseSupplemented, payload))
+
+    @event_handler("intake", "case_withdrawn")
+    def on_case_withdrawn(self, payload):
+        self.review.case_withdrawn(from_payload(intake_events.CaseWithdrawn, payload))
+
+    @timer(interval=CLOCK_CHECK_SECONDS)
+    def check_clocks(self):
+        self.review.check_clocks()
 
     @event_handler("elicense", "license_issued")
     def on_license_issued(self, payload):
