@@ -59,10 +59,21 @@ def _dirs():
     return os.path.join(s.var_dir, "run"), os.path.join(s.var_dir, "log")
 
 
-def start(name):
+def start(name, extra_env=None):
     argv, env = process_table()[name]
     run_dir, log_dir = _dirs()
-    return procs.start(name, argv, run_dir, log_dir, env=env, cwd=ROOT)
+    return procs.start(name, argv, run_dir, log_dir, env={**env, **(extra_env or {})}, cwd=ROOT)
+
+
+def start_desk_replica(department, region, replica, extra_env=None):
+    """One more process of a department's desk: it consumes from the same queue, so the two share
+    the department's tasks."""
+    name = f"desk-{department}-{region}-{replica}"
+    run_dir, log_dir = _dirs()
+    nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG, DESK]
+    env = {"ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region, **(extra_env or {})}
+    procs.start(name, nameko, run_dir, log_dir, env=env, cwd=ROOT)
+    return name
 
 
 def stop(name, kill=False):

@@ -6,7 +6,7 @@ import uuid
 
 import grpc
 
-from onething.catalog.v1 import catalog_pb2_grpc
+from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2, delivery_pb2_grpc
 from onething.elicense.v1 import elicense_pb2, elicense_pb2_grpc
@@ -35,6 +35,35 @@ def officer(department, region="440100", sub=None):
     return bearer(sub or f"officer-{department}", "officer", department, region)
 
 
+# values the demo fills into the one form (一表申请), by field key; the rest by type and validator
+_DEMO_VALUES = {"child_name": "李小明", "birth_date": "2026-11-20", "birth_place": "广州市妇女儿童医疗中心",
+                "mother_name": "王芳", "father_name": "李华", "mother_id": "440106199203031234"[:17],
+                "father_id": "44010619900101123"}
+_BY_VALIDATOR = {"phone": "13800000000", "region": "440106", "bank_account": "6222020200112233",
+                 "credit_code": "91350100M000100Y43"}
+_BY_TYPE = {"date": "2026-11-20", "number": "1", "bool": "true"}
+
+
+def demo_form(package, applicant=None):
+    """A form that satisfies the package's merged form fields, for demos and tests."""
+    form = {"child_name": "李小明", "birth_date": "2026-11-20"}
+    for field in package.form_fields if package is not None else ():
+        key = field.key
+        if field.key == "applicant_name" and applicant is not None:
+            form[key] = applicant.name
+        elif field.validator == "citizen_id":
+            form[key] = citizen_id(_DEMO_VALUES.get(key, applicant.id_number[:17] if applicant else "44010619900101123"))
+        elif field.validator in _BY_VALIDATOR:
+            form[key] = _BY_VALIDATOR[field.validator]
+        elif field.choices:
+            form[key] = field.choices[0]
+        elif key in _DEMO_VALUES:
+            form[key] = _DEMO_VALUES[key]
+        else:
+            form[key] = _BY_TYPE.get(field.type, "示例")
+    return form
+
+
 def demo_pdf(label):
     return (b"%PDF-1.4\n% onething demo material\n" + label.encode() + b"\n" + uuid.uuid4().hex.encode()
             + b"\n%%EOF\n")
@@ -50,11 +79,13 @@ class Suite:
         self.delivery = delivery_pb2_grpc.DeliveryServiceStub(channel(s.address("delivery")))
         self.evaluation = evaluation_pb2_grpc.EvaluationServiceStub(channel(s.address("evaluation")))
 
-    def upload(self, applicant_id, material_code, data, file_name="scan.pdf", sha256=None):
+    def upload(self, applicant_id, material_code, data, file_name="scan.pdf", sha256=None, content_type="",
+               size=None):
         def parts():
             yield intake_pb2.UploadMaterialRequest(header=intake_pb2.UploadHeader(
                 applicant_id=applicant_id, material_code=material_code, file_name=file_name,
-                sha256=sha256 or hashlib.sha256(data).hexdigest(), size=len(data)))
+                sha256=sha256 or hashlib.sha256(data).hexdigest(), size=len(data) if size is None else size,
+                content_type=content_type))
             for i in range(0, len(data), CHUNK):
                 yield intake_pb2.UploadMaterialRequest(chunk=data[i:i + CHUNK])
         return self.intake.UploadMaterial(parts(), timeout=30)
@@ -63,13 +94,44 @@ class Suite:
         return [intake_pb2.MaterialSubmission(material_code=c, upload_id=self.upload(
             applicant_id, c, demo_pdf(c)).upload_id) for c in codes]
 
+    def package(self, code=NEWBORN, region="440100", situations=None):
+        return self.catalog.GetPackage(catalog_pb2.GetPackageRequest(code=code, region_code=region,
+                                                                     situations=situations or {}), timeout=10)
+
+    def required_materials(self, code=NEWBORN, region="440100", situations=None):
+        """The material codes the package's items need, in package order."""
+        pkg = self.package(code, region, situations)
+        needed = {c for item in pkg.items for c in item.material_codes}
+        return [m.code for m in pkg.materials if m.code in needed]
+
     def submit(self, applicant, materials, package=NEWBORN, region="440100", key="", form=None,
-               channel_=common_pb2.DELIVERY_CHANNEL_ELECTRONIC, address=None):
+               channel_=common_pb2.DELIVERY_CHANNEL_ELECTRONIC, address=None, situations=None):
+        if form is None:  # a form that fits the package's merged form fields, when it has them
+            try:
+                form = demo_form(self.package(package, region, situations), applicant)
+            except grpc.RpcError:
+                form = demo_form(None)
         return self.intake.SubmitCase(intake_pb2.SubmitCaseRequest(
             package_code=package, region_code=region, applicant=applicant, materials=materials,
-            form=form or {"child_name": "李小明", "birth_date": "2026-11-20"},
+            form=form, situations=situations or {},
             delivery=common_pb2.DeliveryPreference(channel=channel_, address=address), idempotency_key=key),
             timeout=30)
+
+    def supplement(self, case_no, applicant_id, materials):
+        return self.intake.SupplementCase(intake_pb2.SupplementCaseRequest(
+            case_no=case_no, applicant_id=applicant_id, materials=materials), timeout=30)
+
+    def withdraw(self, case_no, applicant_id, reason=""):
+        return self.intake.WithdrawCase(intake_pb2.WithdrawCaseRequest(
+            case_no=case_no, applicant_id=applicant_id, reason=reason), timeout=10)
+
+    def watch(self, case_no, timeout=120):
+        """The stream of the case's states: the case now, then each status change."""
+        return self.intake.WatchCase(intake_pb2.WatchCaseRequest(case_no=case_no), timeout=timeout)
+
+    def list_cases(self, applicant_id, page_size=0, page_token=""):
+        return self.intake.ListCases(intake_pb2.ListCasesRequest(
+            applicant_id=applicant_id, page_size=page_size, page_token=page_token), timeout=10)
 
     def wait_status(self, case_no, statuses, timeout=60.0):
         deadline = time.time() + timeout
@@ -131,10 +193,11 @@ class Suite:
             case_no=case_no, applicant_id=applicant_id, channel="online", grade=grade,
             dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment, department_code=department_code), timeout=10)
 
-    def newborn_case(self, applicant=None, key=""):
-        """Upload the materials of 新生儿出生 and submit; returns the Case."""
+    def newborn_case(self, applicant=None, key="", skip=()):
+        """Upload the materials 新生儿出生 needs (but `skip`) and submit; returns the Case."""
         applicant = applicant or common_pb2.Applicant(id_number=citizen_id(), name="李华", phone="13800000000")
-        materials = self.upload_all(applicant.id_number, ["M01", "M02", "M03", "M04"])
+        codes = [c for c in self.required_materials() if c not in skip]
+        materials = self.upload_all(applicant.id_number, codes)
         return self.submit(applicant, materials, key=key)
 
 

@@ -8,12 +8,28 @@ from services.common.grpc_server import ApiServer
 from services.delivery.wiring import build_delivery
 
 
+def to_proto(body):
+    return json_format.ParseDict(body, pb.Delivery(), ignore_unknown_fields=True)
+
+
 class DeliveryApi(pb_grpc.DeliveryServiceServicer):
     def __init__(self, delivery):
         self.delivery = delivery
 
     def GetDelivery(self, request, context):
-        return json_format.ParseDict(self.delivery.get(request.case_no), pb.Delivery(), ignore_unknown_fields=True)
+        # the pickup code goes back with the delivery so the applicant's client can show it; with no
+        # authentication yet anyone may ask (see Delivery.pickup_code in the proto)
+        return to_proto(self.delivery.get(request.case_no))
+
+    def ConfirmPickup(self, request, context):
+        return to_proto(self.delivery.confirm_pickup(request.case_no, request.pickup_code, request.clerk_id))
+
+    def RecordDispatch(self, request, context):
+        return to_proto(self.delivery.record_dispatch(request.case_no, request.carrier, request.tracking_number,
+                                                      request.clerk_id))
+
+    def RecordDelivered(self, request, context):
+        return to_proto(self.delivery.record_delivered(request.case_no, request.tracking_number, request.signed_by))
 
 
 def build(port=None):

@@ -24,3 +24,9 @@ class DeliveryStore:
         except me.NotUniqueError:
             return False
         return True
+
+    def update(self, case_no, expected_status, body, outbox):
+        """Replace the delivery and queue its events in one atomic update, only if its status is
+        still `expected_status` (so two clerks never both complete it). True when it was updated."""
+        return DeliveryDoc.objects(case_no=case_no, body__status=expected_status).update_one(
+            set__body=body, push_all__outbox=outbox) == 1

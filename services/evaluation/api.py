@@ -12,6 +12,10 @@ def to_proto(body):
     return json_format.ParseDict(body, pb.Evaluation(), ignore_unknown_fields=True)
 
 
+def rectification(body):
+    return json_format.ParseDict(body, pb.Rectification(), ignore_unknown_fields=True)
+
+
 class EvaluationApi(pb_grpc.EvaluationServiceServicer):
     def __init__(self, evaluation):
         self.evaluation = evaluation
@@ -19,10 +23,27 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
     def SubmitEvaluation(self, request, context):
         return to_proto(self.evaluation.submit(request.case_no, request.applicant_id, request.channel,
                                                pb.Grade.Name(request.grade), dict(request.dimensions),
-                                               request.comment))
+                                               request.comment, request.department_code))
 
     def GetEvaluation(self, request, context):
         return to_proto(self.evaluation.get(request.case_no))
+
+    def RecordCallback(self, request, context):
+        return rectification(self.evaluation.record_callback(request.case_no, request.note, request.by,
+                                                             request.channel))
+
+    def CloseRectification(self, request, context):
+        return rectification(self.evaluation.close(request.case_no, request.result, request.by, request.channel))
+
+    def ListBadReviews(self, request, context):
+        found = self.evaluation.bad_reviews(request.department_code, request.region_code, request.open_only)
+        return pb.ListBadReviewsResponse(rectifications=[rectification(r) for r in found])
+
+    def GetStatistics(self, request, context):
+        rows = self.evaluation.statistics(pb.StatisticsGroup.Name(request.group_by), request.region_code,
+                                          request.department_code, request.package_code, request.rated_from,
+                                          request.rated_to)
+        return pb.GetStatisticsResponse(rows=[pb.StatisticsRow(**r) for r in rows])
 
 
 def build(port=None):

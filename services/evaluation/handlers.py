@@ -1,4 +1,6 @@
-"""evaluation use cases: one rating per case and channel, by the case's applicant, after delivery."""
+"""evaluation use cases: one rating per case and channel, by the case's applicant, after delivery;
+a 差评 opens a rectification for the responsible department, due in N working days, which is
+closed with a result after a call-back to the applicant; statistics by region, department, package."""
 import datetime
 
 from onething.evaluation.v1 import events_pb2
@@ -9,15 +11,26 @@ from services.common.mongo import flush_outbox
 from services.evaluation import domain
 from services.evaluation.store import EvaluationDoc
 
+OPEN, CLOSED = "RECTIFICATION_STATUS_OPEN", "RECTIFICATION_STATUS_CLOSED"
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
 
 class Evaluation:
-    def __init__(self, store, bus):
+    def __init__(self, store, bus, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now):
+        if int(bad_review_days) < 1:
+            raise ValueError("ONETHING_BAD_REVIEW_DAYS must be at least 1")
         self.store, self.bus = store, bus
+        self.bad_review_days = int(bad_review_days)
+        self.clock = clock
 
     def on_delivery_completed(self, event):
-        self.store.add_rateable(event.case_no, event.applicant_id, event.region_code, event.package_code)
+        self.store.add_rateable(event.case_no, event.applicant_id, event.region_code, event.package_code,
+                                event.lead_department)
 
-    def submit(self, case_no, applicant_id, channel, grade, dimensions, comment):
+    def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code=""):
         if not case_no or not applicant_id:
             raise InvalidArgument("a rating names the case (case_no) and the applicant (applicant_id)")
         channel = channel or "online"
@@ -28,11 +41,29 @@ class Evaluation:
             raise FailedPrecondition(f"case {case_no} can be rated once its results have been delivered")
         if case.applicant_id != applicant_id:
             raise PermissionDenied(f"only the applicant of case {case_no} may rate it")
+        department = domain.responsible_department(department_code, getattr(case, "lead_department", "") or "")
+        if bad and not department:
+            raise InvalidArgument(f"the department case {case_no} is rated for is not known; "
+                                  "name it (department_code) so the 差评 reaches it")
+        now = self.clock()
         body = {"case_no": case_no, "applicant_id": applicant_id, "channel": channel, "grade": grade,
                 "dimensions": dict(dimensions or {}), "comment": comment or "", "bad_review": bad,
-                "rated_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+                "satisfied": domain.is_satisfied(grade), "rated_at": now.isoformat(),
+                "rated_on": domain.local_date(now).isoformat(), "department_code": department,
+                "region_code": case.region_code or "", "package_code": case.package_code or ""}
         received = events_pb2.EvaluationReceived(case_no=case_no, grade=grade, bad_review=bad)
         outbox = [outbox_entry("evaluation_received", received, case_no)]
+        if bad:
+            deadline, known = domain.rectification_deadline(now, self.bad_review_days)
+            body["rectification"] = {
+                "case_no": case_no, "channel": channel, "department_code": department,
+                "region_code": body["region_code"], "package_code": body["package_code"], "grade": grade,
+                "comment": body["comment"], "opened_at": now.isoformat(), "deadline": deadline.isoformat(),
+                "deadline_provisional": not known, "status": OPEN, "callbacks": []}
+            outbox.append(outbox_entry("bad_review_opened", events_pb2.BadReviewOpened(
+                case_no=case_no, channel=channel, grade=grade, department_code=department,
+                region_code=body["region_code"], package_code=body["package_code"],
+                deadline=deadline.isoformat(), opened_at=now.isoformat()), case_no))
         pk = self.store.insert(body, outbox)
         if pk is None:
             raise AlreadyExists(f"case {case_no} has already been rated on the {channel} channel")
@@ -44,3 +75,71 @@ class Evaluation:
         if body is None:
             raise NotFound(f"case {case_no} has not been rated")
         return body
+
+    # -- rectification -------------------------------------------------------------------------
+
+    def _rectification(self, case_no, channel):
+        if not case_no:
+            raise InvalidArgument("name the case (case_no)")
+        telemetry.mark_case(case_no)
+        found = self.store.rectifications(case_no, channel or "")
+        if not found:
+            raise NotFound(f"case {case_no} has no 差评 to put right"
+                           + (f" on the {channel} channel" if channel else ""))
+        if len(found) > 1:
+            raise InvalidArgument(f"case {case_no} has a 差评 on more than one channel; name the channel "
+                                  f"({', '.join(sorted(b['channel'] for _, b in found))})")
+        return found[0]
+
+    def _save(self, pk, expected, body, outbox):
+        if not self.store.update_rectification(pk, expected, body, outbox):
+            raise FailedPrecondition(f"the rectification of case {body['case_no']} changed meanwhile; look again")
+        if outbox:
+            flush_outbox(EvaluationDoc, pk, self.bus, outbox)
+        return body["rectification"]
+
+    def record_callback(self, case_no, note, by, channel=""):
+        note, by = domain.check_text(note, "the call-back note"), domain.check_text(by, "who called back (by)")
+        pk, body = self._rectification(case_no, channel)
+        rect = body["rectification"]
+        if rect["status"] != OPEN:
+            raise FailedPrecondition(f"the rectification of case {case_no} is already closed")
+        rect["callbacks"] = list(rect.get("callbacks") or []) + [
+            {"at": self.clock().isoformat(), "by": by, "note": note}]
+        return self._save(pk, OPEN, body, [])
+
+    def close(self, case_no, result, by, channel=""):
+        result, by = domain.check_text(result, "the result of the rectification"), domain.check_text(
+            by, "who closes it (by)")
+        pk, body = self._rectification(case_no, channel)
+        rect = body["rectification"]
+        if rect["status"] != OPEN:
+            raise FailedPrecondition(f"the rectification of case {case_no} is already closed")
+        if not rect.get("callbacks"):
+            raise FailedPrecondition(f"call the applicant of case {case_no} back (RecordCallback) before closing")
+        now = self.clock()
+        on_time = domain.closed_on_time(now, rect["deadline"])
+        rect.update(status=CLOSED, closed_at=now.isoformat(), closed_by=by, result=result, on_time=on_time)
+        event = events_pb2.BadReviewClosed(
+            case_no=case_no, channel=rect["channel"], department_code=rect["department_code"],
+            region_code=rect["region_code"], package_code=rect["package_code"], deadline=rect["deadline"],
+            closed_at=rect["closed_at"], closed_by=by, on_time=on_time, result=result)
+        return self._save(pk, OPEN, body, [outbox_entry("bad_review_closed", event, case_no)])
+
+    def bad_reviews(self, department_code="", region_code="", open_only=False):
+        found = [b["rectification"] for b in self.store.bad_reviews(department_code, region_code, open_only)]
+        return sorted(found, key=lambda r: (r["deadline"], r["case_no"], r["channel"]))
+
+    def statistics(self, group_by, region_code="", department_code="", package_code="", rated_from="",
+                   rated_to=""):
+        field = domain.group_field(group_by)
+        rated_from = domain.check_date(rated_from, "rated_from")
+        rated_to = domain.check_date(rated_to, "rated_to")
+        if rated_from and rated_to and rated_from > rated_to:
+            raise InvalidArgument(f"rated_from {rated_from} is after rated_to {rated_to}")
+        rows = self.store.statistics(field, region_code=region_code, department_code=department_code,
+                                     package_code=package_code, rated_from=rated_from, rated_to=rated_to)
+        return [domain.statistics_row(r["key"], r["ratings"], r["satisfied"], r["bad"], r["closed"], r["on_time"],
+                                      r["open"]) for r in sorted(rows, key=lambda r: r["key"])]
+
+

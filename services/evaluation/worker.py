@@ -1,4 +1,4 @@
-"""evaluation worker role (`nameko run`): learns which cases may be rated."""
+"""evaluation worker role (`nameko run`): learns which cases may be rated (and their lead department)."""
 from nameko.events import event_handler
 from nameko.timer import timer
 

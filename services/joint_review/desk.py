@@ -5,6 +5,7 @@ its own queue `task_assigned.<department>.<region>`, so it receives only its own
 """
 import logging
 import os
+import time
 
 from nameko.events import event_handler
 from nameko.rpc import RpcProxy
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 DEPARTMENT = os.environ.get("ONETHING_DESK_DEPARTMENT", "")
 REGION = os.environ.get("ONETHING_DESK_REGION", "") or settings().region
 RULE = os.environ.get("ONETHING_DESK_RULE", "materials_present")
+# how long the rule takes over one task; 0 in production, set by tests that kill a desk mid-task
+DELAY = float(os.environ.get("ONETHING_DESK_DELAY_SECONDS", "0"))
 
 
 def _build():
@@ -41,6 +44,8 @@ def make_desk(department, region, rule):
             decision = desk_rules.decide(rule, payload, self.elicense.get_license)
             if decision is None:
                 return
+            if DELAY:
+                time.sleep(DELAY)  # green under nameko's eventlet
             try:
                 self.review.record_opinion(payload["case_no"], payload["item_code"], department,
                                            decision[0], decision[1], f"desk:{department}:{region}")

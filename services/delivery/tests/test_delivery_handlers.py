@@ -1,0 +1,264 @@
+"""Delivery use cases over an in-memory store and a RecordingBus: each channel from case_concluded
+to completion, every refusal changing nothing, and the pickup code kept out of events."""
+import copy
+import json
+
+import pytest
+
+from onething.delivery.v1 import events_pb2
+from onething.joint_review.v1 import events_pb2 as review_events
+from services.common.bus import RecordingBus
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.events import from_payload
+from services.delivery import domain, handlers
+from services.delivery.store import DeliveryDoc
+
+CASE = "440100XSECS202611260001"
+ADDRESS = {"recipient": "李华", "phone": "13800000000", "region_code": "440106", "line": "天河路100号1栋101",
+           "postcode": "510620"}
+CODE = "042517"
+
+
+class FakeDeliveryStore:
+    def __init__(self):
+        self.docs = {}
+
+    def get(self, case_no):
+        doc = self.docs.get(case_no)
+        return copy.deepcopy(doc["body"]) if doc else None
+
+    def insert(self, body, outbox):
+        if body["case_no"] in self.docs:
+            return False
+        self.docs[body["case_no"]] = {"body": copy.deepcopy(body), "outbox": copy.deepcopy(outbox)}
+        return True
+
+    def update(self, case_no, expected_status, body, outbox):
+        doc = self.docs.get(case_no)
+        if doc is None or doc["body"]["status"] != expected_status:
+            return False
+        doc["body"] = copy.deepcopy(body)
+        doc["outbox"].extend(copy.deepcopy(outbox))
+        return True
+
+
+class FakeBlobs:
+    def download_url(self, bucket, key, ttl):
+        return f"https://s3.example/{bucket}/{key}?X-Amz-Expires={int(ttl.total_seconds())}"
+
+
+@pytest.fixture
+def store():
+    return FakeDeliveryStore()
+
+
+@pytest.fixture
+def bus():
+    return RecordingBus("delivery")
+
+
+@pytest.fixture
+def delivery(store, bus, monkeypatch):
+    def fake_flush(doc_cls, case_no, to_bus, entries=None):
+        assert doc_cls is DeliveryDoc
+        doc = store.docs[case_no]
+        entries = list(doc["outbox"]) if entries is None else entries
+        for entry in entries:
+            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
+            doc["outbox"] = [e for e in doc["outbox"] if e["id"] != entry["id"]]
+        return len(entries)
+
+    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
+    return handlers.Delivery(store, FakeBlobs(), bus, pickup_code=lambda: CODE)
+
+
+def concluded(channel, address=None, approved=True, case_no=CASE):
+    return from_payload(review_events.CaseConcluded, {
+        "case_no": case_no, "approved": approved, "license_ids": ["L1", "L2"],
+        "applicant": {"id_number": "11010519491231002X", "name": "李华"},
+        "delivery": {"channel": channel, **({"address": address} if address else {})},
+        "region_code": "440100", "package_code": "XSECS", "lead_department": "wsjk"})
+
+
+def licenses(license_id):
+    return {"document_key": f"licenses/{CASE}/{license_id}.pdf"}
+
+
+def statuses(body):
+    return [h["status"] for h in body["history"]]
+
+
+def completed_payload(bus):
+    [payload] = [p for t, p, _ in bus.published if t == "delivery_completed"]
+    return payload
+
+
+def test_rejected_case_delivers_nothing(delivery, store, bus):
+    assert delivery.on_case_concluded(concluded(domain.WINDOW, approved=False), licenses) is None
+    assert store.docs == {} and bus.published == []
+
+
+def test_electronic_completes_at_once_with_links(delivery, bus):
+    body = delivery.on_case_concluded(concluded(domain.ELECTRONIC), licenses)
+    assert body["status"] == domain.COMPLETED
+    assert statuses(body) == [domain.PREPARED, domain.DISPATCHED, domain.COMPLETED]
+    assert all(r["download_url"].startswith("https://s3.example/results/") for r in body["results"])
+    assert bus.types() == ["delivery_dispatched", "delivery_completed"]
+    done = completed_payload(bus)
+    assert done["lead_department"] == "wsjk" and done["package_code"] == "XSECS" and done["region_code"] == "440100"
+    assert done["applicant_id"] == "11010519491231002X" and done["completed_at"]
+
+
+def test_window_waits_with_a_code_that_never_leaves_the_delivery(delivery, bus, store):
+    body = delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    assert body["status"] == domain.READY_FOR_PICKUP and body["pickup_code"] == CODE
+    assert statuses(body) == [domain.PREPARED, domain.READY_FOR_PICKUP]
+    assert all("download_url" not in r for r in body["results"])
+    assert bus.types() == ["delivery_ready_for_pickup"]
+    done = delivery.confirm_pickup(CASE, CODE, "clerk-7")
+    assert done["status"] == domain.COMPLETED
+    assert done["history"][-1]["by"] == "clerk-7"
+    assert bus.types() == ["delivery_ready_for_pickup", "delivery_completed"]
+    assert completed_payload(bus)["completed_by"] == "clerk-7"
+    assert CODE not in json.dumps(bus.published, ensure_ascii=False)
+    assert CODE not in json.dumps(store.docs[CASE]["body"]["history"], ensure_ascii=False)
+    assert store.docs[CASE]["outbox"] == []
+
+
+def test_real_pickup_codes_differ_between_cases(store, bus, monkeypatch):
+    monkeypatch.setattr(handlers, "flush_outbox", lambda *a, **k: 0)
+    d = handlers.Delivery(store, FakeBlobs(), bus)
+    codes = {d.on_case_concluded(concluded(domain.WINDOW, case_no=f"C{i}"), licenses)["pickup_code"]
+             for i in range(20)}
+    assert len(codes) > 15 and all(len(c) == 6 and c.isdigit() for c in codes)
+
+
+def test_wrong_pickup_code_is_denied_and_changes_nothing(delivery, store, bus):
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    before = copy.deepcopy(store.docs)
+    with pytest.raises(PermissionDenied):
+        delivery.confirm_pickup(CASE, "999999", "clerk-7")
+    assert store.docs == before and bus.types() == ["delivery_ready_for_pickup"]
+
+
+def test_second_pickup_is_out_of_order(delivery, bus):
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    delivery.confirm_pickup(CASE, CODE, "clerk-7")
+    with pytest.raises(FailedPrecondition, match="already been picked up"):
+        delivery.confirm_pickup(CASE, CODE, "clerk-8")
+    assert bus.types().count("delivery_completed") == 1
+
+
+@pytest.mark.parametrize("code, clerk", [("", "clerk-7"), (CODE, ""), ("  ", "clerk-7"), (CODE, "  ")])
+def test_pickup_needs_code_and_clerk(delivery, store, code, clerk):
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    with pytest.raises(InvalidArgument):
+        delivery.confirm_pickup(CASE, code, clerk)
+    assert store.docs[CASE]["body"]["status"] == domain.READY_FOR_PICKUP
+
+
+def test_unknown_case_is_not_found(delivery):
+    with pytest.raises(NotFound):
+        delivery.confirm_pickup("NOPE", CODE, "clerk-7")
+    with pytest.raises(NotFound):
+        delivery.record_dispatch("NOPE", "EMS", "1234567890123", "clerk-7")
+    with pytest.raises(NotFound):
+        delivery.record_delivered("NOPE", "1234567890123", "李华")
+    with pytest.raises(InvalidArgument):
+        delivery.get("")
+
+
+def test_mail_from_prepared_to_delivered(delivery, bus, store):
+    body = delivery.on_case_concluded(concluded(domain.MAIL, ADDRESS), licenses)
+    assert body["status"] == domain.PREPARED and body["address"] == ADDRESS
+    assert "pickup_code" not in body
+    assert bus.types() == []
+    body = delivery.record_dispatch(CASE, "ems", "ea473124829cn", "clerk-7")
+    assert body["status"] == domain.DISPATCHED
+    assert (body["carrier"], body["tracking_number"]) == ("EMS", "EA473124829CN")
+    [(_, sent, headers)] = bus.published
+    assert sent["tracking_number"] == "EA473124829CN" and sent["carrier"] == "EMS" and headers["case_no"] == CASE
+    body = delivery.record_delivered(CASE, "EA473124829CN", "李华")
+    assert body["status"] == domain.COMPLETED
+    assert statuses(body) == [domain.PREPARED, domain.DISPATCHED, domain.COMPLETED]
+    assert body["history"][1]["by"] == "clerk-7" and body["history"][2]["by"] == "李华"
+    assert "EA473124829CN" in body["history"][1]["note"]
+    assert bus.types() == ["delivery_dispatched", "delivery_completed"]
+    done = from_payload(events_pb2.DeliveryCompleted, completed_payload(bus))
+    assert done.lead_department == "wsjk" and done.completed_by == "李华" and done.channel == 3
+
+
+def test_mail_out_of_order_changes_nothing(delivery, store, bus):
+    delivery.on_case_concluded(concluded(domain.MAIL, ADDRESS), licenses)
+    with pytest.raises(FailedPrecondition, match="not been dispatched"):
+        delivery.record_delivered(CASE, "1234567890123", "李华")
+    delivery.record_dispatch(CASE, "EMS", "1234567890123", "clerk-7")
+    before = copy.deepcopy(store.docs)
+    with pytest.raises(FailedPrecondition, match="already been dispatched"):
+        delivery.record_dispatch(CASE, "SF", "SF1234567890123", "clerk-7")
+    with pytest.raises(InvalidArgument, match="not the one recorded"):
+        delivery.record_delivered(CASE, "1234567890124", "李华")
+    with pytest.raises(InvalidArgument, match="signed"):
+        delivery.record_delivered(CASE, "1234567890123", " ")
+    assert store.docs == before
+    delivery.record_delivered(CASE, "1234567890123", "李华")
+    with pytest.raises(FailedPrecondition, match="already been delivered"):
+        delivery.record_delivered(CASE, "1234567890123", "李华")
+    assert bus.types() == ["delivery_dispatched", "delivery_completed"]
+
+
+@pytest.mark.parametrize("carrier, number, clerk", [("EMS", "12345", "clerk-7"), ("DHL", "1234567890", "clerk-7"),
+                                                    ("EMS", "1234567890123", "")])
+def test_dispatch_with_bad_input_changes_nothing(delivery, store, bus, carrier, number, clerk):
+    delivery.on_case_concluded(concluded(domain.MAIL, ADDRESS), licenses)
+    with pytest.raises(InvalidArgument):
+        delivery.record_dispatch(CASE, carrier, number, clerk)
+    assert store.docs[CASE]["body"]["status"] == domain.PREPARED and bus.published == []
+
+
+def test_window_and_mail_calls_refuse_the_other_channel(delivery):
+    delivery.on_case_concluded(concluded(domain.ELECTRONIC), licenses)
+    with pytest.raises(FailedPrecondition, match="ELECTRONIC"):
+        delivery.confirm_pickup(CASE, CODE, "clerk-7")
+    with pytest.raises(FailedPrecondition, match="ELECTRONIC"):
+        delivery.record_dispatch(CASE, "EMS", "1234567890123", "clerk-7")
+
+
+@pytest.mark.parametrize("change, words", [({"phone": "12345"}, "mobile"), ({"postcode": "51062"}, "postcode"),
+                                           ({"line": ""}, "street")])
+def test_invalid_mail_address_fails_the_delivery(delivery, bus, change, words):
+    body = delivery.on_case_concluded(concluded(domain.MAIL, {**ADDRESS, **change}), licenses)
+    assert body["status"] == domain.FAILED and words in body["failure_reason"]
+    assert statuses(body) == [domain.PREPARED, domain.FAILED]
+    [(kind, payload, _)] = bus.published
+    assert kind == "delivery_failed" and words in payload["reason"]
+    with pytest.raises(FailedPrecondition, match="failed"):
+        delivery.record_dispatch(CASE, "EMS", "1234567890123", "clerk-7")
+
+
+def test_mail_without_an_address_fails(delivery, bus):
+    body = delivery.on_case_concluded(concluded(domain.MAIL), licenses)
+    assert body["status"] == domain.FAILED and "recipient" in body["failure_reason"]
+    assert bus.types() == ["delivery_failed"]
+
+
+def test_redelivered_case_concluded_changes_nothing(delivery, bus):
+    first = delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    again = delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    assert again == first and bus.types() == ["delivery_ready_for_pickup"]
+
+
+def test_a_concurrent_change_is_refused(delivery, store, bus):
+    """Two clerks read READY_FOR_PICKUP; the second write finds it no longer so and fails."""
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    real_get = store.get
+
+    def stale_get(case_no):
+        body = real_get(case_no)
+        store.docs[case_no]["body"]["status"] = domain.COMPLETED  # someone else finished it meanwhile
+        return body
+
+    store.get = stale_get
+    with pytest.raises(FailedPrecondition, match="changed meanwhile"):
+        delivery.confirm_pickup(CASE, CODE, "clerk-8")
+    assert "delivery_completed" not in bus.types()

@@ -1,0 +1,73 @@
+"""delivery's handlers against the real MongoDB-wire server and broker: a MAIL and a WINDOW
+delivery to completion, each event published once through the outbox, refusals changing nothing."""
+import time
+
+import pytest
+
+from services.common.errors import FailedPrecondition, PermissionDenied
+
+pytestmark = pytest.mark.integration
+ADDRESS = {"recipient": "李华", "phone": "13800000000", "region_code": "440106", "line": "天河路100号1栋101",
+           "postcode": "510620"}
+
+
+@pytest.fixture(scope="module")
+def delivery(test_env):
+    from services.delivery.wiring import build_delivery
+    return build_delivery()
+
+
+def concluded(case_no, channel, address=None):
+    from onething.joint_review.v1 import events_pb2
+    from services.common.events import from_payload
+    return from_payload(events_pb2.CaseConcluded, {
+        "case_no": case_no, "approved": True, "applicant": {"id_number": "11010519491231002X", "name": "李华"},
+        "delivery": {"channel": channel, **({"address": address} if address else {})},
+        "region_code": "440100", "package_code": "XSECS", "lead_department": "wsjk"})
+
+
+def wait_keys(probe, case_no, n):
+    deadline = time.time() + 10
+    while time.time() < deadline and len(probe.for_case(case_no)) < n:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return [k for k, _ in probe.for_case(case_no)]
+
+
+def test_mail_delivery_to_completion(delivery, probe):
+    from services.delivery.store import DeliveryDoc
+    case_no = f"D{int(time.time() * 1000)}M"
+    assert delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_MAIL", ADDRESS), lambda _: {})[
+        "status"] == "DELIVERY_STATUS_PREPARED"
+    delivery.record_dispatch(case_no, "SF", "SF1234567890123", "clerk-1")
+    with pytest.raises(FailedPrecondition):
+        delivery.record_dispatch(case_no, "SF", "SF1234567890124", "clerk-1")
+    body = delivery.record_delivered(case_no, "SF1234567890123", "李华")
+    assert body == delivery.get(case_no)
+    assert [h["status"] for h in body["history"]] == [
+        "DELIVERY_STATUS_PREPARED", "DELIVERY_STATUS_DISPATCHED", "DELIVERY_STATUS_COMPLETED"]
+    assert wait_keys(probe, case_no, 2) == ["delivery_dispatched", "delivery_completed"]
+    completed = dict(probe.for_case(case_no))["delivery_completed"]
+    assert completed["lead_department"] == "wsjk" and completed["completed_by"] == "李华"
+    assert DeliveryDoc.objects(case_no=case_no).first().outbox == []
+
+
+def test_window_pickup_wrong_code_then_right_code(delivery, probe):
+    case_no = f"D{int(time.time() * 1000)}W"
+    code = delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_WINDOW"), lambda _: {})["pickup_code"]
+    wrong = "000000" if code != "000000" else "111111"
+    with pytest.raises(PermissionDenied):
+        delivery.confirm_pickup(case_no, wrong, "clerk-1")
+    assert delivery.get(case_no)["status"] == "DELIVERY_STATUS_READY_FOR_PICKUP"
+    assert delivery.confirm_pickup(case_no, code, "clerk-1")["status"] == "DELIVERY_STATUS_COMPLETED"
+    keys = wait_keys(probe, case_no, 2)
+    assert keys == ["delivery_ready_for_pickup", "delivery_completed"]
+    assert all(code not in str(body) for _, body in probe.for_case(case_no))
+
+
+def test_invalid_address_fails_the_delivery(delivery, probe):
+    case_no = f"D{int(time.time() * 1000)}F"
+    body = delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_MAIL", {**ADDRESS, "postcode": "1"}),
+                                      lambda _: {})
+    assert body["status"] == "DELIVERY_STATUS_FAILED" and "postcode" in body["failure_reason"]
+    assert wait_keys(probe, case_no, 1) == ["delivery_failed"]

@@ -1,0 +1,56 @@
+"""evaluation's handlers against the real MongoDB-wire server and broker: a 差评 through its
+rectification, ListBadReviews, and the statistics $group on SecantusDB."""
+import time
+
+import pytest
+
+from services.common.errors import AlreadyExists, FailedPrecondition
+
+pytestmark = pytest.mark.integration
+APPLICANT = "11010519491231002X"
+
+
+@pytest.fixture(scope="module")
+def evaluation(test_env):
+    from services.evaluation.wiring import build_evaluation
+    return build_evaluation()
+
+
+def delivered(evaluation, case_no, region, package, lead):
+    from onething.delivery.v1 import events_pb2
+    evaluation.on_delivery_completed(events_pb2.DeliveryCompleted(
+        case_no=case_no, applicant_id=APPLICANT, region_code=region, package_code=package, lead_department=lead))
+
+
+def test_bad_review_rectification_and_statistics(evaluation, probe):
+    stamp = int(time.time() * 1000)
+    region, package = f"9{stamp % 100000:05d}", f"P{stamp}"
+    good, bad = f"V{stamp}G", f"V{stamp}B"
+    delivered(evaluation, good, region, package, "wsjk")
+    delivered(evaluation, bad, region, package, "wsjk")
+    evaluation.submit(good, APPLICANT, "online", "GRADE_SATISFIED", {"整体满意度": 4}, "", "")
+    body = evaluation.submit(bad, APPLICANT, "window", "GRADE_DISSATISFIED", {"态度": 1}, "窗口态度差", "gaj")
+    assert body["rectification"]["department_code"] == "gaj"
+    with pytest.raises(AlreadyExists):
+        evaluation.submit(bad, APPLICANT, "window", "GRADE_DISSATISFIED", {}, "again", "")
+    assert [r["case_no"] for r in evaluation.bad_reviews("gaj", region, open_only=True)] == [bad]
+    with pytest.raises(FailedPrecondition):
+        evaluation.close(bad, "done", "chief-1")
+    evaluation.record_callback(bad, "已回访", "staff-1")
+    rect = evaluation.close(bad, "已培训窗口人员", "chief-1")
+    assert rect["on_time"] is True and len(rect["callbacks"]) == 1
+    assert evaluation.bad_reviews("gaj", region, open_only=True) == []
+    assert [r["status"] for r in evaluation.bad_reviews("gaj", region)] == ["RECTIFICATION_STATUS_CLOSED"]
+
+    [row] = evaluation.statistics("STATISTICS_GROUP_REGION", region_code=region)
+    assert row == {"key": region, "ratings": 2, "satisfied": 1, "satisfaction_rate": 0.5, "bad_reviews": 1,
+                   "rectifications_closed": 1, "closed_on_time": 1, "rectifications_open": 0}
+    by_dept = {r["key"]: r for r in evaluation.statistics("STATISTICS_GROUP_DEPARTMENT", package_code=package)}
+    assert by_dept["wsjk"]["ratings"] == 1 and by_dept["gaj"]["bad_reviews"] == 1
+    [pkg] = evaluation.statistics("STATISTICS_GROUP_PACKAGE", package_code=package)
+    assert (pkg["key"], pkg["ratings"]) == (package, 2)
+
+    deadline = time.time() + 10
+    while time.time() < deadline and "bad_review_closed" not in [k for k, _ in probe.for_case(bad)]:
+        time.sleep(0.05)
+    assert [k for k, _ in probe.for_case(bad)] == ["evaluation_received", "bad_review_opened", "bad_review_closed"]
