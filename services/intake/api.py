@@ -6,6 +6,7 @@ from services.common import telemetry
 from services.common.config import settings
 from services.common.errors import InvalidArgument
 from services.common.grpc_server import ApiServer
+from services.common.mongo import plain
 from services.intake.wiring import build_intake
 
 
@@ -17,7 +18,9 @@ def case_to_proto(doc):
         materials=[json_format.ParseDict(m, intake_pb2.Case().materials.add()) for m in doc.materials],
         delivery=json_format.ParseDict(doc.delivery or {}, intake_pb2.Case().delivery),
         history=[json_format.ParseDict(h, intake_pb2.StatusChange()) for h in doc.history],
-        license_ids=doc.license_ids)
+        license_ids=doc.license_ids, situations=doc.situations or {},
+        rectification=json_format.ParseDict(plain(doc.rectification or {}), intake_pb2.Rectification(),
+                                            ignore_unknown_fields=True))
 
 
 def _as_dict(message):
@@ -46,6 +49,20 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
 
     def GetCase(self, request, context):
         return case_to_proto(self.intake.get_case(request.case_no))
+
+    def SupplementCase(self, request, context):
+        return case_to_proto(self.intake.supplement(_as_dict(request)))
+
+    def WithdrawCase(self, request, context):
+        return case_to_proto(self.intake.withdraw(_as_dict(request)))
+
+    def WatchCase(self, request, context):
+        for doc in self.intake.watch(request.case_no, context.is_active):
+            yield case_to_proto(doc)
+
+    def ListCases(self, request, context):
+        docs, token = self.intake.list_cases(_as_dict(request))
+        return intake_pb2.ListCasesResponse(cases=[case_to_proto(d) for d in docs], next_page_token=token)
 
 
 def build(port=None):

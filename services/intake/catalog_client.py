@@ -11,9 +11,11 @@ class CatalogClient:
     def __init__(self, address):
         self.stub = catalog_pb2_grpc.CatalogServiceStub(channel(address))
 
-    def get_package(self, code, region_code):
+    def get_package(self, code, region_code, situations=None):
+        """The package as it applies in the region for the applicant's answers to its situations."""
         try:
-            pkg = self.stub.GetPackage(catalog_pb2.GetPackageRequest(code=code, region_code=region_code), timeout=10)
+            pkg = self.stub.GetPackage(catalog_pb2.GetPackageRequest(code=code, region_code=region_code,
+                                                                     situations=situations or {}), timeout=10)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(exc.details())

@@ -4,15 +4,22 @@ import codecs
 import datetime
 import re
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from services.common.ids import citizen_id_problem, credit_code_problem
 
-SUBMITTED, IN_REVIEW, APPROVED, REJECTED, DELIVERED, RATED = (
+SUBMITTED, IN_REVIEW, APPROVED, REJECTED, DELIVERED, RATED, RECTIFYING, WITHDRAWN = (
     "CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED", "CASE_STATUS_REJECTED",
-    "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED")
+    "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_WITHDRAWN")
 
 # A status may only move forward along this order; an older event arriving late changes nothing.
-_RANK = {SUBMITTED: 0, IN_REVIEW: 1, APPROVED: 2, REJECTED: 2, DELIVERED: 3, RATED: 4}
+# RECTIFYING sits beside IN_REVIEW (it pauses the review; supplement() and rectify() move in and out
+# of it explicitly); WITHDRAWN is last, so nothing that arrives after a withdrawal moves the case.
+_RANK = {SUBMITTED: 0, IN_REVIEW: 1, RECTIFYING: 1, APPROVED: 2, REJECTED: 2, DELIVERED: 3, RATED: 4,
+         WITHDRAWN: 5}
+# Before conclusion: the applicant may still withdraw, a department may still ask for materials.
+OPEN = (SUBMITTED, IN_REVIEW, RECTIFYING)
+# WatchCase ends here.
+FINAL = (RATED, REJECTED, WITHDRAWN)
 
 CHANNELS = ("DELIVERY_CHANNEL_ELECTRONIC", "DELIVERY_CHANNEL_WINDOW", "DELIVERY_CHANNEL_MAIL")
 
@@ -36,33 +43,149 @@ def check_delivery(delivery):
         raise InvalidArgument("mail delivery needs a postal address")
 
 
-def check_materials(package, submitted_codes):
-    """Every material an item of the package needs must be handed in."""
+def check_materials(package, submitted_codes, licences=()):
+    """Every material an item of the package needs must be handed in, unless a valid licence the
+    applicant holds stands in for it (减材料: a material whose license_type_code is the type of one
+    of `licences`). Returns {material code: licence} for the materials a licence stands in for."""
     names = {m["code"]: m["name"] for m in package.get("materials", [])}
     needed = []
     for item in package["items"]:
         for code in item.get("material_codes", []):
             if code not in needed:
                 needed.append(code)
-    missing = [c for c in needed if c not in submitted_codes]
+    covered = licences_standing_in(package, [c for c in needed if c not in submitted_codes], licences)
+    missing = [c for c in needed if c not in submitted_codes and c not in covered]
     if missing:
         listed = "、".join(f"{names.get(c, c)} ({c})" for c in missing)
         raise FailedPrecondition(f"required materials are missing: {listed}; upload them and submit again")
     unknown = [c for c in submitted_codes if c not in names]
     if unknown:
         raise InvalidArgument(f"package {package['code']} asks for no material {', '.join(unknown)}")
+    return covered
+
+
+def licences_standing_in(package, codes, licences):
+    """{material code: licence} for each of `codes` whose licence type the applicant holds; of
+    several licences of one type, the most recently valid one."""
+    by_type = {}
+    for lic in sorted(licences or (), key=lambda l: l.get("valid_from", "")):
+        if lic.get("type_code"):
+            by_type[lic["type_code"]] = lic
+    covered = {}
+    for m in package.get("materials", []):
+        lic = by_type.get(m.get("license_type_code") or "")
+        if m["code"] in codes and lic is not None:
+            covered[m["code"]] = lic
+    return covered
+
+
+def valid_licences(licences, day):
+    """The licences that count on `day`: status VALID, inside their validity period."""
+    out = []
+    for lic in licences:
+        if lic.get("status", "LICENSE_STATUS_VALID") != "LICENSE_STATUS_VALID":
+            continue
+        if (lic.get("valid_from") or "")[:10] > day.isoformat():
+            continue
+        if lic.get("valid_to") and lic["valid_to"][:10] < day.isoformat():
+            continue
+        out.append(lic)
+    return out
+
+
+def material_name(package, code):
+    return next((m["name"] for m in package.get("materials", []) if m["code"] == code), code)
+
+
+# --- the one form (一表申请) --------------------------------------------------------------------
+
+_PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
+_REGION_RE = re.compile(r"[1-8][0-9]{5}")
+_BANK_RE = re.compile(r"[0-9]{12,30}")
+_NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _validator_problem(validator, value):
+    if validator == "citizen_id":
+        return citizen_id_problem(value)
+    if validator == "credit_code":
+        return credit_code_problem(value)
+    if validator == "phone" and not _PHONE_RE.fullmatch(value):
+        return "a mainland mobile number has 11 digits and starts with 13-19"
+    if validator == "region" and not _REGION_RE.fullmatch(value):
+        return "a region code is 6 digits (GB/T 2260, e.g. 440106)"
+    if validator == "bank_account" and not _BANK_RE.fullmatch(value):
+        return "a bank account number has 12 to 30 digits"
+    return None
+
+
+def _type_problem(field, value):
+    kind = field.get("type") or "string"
+    if kind == "date":
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            return "is not a date (YYYY-MM-DD)"
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            return "is not a date (YYYY-MM-DD)"
+    elif kind == "number" and not _NUMBER_RE.fullmatch(value):
+        return "is not a number"
+    elif kind == "bool" and value not in ("true", "false"):
+        return "must be true or false"
+    elif kind == "choice" and value not in (field.get("choices") or []):
+        return f"must be one of {'、'.join(field.get('choices') or [])}"
+    return None
+
+
+def check_form(form_fields, form):
+    """The form against the package's merged form: required fields present, each value of its type,
+    its validator and its choices. Fields the package does not define are left alone; with no
+    form_fields there is nothing to check."""
+    form = form or {}
+    for field in form_fields or ():
+        key = field["key"]
+        label = f"{field.get('label') or key} ({key})"
+        value = (form.get(key) or "").strip()
+        if not value:
+            if field.get("required"):
+                raise InvalidArgument(f"form: {label} is required")
+            continue
+        problem = _type_problem(field, value)
+        if problem:
+            raise InvalidArgument(f"form: {label} {problem}: {value!r}")
+        problem = _validator_problem(field.get("validator") or "", value)
+        if problem:
+            raise InvalidArgument(f"form: {label}: {problem}")
+
+
+def check_situations(situations):
+    for key, value in (situations or {}).items():
+        if not key.strip() or not str(value).strip():
+            raise InvalidArgument("situations: every answer needs a question key and a value")
+
+
+_PREFIX_RE = re.compile(r"[0-9A-Z]{1,48}")
 
 
 def implementing_code(region_code, package_code):
-    """Stand-in for the GB/T 39554 implementing code until the catalog carries one per region."""
+    """Stand-in for the GB/T 39554 implementing code when the catalog carries none for the region."""
     return f"{region_code}{package_code}"
+
+
+def case_prefix(package, region_code):
+    """Case numbers extend the package's implementing code (实施编码) in the region; without one,
+    region and package code."""
+    code = (package.get("implementing_code") or "").strip().upper()
+    if code and _PREFIX_RE.fullmatch(code):
+        return code
+    return implementing_code(region_code, package["code"])
 
 
 def case_number(prefix, day, sequence):
     return f"{prefix}{day:%Y%m%d}{sequence:04d}"
 
 
-CASE_NO_RE = re.compile(r"[0-9A-Z]{6,40}")
+CASE_NO_RE = re.compile(r"[0-9A-Z]{6,64}")
 
 
 def check_case_no(case_no):
@@ -77,12 +200,116 @@ def advance(current, new):
     return new
 
 
+def rectify(case, request):
+    """A department's request for named materials (补正), or None when it changes nothing: the
+    case is concluded or withdrawn, the request names no material, or it was already recorded
+    (a redelivered event). The case is {"status", "rectification"}; returns the new rectification."""
+    codes = [c for c in request.get("material_codes", []) if c]
+    if case["status"] not in OPEN or not codes:
+        return None
+    current = case.get("rectification") or {}
+    requests = list(current.get("requests", [])) if case["status"] == RECTIFYING else []
+    key = (request.get("item_code", ""), request.get("department_code", ""), tuple(sorted(codes)))
+    if any((r["item_code"], r["department_code"], tuple(sorted(r["material_codes"]))) == key for r in requests):
+        return None
+    requests.append({"item_code": request.get("item_code", ""), "department_code": request.get("department_code", ""),
+                     "material_codes": codes, "reason": request.get("reason", ""), "at": request.get("at", "")})
+    union = []
+    for r in requests:
+        union += [c for c in r["material_codes"] if c not in union]
+    resume = current.get("resume_status", SUBMITTED) if case["status"] == RECTIFYING else case["status"]
+    return {"material_codes": union, "requests": requests, "resume_status": resume}
+
+
+def check_owner(case_applicant_id, applicant_id, verb):
+    """Only the case's own applicant may `verb` it."""
+    if not applicant_id:
+        raise InvalidArgument(f"name the applicant who wants to {verb} the case (applicant_id)")
+    if applicant_id != case_applicant_id:
+        raise PermissionDenied(f"only the applicant of the case may {verb} it")
+
+
+def check_supplement(status, rectification, codes):
+    """The materials handed in must be exactly those the rectification named."""
+    if status != RECTIFYING:
+        raise FailedPrecondition(f"the case is {status.removeprefix('CASE_STATUS_')}, not waiting for materials "
+                                 "(RECTIFYING); nothing to supplement")
+    named = list((rectification or {}).get("material_codes", []))
+    duplicated = sorted({c for c in codes if codes.count(c) > 1})
+    if duplicated:
+        raise InvalidArgument(f"material {', '.join(duplicated)} is handed in more than once")
+    unasked = [c for c in codes if c not in named]
+    if unasked:
+        raise InvalidArgument(f"the rectification did not ask for {', '.join(unasked)}; "
+                              f"hand in only {', '.join(named)}")
+    missing = [c for c in named if c not in codes]
+    if missing:
+        raise FailedPrecondition(f"the rectification asks for {', '.join(missing)} as well; hand in all of "
+                                 f"{', '.join(named)} together")
+
+
+def check_withdraw(status, reason):
+    if len(reason or "") > 500:
+        raise InvalidArgument("keep the reason for withdrawing under 500 characters")
+    if status not in OPEN:
+        raise FailedPrecondition(f"the case is {status.removeprefix('CASE_STATUS_')} already; only a case not yet "
+                                 "concluded can be withdrawn")
+
+
+def check_applicant_id(value):
+    if not value:
+        raise InvalidArgument("name the applicant (applicant_id)")
+    if citizen_id_problem(value) and credit_code_problem(value):
+        raise InvalidArgument(f"applicant_id {value!r} is neither a citizen ID number nor a credit code: "
+                              f"{citizen_id_problem(value)}")
+
+
+def page_size(requested, default=20, most=100):
+    if requested < 0:
+        raise InvalidArgument("page_size cannot be negative")
+    return min(requested or default, most)
+
+
+def manifest(case_no, materials):
+    """The case's list of materials kept under cases/<case_no>/ (the bytes lie once, by content)."""
+    return {"case_no": case_no,
+            "materials": [{"material_code": m["material_code"], "name": m.get("name", ""),
+                           "sha256": m.get("sha256", ""), "size": m.get("size", 0),
+                           "content_type": m.get("content_type", ""), "object_key": m.get("object_key", ""),
+                           "license_id": m.get("license_id", "")} for m in materials]}
+
+
+def content_key(sha256):
+    return f"content/sha256/{sha256}"
+
+
 def today():
     return datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date()
 
 
+# What a material may be: scans as PDF, PNG or JPEG. Anything else (archives, executables, text,
+# unknown binary) is refused, whatever its name says.
+ALLOWED_TYPES = ("application/pdf", "image/png", "image/jpeg")
+SNIFF_BYTES = 16
+_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "application/x-pdf": "application/pdf"}
+_GENERIC = ("", "application/octet-stream", "binary/octet-stream")
+
+
+def check_content_type(sniffed, declared=""):
+    """The type from the bytes must be one materials may have, and must not contradict a specific
+    type the client declared."""
+    if sniffed not in ALLOWED_TYPES:
+        raise InvalidArgument(f"the file's content is {sniffed}, which is not accepted for a material; "
+                              "upload a PDF, PNG or JPEG scan")
+    declared = (declared or "").split(";")[0].strip().lower()
+    declared = _ALIASES.get(declared, declared)
+    if declared not in _GENERIC and declared != sniffed:
+        raise InvalidArgument(f"the file was declared {declared} but its content is {sniffed}")
+
+
 _MAGIC = [(b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
-          (b"GIF8", "image/gif"), (b"PK\x03\x04", "application/zip")]
+          (b"GIF8", "image/gif"), (b"PK\x03\x04", "application/zip"),
+          (b"MZ", "application/x-msdownload"), (b"\x7fELF", "application/x-executable")]
 
 
 def sniff_content_type(head):

@@ -3,6 +3,7 @@ import datetime
 
 import mongoengine as me
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 ALIAS = "intake"
 
@@ -26,7 +27,7 @@ class UploadDoc(me.Document):
 
 class CaseDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "cases",
-            "indexes": ["applicant.id_number", "outbox.at",
+            "indexes": ["applicant.id_number", "outbox.at", ("applicant.id_number", "-submitted_at", "-case_no"),
                         {"fields": ["idempotency_key"], "unique": True, "sparse": True}]}
     case_no = me.StringField(primary_key=True)
     idempotency_key = me.StringField()
@@ -40,6 +41,8 @@ class CaseDoc(me.Document):
     delivery = me.DictField()
     history = me.ListField(me.DictField())
     license_ids = me.ListField(me.StringField())
+    situations = me.DictField()
+    rectification = me.DictField()     # while RECTIFYING: named materials, requests, resume_status
     submitted_at = me.DateTimeField(default=now)
     outbox = me.ListField(me.DictField())
 
@@ -58,10 +61,17 @@ class IntakeStore:
         return UploadDoc.objects(upload_id=upload_id).first()
 
     def next_sequence(self, key):
+        """The next number of `key`, atomically; two first upserts racing may collide on _id, the
+        loser retries and increments the winner's document."""
         coll = Counter._get_collection()
-        doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
-                                       return_document=ReturnDocument.AFTER)
-        return doc["value"]
+        for attempt in range(5):
+            try:
+                doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
+                                               return_document=ReturnDocument.AFTER)
+                return doc["value"]
+            except DuplicateKeyError:
+                if attempt == 4:
+                    raise
 
     def by_idempotency_key(self, key):
         return CaseDoc.objects(idempotency_key=key).first() if key else None
@@ -86,3 +96,36 @@ class IntakeStore:
         if outbox:
             update["push_all__outbox"] = outbox
         return CaseDoc.objects(case_no=case_no, status=expected).update_one(**update) == 1
+
+    def update_case(self, case_no, expected_status, set_fields, note, outbox=None, unset=(), expect_requests=None):
+        """Compare-and-set: change the case only while it still has `expected_status` (and, for a
+        rectification, the same requests), so concurrent changes never overwrite each other."""
+        query = {"_id": case_no, "status": expected_status}
+        if expect_requests is not None:
+            query["rectification.requests"] = {"$size": expect_requests}
+        update = {"$set": dict(set_fields),
+                  "$push": {"history": {"status": set_fields.get("status", expected_status),
+                                        "at": now().isoformat(), "note": note}}}
+        if outbox:
+            update["$push"]["outbox"] = {"$each": list(outbox)}
+        if unset:
+            update["$unset"] = {f: "" for f in unset}
+        return CaseDoc._get_collection().update_one(query, update).modified_count == 1
+
+    def set_rectification(self, case_no, expected_status, expected_rectification, status, rectification, note):
+        query = {"_id": case_no, "status": expected_status}
+        if expected_status == "CASE_STATUS_RECTIFYING":
+            query["rectification.requests"] = {"$size": len(expected_rectification.get("requests", []))}
+        update = {"$set": {"status": status, "rectification": rectification},
+                  "$push": {"history": {"status": status, "at": now().isoformat(), "note": note}}}
+        return CaseDoc._get_collection().update_one(query, update).modified_count == 1
+
+    def cases_of(self, applicant_id, limit, after=None):
+        """An applicant's cases, newest first; `after` = (submitted_at, case_no) of the last one seen."""
+        query = {"applicant__id_number": applicant_id}
+        qs = CaseDoc.objects(**query)
+        if after is not None:
+            at, case_no = after
+            qs = qs.filter(__raw__={"$or": [{"submitted_at": {"$lt": at}},
+                                            {"submitted_at": at, "_id": {"$lt": case_no}}]})
+        return list(qs.order_by("-submitted_at", "-case_no").limit(limit))

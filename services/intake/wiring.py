@@ -12,8 +12,10 @@ def build_intake(bus=None, with_catalog=True):
     mongo.connect("intake")
     blobs = Blobs()
     blobs.ensure_bucket(BUCKET)
-    catalog = None
+    catalog = licences = None
     if with_catalog:  # the api role only: grpcio does not run in the eventlet-patched worker
         from services.intake.catalog_client import CatalogClient
+        from services.intake.elicense_client import ElicenseClient
         catalog = CatalogClient(s.address("catalog"))
-    return Intake(IntakeStore(), blobs, bus or Bus("intake"), catalog, s.max_upload_bytes)
+        licences = ElicenseClient(s.address("elicense"))
+    return Intake(IntakeStore(), blobs, bus or Bus("intake"), catalog, s.max_upload_bytes, licences=licences)

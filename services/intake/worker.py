@@ -24,6 +24,10 @@ class IntakeWorker:
     def on_case_concluded(self, payload):
         self.intake.case_concluded(from_payload(review_events.CaseConcluded, payload))
 
+    @event_handler("joint_review", "rectification_requested")
+    def on_rectification_requested(self, payload):
+        self.intake.rectification_requested(from_payload(review_events.RectificationRequested, payload))
+
     @event_handler("delivery", "delivery_completed")
     def on_delivery_completed(self, payload):
         self.intake.delivery_completed(from_payload(delivery_events.DeliveryCompleted, payload))

@@ -1,0 +1,127 @@
+"""intake's elicense adapter and the handler parts that need no server, with fakes."""
+import types
+
+import grpc
+import pytest
+
+from onething.elicense.v1 import elicense_pb2
+from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.intake.elicense_client import ElicenseClient
+from services.intake.handlers import Intake
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return f"details of {self._code.name}"
+
+
+class FakeStub:
+    def __init__(self, result):
+        self.result, self.calls = result, []
+
+    def ListLicenses(self, request, timeout):
+        self.calls.append((request.holder_code, timeout))
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def test_licences_of_asks_elicense_by_holder_and_returns_dicts():
+    stub = FakeStub(elicense_pb2.ListLicensesResponse(licenses=[elicense_pb2.License(
+        license_id="L1", type_code="CSYXZM", status=elicense_pb2.LICENSE_STATUS_VALID, valid_from="2026-01-01")]))
+    got = ElicenseClient("unused", stub=stub).licences_of("H1")
+    assert stub.calls == [("H1", 3.0)]
+    assert got == [{"license_id": "L1", "type_code": "CSYXZM", "status": "LICENSE_STATUS_VALID",
+                    "valid_from": "2026-01-01"}]
+
+
+@pytest.mark.parametrize("code, error", [
+    (grpc.StatusCode.UNAVAILABLE, Unavailable), (grpc.StatusCode.DEADLINE_EXCEEDED, Unavailable),
+    (grpc.StatusCode.INTERNAL, Unavailable), (grpc.StatusCode.INVALID_ARGUMENT, InvalidArgument)])
+def test_elicense_errors_become_domain_errors(code, error):
+    with pytest.raises(error):
+        ElicenseClient("unused", stub=FakeStub(_RpcError(code))).licences_of("H1")
+
+
+class FailingLicences:
+    def licences_of(self, holder):
+        raise Unavailable("down")
+
+
+class Licences:
+    def __init__(self, licences):
+        self.licences = licences
+
+    def licences_of(self, holder):
+        return self.licences
+
+
+def _intake(licences=None, store=None):
+    return Intake(store, None, None, None, 1024, licences=licences, watch_limit_s=5, watch_poll_s=0.001)
+
+
+def test_unreachable_elicense_means_every_material_is_asked_for(caplog):
+    assert _intake(FailingLicences())._licences("H1") == []
+    assert "elicense unavailable" in caplog.text
+
+
+def test_no_licence_source_means_no_licences():
+    assert _intake(None)._licences("H1") == []
+
+
+def test_only_valid_licences_are_used():
+    got = _intake(Licences([{"license_id": "A", "type_code": "X", "status": "LICENSE_STATUS_VALID"},
+                            {"license_id": "B", "type_code": "X", "status": "LICENSE_STATUS_REVOKED"}]))._licences("H")
+    assert [l["license_id"] for l in got] == ["A"]
+
+
+class SequenceStore:
+    """Returns the given case states one after another (the last one for ever)."""
+
+    def __init__(self, states):
+        self.states, self.reads = list(states), 0
+
+    def case(self, case_no):
+        self.reads += 1
+        state = self.states[min(self.reads - 1, len(self.states) - 1)]
+        if state is None:
+            return None
+        status, n = state
+        return types.SimpleNamespace(case_no=case_no, status=status, history=[{}] * n)
+
+
+CASE_NO = "440100XSECS202611260001"
+
+
+def test_watch_sends_the_case_then_each_change_and_ends_at_a_final_status():
+    store = SequenceStore([("CASE_STATUS_SUBMITTED", 1), ("CASE_STATUS_SUBMITTED", 1), ("CASE_STATUS_RECTIFYING", 2),
+                           ("CASE_STATUS_RECTIFYING", 2), ("CASE_STATUS_SUBMITTED", 3), ("CASE_STATUS_REJECTED", 4),
+                           ("CASE_STATUS_DELIVERED", 5)])
+    got = [d.status for d in _intake(store=store).watch(CASE_NO)]
+    assert got == ["CASE_STATUS_SUBMITTED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_SUBMITTED", "CASE_STATUS_REJECTED"]
+
+
+def test_watch_ends_when_the_caller_goes_away():
+    store = SequenceStore([("CASE_STATUS_SUBMITTED", 1)])
+    active = iter([True, True, False])
+    got = list(_intake(store=store).watch(CASE_NO, lambda: next(active)))
+    assert len(got) == 1 and store.reads == 3
+
+
+def test_watch_ends_after_the_time_limit():
+    intake = _intake(store=SequenceStore([("CASE_STATUS_SUBMITTED", 1)]))
+    intake.watch_limit_s = 0.05
+    assert len(list(intake.watch(CASE_NO))) == 1
+
+
+def test_watch_of_an_unknown_or_malformed_case_fails_before_sending_anything():
+    with pytest.raises(NotFound):
+        next(_intake(store=SequenceStore([None])).watch(CASE_NO))
+    with pytest.raises(InvalidArgument):
+        next(_intake(store=SequenceStore([None])).watch("nope"))
