@@ -1,5 +1,7 @@
 """End to end: the suite as separate processes (6 apis, 5 workers, 5 desks) on the real broker,
 MongoDB-wire and S3 servers, driven over gRPC like an applicant's client would."""
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -80,8 +82,15 @@ def test_newborn_case_from_upload_to_rating(client, probe):
         assert client.verify(lic.license_id).valid
         assert lic.license_id.encode() in blobs.get("results", lic.document_key)
 
-    # S3: the four materials stored under the case
-    assert len(blobs.list("materials", f"cases/{no}/")) == 4
+    # S3: the case's manifest lists its materials; each one's bytes lie once, under its sha256
+    assert blobs.list("materials", f"cases/{no}/") == [f"cases/{no}/manifest.json"]
+    manifest = json.loads(blobs.get("materials", f"cases/{no}/manifest.json"))
+    assert manifest["case_no"] == no
+    assert [m["material_code"] for m in manifest["materials"]] == [m.material_code for m in case.materials]
+    assert len(manifest["materials"]) >= 4
+    for listed in manifest["materials"]:
+        assert listed["object_key"] == f"content/sha256/{listed['sha256']}"
+        assert hashlib.sha256(blobs.get("materials", listed["object_key"])).hexdigest() == listed["sha256"]
 
     # delivery: electronic, completed, links that really download the licences
     delivery = client.delivery_of(no)
@@ -123,8 +132,11 @@ def test_newborn_case_from_upload_to_rating(client, probe):
 
     # one trace from SubmitCase to the rating, across every service
     time.sleep(0.5)  # let the last spans reach their files
-    spans, traces = timeline.case_spans(no, timeline.load_spans())
-    assert len(traces) == 1
+    spans = timeline.case_trace(no, timeline.load_spans())
+    names = {s["name"] for s in spans}
+    assert "/onething.intake.v1.IntakeService/SubmitCase" in names
+    assert "/onething.evaluation.v1.EvaluationService/SubmitEvaluation" in names
+    assert "intake.on_evaluation_received" in names
     services = {s["service"] for s in spans}
     for name in ("intake", "joint_review-worker", "elicense-worker", "delivery-worker", "evaluation",
                  "intake-worker", "catalog", "evaluation-worker"):

@@ -27,9 +27,20 @@ def load_spans(spans_dir=None):
 
 
 def case_spans(case_no, spans):
-    """All spans of the traces in which any span is marked with the case number."""
+    """All spans of the traces in which any span is marked with the case number: the case's own
+    trace (from SubmitCase on) and any later look-ups of it made outside that trace."""
     traces = {s["trace_id"] for s in spans if s.get("attributes", {}).get(CASE_ATTR) == case_no}
     return [s for s in spans if s["trace_id"] in traces], traces
+
+
+def case_trace(case_no, spans):
+    """The spans of the one trace that holds the case's SubmitCase call."""
+    marked = [s for s in spans if s.get("attributes", {}).get(CASE_ATTR) == case_no]
+    submit = [s for s in marked if s["name"].endswith("/SubmitCase")] or marked
+    if not submit:
+        return []
+    trace_id = min(submit, key=lambda s: s["start_ns"])["trace_id"]
+    return [s for s in spans if s["trace_id"] == trace_id]
 
 
 def rows(spans):

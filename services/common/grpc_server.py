@@ -40,11 +40,32 @@ def _wrap(behavior, method, streaming_response):
                 abort(span, exc, context)
 
     def streaming(request_or_iterator, context):
-        with start_span(context) as span:
-            try:
-                yield from behavior(request_or_iterator, context)
-            except DomainError as exc:
-                abort(span, exc, context)
+        # the span is current only while the handler runs between two messages, and ends when the
+        # stream ends, fails or the client goes away, whichever comes first
+        span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
+                                             kind=telemetry.trace.SpanKind.SERVER)
+        ended = []
+
+        def end_once():
+            if not ended:
+                ended.append(True)
+                span.end()
+
+        context.add_callback(end_once)
+        iterator = iter(behavior(request_or_iterator, context))
+        try:
+            while True:
+                with telemetry.trace.use_span(span, end_on_exit=False, record_exception=False,
+                                              set_status_on_exception=False):
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                    except DomainError as exc:
+                        abort(span, exc, context)
+                yield item
+        finally:
+            end_once()
 
     return streaming if streaming_response else unary
 
