@@ -120,7 +120,7 @@ def expected_queues(names=None):
     return queues
 
 
-def wait_consuming(names=None, timeout=90):
+def wait_consuming(names=None, timeout=180):
     """Wait until every worker and desk queue has a consumer."""
     from kombu import Connection
     pending = {q for qs in expected_queues(names).values() for q in qs}
@@ -146,7 +146,7 @@ def wait_consuming(names=None, timeout=90):
         raise RuntimeError(f"no consumer on {sorted(pending)} after {timeout}s; see var/log")
 
 
-def wait_serving(timeout=60):
+def wait_serving(timeout=180):
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     s = settings()

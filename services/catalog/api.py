@@ -1,4 +1,4 @@
-"""catalog api role: native grpcio server."""
+"""catalog api role: native grpcio server. Thin: decode, call the handler, encode."""
 from google.protobuf import json_format
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -12,24 +12,57 @@ def to_proto(pkg):
     return json_format.ParseDict(pkg, catalog_pb2.Package(), ignore_unknown_fields=True)
 
 
+def _args(request):
+    return dict(code=request.code, region_code=request.region_code, situations=dict(request.situations),
+                version=request.version, held_license_types=list(request.held_license_types))
+
+
 class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, catalog):
         self.catalog = catalog
 
     def GetPackage(self, request, context):
-        return to_proto(self.catalog.get_package(request.code, request.region_code))
+        return to_proto(self.catalog.get_package(**_args(request)))
 
     def ListPackages(self, request, context):
+        audience = catalog_pb2.Audience.Name(request.audience) if request.audience else ""
         return catalog_pb2.ListPackagesResponse(
-            packages=[to_proto(p) for p in self.catalog.list_packages(request.region_code)])
+            packages=[to_proto(p) for p in self.catalog.list_packages(request.region_code, audience)])
+
+    def GetNotice(self, request, context):
+        return json_format.ParseDict(self.catalog.notice(**_args(request)), catalog_pb2.Notice(),
+                                     ignore_unknown_fields=True)
+
+    def GetSavings(self, request, context):
+        return json_format.ParseDict(self.catalog.savings(**_args(request)), catalog_pb2.Savings())
+
+    def CheckForm(self, request, context):
+        args = _args(request.package)
+        args.pop("held_license_types")
+        return json_format.ParseDict(self.catalog.check_form(values=dict(request.values), **args),
+                                     catalog_pb2.CheckFormResponse())
+
+    def ListVersions(self, request, context):
+        return json_format.ParseDict({"versions": self.catalog.versions(request.code)},
+                                     catalog_pb2.ListVersionsResponse())
+
+    def PublishPackage(self, request, context):
+        return json_format.ParseDict(self.catalog.publish(request.code, request.version), catalog_pb2.PackageVersion())
+
+    def RetirePackage(self, request, context):
+        return json_format.ParseDict(self.catalog.retire(request.code, request.version), catalog_pb2.PackageVersion())
+
+    def ReloadCatalog(self, request, context):
+        changes = [{"code": c, "version": v, "outcome": o} for c, v, o in self.catalog.reload()]
+        return json_format.ParseDict({"changes": changes}, catalog_pb2.ReloadCatalogResponse())
 
 
-def build(port=None):
+def build(port=None, catalog=None):
     s = settings()
     telemetry.setup("catalog")
-    catalog = build_catalog(load=True)
+    catalog = catalog or build_catalog(load=True)
     name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
-    return ApiServer(port or s.port("catalog"),
+    return ApiServer(port if port is not None else s.port("catalog"),
                      [(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogApi(catalog))], [name])
 
 

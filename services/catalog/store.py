@@ -1,64 +1,138 @@
-"""The catalog's MongoDB store (database `<prefix>catalog`) and the loader of the seed data files."""
+"""The catalog's MongoDB store (database `<prefix>catalog`) and the loader of the seed data files.
+
+Layout of the data folder (operators edit it, then ReloadCatalog or restart the api):
+    departments.yaml            department code -> name
+    fields.yaml                 the field dictionary of the one form
+    regions.yaml                GB/T 2260 code -> name
+    packages/*.yaml             the national base list, one package a file
+    overlays/<region>/*.yaml    `kind: overlay` (implementing bodies, per-package changes) or
+                                `kind: package` (a local package offered in that region and below)
+"""
+import datetime
 import glob
 import os
 
 import mongoengine as me
 import yaml
 
-from services.common.mongo import plain
+from services.common.errors import InvalidArgument
+from services.common.mongo import flush_outbox, plain
 
 ALIAS = "catalog"
 
 
-class PackageVersion(me.Document):
-    meta = {"db_alias": ALIAS, "collection": "packages",
-            "indexes": [{"fields": ["code", "version"], "unique": True}]}
-    code = me.StringField(required=True)
-    version = me.IntField(required=True)
-    status = me.StringField(default="published")  # draft | published | retired
-    body = me.DictField(required=True)
+def _read_yaml(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"{path}: not valid YAML ({exc})".replace("\n", " "))
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{path}: expected a mapping at the top")
+    return data
 
 
-class Department(me.Document):
-    meta = {"db_alias": ALIAS, "collection": "departments"}
-    code = me.StringField(primary_key=True)
-    name = me.StringField(required=True)
+def read_catalog(path):
+    """Everything in the data folder, for domain.build_definitions."""
+    rel = lambda p: os.path.relpath(p, path)  # noqa: E731
+    raw = {"departments": _read_yaml(os.path.join(path, "departments.yaml")),
+           "fields": _read_yaml(os.path.join(path, "fields.yaml")) if os.path.exists(
+               os.path.join(path, "fields.yaml")) else {},
+           "regions": {str(k): v for k, v in (_read_yaml(os.path.join(path, "regions.yaml")) if os.path.exists(
+               os.path.join(path, "regions.yaml")) else {}).items()},
+           "packages": [], "overlays": []}
+    for name in sorted(glob.glob(os.path.join(path, "packages", "*.yaml"))):
+        raw["packages"].append((rel(name), _read_yaml(name)))
+    for folder in sorted(glob.glob(os.path.join(path, "overlays", "*"))):
+        region = os.path.basename(folder)
+        for name in sorted(glob.glob(os.path.join(folder, "*.yaml"))):
+            doc = _read_yaml(name)
+            kind = doc.get("kind")
+            if kind == "package":
+                raw["packages"].append((rel(name), dict(doc, home=region)))
+            elif kind == "overlay":
+                raw["overlays"].append((rel(name), region, doc))
+            else:
+                raise InvalidArgument(f"{rel(name)}: kind must be `overlay` or `package`, not {kind!r}")
+    return raw
 
 
 def read_data_dir(path):
-    """(departments, packages) from the YAML files operators edit."""
-    with open(os.path.join(path, "departments.yaml"), encoding="utf-8") as fh:
-        departments = yaml.safe_load(fh)
-    packages = []
-    for name in sorted(glob.glob(os.path.join(path, "packages", "*.yaml"))):
-        with open(name, encoding="utf-8") as fh:
-            packages.append(yaml.safe_load(fh))
-    return departments, packages
+    """(departments, packages) from the data files: every package, national and local (the suite
+    starts a desk for every department that implements an item)."""
+    raw = read_catalog(path)
+    packages = [p for _, p in raw["packages"]]
+    for _, _, overlay in raw["overlays"]:
+        for changes in (overlay.get("packages") or {}).values():
+            if (changes or {}).get("add_items"):
+                packages.append({"code": "", "items": changes["add_items"]})
+    return raw["departments"], packages
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class PackageVersionDoc(me.Document):
+    meta = {"db_alias": ALIAS, "collection": "package_versions",
+            "indexes": [{"fields": ["code", "version"], "unique": True}, "status", "outbox.at"]}
+    id = me.StringField(primary_key=True)  # "<code>:<version>"
+    code = me.StringField(required=True)
+    version = me.IntField(required=True)
+    status = me.StringField(required=True)  # draft | published | retired
+    digest = me.StringField(required=True)
+    definition = me.DictField(required=True)
+    created_at = me.DateTimeField(default=_now)
+    published_at = me.DateTimeField()
+    retired_at = me.DateTimeField()
+    outbox = me.ListField(me.DictField())
+
+
+def _view(doc):
+    if doc is None:
+        return None
+    return {"code": doc.code, "version": doc.version, "status": doc.status, "digest": doc.digest,
+            "definition": plain(doc.definition), "created_at": doc.created_at, "published_at": doc.published_at,
+            "retired_at": doc.retired_at}
 
 
 class CatalogStore:
-    def departments(self):
-        return {d.code: d.name for d in Department.objects}
+    """Package versions. A version's definition is written once (a draft's may be replaced while it
+    is a draft); status moves draft -> published -> retired by compare-and-set updates."""
 
-    def save_department(self, code, name):
-        Department.objects(code=code).update_one(set__name=name, upsert=True)
-
-    def has_version(self, code, version):
-        return PackageVersion.objects(code=code, version=version).count() > 0
-
-    def add_version(self, pkg, status="published"):
+    def add_version(self, code, version, status, definition, digest, outbox=()):
+        now = _now()
         try:
-            PackageVersion(code=pkg["code"], version=int(pkg["version"]), status=status, body=pkg).save()
+            PackageVersionDoc(id=f"{code}:{version}", code=code, version=version, status=status, digest=digest,
+                              definition=definition, created_at=now,
+                              published_at=now if status == "published" else None, outbox=list(outbox)).save(
+                force_insert=True)
         except me.NotUniqueError:
             return False
         return True
 
-    def latest_published(self, code):
-        doc = PackageVersion.objects(code=code, status="published").order_by("-version").first()
-        return plain(doc.body) if doc else None
+    def replace_draft(self, code, version, definition, digest):
+        return PackageVersionDoc.objects(id=f"{code}:{version}", status="draft").update_one(
+            set__definition=definition, set__digest=digest) == 1
 
-    def all_latest_published(self):
-        latest = {}
-        for doc in PackageVersion.objects(status="published").order_by("version"):
-            latest[doc.code] = plain(doc.body)
-        return list(latest.values())
+    def version(self, code, version):
+        return _view(PackageVersionDoc.objects(id=f"{code}:{version}").first())
+
+    def latest(self, code, status=None):
+        query = PackageVersionDoc.objects(code=code, status=status) if status else PackageVersionDoc.objects(code=code)
+        return _view(query.order_by("-version").first())
+
+    def versions(self, code):
+        return [_view(d) for d in PackageVersionDoc.objects(code=code).order_by("version")]
+
+    def codes(self):
+        return sorted(PackageVersionDoc.objects.distinct("code"))
+
+    def set_status(self, code, version, expected, status, outbox=()):
+        update = {f"set__{status}_at": _now(), "set__status": status}
+        if outbox:
+            update["push_all__outbox"] = list(outbox)
+        return PackageVersionDoc.objects(id=f"{code}:{version}", status=expected).update_one(**update) == 1
+
+    def flush_outbox(self, code, version, bus, entries=None):
+        return flush_outbox(PackageVersionDoc, f"{code}:{version}", bus, entries)

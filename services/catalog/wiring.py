@@ -5,9 +5,10 @@ from services.common import mongo
 from services.common.config import settings
 
 
-def build_catalog(load=False):
+def build_catalog(load=False, bus=None):
+    from services.common.bus import Bus
     mongo.connect("catalog")
-    catalog = Catalog(CatalogStore())
-    if load:  # the api role seeds from the data files at start
-        catalog.load(settings().catalog_data)
+    catalog = Catalog(CatalogStore(), bus or Bus("catalog"), data_dir=settings().catalog_data)
+    if load:  # the api role seeds from the data files at start (a changed file becomes a draft)
+        catalog.load()
     return catalog

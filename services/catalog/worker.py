@@ -1,8 +1,11 @@
 """catalog worker role (`nameko run`): answers package look-ups over the bus (nameko RPC) for
-workers, which cannot use gRPC inside eventlet."""
+workers, which cannot use gRPC inside eventlet, and re-publishes `package_published` events a dead
+api process left in a version's outbox."""
 from nameko.rpc import rpc
+from nameko.timer import timer
 
 from services.catalog.wiring import build_catalog
+from services.common.mongo import sweep_outbox
 from services.common.worker import Component, Tracing
 
 
@@ -12,5 +15,10 @@ class CatalogWorker:
     catalog = Component(build_catalog)
 
     @rpc
-    def get_package(self, code, region_code):
-        return self.catalog.get_package(code, region_code)
+    def get_package(self, code, region_code, situations=None, version=0):
+        return self.catalog.get_package(code, region_code, situations or {}, version)
+
+    @timer(interval=5)
+    def sweep_outbox(self):
+        from services.catalog.store import PackageVersionDoc
+        sweep_outbox(PackageVersionDoc, self.catalog.bus)

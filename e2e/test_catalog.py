@@ -1,0 +1,45 @@
+"""End to end: the catalog api of the running suite, over gRPC: levels, notice, savings, and the
+command-line tool against it."""
+import io
+
+import grpc
+import pytest
+
+from onething.catalog.v1 import catalog_pb2
+
+pytestmark = pytest.mark.e2e
+
+
+def card(pkg):
+    return next(i for i in pkg.items if i.code == "110000000005")
+
+
+def test_city_overlay_shows_in_that_city_only(client):
+    gz = client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code="440100"), timeout=10)
+    sz = client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code="440300"), timeout=10)
+    assert (card(gz).promised_limit_days, card(gz).promised_limit_source) == (3, "440100")
+    assert (card(sz).promised_limit_days, card(sz).promised_limit_source) == (5, "national")
+    assert gz.implementing_code == "440100XSECS" and gz.version >= 1
+
+
+def test_notice_and_savings_from_the_running_suite(client):
+    req = catalog_pb2.GetPackageRequest(code="KBCYD", region_code="440100", situations={"tobacco": "yes"})
+    notice = client.catalog.GetNotice(req, timeout=10)
+    assert "130000000004" in [i.code for i in notice.package.items]
+    assert any("烟草专卖零售许可" in line for line in notice.text)
+    s = client.catalog.GetSavings(req, timeout=10)
+    assert s.trips_together < s.trips_separately and s.materials_together < s.materials_separately
+    with pytest.raises(grpc.RpcError) as err:
+        client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code="440100",
+                                                                situations={"twins": "yes"}), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cli_against_the_running_suite(client):
+    from tools import catalog_cli
+    out, err = io.StringIO(), io.StringIO()
+    assert catalog_cli.main(["savings", "XSECS", "--region", "440100"], out=out, err=err) == 0
+    assert "减时间" in out.getvalue()
+    out = io.StringIO()
+    assert catalog_cli.main(["notice", "NOPE", "--region", "440100"], out=out, err=err) == 1
+    assert "NOT_FOUND" in err.getvalue()

@@ -1,0 +1,81 @@
+"""The catalog's MongoDB store and its package_published events on the real local servers."""
+import os
+import pathlib
+import shutil
+import time
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture
+def catalog(test_env, tmp_path):
+    from services.catalog.handlers import Catalog
+    from services.catalog.store import CatalogStore, PackageVersionDoc
+    from services.common import mongo
+    from services.common.bus import Bus
+    mongo.connect("catalog")
+    PackageVersionDoc.drop_collection()
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    c = Catalog(CatalogStore(), Bus("catalog"), data_dir=str(data))
+    c.data = data
+    yield c
+    PackageVersionDoc.drop_collection()
+    mongo.disconnect("catalog")
+
+
+def wait_for(probe, predicate, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = [b for k, b, _ in list(probe.events) if k == "package_published" and predicate(b)]
+        if found:
+            return found
+        time.sleep(0.1)
+    return []
+
+
+def test_load_publish_and_version_pinning_on_mongo(catalog, probe):
+    first = catalog.load()
+    assert ("XSECS", 1, "published") in first
+    assert wait_for(probe, lambda b: b["code"] == "XSECS" and b["version"] == 1)
+    assert {o for _, _, o in catalog.reload()} == {"unchanged"}
+
+    path = catalog.data / "packages" / "newborn.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    next(i for i in doc["items"] if i["code"] == "110000000005")["promised_limit_days"] = 4
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    assert ("XSECS", 2, "drafted") in catalog.reload()
+    assert catalog.get_package("XSECS", "440300")["version"] == 1
+
+    assert catalog.publish("XSECS")["version"] == 2
+    assert wait_for(probe, lambda b: b["code"] == "XSECS" and b["version"] == 2)
+    card = lambda pkg: next(i for i in pkg["items"] if i["code"] == "110000000005")  # noqa: E731
+    assert card(catalog.get_package("XSECS", "440300"))["promised_limit_days"] == 4
+    old = catalog.get_package("XSECS", "440300", version=1)
+    assert card(old)["promised_limit_days"] == 5 and old["status"] == "VERSION_STATUS_RETIRED"
+    assert [v["status"] for v in catalog.versions("XSECS")] == ["VERSION_STATUS_RETIRED", "VERSION_STATUS_PUBLISHED"]
+
+    from services.catalog.store import PackageVersionDoc
+    assert PackageVersionDoc.objects(outbox__0__exists=True).count() == 0
+
+
+def test_sweep_publishes_what_a_dead_process_left(catalog, probe):
+    from services.catalog.store import PackageVersionDoc
+    from services.common.bus import RecordingBus
+    from services.common.mongo import sweep_outbox
+
+    class Dead(RecordingBus):
+        def publish_raw(self, *a):
+            raise ConnectionError("died before publishing")
+
+    bus, catalog.bus = catalog.bus, Dead()
+    catalog.load()
+    assert PackageVersionDoc.objects(code="XSECS").first().outbox
+    assert sweep_outbox(PackageVersionDoc, bus, older_than=0) >= 12
+    assert wait_for(probe, lambda b: b["code"] == "KBCYD")
+    assert os.environ["ONETHING_DB_PREFIX"].startswith("t")
