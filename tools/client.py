@@ -52,7 +52,8 @@ def demo_form(package, applicant=None):
         if field.key == "applicant_name" and applicant is not None:
             form[key] = applicant.name
         elif field.validator == "citizen_id":
-            form[key] = citizen_id(_DEMO_VALUES.get(key, applicant.id_number[:17] if applicant else "44010619900101123"))
+            person = applicant is not None and applicant.id_number[:17].isdigit()
+            form[key] = citizen_id(_DEMO_VALUES.get(key, applicant.id_number[:17] if person else "44010619900101123"))
         elif field.validator in _BY_VALIDATOR:
             form[key] = _BY_VALIDATOR[field.validator]
         elif field.choices:

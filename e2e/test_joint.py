@@ -1,0 +1,139 @@
+"""End to end: departments working together on enterprise packages, over gRPC with officers' tokens:
+开办餐饮店 with situations under the 广州 overlay; 工程建设项目竣工联合验收 with a joint site
+inspection, a rectification round and the joint acceptance opinion; a rejection that ends a case."""
+import time
+
+import grpc
+import pytest
+
+from onething.common.v1 import common_pb2
+from onething.intake.v1 import intake_pb2 as S
+from onething.joint_review.v1 import joint_review_pb2 as R
+from services.common.blobs import Blobs
+from services.common.ids import credit_code_check_char
+from tools.client import officer
+
+pytestmark = pytest.mark.e2e
+ACCEPTANCE = "GCJGYS"
+
+
+def enterprise(seq, name):
+    body = f"91440101MA5{seq:06d}X"[:17]
+    return common_pb2.Applicant(id_number=body + credit_code_check_char(body), name=name)
+
+
+def submit(client, applicant, code, situations=None):
+    codes = client.required_materials(code, situations=situations)
+    return client.submit(applicant, client.upload_all(applicant.id_number, codes), package=code,
+                         situations=situations)
+
+
+def wait_task(client, case_no, item, state, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            task = next(t for t in client.session(case_no).tasks if t.item_code == item)
+            if task.state == state:
+                return task
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
+        assert time.time() < deadline, f"task {item} of {case_no} never became {R.TaskState.Name(state)}"
+        time.sleep(0.1)
+
+
+def decide(client, dept, case_no, item, decision, reason="", materials=()):
+    return client.review.RecordOpinion(R.RecordOpinionRequest(
+        case_no=case_no, item_code=item, decision=decision, reason=reason, material_codes=materials),
+        metadata=officer(dept), timeout=10)
+
+
+def test_restaurant_with_tobacco_and_signboard_under_the_guangzhou_overlay(client):
+    situations = {"tobacco": "yes", "signboard": "yes", "crowded_place": "yes"}
+    case = submit(client, enterprise(1, "广州味道餐饮有限公司"), "KBCYD", situations)
+    assert case.case_no.startswith("440100KBCYD") and dict(case.situations) == situations
+    case = client.wait_status(case.case_no, {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED}, timeout=90)
+    assert case.status == S.CASE_STATUS_DELIVERED
+    tasks = {t.item_code: t for t in client.session(case.case_no).tasks}
+    assert {"130000000002", "130000000004"} <= set(tasks)          # chosen by the situations
+    assert tasks["130000000001"].promised_limit_days == 5           # 食品经营许可: 广州 shortened 10 → 5
+    types = {l.type_code for l in client.licenses(case.case_no)}
+    assert {"YYZZ", "SPJYXKZ", "XFAQJCHGZ"} <= types
+    plain = submit(client, enterprise(2, "深圳小馆"), "KBCYD", {"tobacco": "no", "signboard": "no"})
+    tasks = {t.item_code for t in client.session(client.wait_status(
+        plain.case_no, {S.CASE_STATUS_DELIVERED}, timeout=90).case_no).tasks}
+    assert "130000000002" not in tasks and "130000000004" not in tasks
+
+
+def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(client, probe):
+    builder = enterprise(3, "广州建工集团有限公司")
+    case = submit(client, builder, ACCEPTANCE)
+    no = case.case_no
+    for item in ("170000000001", "170000000002", "170000000004", "170000000005"):
+        wait_task(client, no, item, R.TASK_STATE_ASSIGNED)
+    time.sleep(1.0)  # the desks leave inspection items to people
+    assert all(t.state == R.TASK_STATE_ASSIGNED for t in client.session(no).tasks if t.inspection)
+
+    # approving before the site visit is refused
+    with pytest.raises(grpc.RpcError) as err:
+        decide(client, "zrzy", no, "170000000001", common_pb2.DECISION_APPROVE)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    # the lead department (住建) schedules one joint site visit; only the lead may
+    req = R.ScheduleInspectionRequest(case_no=no, at="2026-12-01T09:30:00+08:00", place="广州市天河区某项目现场")
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.ScheduleInspection(req, metadata=officer("zrzy"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    session = client.review.ScheduleInspection(req, metadata=officer("zjj"), timeout=10)
+    assert sorted(session.inspection.participants) == ["cjda", "rf", "zjj", "zrzy"]
+    assert all(t.clock.paused for t in session.tasks if t.inspection)
+    for dept in ("zrzy", "zjj", "rf", "cjda"):
+        session = client.review.RecordFindings(R.RecordFindingsRequest(
+            case_no=no, passed=True, notes=f"{dept} 现场核查符合要求"), metadata=officer(dept), timeout=10)
+    assert session.inspection.status == "DONE" and session.inspection.report_key
+    blobs = Blobs()
+    assert blobs.get("results", session.inspection.report_key).startswith(b"%PDF")
+
+    # 消防 asks for the fire documents again; only that task waits, the case waits for the applicant
+    decide(client, "zjj", no, "170000000002", common_pb2.DECISION_RECTIFY, "消防设施检测报告已过期", ["G05"])
+    client.wait_status(no, {S.CASE_STATUS_RECTIFYING})
+    for dept, item in (("zrzy", "170000000001"), ("rf", "170000000004"), ("cjda", "170000000005")):
+        decide(client, dept, no, item, common_pb2.DECISION_APPROVE)
+    assert wait_task(client, no, "170000000002", R.TASK_STATE_RECTIFYING).rectification.material_codes == ["G05"]
+    fresh = client.upload_all(builder.id_number, ["G05"])
+    client.supplement(no, builder.id_number, fresh)
+    task = wait_task(client, no, "170000000002", R.TASK_STATE_ASSIGNED)
+    assert task.rounds == 1 and task.clock.paused is False
+    decide(client, "zjj", no, "170000000002", common_pb2.DECISION_APPROVE)
+
+    # the final item (住建 desk) issues the 联合验收意见书 as the package's result
+    case = client.wait_status(no, {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED}, timeout=90)
+    assert case.status == S.CASE_STATUS_DELIVERED
+    licences = {l.type_code: l for l in client.licenses(no)}
+    opinion = licences["LHYSYJS"]
+    assert opinion.type_name == "联合验收意见书" and client.verify(opinion.license_id).valid
+    assert blobs.get("results", opinion.document_key).startswith(b"%PDF")
+    keys = [k for k, _ in probe.for_case(no)]
+    assert keys.count("rectification_requested") == 1 and keys.count("case_supplemented") == 1
+    assert keys.count("session_concluded") == 1
+    assert [b["item_code"] for k, b in probe.for_case(no) if k == "task_assigned.zjj.440100"].count(
+        "170000000002") == 2  # sent back to 住建 alone after the supplement
+
+
+def test_one_department_rejects_and_the_case_ends_rejected_with_the_other_tasks_closed(client, probe):
+    case = submit(client, enterprise(4, "广州某置业有限公司"), ACCEPTANCE)
+    no = case.case_no
+    wait_task(client, no, "170000000005", R.TASK_STATE_ASSIGNED)
+    with pytest.raises(grpc.RpcError) as err:
+        decide(client, "cjda", no, "170000000005", common_pb2.DECISION_REJECT, "")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    decide(client, "cjda", no, "170000000005", common_pb2.DECISION_REJECT, "竣工档案不完整，缺少隐蔽工程记录")
+    case = client.wait_status(no, {S.CASE_STATUS_REJECTED})
+    session = client.session(no)
+    assert session.status == R.SESSION_STATUS_REJECTED
+    states = {t.item_code: t.state for t in session.tasks}
+    assert states.pop("170000000005") == R.TASK_STATE_REJECTED
+    assert set(states.values()) == {R.TASK_STATE_CLOSED}
+    assert "隐蔽工程" in case.history[-1].note
+    time.sleep(0.5)
+    assert [k for k, _ in probe.for_case(no)].count("case_concluded") == 1
+    assert not client.licenses(no)
