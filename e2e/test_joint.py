@@ -137,3 +137,31 @@ def test_one_department_rejects_and_the_case_ends_rejected_with_the_other_tasks_
     time.sleep(0.5)
     assert [k for k, _ in probe.for_case(no)].count("case_concluded") == 1
     assert not client.licenses(no)
+
+
+def test_officers_list_their_own_tasks_and_suspend_a_clock_for_a_hearing(client):
+    case = submit(client, enterprise(5, "广州某开发有限公司"), ACCEPTANCE)
+    no = case.case_no
+    wait_task(client, no, "170000000005", R.TASK_STATE_ASSIGNED)
+    mine = client.review.ListTasks(R.ListTasksRequest(), metadata=officer("cjda"), timeout=10).tasks
+    assert [t.item_code for t in mine if t.case_no == no] == ["170000000005"]
+    assert all(t.department_code == "cjda" for t in mine)
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.ListTasks(R.ListTasksRequest(department_code="zjj"), metadata=officer("cjda"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.ListTasks(R.ListTasksRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    claimed = client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code="170000000005"),
+                                      metadata=officer("cjda", sub="officer-a"), timeout=10)
+    assert claimed.claimed_by == "officer-a"
+    with pytest.raises(grpc.RpcError) as err:
+        client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code="170000000005"),
+                                metadata=officer("cjda", sub="officer-b"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "officer-a" in err.value.details()
+    task = client.review.SuspendClock(R.SuspendClockRequest(case_no=no, item_code="170000000005", reason="HEARING"),
+                                      metadata=officer("cjda"), timeout=10)
+    assert task.clock.paused
+    task = client.review.ResumeClock(R.ResumeClockRequest(case_no=no, item_code="170000000005"),
+                                     metadata=officer("cjda"), timeout=10)
+    assert not task.clock.paused and task.clock.limit_days == 5

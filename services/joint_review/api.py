@@ -96,6 +96,17 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
                                           list(request.material_codes), list(request.defects))
         return task_to_proto(task)
 
+    def SuspendClock(self, request, context):
+        actor = self._officer(context)
+        self._session_of_region(actor, request.case_no)
+        return task_to_proto(self.review.suspend_clock(request.case_no, request.item_code, actor.department,
+                                                       request.reason))
+
+    def ResumeClock(self, request, context):
+        actor = self._officer(context)
+        self._session_of_region(actor, request.case_no)
+        return task_to_proto(self.review.resume_clock(request.case_no, request.item_code, actor.department))
+
     def ScheduleInspection(self, request, context):
         actor = self._officer(context)
         self._session_of_region(actor, request.case_no)

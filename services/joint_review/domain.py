@@ -170,6 +170,27 @@ def withdraw(session, now):
     return True
 
 
+def suspend(session, item_code, department_code, reason, now):
+    """Stop a task's clock for a step the law does not count (hearing, testing, expert review)."""
+    task = _own_task(session, item_code, department_code)
+    if task["state"] not in (ASSIGNED, APPROVED) or not task["clock"]:
+        raise FailedPrecondition(f"the task for item {item_code} is {_state_word(task['state'])}; "
+                                 "only a task under review has a running clock")
+    if reason not in clock.PAUSE_REASONS or reason == "RECTIFICATION":
+        raise InvalidArgument("a clock is suspended for HEARING, TESTING or EXPERT_INSPECTION "
+                              "(rectification pauses it by itself)")
+    if not clock.pause(task["clock"], today_of(now), reason):
+        raise FailedPrecondition(f"the clock of item {item_code} is already stopped")
+    return task
+
+
+def resume(session, item_code, department_code, now):
+    task = _own_task(session, item_code, department_code)
+    if task["state"] == RECTIFYING or not task["clock"] or not clock.resume(task["clock"], today_of(now)):
+        raise FailedPrecondition(f"the clock of item {item_code} is not suspended by its department")
+    return task
+
+
 # joint site inspection (联合勘验) ------------------------------------------------------------
 def inspection_departments(session):
     return sorted({t["department_code"] for t in session["tasks"]

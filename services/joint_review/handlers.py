@@ -102,6 +102,17 @@ class JointReview:
         session = self._update(case_no, change)
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
+    def suspend_clock(self, case_no, item_code, department_code, reason):
+        telemetry.mark_case(case_no)
+        session = self._update(case_no, lambda s, c: domain.suspend(s, item_code, department_code, reason,
+                                                                    _now()) and [])
+        return dict(domain.task_of(session, item_code), case_no=case_no)
+
+    def resume_clock(self, case_no, item_code, department_code):
+        telemetry.mark_case(case_no)
+        session = self._update(case_no, lambda s, c: domain.resume(s, item_code, department_code, _now()) and [])
+        return dict(domain.task_of(session, item_code), case_no=case_no)
+
     def schedule_inspection(self, case_no, department_code, at, place, by):
         telemetry.mark_case(case_no)
         return self._update(case_no, lambda s, c: domain.schedule_inspection(s, department_code, at, place, by,

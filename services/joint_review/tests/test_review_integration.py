@@ -82,3 +82,19 @@ def test_department_lists_only_its_own_tasks(review):
     mine = [t for t in review.list_tasks("gaj", "440100") if t["case_no"] == case_no]
     assert [t["item_code"] for t in mine] == ["110000000003"]
     assert not [t for t in review.list_tasks("gaj", "440300") if t["case_no"] == case_no]
+
+
+def test_overdue_tasks_are_escalated_once_and_flagged_in_the_department_list(review, probe):
+    import datetime
+    case_no = f"T{int(time.time() * 1000)}O"
+    review.open_session(submitted(case_no))
+    later = datetime.date.today() + datetime.timedelta(days=30)
+    escalated = [e for e in review.check_clocks(today=later) if e[0] == case_no]
+    assert sorted(item for _, item in escalated) == ["110000000001", "110000000002", "110000000006",
+                                                      "110000000007"]
+    assert not [e for e in review.check_clocks(today=later) if e[0] == case_no]
+    time.sleep(0.5)
+    overdue = [b for k, b in probe.for_case(case_no) if k == "task_overdue"]
+    assert len(overdue) == 4 and all(b["elapsed_days"] > b["limit_days"] for b in overdue)
+    mine = [t for t in review.list_tasks("wsjk", "440100") if t["case_no"] == case_no]
+    assert mine and all(t["overdue"] for t in mine)

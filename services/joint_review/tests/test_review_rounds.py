@@ -127,3 +127,19 @@ def test_a_task_past_its_promised_limit_is_escalated_once():
     assert d.check_clocks(s, datetime.date(2025, 10, 9)) == []
     view = d.clock_view(d.task_of(s, "A4")["clock"], datetime.date(2025, 10, 9), 20)
     assert view["elapsed_days"] == 8 and view["remaining_days"] == -5 and not view["statutory_overdue"]
+
+
+def test_a_hearing_suspends_only_that_tasks_clock():
+    s = opened()
+    with pytest.raises(InvalidArgument):
+        d.suspend(s, "A4", "cjda", "RECTIFICATION", at("09-23"))
+    with pytest.raises(PermissionDenied):
+        d.suspend(s, "A4", "zjj", "HEARING", at("09-23"))
+    d.suspend(s, "A4", "cjda", "HEARING", at("09-23"))
+    with pytest.raises(FailedPrecondition, match="already stopped"):
+        d.suspend(s, "A4", "cjda", "TESTING", at("09-24"))
+    assert d.check_clocks(s, datetime.date(2025, 10, 9)) == [t for t in s["tasks"] if t["item_code"] != "A4"]
+    d.resume(s, "A4", "cjda", at("10-09"))
+    with pytest.raises(FailedPrecondition):
+        d.resume(s, "A4", "cjda", at("10-09"))
+    assert d.clock.elapsed(d.task_of(s, "A4")["clock"], datetime.date(2025, 10, 9)) == 1  # only 9-23 counted
