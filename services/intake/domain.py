@@ -4,6 +4,7 @@ import codecs
 import datetime
 import re
 
+from services.common.address import check_address
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from services.common.ids import citizen_id_problem, credit_code_problem
 
@@ -39,8 +40,10 @@ def check_delivery(delivery):
     channel = (delivery or {}).get("channel", "DELIVERY_CHANNEL_UNSPECIFIED")
     if channel not in CHANNELS:
         raise InvalidArgument("choose how results reach you: ELECTRONIC, WINDOW or MAIL")
-    if channel == "DELIVERY_CHANNEL_MAIL" and not (delivery.get("address") or {}).get("line"):
-        raise InvalidArgument("mail delivery needs a postal address")
+    if channel == "DELIVERY_CHANNEL_MAIL":
+        if not (delivery.get("address") or {}).get("line"):
+            raise InvalidArgument("mail delivery needs a postal address")
+        check_address(delivery["address"])
 
 
 def check_materials(package, submitted_codes, licences=()):

@@ -73,7 +73,7 @@ def test_unspecified_audience_is_checked_as_a_person():
 
 
 @pytest.mark.parametrize("delivery", [{"channel": "DELIVERY_CHANNEL_ELECTRONIC"}, {"channel": "DELIVERY_CHANNEL_WINDOW"},
-                                      {"channel": "DELIVERY_CHANNEL_MAIL", "address": {"line": "广州市天河路1号"}}])
+                                      {"channel": "DELIVERY_CHANNEL_MAIL", "address": {"line": "广州市天河路1号", "recipient": "李华", "phone": "13800138000", "region_code": "440106", "postcode": "510620"}}])
 def test_good_delivery(delivery):
     assert domain.check_delivery(delivery) is None
 

@@ -312,3 +312,16 @@ def test_statuses_of_the_proto_are_the_domains():
     for status in ALL:
         assert intake_pb2.CaseStatus.Value(status)
     assert set(itertools.chain(domain.OPEN, domain.FINAL)) <= set(ALL)
+
+
+def test_mail_delivery_address_is_checked_at_submission():
+    import pytest as _pytest
+    from services.common.errors import InvalidArgument as _Invalid
+    from services.intake import domain as _d
+    good = {"recipient": "李华", "phone": "13800138000", "region_code": "440106", "line": "天河路 100 号 1 栋",
+            "postcode": "510620"}
+    _d.check_delivery({"channel": "DELIVERY_CHANNEL_MAIL", "address": good})
+    with _pytest.raises(_Invalid, match="postcode"):
+        _d.check_delivery({"channel": "DELIVERY_CHANNEL_MAIL", "address": dict(good, postcode="51062")})
+    with _pytest.raises(_Invalid, match="mobile"):
+        _d.check_delivery({"channel": "DELIVERY_CHANNEL_MAIL", "address": dict(good, phone="020-1234")})
