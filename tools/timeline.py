@@ -66,12 +66,18 @@ def rows(spans):
 
 
 def print_case(case_no, spans_dir=None, out=print):
-    spans, traces = case_spans(case_no, load_spans(spans_dir))
+    """The case's own trace, from SubmitCase to the rating; look-ups made later in other traces are
+    counted, not shown."""
+    every = load_spans(spans_dir)
+    spans = case_trace(case_no, every)
     if not spans:
         out(f"no spans recorded for case {case_no}")
         return 1
+    _, traces = case_spans(case_no, every)
     t0 = min(s["start_ns"] for s in spans)
-    out(f"timeline of case {case_no}: {len(spans)} spans in {len(traces)} trace(s) {', '.join(sorted(traces))}")
+    others = len(traces) - 1
+    out(f"timeline of case {case_no}: {len(spans)} spans in trace {spans[0]['trace_id']}"
+        + (f" (+{others} later look-up trace(s) not shown)" if others else ""))
     out(f"{'start ms':>9} {'dur ms':>8}  {'service':22s} operation")
     for depth, s in rows(spans):
         out(f"{(s['start_ns'] - t0) / 1e6:9.1f} {(s['end_ns'] - s['start_ns']) / 1e6:8.1f}  "
