@@ -36,7 +36,6 @@ def session_to_proto(s):
     msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"], status=s["status"],
                      opened_at=s["opened_at"], concluded_at=s["concluded_at"],
                      lead_department=s.get("lead_department", ""),
-                     result_document_key=s.get("result_document_key", ""),
                      tasks=[task_to_proto(dict(t, case_no=s["case_no"]), today) for t in s["tasks"]])
     if s.get("clock"):
         msg.clock.CopyFrom(json_format.ParseDict(domain.clock_view(s["clock"], today, s.get("statutory_limit_days", 0)),

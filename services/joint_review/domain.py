@@ -2,7 +2,7 @@
 opinions, licences, supplements and inspection findings arrive. Pure functions over a session dict:
 
     {"case_no", "region_code", "package_code", "lead_department", "status", "tasks": [task, ...],
-     "inspection": {...}, "clock": {...}, "result_document": {...}}
+     "inspection": {...}, "clock": {...}}
     task = {"item_code", "item_name", "department_code", "prerequisites", "state", "decision",
             "reason", "decided_by", "claimed_by", "license_id", "result_type", "license_inputs",
             "inspection", "clock", "rectification", "overdue", ...}
@@ -54,7 +54,6 @@ def new_session(case_no, region_code, package, now):
     return {"case_no": case_no, "region_code": region_code, "package_code": package["code"],
             "lead_department": package.get("lead_department", ""), "status": OPEN, "tasks": tasks,
             "opened_at": now, "concluded_at": "", "inspection": None,
-            "result_document": dict(package.get("joint_result") or {}),
             "clock": clock.start(today_of(now), promised or statutory), "statutory_limit_days": statutory}
 
 

@@ -218,39 +218,13 @@ class JointReview:
                 out.append(outbox_entry("rectification_requested", msg, session["case_no"]))
             else:
                 _, approved, reason = effect
-                documents = []
-                if approved and session.get("result_document"):
-                    documents.append(self._result_document(session, case))
                 msg = from_payload(events_pb2.CaseConcluded, {
                     "case_no": session["case_no"], "approved": approved, "reason": reason,
                     "license_ids": domain.all_licenses(session), "applicant": case["applicant"],
                     "delivery": case["delivery"], "region_code": session["region_code"],
-                    "package_code": session["package_code"], "lead_department": case.get("lead_department", ""),
-                    "document_keys": documents})
+                    "package_code": session["package_code"], "lead_department": case.get("lead_department", "")})
                 out.append(outbox_entry("case_concluded", msg, session["case_no"]))
         return out
-
-    def _result_document(self, session, case):
-        """The package's joint result, e.g. 联合验收意见书: every department's opinion in one document."""
-        spec = session["result_document"]
-        key = f"opinions/{session['case_no']}/{spec.get('code', 'joint-result')}.pdf"
-        lines = [f"办件编号：{session['case_no']}", f"申请人：{case['applicant'].get('name', '')}",
-                 f"事项：{case.get('package_name', session['package_code'])}",
-                 f"牵头单位：{session['lead_department']}", "各部门意见："]
-        for t in session["tasks"]:
-            lines.append(f"  {t['department_code']} {t['item_name']}：{'同意' if t['state'] == domain.DONE else '—'}"
-                         f"{('（' + t['reason'] + '）') if t['reason'] else ''}")
-        insp = session.get("inspection") or {}
-        if insp.get("report_key"):
-            lines.append(f"联合勘验报告：{insp['report_key']}")
-        lines.append("结论：经联合验收，同意通过。")
-        if self.blobs is not None:
-            self.blobs.put(RESULTS, key, pdf.text_document(spec.get("name", "联合意见书"), lines,
-                                                           subject="onething-joint-result/1",
-                                                           keywords=session["case_no"]),
-                           content_type="application/pdf")
-        session["result_document_key"] = key
-        return key
 
 
 def from_dict(message):

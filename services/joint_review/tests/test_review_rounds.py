@@ -10,7 +10,6 @@ from services.joint_review import domain as d
 T0 = "2025-09-22T09:00:00+08:00"   # a Monday
 ACCEPTANCE = {"code": "JGYS", "name": "工程建设项目竣工联合验收", "lead_department": "zjj",
               "promised_limit_days": 10, "statutory_limit_days": 20,
-              "joint_result": {"code": "LHYSYJS", "name": "联合验收意见书"},
               "items": [
                   {"code": "A1", "name": "规划核实", "department_code": "zrzy", "inspection": True,
                    "promised_limit_days": 5, "material_codes": ["G1"]},
