@@ -15,6 +15,16 @@ from services.common.errors import DomainError
 log = logging.getLogger(__name__)
 
 
+def _unavailable_errors():
+    import urllib3
+    from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+    return (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError, urllib3.exceptions.HTTPError,
+            ConnectionError, TimeoutError)
+
+
+_UNAVAILABLE = _unavailable_errors()
+
+
 def _context_from_metadata(grpc_context):
     carrier = {k: v for k, v in (grpc_context.invocation_metadata() or ()) if isinstance(v, str)}
     return telemetry.extract_context(carrier)
@@ -32,12 +42,30 @@ def _wrap(behavior, method, streaming_response):
         span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, exc.message))
         context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
 
+    def abort_unexpected(span, exc, context):
+        """Anything not a domain error: the store or the object storage away is UNAVAILABLE (worth a
+        retry), the rest INTERNAL; the details go to the log and the span, not to the caller."""
+        ref = format(span.get_span_context().trace_id, "032x")
+        span.record_exception(exc)
+        unavailable = isinstance(exc, _UNAVAILABLE)
+        code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.INTERNAL
+        span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, repr(exc)))
+        log.error("%s failed (trace %s)", method, ref, exc_info=exc)
+        context.abort(code, ("a store the service needs is not answering; try again shortly" if unavailable
+                             else "the service failed") + f" (trace {ref})")
+
     def unary(request_or_iterator, context):
         with start_span(context) as span:
             try:
                 return behavior(request_or_iterator, context)
             except DomainError as exc:
                 abort(span, exc, context)
+            except grpc.RpcError:
+                raise
+            except Exception as exc:
+                if context.code() is not None:  # the handler aborted on purpose
+                    raise
+                abort_unexpected(span, exc, context)
 
     def streaming(request_or_iterator, context):
         # the span is current only while the handler runs between two messages, and ends when the
@@ -63,6 +91,10 @@ def _wrap(behavior, method, streaming_response):
                         return
                     except DomainError as exc:
                         abort(span, exc, context)
+                    except Exception as exc:
+                        if context.code() is not None:
+                            raise
+                        abort_unexpected(span, exc, context)
                 yield item
         finally:
             end_once()

@@ -1,5 +1,6 @@
 """MongoDB plumbing: one database per service (a mongoengine alias of the same name), command
 spans for tracing, and the outbox that keeps events with the aggregate that caused them."""
+import logging
 import threading
 import time
 
@@ -8,6 +9,8 @@ from pymongo import monitoring
 
 from services.common import telemetry
 from services.common.config import settings
+
+log = logging.getLogger(__name__)
 
 
 class _CommandSpans(monitoring.CommandListener):
@@ -63,28 +66,40 @@ def disconnect(service):
     mongoengine.disconnect(alias=service)
 
 
-def flush_outbox(doc_cls, doc_id, bus, entries=None):
-    """Publish events pending on one aggregate, removing each once the broker confirmed it.
-    A writer passes the entries it added itself, so concurrent writers never publish each other's;
-    the sweep passes none and takes whatever is left."""
+def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
+    """Publish events pending on one aggregate, removing those the broker confirmed.
+
+    A writer passes the entries it added itself, so concurrent writers never publish each other's.
+    The sweep passes none and takes the entries older than `older_than` seconds. A publish that
+    fails is logged and left pending for the sweep: the change it belongs to is already committed,
+    so the caller must not fail because of it."""
     if entries is None:
         doc = doc_cls.objects(pk=doc_id).only("outbox").first()
         entries = list(doc.outbox) if doc is not None else []
+        if older_than is not None:
+            cutoff = time.time() - older_than
+            entries = [e for e in entries if e.get("at", 0) < cutoff]
+    sent = []
     for entry in entries:
-        bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-    if entries:
-        doc_cls._get_collection().update_one({"_id": doc_id},
-                                             {"$pull": {"outbox": {"id": {"$in": [e["id"] for e in entries]}}}})
-    return len(entries)
+        try:
+            bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
+        except Exception:  # broker away: the sweep publishes it later
+            log.warning("event %s of %s left for the outbox sweep", entry["event_type"], doc_id, exc_info=True)
+            break
+        sent.append(entry["id"])
+    if sent:
+        doc_cls._get_collection().update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": sent}}}})
+    return len(sent)
 
 
 def sweep_outbox(doc_cls, bus, older_than=10.0, limit=100):
-    """Publish what a process that died left pending: events older than `older_than` seconds, so
-    the writer's own flush is not raced. Delivery is at-least-once; consumers are idempotent."""
+    """Publish what a process that died (or a broker outage) left pending: entries older than
+    `older_than` seconds, so a live writer's own flush is not raced. Delivery is at-least-once;
+    consumers are idempotent."""
     sent = 0
     cutoff = time.time() - older_than
     for doc in doc_cls.objects(__raw__={"outbox.at": {"$lt": cutoff}}).only("id").limit(limit):
-        sent += flush_outbox(doc_cls, doc.pk, bus)
+        sent += flush_outbox(doc_cls, doc.pk, bus, older_than=older_than)
     return sent
 
 

@@ -59,3 +59,35 @@ class Component(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.instance
+
+
+def event_handler(source_service, event_type):
+    """nameko's event handler, with the failure rules every worker follows:
+    - a domain error (the event asks for something that can no longer happen: a decided task, a
+      concluded case) is logged and the message acknowledged; trying again would change nothing;
+    - any other error (a store or the broker away, a bug) puts the message back in its queue after
+      a pause, so nothing is lost; the pause keeps a poison message from spinning."""
+    import functools
+    import time
+
+    from nameko.events import event_handler as nameko_event_handler
+
+    from services.common.errors import DomainError
+
+    def decorate(method):
+        @functools.wraps(method)
+        def run(self, payload):
+            try:
+                return method(self, payload)
+            except DomainError as exc:
+                logging.getLogger(source_service).warning(
+                    "%s event for case %s not applied: %s", event_type, (payload or {}).get("case_no", "-"), exc)
+            except Exception:
+                time.sleep(REQUEUE_PAUSE_SECONDS)  # green under eventlet
+                raise
+        return nameko_event_handler(source_service, event_type, requeue_on_error=True)(run)
+
+    return decorate
+
+
+REQUEUE_PAUSE_SECONDS = 1.0

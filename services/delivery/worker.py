@@ -1,12 +1,11 @@
 """delivery worker role (`nameko run`): dispatches the results of approved cases."""
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing
+from services.common.worker import Component, Tracing, event_handler
 from services.delivery.store import DeliveryDoc
 from services.delivery.wiring import build_delivery
 

@@ -1,6 +1,7 @@
 """elicense use cases: issue a signed licence when an item whose result is a licence is approved,
 look licences up and verify them. No framework here."""
 import datetime
+import time
 
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import events_pb2
@@ -35,10 +36,11 @@ class Elicense:
     def rotate_key(self, region_code):
         """A new active key for the region; the old ones stay and still verify what they signed."""
         check_region(region_code)
-        n = len(self.store.keys(region_code)) + 1
+        now = time.time()
         private, public = domain.new_key()
-        self.store.deactivate_keys(region_code)
-        return self.store.add_key(f"{region_code}-{n}", region_code, private, public)
+        key = self.store.add_key(f"{region_code}-{int(now * 1000)}", region_code, private, public, created_at=now)
+        self.store.deactivate_keys_before(region_code, now)
+        return key
 
     def keys(self, region_code):
         check_region(region_code)

@@ -20,6 +20,7 @@ class SigningKey(me.Document):
     private_key = me.StringField(required=True)
     public_key = me.StringField(required=True)
     active = me.BooleanField(default=True)
+    created_at = me.FloatField(default=0.0)
 
 
 class Counter(me.Document):
@@ -62,8 +63,9 @@ class LicenseStore:
     def keys(self, region_code):
         return list(SigningKey.objects(region_code=region_code).order_by("key_id"))
 
-    def deactivate_keys(self, region_code):
-        SigningKey.objects(region_code=region_code, active=True).update(set__active=False)
+    def deactivate_keys_before(self, region_code, created_at):
+        """Older keys stop signing; of two rotations at once the later key stays the active one."""
+        SigningKey.objects(region_code=region_code, active=True, created_at__lt=created_at).update(set__active=False)
 
     def revoke(self, license_id, at, reason, outbox):
         """Only a valid licence can be revoked; False when it already is."""
@@ -71,10 +73,10 @@ class LicenseStore:
             set__fields__status="LICENSE_STATUS_REVOKED", set__fields__revoked_at=at,
             set__fields__revoke_reason=reason, push_all__outbox=outbox) == 1
 
-    def add_key(self, key_id, region_code, private_key, public_key):
+    def add_key(self, key_id, region_code, private_key, public_key, created_at=0.0):
         try:
             SigningKey(key_id=key_id, region_code=region_code, private_key=private_key,
-                       public_key=public_key).save(force_insert=True)
+                       public_key=public_key, created_at=created_at).save(force_insert=True)
         except me.NotUniqueError:
             pass
         return self.key(key_id)

@@ -1,13 +1,12 @@
 """elicense worker role (`nameko run`): issues licences for approved items; answers other
 services' licence look-ups over the bus (nameko RPC)."""
-from nameko.events import event_handler
 from nameko.rpc import rpc
 from nameko.timer import timer
 
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing
+from services.common.worker import Component, Tracing, event_handler
 from services.elicense.store import LicenseDoc
 from services.elicense.wiring import build_elicense
 

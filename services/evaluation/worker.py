@@ -1,11 +1,10 @@
 """evaluation worker role (`nameko run`): learns which cases may be rated (and their lead department)."""
-from nameko.events import event_handler
 from nameko.timer import timer
 
 from onething.delivery.v1 import events_pb2 as delivery_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing
+from services.common.worker import Component, Tracing, event_handler
 from services.evaluation.store import EvaluationDoc
 from services.evaluation.wiring import build_evaluation
 

@@ -1,10 +1,12 @@
 """intake api role: native grpcio server."""
+import threading
+
 from google.protobuf import json_format
 
 from onething.intake.v1 import intake_pb2, intake_pb2_grpc
 from services.common import telemetry
 from services.common.config import settings
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, TooLarge
 from services.common.grpc_server import ApiServer
 from services.common.mongo import plain
 from services.intake.wiring import build_intake
@@ -27,9 +29,13 @@ def _as_dict(message):
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
+WATCH_SLOTS = 6  # of the api's 16 server threads
+
+
 class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
     def __init__(self, intake):
         self.intake = intake
+        self.watch_slots = threading.BoundedSemaphore(WATCH_SLOTS)
 
     def UploadMaterial(self, request_iterator, context):
         first = next(request_iterator, None)
@@ -57,8 +63,16 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
         return case_to_proto(self.intake.withdraw(_as_dict(request)))
 
     def WatchCase(self, request, context):
-        for doc in self.intake.watch(request.case_no, context.is_active):
-            yield case_to_proto(doc)
+        # a watch holds a server thread while it lasts: at most WATCH_SLOTS at once, so that
+        # watchers never crowd out submissions
+        if not self.watch_slots.acquire(blocking=False):
+            raise TooLarge(f"too many cases are being watched right now (limit {WATCH_SLOTS}); "
+                           "try again shortly or poll GetCase")
+        try:
+            for doc in self.intake.watch(request.case_no, context.is_active):
+                yield case_to_proto(doc)
+        finally:
+            self.watch_slots.release()
 
     def ListCases(self, request, context):
         docs, token = self.intake.list_cases(_as_dict(request))

@@ -319,6 +319,9 @@ class Intake:
             if doc is None:
                 return False
             if domain.advance(doc.status, status) is None:
+                if license_ids and doc.status in (domain.DELIVERED, domain.RATED):
+                    # reported out of order (delivery first): keep the licences anyway
+                    self.store.add_licenses(case_no, license_ids)
                 return False
             if self.store.move_status(case_no, doc.status, status, note, license_ids=license_ids):
                 return True

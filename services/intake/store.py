@@ -87,6 +87,9 @@ class IntakeStore:
     def case(self, case_no):
         return CaseDoc.objects(case_no=case_no).first()
 
+    def add_licenses(self, case_no, license_ids):
+        CaseDoc.objects(case_no=case_no).update_one(add_to_set__license_ids=list(license_ids))
+
     def move_status(self, case_no, expected, status, note, outbox=None, license_ids=None):
         """Compare-and-set on the status so concurrent events cannot move a case backwards."""
         update = {"set__status": status,

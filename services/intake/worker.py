@@ -1,5 +1,4 @@
 """intake worker role (`nameko run`): follows the case as the other services report on it."""
-from nameko.events import event_handler
 from nameko.timer import timer
 
 from onething.delivery.v1 import events_pb2 as delivery_events
@@ -7,7 +6,7 @@ from onething.evaluation.v1 import events_pb2 as evaluation_events
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common.events import from_payload
 from services.common.mongo import sweep_outbox
-from services.common.worker import Component, Tracing
+from services.common.worker import Component, Tracing, event_handler
 
 
 def _build():

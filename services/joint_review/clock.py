@@ -22,27 +22,46 @@ def start(today, limit_days):
 
 
 def pause(clock, today, reason):
+    """Stop counting for `reason`; False when the clock is already stopped (for whatever reason) or
+    has finished, so that only the step that stopped it starts it again."""
     if reason not in PAUSE_REASONS:
         raise ValueError(f"a clock pauses only for {', '.join(PAUSE_REASONS)}")
-    if clock["paused_since"]:
+    if clock["paused_since"] or clock.get("stopped_on"):
         return False
     clock["paused_since"] = today.isoformat()
+    clock["paused_for"] = reason
     clock["reasons"] = clock.get("reasons", []) + [reason]
     return True
 
 
-def resume(clock, today):
-    """Working days spent paused do not count: from the pause day (exclusive) to today (inclusive)."""
-    if not clock["paused_since"]:
+def resume(clock, today, reason=None):
+    """Working days spent paused do not count: from the pause day (exclusive) to today (inclusive).
+    With `reason`, only a pause for that reason is ended."""
+    if not clock["paused_since"] or (reason and clock.get("paused_for", reason) != reason):
         return False
     clock["paused_days"] += workdays.workdays_between(_d(clock["paused_since"]), today)
     clock["paused_since"] = ""
+    clock["paused_for"] = ""
+    return True
+
+
+def stop(clock, today):
+    """The work is finished: the clock shows what it took from now on."""
+    if clock.get("stopped_on"):
+        return False
+    resume(clock, today)
+    clock["stopped_on"] = today.isoformat()
     return True
 
 
 def elapsed(clock, today):
-    """Working days counted so far."""
-    end = _d(clock["paused_since"]) if clock["paused_since"] else today
+    """Working days counted so far (up to the pause or the stop)."""
+    if clock.get("stopped_on"):
+        end = _d(clock["stopped_on"])
+    elif clock["paused_since"]:
+        end = _d(clock["paused_since"])
+    else:
+        end = today
     return max(0, workdays.workdays_between(_d(clock["started_on"]), end) - clock["paused_days"])
 
 

@@ -7,12 +7,11 @@ import logging
 import os
 import time
 
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 
 from services.common.config import settings
 from services.common.errors import FailedPrecondition
-from services.common.worker import Component, Tracing
+from services.common.worker import Component, Tracing, event_handler
 from services.joint_review import desk_rules
 from services.joint_review.handlers import task_routing_key
 

@@ -23,6 +23,7 @@ OPEN, S_APPROVED, S_REJECTED, S_WITHDRAWN = (
     "SESSION_STATUS_OPEN", "SESSION_STATUS_APPROVED", "SESSION_STATUS_REJECTED", "SESSION_STATUS_WITHDRAWN")
 APPROVE, REJECT, RECTIFY = "DECISION_APPROVE", "DECISION_REJECT", "DECISION_RECTIFY"
 LICENSE = "RESULT_TYPE_LICENSE"
+OFFICER_PAUSES = ("HEARING", "TESTING")
 CASE_CEILING_DAYS = 45  # 行政许可法: unified or joint handling within 45 working days
 CST = datetime.timezone(datetime.timedelta(hours=8))
 
@@ -97,8 +98,9 @@ def record_opinion(session, item_code, department_code, decision, reason, by, no
         raise InvalidArgument("the decision must be APPROVE, REJECT or RECTIFY")
     if decision == REJECT and not (reason or "").strip():
         raise InvalidArgument("a rejection needs a reason the applicant can act on")
-    if decision == RECTIFY and not (list(materials) or list(defects)):
-        raise InvalidArgument("a rectification names the materials to hand in again or the defects to fix")
+    if decision == RECTIFY and not list(materials):
+        raise InvalidArgument("a rectification names the materials the applicant hands in again "
+                              "(with the defects to fix, if any): the case resumes when they arrive")
     if task["state"] != ASSIGNED:
         if task["decision"] == decision and task["state"] != RECTIFYING:
             return False
@@ -122,6 +124,7 @@ def record_opinion(session, item_code, department_code, decision, reason, by, no
                                  "requested_at": now}
         clock.pause(task["clock"], today, "RECTIFICATION")
         return True
+    clock.stop(task["clock"], today)
     if decision == REJECT:
         task["state"] = REJECTED
     elif task["result_type"] == LICENSE:
@@ -143,7 +146,7 @@ def supplemented(session, material_codes, now):
         if set(rect["material_codes"]) <= supplied:
             task.update(state=ASSIGNED, decision="", decided_at="", claimed_by="")
             rect["supplied_at"] = now
-            clock.resume(task["clock"], today_of(now))
+            clock.resume(task["clock"], today_of(now), "RECTIFICATION")
             resumed.append(task)
     return resumed
 
@@ -166,7 +169,16 @@ def withdraw(session, now):
         if t["state"] in OPEN_TASK_STATES:
             t["state"], t["reason"] = CLOSED, "case withdrawn by the applicant"
     session["status"], session["concluded_at"] = S_WITHDRAWN, now
+    _stop_clocks(session, now)
     return True
+
+
+def withdrawn_before_opening(case_no, region_code, now):
+    """A withdrawal that overtook the submission: a closed session, so the late case_submitted
+    opens nothing."""
+    return {"case_no": case_no, "region_code": region_code, "package_code": "", "lead_department": "",
+            "status": S_WITHDRAWN, "tasks": [], "opened_at": now, "concluded_at": now, "inspection": None,
+            "clock": None, "statutory_limit_days": 0}
 
 
 def suspend(session, item_code, department_code, reason, now):
@@ -175,9 +187,9 @@ def suspend(session, item_code, department_code, reason, now):
     if task["state"] not in (ASSIGNED, APPROVED) or not task["clock"]:
         raise FailedPrecondition(f"the task for item {item_code} is {_state_word(task['state'])}; "
                                  "only a task under review has a running clock")
-    if reason not in clock.PAUSE_REASONS or reason == "RECTIFICATION":
-        raise InvalidArgument("a clock is suspended for HEARING, TESTING or EXPERT_INSPECTION "
-                              "(rectification pauses it by itself)")
+    if reason not in OFFICER_PAUSES:
+        raise InvalidArgument("a clock is suspended for a HEARING or TESTING (rectification and the joint "
+                              "inspection stop it by themselves)")
     if not clock.pause(task["clock"], today_of(now), reason):
         raise FailedPrecondition(f"the clock of item {item_code} is already stopped")
     return task
@@ -185,7 +197,8 @@ def suspend(session, item_code, department_code, reason, now):
 
 def resume(session, item_code, department_code, now):
     task = _own_task(session, item_code, department_code)
-    if task["state"] == RECTIFYING or not task["clock"] or not clock.resume(task["clock"], today_of(now)):
+    paused_for = (task["clock"] or {}).get("paused_for")
+    if paused_for not in OFFICER_PAUSES or not clock.resume(task["clock"], today_of(now), paused_for):
         raise FailedPrecondition(f"the clock of item {item_code} is not suspended by its department")
     return task
 
@@ -211,11 +224,11 @@ def schedule_inspection(session, department_code, at, place, by, now):
     current = session.get("inspection")
     if current and current["status"] == "SCHEDULED":
         raise FailedPrecondition(f"the joint inspection is already scheduled for {current['at']} at {current['place']}")
+    paused = [t["item_code"] for t in session["tasks"]
+              if t["inspection"] and t["clock"] and clock.pause(t["clock"], today_of(now), "EXPERT_INSPECTION")]
     session["inspection"] = {"status": "SCHEDULED", "at": at, "place": place, "scheduled_by": by,
-                             "participants": participants, "findings": {}, "report_key": "", "scheduled_at": now}
-    for t in session["tasks"]:
-        if t["inspection"] and t["clock"]:
-            clock.pause(t["clock"], today_of(now), "EXPERT_INSPECTION")
+                             "participants": participants, "findings": {}, "report_key": "", "scheduled_at": now,
+                             "paused_items": paused}
     return participants
 
 
@@ -232,9 +245,8 @@ def record_findings(session, department_code, passed, notes, by, now):
     if set(insp["findings"]) != set(insp["participants"]):
         return False
     insp["status"], insp["completed_at"] = "DONE", now
-    for t in session["tasks"]:
-        if t["inspection"] and t["clock"] and t["state"] != RECTIFYING:
-            clock.resume(t["clock"], today_of(now))
+    for item in insp.get("paused_items", []):
+        clock.resume(task_of(session, item)["clock"], today_of(now), "EXPERT_INSPECTION")
     return True
 
 
@@ -261,6 +273,7 @@ def advance(session, now):
             if t["state"] in OPEN_TASK_STATES:
                 t["state"] = CLOSED
         session["status"], session["concluded_at"] = S_REJECTED, now
+        _stop_clocks(session, now)
         reason = "; ".join(f"{t['item_name']}: {t['reason']}" for t in rejected)
         return [e for e in effects if e[0] != "rectify"] + [("conclude", False, reason)]
     changed = True
@@ -276,8 +289,15 @@ def advance(session, now):
             effects.append(("assign", t))
     if all(t["state"] in (DONE, REJECTED, CLOSED) for t in session["tasks"]):
         session["status"], session["concluded_at"] = S_APPROVED, now
+        _stop_clocks(session, now)
         effects.append(("conclude", True, "all departments approved"))
     return effects
+
+
+def _stop_clocks(session, now):
+    for c in [t["clock"] for t in session["tasks"]] + [session.get("clock")]:
+        if c:
+            clock.stop(c, today_of(now))
 
 
 def check_clocks(session, today):

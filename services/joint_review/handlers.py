@@ -65,8 +65,12 @@ class JointReview:
 
     def case_withdrawn(self, event):
         telemetry.mark_case(event.case_no)
-        return self._update(event.case_no, lambda session, case: [] if domain.withdraw(session, _now()) else None,
-                            missing_ok=True)
+        session = self._update(event.case_no, lambda s, c: [] if domain.withdraw(s, _now()) else None,
+                               missing_ok=True)
+        if session is None:  # the withdrawal overtook case_submitted
+            self.store.create(domain.withdrawn_before_opening(event.case_no, event.region_code, _now()), {}, [])
+            session = self.store.load(event.case_no)[0]
+        return session
 
     def license_issued(self, event):
         telemetry.mark_case(event.case_no)

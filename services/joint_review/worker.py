@@ -2,14 +2,13 @@
 licences elicense issues."""
 import os
 
-from nameko.events import event_handler
 from nameko.timer import timer
 
 from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing
+from services.common.worker import Component, Tracing, event_handler
 from services.joint_review.store import SessionDoc
 from services.joint_review.wiring import build_review
 

@@ -111,3 +111,36 @@ def test_offline_command_agrees_with_verify_license(elicense, tmp_path):
     assert verify_license.main([str(good), "--public-key", other]) == 1
     (tmp_path / "junk.pdf").write_bytes(b"not a pdf")
     assert verify_license.main([str(tmp_path / "junk.pdf"), "--public-key", key.public_key]) == 2
+
+
+def test_revocation_and_key_rotation_over_grpc_need_the_right_token(elicense):
+    import grpc
+    from onething.elicense.v1 import elicense_pb2 as pb, elicense_pb2_grpc as pb_grpc
+    from services.common.grpc_server import ApiServer
+    from services.elicense.api import ElicenseApi
+    from tools.client import bearer, officer
+    server = ApiServer(0, [(pb_grpc.add_ElicenseServiceServicer_to_server, ElicenseApi(elicense))],
+                       ["onething.elicense.v1.ElicenseService"]).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.ElicenseServiceStub(channel)
+            lic = elicense.on_opinion(approved(f"E{int(time.time() * 1000)}G"))
+            req = pb.RevokeLicenseRequest(license_id=lic["license_id"], reason="登记错误")
+            for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED),
+                                   (bearer("11010519491231002X", "applicant"), grpc.StatusCode.PERMISSION_DENIED),
+                                   (officer("gaj"), grpc.StatusCode.PERMISSION_DENIED),
+                                   (officer("wsjk", "440300"), grpc.StatusCode.PERMISSION_DENIED)):
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.RevokeLicense(req, metadata=metadata, timeout=5)
+                assert err.value.code() == code
+            assert elicense.get(lic["license_id"])["status"] == "LICENSE_STATUS_VALID"
+            revoked = stub.RevokeLicense(req, metadata=officer("wsjk", sub="officer-w"), timeout=5)
+            assert revoked.status == pb.LICENSE_STATUS_REVOKED
+            rotate = pb.RotateSigningKeyRequest(region_code="440100")
+            with pytest.raises(grpc.RpcError) as err:
+                stub.RotateSigningKey(rotate, metadata=officer("wsjk"), timeout=5)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            key = stub.RotateSigningKey(rotate, metadata=bearer("op-1", "operator", region="440100"), timeout=5)
+            assert key.active and key.region_code == "440100"
+    finally:
+        server.stop(0)

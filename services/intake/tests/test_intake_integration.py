@@ -564,3 +564,14 @@ def test_status_only_moves_forward(intake):
     assert stored.status == "CASE_STATUS_APPROVED" and stored.license_ids == ["L1"]
     with pytest.raises(NotFound):
         intake.get_case("440100XSECS202001010001")
+
+
+def test_licences_are_kept_when_delivery_is_reported_before_the_conclusion(intake):
+    from onething.delivery.v1 import events_pb2 as delivery_events
+    from onething.joint_review.v1 import events_pb2
+    case = intake.submit(request(intake))
+    assert intake.delivery_completed(delivery_events.DeliveryCompleted(case_no=case.case_no))
+    assert not intake.case_concluded(events_pb2.CaseConcluded(case_no=case.case_no, approved=True,
+                                                              license_ids=["L1", "L2"]))
+    stored = intake.get_case(case.case_no)
+    assert stored.status == "CASE_STATUS_DELIVERED" and sorted(stored.license_ids) == ["L1", "L2"]

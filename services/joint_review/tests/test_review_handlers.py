@@ -301,3 +301,11 @@ def test_save_that_always_conflicts_gives_up(review, store, package):
         approve(review, C02)
     assert store.saves == 20
     assert domain.task_of(review.get_session(CASE_NO), C02)["state"] == domain.ASSIGNED
+
+
+
+def test_a_withdrawal_that_overtakes_the_submission_keeps_the_case_from_opening(review, bus, package):
+    review.case_withdrawn(intake_events.CaseWithdrawn(case_no="W1", region_code="440100"))
+    session = review.open_session(submitted(package, "W1"))
+    assert session["status"] == "SESSION_STATUS_WITHDRAWN" and session["tasks"] == []
+    assert not [t for t in bus.types() if t.startswith("task_assigned")]

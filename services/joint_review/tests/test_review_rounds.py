@@ -142,3 +142,25 @@ def test_a_hearing_suspends_only_that_tasks_clock():
     with pytest.raises(FailedPrecondition):
         d.resume(s, "A4", "cjda", at("10-09"))
     assert d.clock.elapsed(d.task_of(s, "A4")["clock"], datetime.date(2025, 10, 9)) == 1  # only 9-23 counted
+
+
+def test_a_decided_task_clock_stops_and_never_shows_overdue():
+    s = opened()
+    d.record_opinion(s, "A4", "cjda", d.APPROVE, "", "o", at("09-23"))
+    c = d.task_of(s, "A4")["clock"]
+    assert c["stopped_on"] == "2025-09-23"
+    view = d.clock_view(c, datetime.date(2025, 12, 1), 10)
+    assert view["elapsed_days"] == 1 and not view["statutory_overdue"]
+
+
+def test_the_inspection_does_not_end_a_hearing_that_stopped_the_clock_first():
+    s = opened()
+    d.suspend(s, "A1", "zrzy", "HEARING", at("09-23"))
+    d.schedule_inspection(s, "zjj", "2025-09-24T09:30:00+08:00", "工地", "o", at("09-23"))
+    assert s["inspection"]["paused_items"] == ["A2", "A3"]
+    for dept in ("zrzy", "zjj", "rfb"):
+        d.record_findings(s, dept, True, "现场", "o", at("09-24"))
+    assert d.task_of(s, "A1")["clock"]["paused_for"] == "HEARING"   # still in the hearing
+    assert not d.task_of(s, "A2")["clock"]["paused_since"]
+    d.resume(s, "A1", "zrzy", at("09-25"))
+    assert not d.task_of(s, "A1")["clock"]["paused_since"]
