@@ -69,7 +69,7 @@ def verify(fields, public_b64, today=None):
         return False, "the signature does not match the licence's content"
     if fields.get("status", VALID) == REVOKED:
         return False, "the licence has been revoked"
-    today = today or datetime.date.today().isoformat()
+    today = today or datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date().isoformat()
     if fields.get("valid_from") and today < fields["valid_from"]:
         return False, f"the licence is valid only from {fields['valid_from']}"
     if fields.get("valid_to") and today > fields["valid_to"]:

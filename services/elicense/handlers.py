@@ -13,6 +13,12 @@ from services.elicense import document, domain
 from services.elicense.store import LicenseDoc
 
 BUCKET = "results"
+CST = datetime.timezone(datetime.timedelta(hours=8))
+
+
+def _today_cst():
+    """Licence dates are dates in China, whatever the server's own time zone."""
+    return datetime.datetime.now(CST).date()
 
 
 def check_region(region_code):
@@ -72,14 +78,14 @@ class Elicense:
         if existing is not None:  # a redelivery; anything still pending goes out with the sweep
             return plain(existing.fields)
         issuer_code = f"{event.region_code}{event.department_code.upper()}"
-        serial = f"{datetime.date.today():%Y}{self.store.next_serial(f'{event.license_type_code}.{issuer_code}'):08d}"
+        serial = f"{_today_cst():%Y}{self.store.next_serial(f'{event.license_type_code}.{issuer_code}'):08d}"
         key = self.signing_key(event.region_code)
         fields = {
             "license_id": domain.license_identifier(event.license_type_code, issuer_code, serial),
             "type_code": event.license_type_code, "type_name": event.license_type_name,
             "license_no": f"{event.license_type_code}{serial}",
             "issuer_name": f"{event.region_code} {DEPARTMENT_NAMES.get(event.department_code, event.department_code)}",
-            "issuer_code": issuer_code, "valid_from": datetime.date.today().isoformat(), "valid_to": "",
+            "issuer_code": issuer_code, "valid_from": _today_cst().isoformat(), "valid_to": "",
             "holder_name": event.applicant.name, "holder_code": event.applicant.id_number,
             "holder_code_type": "111", "item_code": event.item_code, "case_no": event.case_no,
             "key_id": key.key_id, "status": domain.VALID}

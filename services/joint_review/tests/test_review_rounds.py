@@ -164,3 +164,10 @@ def test_the_inspection_does_not_end_a_hearing_that_stopped_the_clock_first():
     assert not d.task_of(s, "A2")["clock"]["paused_since"]
     d.resume(s, "A1", "zrzy", at("09-25"))
     assert not d.task_of(s, "A1")["clock"]["paused_since"]
+
+
+def test_a_desk_rule_never_overrides_a_task_a_person_claimed():
+    s = opened()
+    d.claim(s, "A4", "cjda", "officer-1")
+    with pytest.raises(FailedPrecondition, match="claimed by officer-1"):
+        d.record_opinion(s, "A4", "cjda", d.APPROVE, "materials present", "desk:cjda:440100", at("09-23"))
