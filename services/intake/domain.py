@@ -216,7 +216,8 @@ def rectify(case, request):
     if any((r["item_code"], r["department_code"], tuple(sorted(r["material_codes"]))) == key for r in requests):
         return None
     requests.append({"item_code": request.get("item_code", ""), "department_code": request.get("department_code", ""),
-                     "material_codes": codes, "reason": request.get("reason", ""), "at": request.get("at", "")})
+                     "material_codes": codes, "reason": request.get("reason", ""), "at": request.get("at", ""),
+                     "round": int(request.get("round") or 0)})
     union = []
     for r in requests:
         union += [c for c in r["material_codes"] if c not in union]

@@ -214,7 +214,8 @@ class Intake:
         for r in rect.get("requests", []):
             if r["item_code"] and r["item_code"] not in items:
                 items.append(r["item_code"])
-        event = events_pb2.CaseSupplemented(case_no=doc.case_no, item_codes=items)
+        rounds = {r["item_code"]: int(r["round"]) for r in rect.get("requests", []) if r.get("round")}
+        event = events_pb2.CaseSupplemented(case_no=doc.case_no, item_codes=items, rounds=rounds)
         for m in replaced:
             event.materials.add(**m)
         outbox = [outbox_entry("case_supplemented", event, doc.case_no)]
@@ -236,18 +237,21 @@ class Intake:
         telemetry.mark_case(event.case_no)
         request = {"item_code": event.item_code, "department_code": event.department_code,
                    "material_codes": list(event.material_codes), "reason": event.reason,
-                   "at": now().isoformat()}
+                   "at": now().isoformat(), "round": event.round}
         for _ in range(5):
             doc = self.store.case(event.case_no)
             if doc is None:
                 return False
             current = plain(doc.rectification or {})
+            if event.round and plain(doc.rectification_rounds or {}).get(event.item_code, 0) >= event.round:
+                return False  # this round was asked (and perhaps answered) already: a redelivery
             rect = domain.rectify({"status": doc.status, "rectification": current}, request)
             if rect is None:
                 return False
             note = f"rectification: {event.department_code} asks for {', '.join(request['material_codes'])}" + (
                 f" ({event.reason})" if event.reason else "")
-            if self.store.set_rectification(event.case_no, doc.status, current, domain.RECTIFYING, rect, note):
+            if self.store.set_rectification(event.case_no, doc.status, current, domain.RECTIFYING, rect, note,
+                                            rounds={event.item_code: event.round} if event.round else None):
                 return True
         return False
 

@@ -44,6 +44,7 @@ class CaseDoc(me.Document):
     situations = me.DictField()
     rectification = me.DictField()     # while RECTIFYING: named materials, requests, resume_status
     submitted_at = me.DateTimeField(default=now)
+    rectification_rounds = me.DictField()  # item → the last rectification round asked
     outbox = me.ListField(me.DictField())
 
 
@@ -115,11 +116,15 @@ class IntakeStore:
             update["$unset"] = {f: "" for f in unset}
         return CaseDoc._get_collection().update_one(query, update).modified_count == 1
 
-    def set_rectification(self, case_no, expected_status, expected_rectification, status, rectification, note):
+    def set_rectification(self, case_no, expected_status, expected_rectification, status, rectification, note,
+                          rounds=None):
         query = {"_id": case_no, "status": expected_status}
         if expected_status == "CASE_STATUS_RECTIFYING":
             query["rectification.requests"] = {"$size": len(expected_rectification.get("requests", []))}
-        update = {"$set": {"status": status, "rectification": rectification},
+        changes = {"status": status, "rectification": rectification}
+        for item, n in (rounds or {}).items():
+            changes[f"rectification_rounds.{item}"] = n
+        update = {"$set": changes,
                   "$push": {"history": {"status": status, "at": now().isoformat(), "note": note}}}
         return CaseDoc._get_collection().update_one(query, update).modified_count == 1
 

@@ -134,14 +134,18 @@ def record_opinion(session, item_code, department_code, decision, reason, by, no
     return True
 
 
-def supplemented(session, material_codes, now):
+def supplemented(session, material_codes, now, rounds=None):
     """Materials handed in after a rectification: every task whose named materials are now all in
-    goes back to its department (only those that asked review again). Returns those tasks."""
+    goes back to its department (only those that asked review again). `rounds` (item → round the
+    supplement answers) keeps a redelivered old supplement from answering a newer request.
+    Returns those tasks."""
     supplied = set(material_codes)
     resumed = []
     for task in session["tasks"]:
         rect = task.get("rectification")
         if task["state"] != RECTIFYING or not rect:
+            continue
+        if rounds and rounds.get(task["item_code"], task["rounds"]) != task["rounds"]:
             continue
         if set(rect["material_codes"]) <= supplied:
             task.update(state=ASSIGNED, decision="", decided_at="", claimed_by="")

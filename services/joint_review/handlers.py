@@ -54,7 +54,8 @@ class JointReview:
         supplied = [from_dict(m) for m in event.materials]
 
         def change(session, case):
-            resumed = domain.supplemented(session, [m["material_code"] for m in supplied], _now())
+            resumed = domain.supplemented(session, [m["material_code"] for m in supplied], _now(),
+                                          dict(event.rounds))
             if not resumed:
                 return None
             kept = [m for m in case["materials"] if m["material_code"] not in {s["material_code"] for s in supplied}]
@@ -218,7 +219,8 @@ class JointReview:
                 msg = from_payload(events_pb2.RectificationRequested, {
                     "case_no": session["case_no"], "item_code": task["item_code"],
                     "department_code": task["department_code"], "material_codes": rect["material_codes"],
-                    "defects": rect["defects"], "reason": rect["reason"], "applicant": case["applicant"]})
+                    "defects": rect["defects"], "reason": rect["reason"], "applicant": case["applicant"],
+                    "round": task["rounds"]})
                 out.append(outbox_entry("rectification_requested", msg, session["case_no"]))
             else:
                 _, approved, reason = effect

@@ -575,3 +575,23 @@ def test_licences_are_kept_when_delivery_is_reported_before_the_conclusion(intak
                                                               license_ids=["L1", "L2"]))
     stored = intake.get_case(case.case_no)
     assert stored.status == "CASE_STATUS_DELIVERED" and sorted(stored.license_ids) == ["L1", "L2"]
+
+
+def test_a_redelivered_rectification_round_is_not_asked_again_and_the_supplement_names_its_round(intake, probe):
+    from onething.joint_review.v1 import events_pb2
+
+    def ask(round_):
+        return intake.rectification_requested(events_pb2.RectificationRequested(
+            case_no=case_no, item_code="110000000003", department_code="gaj", material_codes=["M02"],
+            reason="照片模糊", round=round_))
+
+    case_no = intake.submit(request(intake)).case_no
+    assert ask(1) and not ask(1)
+    done = intake.supplement({"case_no": case_no, "applicant_id": APPLICANT["id_number"],
+                              "materials": _subs(intake, ["M02"])})
+    assert done.status == "CASE_STATUS_SUBMITTED"
+    assert not ask(1)                                   # the old request arriving again
+    assert intake.get_case(case_no).status == "CASE_STATUS_SUBMITTED"
+    supplemented = [b for k, b in wait_events(probe, case_no, 2) if k == "case_supplemented"]
+    assert supplemented and supplemented[0]["rounds"] == {"110000000003": 1}
+    assert ask(2) and intake.get_case(case_no).status == "CASE_STATUS_RECTIFYING"  # a new round is asked

@@ -171,3 +171,14 @@ def test_a_desk_rule_never_overrides_a_task_a_person_claimed():
     d.claim(s, "A4", "cjda", "officer-1")
     with pytest.raises(FailedPrecondition, match="claimed by officer-1"):
         d.record_opinion(s, "A4", "cjda", d.APPROVE, "materials present", "desk:cjda:440100", at("09-23"))
+
+
+def test_an_old_supplement_arriving_again_does_not_answer_a_newer_round():
+    s = opened()
+    inspect_all(s)
+    d.record_opinion(s, "A2", "zjj", d.RECTIFY, "报告过期", "o", at("09-25"), materials=["F1"])
+    assert d.supplemented(s, ["F1"], at("09-26"), {"A2": 1})
+    d.record_opinion(s, "A2", "zjj", d.RECTIFY, "仍不合格", "o", at("09-29"), materials=["F1"])
+    assert d.supplemented(s, ["F1"], at("09-29"), {"A2": 1}) == []   # the first supplement redelivered
+    assert d.task_of(s, "A2")["state"] == d.RECTIFYING
+    assert [t["item_code"] for t in d.supplemented(s, ["F1"], at("09-30"), {"A2": 2})] == ["A2"]
