@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv protos infra-up infra-down up down run demo stop test unit bench clean status
+.PHONY: all venv protos infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
 
 all: protos
 
@@ -58,6 +58,15 @@ unit: protos
 
 bench: up
 	$(BIN)/python -m tools.bench
+
+# Fault injection on the running suite: 1,000 cases while processes are SIGKILLed every 3 s and the
+# broker, MongoDB and S3 are each restarted once (make test runs a small version: e2e/test_chaos.py).
+CHAOS_ARGS ?= --cases 1000 --in-flight 8 --kill-every 3
+chaos: up
+	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
+
+dead-letters: protos
+	$(BIN)/python -m tools.dead_letters list
 
 clean: down
 	rm -rf gen var $(VENV)

@@ -32,6 +32,9 @@ def test_env():
         "ONETHING_BUCKET_PREFIX": f"t{RUN}-",
         "ONETHING_VAR_DIR": var_dir,
         "ONETHING_INFRA_DIR": base.infra_dir,
+        # the outbox sweep looks every second for entries a dead writer left 3 s ago
+        "ONETHING_SWEEP_INTERVAL_SECONDS": "1",
+        "ONETHING_SWEEP_GRACE_SECONDS": "3",
     }
     for service, port in E2E_PORTS.items():
         env[f"ONETHING_{service.upper()}_PORT"] = str(port)

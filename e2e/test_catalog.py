@@ -14,12 +14,18 @@ def card(pkg):
     return next(i for i in pkg.items if i.code == "110000000005")
 
 
-def test_city_overlay_shows_in_that_city_only(client):
+def test_city_overlay_shows_in_that_city_and_another_city_is_not_this_sites(client):
     gz = client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code="440100"), timeout=10)
-    sz = client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code="440300"), timeout=10)
+    county = client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code="440106"), timeout=10)
     assert (card(gz).promised_limit_days, card(gz).promised_limit_source) == (3, "440100")
-    assert (card(sz).promised_limit_days, card(sz).promised_limit_source) == (5, "national")
+    assert (card(county).promised_limit_days, card(county).promised_limit_source) == (3, "440100")
     assert gz.implementing_code == "440100XSECS" and gz.version >= 1
+    # 深圳 (440300) is another site's region: the 广州 site's catalog says so instead of answering
+    for region in ("440300", "110000"):
+        with pytest.raises(grpc.RpcError) as err:
+            client.catalog.GetPackage(catalog_pb2.GetPackageRequest(code="XSECS", region_code=region), timeout=10)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"does not serve region {region}" in err.value.details()
 
 
 def test_notice_and_savings_from_the_running_suite(client):

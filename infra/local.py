@@ -66,13 +66,27 @@ def up():
     from services.common import auth
     auth.ensure_keys()
 
+    start_mongo()
+    start_s3()
+    print(f"infrastructure up: AMQP {s.amqp_uri}  MongoDB {s.mongo_uri}  S3 http://{s.s3_endpoint}")
+
+
+def start_mongo():
+    s, run_dir, log_dir, data_dir = _paths()
     mongo = urlparse(s.mongo_uri)
     mhost, mport = mongo.hostname, mongo.port or 27017
     os.makedirs(os.path.join(data_dir, "mongo"), exist_ok=True)
     procs.start("mongo", [os.path.join(BIN, "secantusd-py"), "--host", mhost, "--port", str(mport),
-                          "--storage-path", os.path.join(data_dir, "mongo"), "--log-level", "WARNING"],
+                          "--storage-path", os.path.join(data_dir, "mongo"), "--log-level", "WARNING",
+                          # standalone: writes stay flat as data grows (the replica-set mode slows
+                          # down per write); nothing uses change streams or transactions
+                          "--standalone"],
                 run_dir, log_dir)
+    procs.wait_for_port(mhost, mport, 60, "SecantusDB")
 
+
+def start_s3():
+    s, run_dir, log_dir, data_dir = _paths()
     shost, sport = s.s3_endpoint.split(":")
     weed_dir = os.path.join(data_dir, "s3")
     os.makedirs(weed_dir, exist_ok=True)
@@ -85,10 +99,29 @@ def up():
                        "-filer.port", str(base + 2), "-s3", "-s3.port", sport, "-s3.config", conf,
                        "-volume.max", "0", "-master.volumeSizeLimitMB", "256", "-master.telemetry=false"],
                 run_dir, log_dir)
-    procs.wait_for_port(mhost, mport, 60, "SecantusDB")
     procs.wait_for_port(shost, int(sport), 90, "SeaweedFS S3")
     _wait_s3_ready(s)
-    print(f"infrastructure up: AMQP {s.amqp_uri}  MongoDB {s.mongo_uri}  S3 http://{s.s3_endpoint}")
+
+
+def stop_server(name):
+    """Stop the local MongoDB (`mongo`) or S3 (`s3`) server by its PID and wait."""
+    _, run_dir, _, _ = _paths()
+    return procs.stop(name, run_dir, timeout=30)
+
+
+def restart_server(name):
+    """What an operator's restart of one server looks like: stopped, then started on the same data."""
+    stop_server(name)
+    {"mongo": start_mongo, "s3": start_s3}[name]()
+
+
+def restart_rabbitmq(pause=0.0):
+    """Stop and start the RabbitMQ application (every connection drops; durable queues and
+    persistent messages stay)."""
+    rabbitmqctl("stop_app")
+    time.sleep(pause)
+    rabbitmqctl("start_app")
+    rabbitmqctl("await_startup", check=False)
 
 
 def _wait_s3_ready(s, timeout=90):

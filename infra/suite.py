@@ -59,10 +59,16 @@ def _dirs():
     return os.path.join(s.var_dir, "run"), os.path.join(s.var_dir, "log")
 
 
+def supervised(name, argv, run_dir):
+    """`argv` kept running by infra.supervise: restarted with backoff whenever it dies."""
+    return [sys.executable, "-m", "infra.supervise", name, run_dir, "--", *argv]
+
+
 def start(name, extra_env=None):
     argv, env = process_table()[name]
     run_dir, log_dir = _dirs()
-    return procs.start(name, argv, run_dir, log_dir, env={**env, **(extra_env or {})}, cwd=ROOT)
+    return procs.start(name, supervised(name, argv, run_dir), run_dir, log_dir,
+                       env={**env, **(extra_env or {})}, cwd=ROOT)
 
 
 def start_desk_replica(department, region, replica, extra_env=None):
@@ -72,7 +78,7 @@ def start_desk_replica(department, region, replica, extra_env=None):
     run_dir, log_dir = _dirs()
     nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG, DESK]
     env = {"ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region, **(extra_env or {})}
-    procs.start(name, nameko, run_dir, log_dir, env=env, cwd=ROOT)
+    procs.start(name, supervised(name, nameko, run_dir), run_dir, log_dir, env=env, cwd=ROOT)
     return name
 
 
@@ -83,8 +89,27 @@ def stop(name, kill=False):
 
 
 def pid(name):
+    """The supervisor's PID (stopping it stops the process for good)."""
     run_dir, _ = _dirs()
     return procs.read_pid(os.path.join(run_dir, f"{name}.pid"))
+
+
+def child_pid(name):
+    """The PID of the process itself (killing it makes its supervisor start it again)."""
+    run_dir, _ = _dirs()
+    return procs.read_pid(os.path.join(run_dir, f"{name}.child.pid"))
+
+
+def kill_child(name, sig=None):
+    """Kill the process but not its supervisor, as a crash would; returns the PID killed."""
+    import signal
+    p = child_pid(name)
+    if p:
+        try:
+            os.kill(p, sig or signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+    return p
 
 
 # readiness -----------------------------------------------------------------------------------
@@ -185,7 +210,8 @@ def down():
 def status():
     for name in process_table():
         p = pid(name)
-        print(f"{name:28s} {'running pid %d' % p if p else 'stopped'}")
+        c = child_pid(name)
+        print(f"{name:28s} {'running pid %d (supervisor %d)' % (c or 0, p) if p else 'stopped'}")
 
 
 if __name__ == "__main__":

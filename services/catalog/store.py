@@ -75,7 +75,7 @@ def _now():
 
 class PackageVersionDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "package_versions",
-            "indexes": [{"fields": ["code", "version"], "unique": True}, "status", "outbox.at"]}
+            "indexes": [{"fields": ["code", "version"], "unique": True}, "status", "outbox.at", "outbox.next_at"]}
     id = me.StringField(primary_key=True)  # "<code>:<version>"
     code = me.StringField(required=True)
     version = me.IntField(required=True)

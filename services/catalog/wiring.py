@@ -9,6 +9,7 @@ def build_catalog(load=False, bus=None):
     from services.common.bus import Bus
     mongo.connect("catalog")
     catalog = Catalog(CatalogStore(), bus or Bus("catalog"), data_dir=settings().catalog_data)
+    catalog.serves = settings().serves
     if load:  # the api role seeds from the data files at start (a changed file becomes a draft)
         catalog.load()
     return catalog

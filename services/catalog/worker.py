@@ -6,7 +6,7 @@ from nameko.timer import timer
 
 from services.catalog.wiring import build_catalog
 from services.common.mongo import sweep_outbox
-from services.common.worker import Component, Tracing
+from services.common.worker import SWEEP_SECONDS, Component, Tracing
 
 
 class CatalogWorker:
@@ -18,7 +18,7 @@ class CatalogWorker:
     def get_package(self, code, region_code, situations=None, version=0):
         return self.catalog.get_package(code, region_code, situations or {}, version)
 
-    @timer(interval=5)
+    @timer(interval=SWEEP_SECONDS)
     def sweep_outbox(self):
         from services.catalog.store import PackageVersionDoc
         sweep_outbox(PackageVersionDoc, self.catalog.bus)

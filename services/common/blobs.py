@@ -12,13 +12,23 @@ from services.common import telemetry
 from services.common.config import settings
 
 
+def _http_client(s):
+    """Bounded waits: the minio client's own default waits up to 300 s per read and retries 5
+    times; an outage should be reported within seconds, and retried by whoever called."""
+    import urllib3
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=s.s3_connect_timeout_seconds, read=s.s3_read_timeout_seconds),
+        maxsize=16, retries=urllib3.Retry(total=s.s3_retries, backoff_factor=0.2,
+                                          status_forcelist=[500, 502, 503, 504]))
+
+
 class Blobs:
     def __init__(self, endpoint=None, access_key=None, secret_key=None, secure=None, bucket_prefix=None):
         s = settings()
         self.prefix = s.bucket_prefix if bucket_prefix is None else bucket_prefix
         self.client = Minio(endpoint or s.s3_endpoint, access_key=access_key or s.s3_access_key,
                             secret_key=secret_key or s.s3_secret_key,
-                            secure=s.s3_secure if secure is None else secure)
+                            secure=s.s3_secure if secure is None else secure, http_client=_http_client(s))
 
     def bucket(self, name):
         return f"{self.prefix}{name}"

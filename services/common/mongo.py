@@ -59,48 +59,103 @@ def connect(service, uri=None, db_name=None):
         _listener_installed = True
     s = settings()
     mongoengine.connect(db=db_name or s.db_name(service), host=uri or s.mongo_uri, alias=service,
-                        tz_aware=True, serverSelectionTimeoutMS=10000)
+                        tz_aware=True, serverSelectionTimeoutMS=s.mongo_timeout_ms,
+                        connectTimeoutMS=s.mongo_timeout_ms, socketTimeoutMS=s.mongo_socket_timeout_ms)
 
 
 def disconnect(service):
     mongoengine.disconnect(alias=service)
 
 
+def _backoff(attempts):
+    return min(2 ** attempts, 300)
+
+
+def _note_failure(coll, doc_id, entry, error):
+    """Count a failed publish on the entry and push its next try back, so an entry that keeps
+    failing (unroutable, say) waits longer each time and cannot starve the others."""
+    attempts = int(entry.get("attempts", 0)) + 1
+    try:
+        coll.update_one({"_id": doc_id, "outbox.id": entry["id"]},
+                        {"$set": {"outbox.$.attempts": attempts,
+                                  "outbox.$.next_at": time.time() + _backoff(attempts),
+                                  "outbox.$.last_error": str(error)[:200]}})
+    except Exception:  # the store is away too: the entry keeps its old schedule
+        log.warning("could not record the failed publish of %s", entry.get("id"), exc_info=True)
+
+
 def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
     """Publish events pending on one aggregate, removing those the broker confirmed.
 
     A writer passes the entries it added itself, so concurrent writers never publish each other's.
-    The sweep passes none and takes the entries older than `older_than` seconds. A publish that
-    fails is logged and left pending for the sweep: the change it belongs to is already committed,
-    so the caller must not fail because of it."""
-    if entries is None:
-        doc = doc_cls.objects(pk=doc_id).only("outbox").first()
-        entries = list(doc.outbox) if doc is not None else []
-        if older_than is not None:
-            cutoff = time.time() - older_than
-            entries = [e for e in entries if e.get("at", 0) < cutoff]
+    The sweep passes none and takes the entries that are due. Publishes are mandatory: an event no
+    queue is bound for stays pending with its attempt counted and is reported, never dropped. A
+    publish that fails is left pending for the sweep: the change it belongs to is already
+    committed, so the caller must not fail because of it; neither does a failed clean-up (the
+    sweep sends the event again and the consumers' inboxes absorb the duplicate)."""
+    from services.common import faults
+    from services.common.bus import Unroutable
+    coll = doc_cls._get_collection()
+    if entries is not None:  # the writer, right after its commit
+        for entry in entries:
+            faults.point(f"before_publish:{entry['event_type']}")
+    else:
+        doc = coll.find_one({"_id": doc_id}, {"outbox": 1})
+        entries = list((doc or {}).get("outbox") or [])
+        now = time.time()
+        entries = [e for e in entries if _due(e, now, older_than)]
     sent = []
+    publish = getattr(bus, "publish_entry", None) or (
+        lambda e: bus.publish_raw(e["event_type"], e["payload"], {"case_no": e.get("case_no", "")}))
     for entry in entries:
         try:
-            bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-        except Exception:  # broker away: the sweep publishes it later
-            log.warning("event %s of %s left for the outbox sweep", entry["event_type"], doc_id, exc_info=True)
+            publish(entry)
+        except Unroutable as exc:
+            log.error("event %s (%s) of %s is unroutable: no queue is bound for it; kept pending (attempt %d)",
+                      entry["event_type"], entry["id"], doc_id, int(entry.get("attempts", 0)) + 1)
+            _note_failure(coll, doc_id, entry, exc)
+            continue
+        except Exception as exc:  # broker away: the sweep publishes it later
+            log.warning("event %s of %s left for the outbox sweep: %s", entry["event_type"], doc_id, exc)
+            _note_failure(coll, doc_id, entry, exc)
             break
         sent.append(entry["id"])
     if sent:
-        doc_cls._get_collection().update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": sent}}}})
+        try:
+            coll.update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": sent}}}})
+        except Exception:
+            log.warning("published events of %s stay in its outbox until the sweep", doc_id, exc_info=True)
     return len(sent)
 
 
-def sweep_outbox(doc_cls, bus, older_than=10.0, limit=100):
-    """Publish what a process that died (or a broker outage) left pending: entries older than
-    `older_than` seconds, so a live writer's own flush is not raced. Delivery is at-least-once;
-    consumers are idempotent."""
+def _due(entry, now, older_than):
+    if "next_at" in entry:
+        return entry["next_at"] <= now
+    return entry.get("at", 0) < now - (older_than if older_than is not None else 0)
+
+
+def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
+    """Publish what a process that died (or a broker outage) left pending: entries whose next try
+    is due (a new entry is due `sweep_grace_seconds` after it was written, so a live writer's own
+    flush is not raced). Delivery is at-least-once; consumers keep an inbox of event ids."""
+    grace = settings().sweep_grace_seconds if older_than is None else older_than
+    now = time.time()
+    query = {"$or": [{"outbox.next_at": {"$lte": now}},
+                     # entries written before next_at existed
+                     {"outbox": {"$elemMatch": {"next_at": {"$exists": False}, "at": {"$lt": now - grace}}}}]}
     sent = 0
-    cutoff = time.time() - older_than
-    for doc in doc_cls.objects(__raw__={"outbox.at": {"$lt": cutoff}}).only("id").limit(limit):
-        sent += flush_outbox(doc_cls, doc.pk, bus, older_than=older_than)
+    for doc in doc_cls._get_collection().find(query, {"_id": 1}).limit(limit):
+        sent += flush_outbox(doc_cls, doc["_id"], bus, older_than=grace)
     return sent
+
+
+def pending_outbox(doc_cls, limit=1000):
+    """What waits in the outbox of a document class: (document id, entry) pairs, oldest first."""
+    found = []
+    for doc in doc_cls._get_collection().find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit):
+        for entry in doc.get("outbox") or []:
+            found.append((doc["_id"], entry))
+    return sorted(found, key=lambda pair: pair[1].get("at", 0))
 
 
 def plain(value):

@@ -1,7 +1,10 @@
 """nameko plumbing for the worker role: a tracing dependency that continues the trace carried in
 the AMQP headers, and a dependency that builds the service's handlers once per process."""
 import logging
+import time
+import traceback
 
+from nameko import events as nameko_events
 from nameko.extensions import DependencyProvider
 
 from services.common import telemetry
@@ -26,9 +29,15 @@ class Tracing(DependencyProvider):
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         if exc_info is not None:
-            logging.getLogger(worker_ctx.service_name).error(
-                "%s failed (case %s)", worker_ctx.entrypoint.method_name,
-                (worker_ctx.context_data or {}).get("case_no", "-"), exc_info=exc_info)
+            from services.common.outages import is_outage
+            case_no = (worker_ctx.context_data or {}).get("case_no", "-")
+            if is_outage(exc_info[1]):  # expected now and then: one line, no traceback
+                logging.getLogger(worker_ctx.service_name).warning(
+                    "%s hit an outage (case %s): %s: %s", worker_ctx.entrypoint.method_name, case_no,
+                    type(exc_info[1]).__name__, exc_info[1])
+            else:
+                logging.getLogger(worker_ctx.service_name).error(
+                    "%s failed (case %s)", worker_ctx.entrypoint.method_name, case_no, exc_info=exc_info)
         span, _ = worker_ctx.__dict__.get("_otel", (None, None))
         if span is not None and exc_info is not None:
             span.record_exception(exc_info[1])
@@ -53,41 +62,198 @@ class Component(DependencyProvider):
         self.instance = self.factory()
 
     def stop(self):
-        close = getattr(self.instance, "close", None)
-        if close:
-            close()
+        # `release_resources`, not `close`: a domain may well have a use case called close (差评)
+        release = getattr(self.instance, "release_resources", None)
+        if release:
+            release()
 
     def get_dependency(self, worker_ctx):
         return self.instance
 
 
-def event_handler(source_service, event_type):
-    """nameko's event handler, with the failure rules every worker follows:
-    - a domain error (the event asks for something that can no longer happen: a decided task, a
-      concluded case) is logged and the message acknowledged; trying again would change nothing;
-    - any other error (a store or the broker away, a bug) puts the message back in its queue after
-      a pause, so nothing is lost; the pause keeps a poison message from spinning."""
-    import functools
-    import time
+class _InboxView:
+    def __init__(self, collection, worker_ctx):
+        self._coll = collection
+        data = worker_ctx.context_data or {}
+        self.event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else ""
+        self.key = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}:{self.event_id}"
 
-    from nameko.events import event_handler as nameko_event_handler
+    def seen(self):
+        return bool(self.event_id) and self._coll.find_one({"_id": self.key}, {"_id": 1}) is not None
+
+    def record(self):
+        if not self.event_id:
+            return
+        import datetime
+
+        from pymongo.errors import DuplicateKeyError
+        try:
+            self._coll.insert_one({"_id": self.key, "at": datetime.datetime.now(datetime.timezone.utc)})
+        except DuplicateKeyError:
+            pass
+
+
+class Inbox(DependencyProvider):
+    """The ids of the events this service's handlers have processed (collection `inbox` of the
+    service's own database, one document per handler and event id), so a redelivered or
+    federated duplicate changes nothing. Entries expire after `INBOX_DAYS`."""
+
+    INBOX_DAYS = 30
+
+    def __init__(self, database):
+        self.database = database
+        self.collection = None
+
+    def setup(self):
+        import mongoengine
+
+        from services.common import mongo
+        mongo.connect(self.database)
+        self.collection = mongoengine.get_db(self.database)["inbox"]
+        try:
+            self.collection.create_index("at", expireAfterSeconds=self.INBOX_DAYS * 86400)
+        except Exception:  # the store is away at start-up: the index is made on a later start
+            logging.getLogger(__name__).warning("inbox index of %s not created", self.database, exc_info=True)
+
+    def get_dependency(self, worker_ctx):
+        return _InboxView(self.collection, worker_ctx)
+
+
+DEAD_LETTER_EXCHANGE = "onething.dead_letters"
+DEAD_LETTER_QUEUE = "onething.dead_letters"
+_DROP_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+                 "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
+
+
+def dead_letter_entities():
+    from kombu import Exchange, Queue
+    exchange = Exchange(DEAD_LETTER_EXCHANGE, type="topic", durable=True, auto_delete=False)
+    return exchange, Queue(DEAD_LETTER_QUEUE, exchange=exchange, routing_key="#", durable=True, auto_delete=False)
+
+
+def retry_queue(queue_name):
+    """Where a failed message waits out its backoff: it expires back into `queue_name`."""
+    from kombu import Queue
+    return Queue(f"{queue_name}.retry", durable=True, auto_delete=False,
+                 queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name})
+
+
+class ReliableEventHandler(nameko_events.EventHandler):
+    """nameko's event handler with the failure rules every worker follows:
+    - success, or a domain refusal the handler absorbed: acknowledged;
+    - an outage (store, S3 or broker away, a call that timed out): retried after a growing pause,
+      never counted against the message;
+    - any other error: retried after a growing pause and counted; after `max_handler_attempts`
+      the message goes to the dead-letter queue with its error, for `tools/dead_letters.py` to show
+      and replay.
+    The retry is a copy of the message in `<queue>.retry` that expires back into the queue, so the
+    count travels with the message; the original is acknowledged only after the copy is confirmed.
+    If even that fails (the broker is away), the message is requeued as it is."""
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        try:
+            self._after_failure(message, exc_info)
+        except Exception:
+            logging.getLogger(__name__).warning("could not schedule a retry of %s; requeued", self.queue.name,
+                                                exc_info=True)
+            time.sleep(1.0)  # green under eventlet
+            self.queue_consumer.requeue_message(message)
+            return
+        self.queue_consumer.ack_message(message)
+
+    def _after_failure(self, message, exc_info):
+        from nameko.amqp.publish import Publisher
+
+        from services.common.config import settings
+        from services.common.outages import is_outage
+        s = settings()
+        exc = exc_info[1]
+        headers = {k: v for k, v in (message.headers or {}).items() if k not in _DROP_HEADERS}
+        outage = is_outage(exc)
+        attempts = int(headers.get("x-onething-attempts", 0)) + (0 if outage else 1)
+        retries = int(headers.get("x-onething-retries", 0)) + 1
+        headers.update({"x-onething-attempts": attempts, "x-onething-retries": retries,
+                        "x-onething-error": f"{type(exc).__name__}: {exc}"[:500]})
+        publisher = Publisher(self.container.config["AMQP_URI"], use_confirms=True, mandatory=True,
+                              delivery_mode=2)
+        props = {"content_type": message.content_type, "content_encoding": message.content_encoding,
+                 "message_id": message.properties.get("message_id") or headers.get("event_id")}
+        log = logging.getLogger(self.container.service_name)
+        if attempts >= s.max_handler_attempts:
+            exchange, queue = dead_letter_entities()
+            headers.update({
+                "x-onething-original-queue": self.queue.name,
+                "x-onething-original-exchange": message.delivery_info.get("exchange", ""),
+                "x-onething-original-routing-key": message.delivery_info.get("routing_key", ""),
+                "x-onething-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "x-onething-traceback": "".join(traceback.format_exception(*exc_info))[-2000:],
+            })
+            publisher.publish(message.body, exchange=exchange, routing_key=self.queue.name, headers=headers,
+                              declare=[exchange, queue], **props)
+            log.error("%s gave up after %d attempts: message to %s (case %s): %s", self.queue.name, attempts,
+                      DEAD_LETTER_QUEUE, headers.get("case_no", "-"), headers["x-onething-error"])
+            return
+        delay = min(s.retry_base_seconds * 2 ** (retries - 1), s.retry_max_seconds)
+        queue = retry_queue(self.queue.name)
+        publisher.publish(message.body, exchange="", routing_key=queue.name, headers=headers,
+                          declare=[queue], expiration=delay, **props)
+        log.warning("%s will retry in %.1f s (%s, attempt %d of %d, case %s)", self.queue.name, delay,
+                    "outage" if outage else "failure", attempts, s.max_handler_attempts,
+                    headers.get("case_no", "-"))
+
+
+def event_handler(source_service, event_type):
+    """The event handler every worker uses (see ReliableEventHandler for what happens on failure).
+    A domain error (the event asks for something that can no longer happen: a decided task, a
+    concluded case) is logged and the message acknowledged; trying again would change nothing.
+    Where the service declares an `inbox`, an event id it has processed before is skipped."""
+    import functools
 
     from services.common.errors import DomainError
 
     def decorate(method):
         @functools.wraps(method)
         def run(self, payload):
+            inbox = getattr(self, "inbox", None)
+            if isinstance(inbox, _InboxView) and inbox.seen():
+                logging.getLogger(source_service).info("%s event %s already processed: skipped",
+                                                       event_type, inbox.event_id)
+                return None
+            result = None
             try:
-                return method(self, payload)
+                result = method(self, payload)
             except DomainError as exc:
                 logging.getLogger(source_service).warning(
                     "%s event for case %s not applied: %s", event_type, (payload or {}).get("case_no", "-"), exc)
-            except Exception:
-                time.sleep(REQUEUE_PAUSE_SECONDS)  # green under eventlet
-                raise
-        return nameko_event_handler(source_service, event_type, requeue_on_error=True)(run)
+            if isinstance(inbox, _InboxView):
+                inbox.record()
+            return result
+        return ReliableEventHandler.decorator(source_service, event_type, requeue_on_error=True)(run)
 
     return decorate
 
 
-REQUEUE_PAUSE_SECONDS = 1.0
+def with_timeout(call, seconds=None):
+    """`call` bounded in time (green: the worker's other threads go on meanwhile); a call that
+    takes longer raises eventlet's Timeout, which the failure rules treat as an outage."""
+    import eventlet
+
+    from services.common.config import settings
+    limit = settings().rpc_timeout_seconds if seconds is None else seconds
+
+    def bounded(*args, **kwargs):
+        with eventlet.Timeout(limit):
+            return call(*args, **kwargs)
+    return bounded
+
+
+def _sweep_seconds():
+    from services.common.config import settings
+    return settings().sweep_interval_seconds
+
+
+# how often each worker's outbox sweep runs (ONETHING_SWEEP_INTERVAL_SECONDS)
+SWEEP_SECONDS = _sweep_seconds()

@@ -1,5 +1,6 @@
 """delivery's MongoDB store (database `<prefix>delivery`)."""
 import mongoengine as me
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import plain
 
@@ -7,13 +8,38 @@ ALIAS = "delivery"
 
 
 class DeliveryDoc(me.Document):
-    meta = {"db_alias": ALIAS, "collection": "deliveries", "indexes": ["outbox.at"]}
+    meta = {"db_alias": ALIAS, "collection": "deliveries", "indexes": ["outbox.at", "outbox.next_at"]}
     case_no = me.StringField(primary_key=True)
     body = me.DictField()
     outbox = me.ListField(me.DictField())
 
 
+class RevocationDoc(me.Document):
+    """A licence elicense revoked, as delivery learnt it (license_revoked): its link is no longer
+    given. Kept apart from the deliveries, so a revocation that arrives before the delivery exists
+    still counts."""
+    meta = {"db_alias": ALIAS, "collection": "revocations", "indexes": ["case_no"]}
+    license_id = me.StringField(primary_key=True)
+    case_no = me.StringField()
+    revoked_at = me.StringField()
+    reason = me.StringField()
+
+
 class DeliveryStore:
+    def add_revocation(self, license_id, case_no, revoked_at, reason):
+        """Idempotent: the first report of a revocation is kept, a redelivered one changes nothing."""
+        try:
+            RevocationDoc._get_collection().update_one(
+                {"_id": license_id},
+                {"$setOnInsert": {"case_no": case_no, "revoked_at": revoked_at, "reason": reason}}, upsert=True)
+        except DuplicateKeyError:  # a concurrent redelivery inserted it first
+            pass
+
+    def revocations(self, case_no):
+        """{licence id: {"revoked_at", "reason"}} of the case's revoked licences."""
+        return {d.license_id: {"revoked_at": d.revoked_at or "", "reason": d.reason or ""}
+                for d in RevocationDoc.objects(case_no=case_no)}
+
     def get(self, case_no):
         doc = DeliveryDoc.objects(case_no=case_no).first()
         return plain(doc.body) if doc else None

@@ -1,13 +1,14 @@
 """elicense's MongoDB store (database `<prefix>elicense`): licences and per-region signing keys."""
 import mongoengine as me
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 ALIAS = "elicense"
 
 
 class LicenseDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "licenses",
-            "indexes": ["fields.holder_code", "outbox.at", {"fields": ["fields.case_no", "fields.item_code"], "unique": True}]}
+            "indexes": ["fields.holder_code", "outbox.at", "outbox.next_at", {"fields": ["fields.case_no", "fields.item_code"], "unique": True}]}
     license_id = me.StringField(primary_key=True)
     fields = me.DictField()
     outbox = me.ListField(me.DictField())
@@ -50,9 +51,33 @@ class LicenseStore:
         return list(LicenseDoc.objects(fields__case_no=case_no))
 
     def next_serial(self, key):
-        doc = Counter._get_collection().find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
-                                                           return_document=ReturnDocument.AFTER)
-        return doc["value"]
+        """The next number of `key`, atomically. Two first upserts racing may collide on _id (or,
+        on the local server, return nothing): the loser tries again and increments the winner's."""
+        coll = Counter._get_collection()
+        for attempt in range(5):
+            try:
+                doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
+                                               return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:
+                doc = None
+            if doc is not None:
+                return doc["value"]
+        raise RuntimeError(f"no serial number for {key} after 5 tries")
+
+    def serial_for(self, key, reservation):
+        """The serial number kept for one licence-to-be (`reservation`, e.g. case and item): a retry
+        after a failure (S3 away while the document was written) uses the same number, so a failed
+        attempt leaves no gap in the register."""
+        coll = Counter._get_collection()
+        held = coll.find_one({"_id": f"reserved:{reservation}"})
+        if held is not None:
+            return held["value"]
+        value = self.next_serial(key)
+        try:
+            coll.insert_one({"_id": f"reserved:{reservation}", "value": value})
+        except DuplicateKeyError:  # a concurrent redelivery reserved one first: use that
+            return coll.find_one({"_id": f"reserved:{reservation}"})["value"]
+        return value
 
     def active_key(self, region_code):
         return SigningKey.objects(region_code=region_code, active=True).first()

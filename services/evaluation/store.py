@@ -18,11 +18,12 @@ class RateableCase(me.Document):
     region_code = me.StringField()
     package_code = me.StringField()
     lead_department = me.StringField()
+    withdrawn = me.BooleanField(default=False)  # withdrawn after its conclusion: nothing to rate
 
 
 class EvaluationDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "evaluations",
-            "indexes": ["outbox.at", {"fields": ["case_no", "channel"], "unique": True},
+            "indexes": ["outbox.at", "outbox.next_at", {"fields": ["case_no", "channel"], "unique": True},
                         "rect_status", "region_code", "department_code", "package_code"]}
     case_no = me.StringField(required=True)
     channel = me.StringField(required=True)
@@ -57,6 +58,10 @@ class EvaluationStore:
         RateableCase.objects(case_no=case_no).update_one(
             set__applicant_id=applicant_id, set__region_code=region_code, set__package_code=package_code,
             set__lead_department=lead_department, upsert=True)
+
+    def mark_withdrawn(self, case_no):
+        """Idempotent; kept even when the delivery's report arrives later (add_rateable leaves it)."""
+        RateableCase.objects(case_no=case_no).update_one(set__withdrawn=True, upsert=True)
 
     def rateable(self, case_no):
         return RateableCase.objects(case_no=case_no).first()

@@ -15,7 +15,7 @@ class CatalogClient:
         """The package as it applies in the region for the applicant's answers to its situations."""
         try:
             pkg = self.stub.GetPackage(catalog_pb2.GetPackageRequest(code=code, region_code=region_code,
-                                                                     situations=situations or {}), timeout=10)
+                                                                     situations=situations or {}))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(exc.details())

@@ -18,4 +18,6 @@ def build_intake(bus=None, with_catalog=True):
         from services.intake.elicense_client import ElicenseClient
         catalog = CatalogClient(s.address("catalog"))
         licences = ElicenseClient(s.address("elicense"))
-    return Intake(IntakeStore(), blobs, bus or Bus("intake"), catalog, s.max_upload_bytes, licences=licences)
+    intake = Intake(IntakeStore(), blobs, bus or Bus("intake"), catalog, s.max_upload_bytes, licences=licences)
+    intake.serves = s.serves
+    return intake

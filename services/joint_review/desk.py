@@ -11,7 +11,7 @@ from nameko.rpc import RpcProxy
 
 from services.common.config import settings
 from services.common.errors import FailedPrecondition
-from services.common.worker import Component, Tracing, event_handler
+from services.common.worker import Component, Inbox, Tracing, event_handler, with_timeout
 from services.joint_review import desk_rules
 from services.joint_review.handlers import task_routing_key
 
@@ -35,12 +35,13 @@ def make_desk(department, region, rule):
     class Desk:
         name = f"desk_{department}_{region}"
         tracing = Tracing()
+        inbox = Inbox("joint_review")
         review = Component(_build)
         elicense = RpcProxy("elicense")
 
         @event_handler("joint_review", task_routing_key(department, region))
         def on_task_assigned(self, payload):
-            decision = desk_rules.decide(rule, payload, self.elicense.get_license)
+            decision = desk_rules.decide(rule, payload, with_timeout(self.elicense.get_license))
             if decision is None:
                 return
             if DELAY:

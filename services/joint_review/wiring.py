@@ -2,6 +2,7 @@
 from services.common import mongo
 from services.common.blobs import Blobs
 from services.common.bus import Bus
+from services.common.config import settings
 from services.joint_review.handlers import JointReview
 from services.joint_review.store import ReviewStore
 
@@ -10,4 +11,6 @@ def build_review(bus=None):
     mongo.connect("joint_review")
     blobs = Blobs()
     blobs.ensure_bucket("results")
-    return JointReview(ReviewStore(), bus or Bus("joint_review"), blobs)
+    review = JointReview(ReviewStore(), bus or Bus("joint_review"), blobs)
+    review.serves = settings().serves
+    return review

@@ -24,8 +24,7 @@ def test_handlers_requeue_on_error():
     assert ext.requeue_on_error is True and (ext.source_service, ext.event_type) == ("src", "happened")
 
 
-def test_domain_error_is_acknowledged_and_an_outage_is_raised_for_redelivery(monkeypatch):
-    monkeypatch.setattr(worker, "REQUEUE_PAUSE_SECONDS", 0)
+def test_domain_error_is_acknowledged_and_an_outage_is_raised_for_redelivery():
     h = Handlers()
     assert h.on_happened({"fail": "domain", "case_no": "C1"}) is None
     with pytest.raises(ConnectionError):

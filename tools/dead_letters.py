@@ -1,0 +1,164 @@
+"""Dead letters: messages a handler failed on `max_handler_attempts` times (outages are retried
+without counting), kept in the queue `onething.dead_letters` with their error, for an operator to
+read, fix the cause, and replay.
+
+    python -m tools.dead_letters list
+    python -m tools.dead_letters show <message id>
+    python -m tools.dead_letters replay <message id> | --all     # back into the queue that failed
+    python -m tools.dead_letters drop <message id>               # explained and not wanted again
+
+Listing does not consume: every message read is put back when the command ends."""
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+
+import amqp
+
+from services.common.config import settings
+from services.common.worker import DEAD_LETTER_QUEUE, dead_letter_entities
+
+_FAILURE_HEADERS = ("x-onething-attempts", "x-onething-retries", "x-onething-error", "x-onething-traceback",
+                    "x-onething-failed-at", "x-onething-original-queue", "x-onething-original-exchange",
+                    "x-onething-original-routing-key")
+
+
+def _connect(uri):
+    from urllib.parse import unquote, urlparse
+    u = urlparse(uri)
+    vhost = unquote(u.path[1:]) if u.path and u.path != "/" else "/"
+    conn = amqp.Connection(host=f"{u.hostname or '127.0.0.1'}:{u.port or 5672}", userid=unquote(u.username or "guest"),
+                           password=unquote(u.password or "guest"), virtual_host=vhost, connect_timeout=5,
+                           confirm_publish=True)
+    conn.connect()
+    return conn
+
+
+@contextmanager
+def _reading(uri=None):
+    """A channel and every dead letter read from it (unacknowledged); what is not acknowledged
+    goes back to the queue when the channel closes."""
+    from kombu import Connection
+    with Connection(uri or settings().amqp_uri) as kconn:  # make sure the queue exists
+        exchange, queue = dead_letter_entities()
+        queue(kconn.default_channel).declare()
+    conn = _connect(uri or settings().amqp_uri)
+    channel = conn.channel()
+    letters = []
+    try:
+        while True:
+            msg = channel.basic_get(queue=DEAD_LETTER_QUEUE, no_ack=False)
+            if msg is None:
+                break
+            letters.append(msg)
+        yield channel, letters
+    finally:
+        try:
+            channel.close()
+        finally:
+            conn.close()
+
+
+def _id(msg):
+    return msg.properties.get("message_id") or ""
+
+
+def describe(msg):
+    h = msg.properties.get("application_headers") or {}
+    return {"message_id": _id(msg), "queue": h.get("x-onething-original-queue", ""),
+            "event": h.get("x-onething-original-routing-key", ""), "case_no": h.get("case_no", ""),
+            "attempts": h.get("x-onething-attempts", 0), "failed_at": h.get("x-onething-failed-at", ""),
+            "error": h.get("x-onething-error", "")}
+
+
+def list_letters(uri=None):
+    with _reading(uri) as (_, letters):
+        return [describe(m) for m in letters]
+
+
+def show(message_id, uri=None):
+    with _reading(uri) as (_, letters):
+        for m in letters:
+            if _id(m) == message_id:
+                h = dict(m.properties.get("application_headers") or {})
+                body = m.body.decode("utf-8", "replace") if isinstance(m.body, bytes) else m.body
+                try:
+                    body = json.loads(body)
+                except ValueError:
+                    pass
+                return {**describe(m), "headers": {k: str(v) for k, v in h.items()}, "payload": body}
+    return None
+
+
+def replay(message_ids=None, uri=None):
+    """Send dead letters back into the queue whose handler failed, with their failure count reset;
+    returns the ids replayed. `message_ids=None` replays every one."""
+    done = []
+    with _reading(uri) as (channel, letters):
+        for m in letters:
+            if message_ids is not None and _id(m) not in message_ids:
+                continue
+            h = dict(m.properties.get("application_headers") or {})
+            queue = h.get("x-onething-original-queue")
+            if not queue:
+                continue
+            headers = {k: v for k, v in h.items() if k not in _FAILURE_HEADERS}
+            headers["x-onething-replayed"] = int(h.get("x-onething-replayed", 0)) + 1
+            props = {k: v for k, v in m.properties.items() if k in ("content_type", "content_encoding", "message_id")}
+            out = amqp.Message(m.body, application_headers=headers, delivery_mode=2, **props)
+            channel.basic_publish(out, exchange="", routing_key=queue, mandatory=True)
+            channel.basic_ack(m.delivery_tag)
+            done.append(_id(m))
+    return done
+
+
+def drop(message_id, uri=None):
+    with _reading(uri) as (channel, letters):
+        for m in letters:
+            if _id(m) == message_id:
+                channel.basic_ack(m.delivery_tag)
+                return True
+    return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tools.dead_letters", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list")
+    p = sub.add_parser("show")
+    p.add_argument("message_id")
+    p = sub.add_parser("replay")
+    p.add_argument("message_id", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p = sub.add_parser("drop")
+    p.add_argument("message_id")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        letters = list_letters()
+        for d in letters:
+            print(f"{d['message_id']}  {d['failed_at']}  {d['queue']}  case {d['case_no'] or '-'}  "
+                  f"attempts {d['attempts']}\n    {d['error']}")
+        print(f"{len(letters)} dead letter(s)")
+        return 0
+    if args.command == "show":
+        found = show(args.message_id)
+        if found is None:
+            print(f"no dead letter {args.message_id}", file=sys.stderr)
+            return 1
+        print(json.dumps(found, ensure_ascii=False, indent=2))
+        return 0
+    if args.command == "replay":
+        if not args.all and not args.message_id:
+            parser.error("replay needs a message id or --all")
+        done = replay(None if args.all else {args.message_id})
+        print(f"replayed {len(done)}: {' '.join(done)}")
+        return 0 if done else 1
+    if args.command == "drop":
+        ok = drop(args.message_id)
+        print("dropped" if ok else f"no dead letter {args.message_id}")
+        return 0 if ok else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
