@@ -25,6 +25,22 @@ def citizen_id(first17="44010619900101123"):
     return first17 + citizen_id_check_digit(first17)
 
 
+def retry_delay(exc):
+    """Seconds to wait when the server refused for capacity and said when to try again (a
+    google.rpc.RetryInfo in the status details), else None."""
+    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    status = rpc_status.from_call(exc)
+    for detail in (status.details if status else ()):
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.ToNanoseconds() / 1e9
+    return None
+
+
 def bearer(sub, role, department="", region=""):
     """gRPC metadata with a token signed by the local identity provider (var/auth)."""
     from services.common import auth
@@ -89,7 +105,14 @@ class Suite:
                 content_type=content_type))
             for i in range(0, len(data), CHUNK):
                 yield intake_pb2.UploadMaterialRequest(chunk=data[i:i + CHUNK])
-        return self.intake.UploadMaterial(parts(), timeout=30)
+        for attempt in range(20):
+            try:
+                return self.intake.UploadMaterial(parts(), timeout=30)
+            except grpc.RpcError as exc:
+                delay = retry_delay(exc)
+                if delay is None or attempt == 19:
+                    raise
+                time.sleep(delay * (1 + attempt % 3) / 2)
 
     def upload_all(self, applicant_id, codes):
         return [intake_pb2.MaterialSubmission(material_code=c, upload_id=self.upload(
@@ -170,6 +193,15 @@ class Suite:
     def record_delivered(self, case_no, tracking_number, signed_by):
         return self.delivery.RecordDelivered(delivery_pb2.RecordDeliveredRequest(
             case_no=case_no, tracking_number=tracking_number, signed_by=signed_by), timeout=10)
+
+    def record_undeliverable(self, case_no, tracking_number, reason):
+        return self.delivery.RecordUndeliverable(delivery_pb2.RecordUndeliverableRequest(
+            case_no=case_no, tracking_number=tracking_number, reason=reason), timeout=10)
+
+    def redispatch(self, case_no, address, carrier, tracking_number, clerk_id="clerk-1"):
+        return self.delivery.Redispatch(delivery_pb2.RedispatchRequest(
+            case_no=case_no, address=address, carrier=carrier, tracking_number=tracking_number,
+            clerk_id=clerk_id), timeout=10)
 
     # -- 差评 rectification and statistics --
 

@@ -3,25 +3,23 @@
 Versions. The unit of versioning is one package code with everything that shapes it (base package,
 every region's overlay of it, implementing bodies, department names, form fields), so a case that
 names (code, version) always gets the same resolution.
-- First load of a code: version 1 is stored as published (the seed), `package_published` emitted.
+- First load of a code: version 1 is stored as published (the seed).
 - Re-load with the same content: nothing happens (idempotent).
 - Re-load with changed content: the change becomes a draft (version = latest + 1); a later change
   before publishing replaces that draft. Published and retired versions are never rewritten.
 - PublishPackage: the draft becomes published, the previously published version becomes retired
-  (no new cases; cases already on it still read it by number), `package_published` is emitted
-  through the version's outbox.
+  (no new cases; cases already on it still read it by number).
+- The catalog publishes no events: `package_published` had no consumer (cases carry the snapshot
+  of their version, nothing caches packages) and was removed. `bus` is kept for the worker's outbox
+  sweep of versions written before that.
 - RetirePackage: withdraws the published version; the package is then not offered until a draft is
   published.
 - A data folder that does not validate is refused as a whole: nothing changes."""
 import datetime
-import logging
 
-from onething.catalog.v1 import events_pb2
 from services.catalog import domain
-from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
-log = logging.getLogger(__name__)
 STATUS_ENUM = {"draft": "VERSION_STATUS_DRAFT", "published": "VERSION_STATUS_PUBLISHED",
                "retired": "VERSION_STATUS_RETIRED"}
 
@@ -43,6 +41,7 @@ class Catalog:
         self.store, self.bus = store, bus
         self.reader = reader or read_catalog
         self.data_dir = data_dir
+        self.serves = None  # region_code -> bool: which regions this site serves (None: all)
 
     # loading and versions -----------------------------------------------------------------
     def load(self, data_dir=None):
@@ -64,9 +63,7 @@ class Catalog:
         for _ in range(3):  # another api process may store the same version at the same moment
             latest = self.store.latest(code)
             if latest is None:
-                entry = self._published_entry(code, 1, definition, digest)
-                if self.store.add_version(code, 1, "published", definition, digest, outbox=[entry]):
-                    self._flush(code, 1, [entry])
+                if self.store.add_version(code, 1, "published", definition, digest):
                     return (code, 1, "published")
                 continue
             if latest["digest"] == digest:
@@ -78,22 +75,6 @@ class Catalog:
             if self.store.add_version(code, latest["version"] + 1, "draft", definition, digest):
                 return (code, latest["version"] + 1, "drafted")
         raise FailedPrecondition(f"package {code} changed while it was being loaded; reload again")
-
-    def _published_entry(self, code, version, definition, digest):
-        event = events_pb2.PackagePublished(
-            code=code, version=version, region_code="" if definition["home"] == domain.NATIONAL else definition["home"],
-            overlay_regions=sorted(definition["overlays"]), digest=digest, name=definition["base"]["name"])
-        return outbox_entry("package_published", event)
-
-    def _flush(self, code, version, entries):
-        """Publish now; if the broker is away the event stays in the version's outbox and the
-        catalog worker's sweep publishes it later, so the publish itself still succeeds."""
-        if self.bus is None:
-            return
-        try:
-            self.store.flush_outbox(code, version, self.bus, entries)
-        except Exception:  # noqa: BLE001 - the outbox keeps it
-            log.warning("package_published for %s v%s left in the outbox", code, version, exc_info=True)
 
     def versions(self, code):
         found = self.store.versions(code)
@@ -109,10 +90,8 @@ class Catalog:
             what = f"version {version} of {code} is {draft['status']}, not a draft" if draft else \
                 f"package {code} has no draft"
             raise FailedPrecondition(f"{what}; edit its data files and ReloadCatalog to make one")
-        entry = self._published_entry(code, draft["version"], draft["definition"], draft["digest"])
-        if not self.store.set_status(code, draft["version"], "draft", "published", outbox=[entry]):
+        if not self.store.set_status(code, draft["version"], "draft", "published"):
             raise FailedPrecondition(f"version {draft['version']} of {code} was published or replaced meanwhile")
-        self._flush(code, draft["version"], [entry])
         for older in self.store.versions(code):
             if older["status"] == "published" and older["version"] < draft["version"]:
                 self.store.set_status(code, older["version"], "published", "retired")
@@ -133,8 +112,14 @@ class Catalog:
         return version_view(self.store.version(code, doc["version"]))
 
     # look-ups -----------------------------------------------------------------------------
-    def _version_doc(self, code, region_code, version):
+    def _check_served(self, region_code):
         domain.check_region(region_code)
+        if self.serves is not None and not self.serves(region_code):
+            raise FailedPrecondition(f"this site does not serve region {region_code}; ask the catalog of "
+                                     f"that region's site")
+
+    def _version_doc(self, code, region_code, version):
+        self._check_served(region_code)
         if not code:
             raise InvalidArgument("name the package (code)")
         if version:
@@ -159,7 +144,7 @@ class Catalog:
         return pkg
 
     def list_packages(self, region_code, audience=""):
-        domain.check_region(region_code)
+        self._check_served(region_code)
         if audience and audience not in domain.AUDIENCES:
             raise InvalidArgument(f"audience {audience!r} is not one of {', '.join(domain.AUDIENCES)}")
         out = []

@@ -31,6 +31,14 @@ class DeliveryApi(pb_grpc.DeliveryServiceServicer):
     def RecordDelivered(self, request, context):
         return to_proto(self.delivery.record_delivered(request.case_no, request.tracking_number, request.signed_by))
 
+    def RecordUndeliverable(self, request, context):
+        return to_proto(self.delivery.record_undeliverable(request.case_no, request.tracking_number, request.reason))
+
+    def Redispatch(self, request, context):
+        address = json_format.MessageToDict(request.address, preserving_proto_field_name=True)
+        return to_proto(self.delivery.redispatch(request.case_no, address, request.carrier, request.tracking_number,
+                                                 request.clerk_id))
+
 
 def build(port=None):
     telemetry.setup("delivery")

@@ -5,6 +5,9 @@ WINDOW      PREPARED → READY_FOR_PICKUP → COMPLETED     the clerk confirms p
 MAIL        PREPARED → DISPATCHED → COMPLETED           the clerk records the carrier and tracking number,
                                                         then the carrier reports it signed for
 MAIL        PREPARED → FAILED                           the mailing address is not valid
+MAIL        DISPATCHED → FAILED                         the carrier brings the parcel back (RecordUndeliverable)
+MAIL        FAILED → DISPATCHED → COMPLETED             sent again to a corrected address (Redispatch), attempt + 1
+any         … → CANCELLED                               the case was withdrawn after its conclusion (session_withdrawn)
 """
 import hmac
 import re
@@ -14,6 +17,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, Permissi
 
 PREPARED, DISPATCHED, COMPLETED = "DELIVERY_STATUS_PREPARED", "DELIVERY_STATUS_DISPATCHED", "DELIVERY_STATUS_COMPLETED"
 READY_FOR_PICKUP, FAILED = "DELIVERY_STATUS_READY_FOR_PICKUP", "DELIVERY_STATUS_FAILED"
+CANCELLED = "DELIVERY_STATUS_CANCELLED"
 ELECTRONIC, WINDOW, MAIL = "DELIVERY_CHANNEL_ELECTRONIC", "DELIVERY_CHANNEL_WINDOW", "DELIVERY_CHANNEL_MAIL"
 
 PICKUP_CODE_DIGITS = 6
@@ -71,6 +75,9 @@ def normalise_tracking(carrier, tracking_number):
 
 
 def _require(delivery, channel, action):
+    if delivery["status"] == CANCELLED:
+        raise FailedPrecondition(f"the delivery of case {delivery['case_no']} is cancelled (the case was "
+                                 "withdrawn); nothing is delivered")
     if delivery["channel"] != channel:
         raise FailedPrecondition(f"case {delivery['case_no']} is delivered by "
                                  f"{delivery['channel'].replace('DELIVERY_CHANNEL_', '')}, so it cannot be {action}")
@@ -107,3 +114,29 @@ def check_delivered(delivery, tracking_number):
     number = (tracking_number or "").strip().upper().replace(" ", "")
     if number != delivery.get("tracking_number"):
         raise InvalidArgument(f"tracking number {number!r} is not the one recorded for case {delivery['case_no']}")
+
+
+def check_undeliverable(delivery, tracking_number):
+    """The carrier may report a parcel undeliverable only once it has it (raises otherwise)."""
+    _require(delivery, MAIL, "reported undeliverable by mail")
+    if delivery["status"] == COMPLETED:
+        raise FailedPrecondition(f"the parcel of case {delivery['case_no']} has already been delivered")
+    if delivery["status"] == FAILED:
+        raise FailedPrecondition(f"the delivery of case {delivery['case_no']} has already failed: "
+                                 f"{delivery.get('failure_reason', '')}")
+    if delivery["status"] != DISPATCHED:
+        raise FailedPrecondition(f"the parcel of case {delivery['case_no']} has not been dispatched yet")
+    number = (tracking_number or "").strip().upper().replace(" ", "")
+    if number != delivery.get("tracking_number"):
+        raise InvalidArgument(f"tracking number {number!r} is not the one recorded for case {delivery['case_no']}")
+
+
+def check_redispatch(delivery):
+    """Only a failed delivery is sent again (raises otherwise)."""
+    if delivery["status"] == CANCELLED:
+        raise FailedPrecondition(f"the delivery of case {delivery['case_no']} is cancelled (the case was "
+                                 "withdrawn); nothing is delivered")
+    if delivery["status"] != FAILED:
+        raise FailedPrecondition(f"the delivery of case {delivery['case_no']} has not failed "
+                                 f"({delivery['status'].removeprefix('DELIVERY_STATUS_')}); only a failed "
+                                 "delivery is sent again")

@@ -21,6 +21,7 @@ from services.delivery import domain
 from services.delivery.store import DeliveryDoc
 
 RESULTS = "results"
+REVOKED = "LICENSE_STATUS_REVOKED"
 LINK_TTL = timedelta(hours=24)
 
 
@@ -48,11 +49,17 @@ class Delivery:
             return existing
         channel = common_pb2.DeliveryChannel.Name(event.delivery.channel)
         results = []
+        revoked = self.store.revocations(event.case_no)
         for license_id in event.license_ids:
             lic = licenses(license_id) or {}
             key = lic.get("document_key", "")
             item = {"license_id": license_id, "object_key": key}
-            if channel == domain.ELECTRONIC and key:
+            if lic.get("status") == REVOKED and license_id not in revoked:
+                revoked[license_id] = {"revoked_at": lic.get("revoked_at", ""), "reason": lic.get("revoke_reason", "")}
+            if license_id in revoked:  # revoked before its delivery: no link for it
+                item.update(revoked=True, revoked_at=revoked[license_id]["revoked_at"],
+                            revoke_reason=revoked[license_id]["reason"])
+            elif channel == domain.ELECTRONIC and key:
                 item["download_url"] = self.blobs.download_url(RESULTS, key, LINK_TTL)
                 item["expires_at"] = (_now() + LINK_TTL).isoformat()
             results.append(item)
@@ -60,12 +67,12 @@ class Delivery:
         at = _now().isoformat()
         body = {"case_no": event.case_no, "channel": channel, "status": steps[-1], "results": results,
                 "applicant_id": event.applicant.id_number, "region_code": event.region_code,
-                "package_code": event.package_code, "lead_department": event.lead_department,
+                "package_code": event.package_code, "lead_department": event.lead_department, "attempt": 1,
                 "history": [{"status": s, "at": at, "note": "", "by": ""} for s in steps]}
         outbox = []
         if channel == domain.ELECTRONIC:
             outbox.append(outbox_entry("delivery_dispatched", events_pb2.DeliveryDispatched(
-                case_no=event.case_no, channel=event.delivery.channel), event.case_no))
+                case_no=event.case_no, channel=event.delivery.channel, attempt=1), event.case_no))
             outbox.append(self._completed(body, at, ""))
         elif channel == domain.WINDOW:
             body["pickup_code"] = self.pickup_code()
@@ -84,22 +91,23 @@ class Delivery:
                 body["history"].append({"status": domain.FAILED, "at": at, "note": exc.message, "by": ""})
                 outbox.append(outbox_entry("delivery_failed", events_pb2.DeliveryFailed(
                     case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
-                    region_code=event.region_code, reason=exc.message), event.case_no))
+                    region_code=event.region_code, reason=exc.message, attempt=1), event.case_no))
         else:
             body["status"], body["failure_reason"] = domain.FAILED, f"no delivery channel chosen ({channel})"
             body["history"].append({"status": domain.FAILED, "at": at, "note": body["failure_reason"], "by": ""})
             outbox.append(outbox_entry("delivery_failed", events_pb2.DeliveryFailed(
                 case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
-                region_code=event.region_code, reason=body["failure_reason"]), event.case_no))
+                region_code=event.region_code, reason=body["failure_reason"], attempt=1), event.case_no))
         if self.store.insert(body, outbox) and outbox:
             flush_outbox(DeliveryDoc, event.case_no, self.bus, outbox)
-        return self.store.get(event.case_no)
+        return self._view(self.store.get(event.case_no))
 
     def _completed(self, body, at, by):
         return outbox_entry("delivery_completed", events_pb2.DeliveryCompleted(
             case_no=body["case_no"], channel=_channel_number(body["channel"]), applicant_id=body["applicant_id"],
             region_code=body.get("region_code", ""), package_code=body.get("package_code", ""),
-            lead_department=body.get("lead_department", ""), completed_at=at, completed_by=by), body["case_no"])
+            lead_department=body.get("lead_department", ""), completed_at=at, completed_by=by,
+            attempt=body.get("attempt", 1)), body["case_no"])
 
     # -- the clerk and the carrier -------------------------------------------------------------
 
@@ -120,7 +128,7 @@ class Delivery:
             # someone else moved it between our read and our write
             raise FailedPrecondition(f"the delivery of case {body['case_no']} changed meanwhile; look again")
         flush_outbox(DeliveryDoc, body["case_no"], self.bus, outbox)
-        return body
+        return self._view(body)
 
     def confirm_pickup(self, case_no, pickup_code, clerk_id):
         if not (pickup_code or "").strip() or not (clerk_id or "").strip():
@@ -138,7 +146,8 @@ class Delivery:
         body = self._load(case_no)
         domain.check_dispatch(body)
         event = events_pb2.DeliveryDispatched(case_no=case_no, channel=_channel_number(body["channel"]),
-                                              carrier=carrier, tracking_number=number, dispatched_by=clerk_id)
+                                              carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
+                                              attempt=body.get("attempt", 1))
         return self._move(body, domain.DISPATCHED, _now().isoformat(), f"handed to {carrier}, tracking number {number}", clerk_id,
                           [outbox_entry("delivery_dispatched", event, case_no)], carrier=carrier,
                           tracking_number=number)
@@ -152,6 +161,99 @@ class Delivery:
         return self._move(body, domain.COMPLETED, at, f"signed for by {signed_by}", signed_by,
                           [self._completed(body, at, signed_by)])
 
+    def record_undeliverable(self, case_no, tracking_number, reason):
+        """MAIL: the carrier brings the parcel back (wrong address, nobody there): FAILED, and
+        `delivery_failed` tells intake, which shows the applicant the case's results did not arrive."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidArgument("say why the parcel could not be delivered (reason)")
+        body = self._load(case_no)
+        domain.check_undeliverable(body, tracking_number)
+        event = events_pb2.DeliveryFailed(case_no=case_no, channel=_channel_number(body["channel"]),
+                                          applicant_id=body.get("applicant_id", ""),
+                                          region_code=body.get("region_code", ""), reason=reason,
+                                          attempt=body.get("attempt", 1))
+        return self._move(body, domain.FAILED, _now().isoformat(), f"undeliverable: {reason}", "",
+                          [outbox_entry("delivery_failed", event, case_no)], failure_reason=reason)
+
+    def redispatch(self, case_no, address, carrier, tracking_number, clerk_id):
+        """A failed delivery goes out again by mail to a corrected address (checked like the one
+        given at submission): DISPATCHED, attempt + 1, `delivery_dispatched` again."""
+        if not case_no:
+            raise InvalidArgument("name the case (case_no)")
+        if not (clerk_id or "").strip():
+            raise InvalidArgument("name the clerk who sends the parcel again (clerk_id)")
+        address = {k: (v or "").strip() for k, v in dict(address or {}).items()}
+        check_address(address)
+        carrier, number = domain.normalise_tracking(carrier, tracking_number)
+        body = self._load(case_no)
+        domain.check_redispatch(body)
+        attempt = int(body.get("attempt", 1)) + 1
+        event = events_pb2.DeliveryDispatched(case_no=case_no, channel=common_pb2.DELIVERY_CHANNEL_MAIL,
+                                              carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
+                                              attempt=attempt)
+        return self._move(body, domain.DISPATCHED, _now().isoformat(),
+                          f"sent again to the corrected address: handed to {carrier}, tracking number {number}",
+                          clerk_id, [outbox_entry("delivery_dispatched", event, case_no)], channel=domain.MAIL,
+                          address=address, carrier=carrier, tracking_number=number, attempt=attempt,
+                          failure_reason="")
+
+    # -- what other services report -----------------------------------------------------------
+
+    def on_license_revoked(self, event):
+        """elicense revoked a licence: from now on no link to it is given (GetDelivery shows it as
+        revoked). Kept apart from the delivery, so it counts even if the delivery comes later."""
+        if not event.license_id:
+            return False
+        telemetry.mark_case(event.case_no)
+        self.store.add_revocation(event.license_id, event.case_no, _now().isoformat(), event.reason)
+        return True
+
+    def on_session_withdrawn(self, event):
+        """The case was withdrawn after its conclusion (joint_review decided; see SessionWithdrawn):
+        nothing is delivered. The delivery is CANCELLED, its links and pickup code dropped; if it
+        does not exist yet, a cancelled one is made, so the late case_concluded delivers nothing."""
+        if not event.after_conclusion or not event.case_no:
+            return None
+        telemetry.mark_case(event.case_no)
+        note = "the case was withdrawn after its conclusion: nothing is delivered, its licences are revoked"
+        for _ in range(10):
+            body = self.store.get(event.case_no)
+            at = _now().isoformat()
+            if body is None:
+                body = {"case_no": event.case_no, "channel": "DELIVERY_CHANNEL_UNSPECIFIED",
+                        "status": domain.CANCELLED, "results": [], "region_code": event.region_code, "attempt": 0,
+                        "history": [{"status": domain.CANCELLED, "at": at, "note": note, "by": ""}]}
+                if self.store.insert(body, []):
+                    return self._view(body)
+                continue
+            if body["status"] == domain.CANCELLED:
+                return self._view(body)  # a redelivery
+            expected = body["status"]
+            body.pop("pickup_code", None)
+            body["results"] = [{k: v for k, v in r.items() if k not in ("download_url", "expires_at")}
+                               for r in body.get("results", [])]
+            body["status"] = domain.CANCELLED
+            body["history"] = list(body["history"]) + [{"status": domain.CANCELLED, "at": at, "note": note, "by": ""}]
+            if self.store.update(event.case_no, expected, body, []):
+                return self._view(body)
+        raise RuntimeError(f"the delivery of case {event.case_no} kept changing under us")
+
+    def _view(self, body):
+        """The delivery as callers see it: a revoked licence is marked so and its link is not given."""
+        if body is None:
+            return None
+        revoked = self.store.revocations(body["case_no"])
+        if revoked:
+            body = dict(body, results=[dict(r) for r in body.get("results", [])])
+            for r in body["results"]:
+                if r["license_id"] in revoked:
+                    r.pop("download_url", None)
+                    r.pop("expires_at", None)
+                    r.update(revoked=True, revoked_at=revoked[r["license_id"]]["revoked_at"],
+                             revoke_reason=revoked[r["license_id"]]["reason"])
+        return body
+
     def get(self, case_no):
-        return self._load(case_no)
+        return self._view(self._load(case_no))
 

@@ -69,6 +69,28 @@ class Elicense:
         flush_outbox(LicenseDoc, license_id, self.bus, outbox)
         return self.get(license_id)
 
+    def on_session_withdrawn(self, event):
+        """joint_review closed a withdrawn case: no licence of it stays valid. Every licence issued
+        for the case (those the event names and any this store holds for it) is revoked, each with
+        its `license_revoked`. Idempotent: a licence revoked already is left as it is."""
+        telemetry.mark_case(event.case_no)
+        ids = list(event.license_ids)
+        if event.case_no:
+            ids += [d.license_id for d in self.store.by_case(event.case_no) if d.license_id not in ids]
+        reason = "the case was withdrawn by the applicant" + (
+            " after its conclusion" if event.after_conclusion else "")
+        revoked = []
+        for license_id in ids:
+            fields = self.find(license_id)
+            if fields is None or fields.get("status") == domain.REVOKED:
+                continue
+            try:
+                self.revoke(license_id, reason, "joint_review:withdrawal")
+            except FailedPrecondition:  # revoked meanwhile (a concurrent redelivery)
+                continue
+            revoked.append(license_id)
+        return revoked
+
     def on_opinion(self, event):
         """An approved item whose result is a licence gets exactly one licence."""
         if event.decision != common_pb2.DECISION_APPROVE or event.result_type != common_pb2.RESULT_TYPE_LICENSE:
@@ -78,7 +100,7 @@ class Elicense:
         if existing is not None:  # a redelivery; anything still pending goes out with the sweep
             return plain(existing.fields)
         issuer_code = f"{event.region_code}{event.department_code.upper()}"
-        serial = f"{_today_cst():%Y}{self.store.next_serial(f'{event.license_type_code}.{issuer_code}'):08d}"
+        serial = f"{_today_cst():%Y}{self.store.serial_for(f'{event.license_type_code}.{issuer_code}', f'{event.case_no}:{event.item_code}'):08d}"
         key = self.signing_key(event.region_code)
         fields = {
             "license_id": domain.license_identifier(event.license_type_code, issuer_code, serial),

@@ -6,7 +6,7 @@ from nameko.timer import timer
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing, event_handler
+from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.elicense.store import LicenseDoc
 from services.elicense.wiring import build_elicense
 
@@ -14,16 +14,21 @@ from services.elicense.wiring import build_elicense
 class ElicenseWorker:
     name = "elicense"
     tracing = Tracing()
+    inbox = Inbox("elicense")
     elicense = Component(build_elicense)
 
     @event_handler("joint_review", "opinion_recorded")
     def on_opinion_recorded(self, payload):
         self.elicense.on_opinion(from_payload(review_events.OpinionRecorded, payload))
 
+    @event_handler("joint_review", "session_withdrawn")
+    def on_session_withdrawn(self, payload):
+        self.elicense.on_session_withdrawn(from_payload(review_events.SessionWithdrawn, payload))
+
     @rpc
     def get_license(self, license_id):
         return self.elicense.find(license_id)
 
-    @timer(interval=5)
+    @timer(interval=SWEEP_SECONDS)
     def sweep_outbox(self):
         mongo.sweep_outbox(LicenseDoc, self.elicense.bus)

@@ -30,6 +30,15 @@ class Evaluation:
         self.store.add_rateable(event.case_no, event.applicant_id, event.region_code, event.package_code,
                                 event.lead_department)
 
+    def on_session_withdrawn(self, event):
+        """A case withdrawn after its conclusion is not delivered (its licences are revoked), so it is
+        not rated either, even if its delivery completed before the withdrawal reached delivery."""
+        if not event.after_conclusion or not event.case_no:
+            return False
+        telemetry.mark_case(event.case_no)
+        self.store.mark_withdrawn(event.case_no)
+        return True
+
     def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code=""):
         if not case_no or not applicant_id:
             raise InvalidArgument("a rating names the case (case_no) and the applicant (applicant_id)")
@@ -39,6 +48,9 @@ class Evaluation:
         case = self.store.rateable(case_no)
         if case is None:
             raise FailedPrecondition(f"case {case_no} can be rated once its results have been delivered")
+        if getattr(case, "withdrawn", False):
+            raise FailedPrecondition(f"case {case_no} was withdrawn after its conclusion: nothing was delivered "
+                                     "to rate")
         if case.applicant_id != applicant_id:
             raise PermissionDenied(f"only the applicant of case {case_no} may rate it")
         department = domain.responsible_department(department_code, getattr(case, "lead_department", "") or "")

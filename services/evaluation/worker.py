@@ -2,9 +2,10 @@
 from nameko.timer import timer
 
 from onething.delivery.v1 import events_pb2 as delivery_events
+from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing, event_handler
+from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.evaluation.store import EvaluationDoc
 from services.evaluation.wiring import build_evaluation
 
@@ -12,12 +13,17 @@ from services.evaluation.wiring import build_evaluation
 class EvaluationWorker:
     name = "evaluation"
     tracing = Tracing()
+    inbox = Inbox("evaluation")
     evaluation = Component(build_evaluation)
 
     @event_handler("delivery", "delivery_completed")
     def on_delivery_completed(self, payload):
         self.evaluation.on_delivery_completed(from_payload(delivery_events.DeliveryCompleted, payload))
 
-    @timer(interval=5)
+    @event_handler("joint_review", "session_withdrawn")
+    def on_session_withdrawn(self, payload):
+        self.evaluation.on_session_withdrawn(from_payload(review_events.SessionWithdrawn, payload))
+
+    @timer(interval=SWEEP_SECONDS)
     def sweep_outbox(self):
         mongo.sweep_outbox(EvaluationDoc, self.evaluation.bus)

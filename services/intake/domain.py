@@ -2,21 +2,26 @@
 case's status moves. Pure functions over plain values."""
 import codecs
 import datetime
+import hashlib
+import json
 import re
 
 from services.common.address import check_address
-from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from services.common.ids import citizen_id_problem, credit_code_problem
 
-SUBMITTED, IN_REVIEW, APPROVED, REJECTED, DELIVERED, RATED, RECTIFYING, WITHDRAWN = (
+SUBMITTED, IN_REVIEW, APPROVED, REJECTED, DELIVERED, RATED, RECTIFYING, WITHDRAWN, DELIVERY_FAILED = (
     "CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED", "CASE_STATUS_REJECTED",
-    "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_WITHDRAWN")
+    "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_WITHDRAWN",
+    "CASE_STATUS_DELIVERY_FAILED")
 
 # A status may only move forward along this order; an older event arriving late changes nothing.
 # RECTIFYING sits beside IN_REVIEW (it pauses the review; supplement() and rectify() move in and out
-# of it explicitly); WITHDRAWN is last, so nothing that arrives after a withdrawal moves the case.
-_RANK = {SUBMITTED: 0, IN_REVIEW: 1, RECTIFYING: 1, APPROVED: 2, REJECTED: 2, DELIVERED: 3, RATED: 4,
-         WITHDRAWN: 5}
+# of it explicitly); DELIVERY_FAILED sits beside APPROVED (after_failure() and after_dispatch() move
+# in and out of it by delivery attempt); WITHDRAWN is last, so nothing that arrives after a
+# withdrawal moves the case.
+_RANK = {SUBMITTED: 0, IN_REVIEW: 1, RECTIFYING: 1, APPROVED: 2, REJECTED: 2, DELIVERY_FAILED: 2, DELIVERED: 3,
+         RATED: 4, WITHDRAWN: 5}
 # Before conclusion: the applicant may still withdraw, a department may still ask for materials.
 OPEN = (SUBMITTED, IN_REVIEW, RECTIFYING)
 # WatchCase ends here.
@@ -28,12 +33,18 @@ CHANNELS = ("DELIVERY_CHANNEL_ELECTRONIC", "DELIVERY_CHANNEL_WINDOW", "DELIVERY_
 def check_applicant(applicant, audience):
     id_number = (applicant or {}).get("id_number", "")
     if not id_number:
-        raise InvalidArgument("the applicant's ID number is missing")
+        raise InvalidArgument("the applicant's ID number is missing", violations=[FieldViolation(
+            "applicant.id_number", "missing", "请填写申请人的证件号码。", "REQUIRED")])
     if not (applicant.get("name") or "").strip():
-        raise InvalidArgument("the applicant's name is missing")
-    problem = credit_code_problem(id_number) if audience == "AUDIENCE_ENTERPRISE" else citizen_id_problem(id_number)
+        raise InvalidArgument("the applicant's name is missing", violations=[FieldViolation(
+            "applicant.name", "missing", "请填写申请人姓名。", "REQUIRED")])
+    enterprise = audience == "AUDIENCE_ENTERPRISE"
+    problem = credit_code_problem(id_number) if enterprise else citizen_id_problem(id_number)
     if problem:
-        raise InvalidArgument(f"applicant: {problem}")
+        raise InvalidArgument(f"applicant: {problem}", violations=[FieldViolation(
+            "applicant.id_number", problem,
+            "申请人的统一社会信用代码有误，请核对。" if enterprise else "申请人的居民身份证号码有误，请核对。",
+            "INVALID_VALUE")])
 
 
 def check_delivery(delivery):
@@ -148,17 +159,31 @@ def check_form(form_fields, form):
     for field in form_fields or ():
         key = field["key"]
         label = f"{field.get('label') or key} ({key})"
+        zh_label = f"“{field.get('label') or key}”"
+        path = f"form[{json.dumps(key, ensure_ascii=False)}]"
         value = (form.get(key) or "").strip()
         if not value:
             if field.get("required"):
-                raise InvalidArgument(f"form: {label} is required")
+                raise _form_error(path, f"form: {label} is required", f"表单{zh_label}为必填项，请填写。", "REQUIRED")
             continue
         problem = _type_problem(field, value)
         if problem:
-            raise InvalidArgument(f"form: {label} {problem}: {value!r}")
+            shown = repr(value if len(value) <= 32 else value[:32] + "…")
+            raise _form_error(path, f"form: {label} {problem}: {shown}", f"表单{zh_label}的格式不正确，请核对后重新填写。",
+                              "WRONG_TYPE")
         problem = _validator_problem(field.get("validator") or "", value)
         if problem:
-            raise InvalidArgument(f"form: {label}: {problem}")
+            raise _form_error(path, f"form: {label}: {problem}", f"表单{zh_label}填写有误：{_ZH_VALIDATOR.get(field.get('validator'), '请核对后重新填写')}。",
+                              "INVALID_VALUE")
+
+
+_ZH_VALIDATOR = {"citizen_id": "请填写有效的居民身份证号码", "credit_code": "请填写有效的统一社会信用代码",
+                 "phone": "请填写 11 位手机号码", "region": "请填写 6 位行政区划代码",
+                 "bank_account": "请填写 12 至 30 位银行账号"}
+
+
+def _form_error(path, message, zh, reason):
+    return InvalidArgument(message, violations=[FieldViolation(path, message.removeprefix("form: "), zh, reason)], zh=zh)
 
 
 def check_situations(situations):
@@ -188,6 +213,44 @@ def case_number(prefix, day, sequence):
     return f"{prefix}{day:%Y%m%d}{sequence:04d}"
 
 
+def _meaningful(value):
+    """`value` without empty parts: a field sent empty and a field left out ask for the same."""
+    if isinstance(value, dict):
+        out = {k: _meaningful(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in ("", None, {}, [], 0, False)}
+    if isinstance(value, list):
+        return [_meaningful(v) for v in value]
+    return value
+
+
+def request_digest(req):
+    """sha256 of what a submission asks for (package, region, applicant, form, materials, delivery,
+    situations), not of how it was sent: map order and the order materials are listed in do not
+    count, nor does the idempotency key itself."""
+    content = {k: v for k, v in (req or {}).items() if k != "idempotency_key"}
+    content = _meaningful(content)
+    if "materials" in content:
+        content["materials"] = sorted(content["materials"], key=lambda m: json.dumps(m, sort_keys=True))
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_same_request(existing, digest, key):
+    """A retry with an idempotency key already used must ask for the same as the first request did;
+    the same key for something else is refused rather than answered with the first case. Cases
+    stored before digests were kept (request_hash empty) are taken as matching."""
+    stored = getattr(existing, "request_hash", None)
+    if stored and stored != digest:
+        shown = key if len(key) <= 32 else key[:32] + "…"
+        raise AlreadyExists(
+            f"idempotency key {shown!r} was already used for case {existing.case_no} with a different request; "
+            "a retry must send the same request, a new application needs a new key",
+            violations=[FieldViolation("idempotency_key", "already used for a different request",
+                                       f"该幂等键已用于另一份申请（办件编号 {existing.case_no}），新的申请请使用新的幂等键。",
+                                       "KEY_REUSED")])
+    return existing
+
+
 CASE_NO_RE = re.compile(r"[0-9A-Z]{6,64}")
 
 
@@ -201,6 +264,30 @@ def advance(current, new):
     if _RANK[new] <= _RANK[current]:
         return None
     return new
+
+
+def after_failure(status, attempt, last_attempt):
+    """The status a `delivery_failed` of delivery attempt `attempt` moves the case to, or None when
+    it changes nothing: the case is delivered, rated, rejected or withdrawn, or the failure is old
+    news (an earlier attempt, superseded by a re-dispatch, or this attempt's failure arriving
+    again). A case intake has not seen concluded yet fails too: delivery only starts after an
+    approval, so the conclusion is on its way."""
+    if status == DELIVERY_FAILED:
+        return DELIVERY_FAILED if attempt > last_attempt else None
+    if status in OPEN or status == APPROVED:
+        return DELIVERY_FAILED if attempt >= last_attempt else None
+    return None
+
+
+def after_dispatch(status, attempt, last_attempt):
+    """The status a `delivery_dispatched` of `attempt` leaves the case in, or None when it is old
+    news: after a failure, a re-dispatch (a later attempt) brings the case back to APPROVED; any
+    other dispatch of a case not yet delivered leaves its status as it is."""
+    if attempt < last_attempt or status not in OPEN + (APPROVED, DELIVERY_FAILED):
+        return None
+    if status == DELIVERY_FAILED:
+        return APPROVED if attempt > last_attempt else None
+    return status
 
 
 def rectify(case, request):

@@ -27,10 +27,11 @@ class UploadDoc(me.Document):
 
 class CaseDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "cases",
-            "indexes": ["applicant.id_number", "outbox.at", ("applicant.id_number", "-submitted_at", "-case_no"),
+            "indexes": ["applicant.id_number", "outbox.at", "outbox.next_at", ("applicant.id_number", "-submitted_at", "-case_no"),
                         {"fields": ["idempotency_key"], "unique": True, "sparse": True}]}
     case_no = me.StringField(primary_key=True)
     idempotency_key = me.StringField()
+    request_hash = me.StringField()    # sha256 of what the submission asked for (a reused key must match)
     package_code = me.StringField(required=True)
     package_version = me.IntField(required=True)
     region_code = me.StringField(required=True)
@@ -45,6 +46,9 @@ class CaseDoc(me.Document):
     rectification = me.DictField()     # while RECTIFYING: named materials, requests, resume_status
     submitted_at = me.DateTimeField(default=now)
     rectification_rounds = me.DictField()  # item → the last rectification round asked
+    revoked_license_ids = me.ListField(me.StringField())  # licences of the case elicense revoked
+    delivery_attempt = me.IntField(default=0)  # the latest delivery attempt intake has heard of
+    noted = me.ListField(me.StringField())     # the events already recorded (see IntakeStore.record)
     outbox = me.ListField(me.DictField())
 
 
@@ -69,10 +73,11 @@ class IntakeStore:
             try:
                 doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
                                                return_document=ReturnDocument.AFTER)
-                return doc["value"]
             except DuplicateKeyError:
-                if attempt == 4:
-                    raise
+                doc = None
+            if doc is not None:  # the local server may answer a racing first upsert with nothing
+                return doc["value"]
+        raise RuntimeError(f"no sequence number for {key} after 5 tries")
 
     def by_idempotency_key(self, key):
         return CaseDoc.objects(idempotency_key=key).first() if key else None
@@ -114,6 +119,23 @@ class IntakeStore:
             update["$push"]["outbox"] = {"$each": list(outbox)}
         if unset:
             update["$unset"] = {f: "" for f in unset}
+        return CaseDoc._get_collection().update_one(query, update).modified_count == 1
+
+    def record(self, case_no, expected_status, status, note, key, set_fields=None, add_to_set=None, raise_attempt=0,
+               expect=None):
+        """One change an event makes, compare-and-set: only while the case still has
+        `expected_status` (and the `expect` values) and has not recorded `key` yet, so a redelivered
+        event changes nothing. Appends a history entry (`note_only` when the status stays), remembers
+        `key`, sets `set_fields`, adds `add_to_set` values and raises delivery_attempt to
+        `raise_attempt`. True when it changed the case."""
+        query = {"_id": case_no, "status": expected_status, "noted": {"$ne": key}, **(expect or {})}
+        entry = {"status": status, "at": now().isoformat(), "note": note}
+        if status == expected_status:
+            entry["note_only"] = True
+        update = {"$set": {"status": status, **(set_fields or {})}, "$push": {"history": entry},
+                  "$addToSet": {"noted": key, **(add_to_set or {})}}
+        if raise_attempt:
+            update["$max"] = {"delivery_attempt": int(raise_attempt)}
         return CaseDoc._get_collection().update_one(query, update).modified_count == 1
 
     def set_rectification(self, case_no, expected_status, expected_rectification, status, rectification, note,

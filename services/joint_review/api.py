@@ -35,7 +35,8 @@ def session_to_proto(s):
     today = _today()
     msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"], status=s["status"],
                      opened_at=s["opened_at"], concluded_at=s["concluded_at"],
-                     lead_department=s.get("lead_department", ""),
+                     lead_department=s.get("lead_department", ""), withdrawn_after=s.get("withdrawn_after", ""),
+                     withdrawn_at=s.get("withdrawn_at", ""),
                      tasks=[task_to_proto(dict(t, case_no=s["case_no"]), today) for t in s["tasks"]])
     if s.get("clock"):
         msg.clock.CopyFrom(json_format.ParseDict(domain.clock_view(s["clock"], today, s.get("statutory_limit_days", 0)),

@@ -166,14 +166,25 @@ def license_issued(session, item_code, license_id):
 
 
 def withdraw(session, now):
-    """The applicant withdrew the case: every open task is closed, nothing is decided any more."""
-    if session["status"] != OPEN:
+    """The applicant withdrew the case. intake accepts a withdrawal only while it has not seen the
+    case concluded, and a withdrawal it accepted always wins; the session decides here, under its
+    version check, what that costs:
+    - still open: every open task is closed, nothing is decided any more;
+    - concluded already (the conclusion got here first): the session is WITHDRAWN all the same and
+      keeps the conclusion it makes void in `withdrawn_after`; the licences it issued are revoked
+      and nothing is delivered (the handler's `session_withdrawn` tells elicense and delivery).
+    Returns False when the session is withdrawn already (a redelivered withdrawal)."""
+    if session["status"] == S_WITHDRAWN:
         return False
-    for t in session["tasks"]:
-        if t["state"] in OPEN_TASK_STATES:
-            t["state"], t["reason"] = CLOSED, "case withdrawn by the applicant"
-    session["status"], session["concluded_at"] = S_WITHDRAWN, now
-    _stop_clocks(session, now)
+    if session["status"] == OPEN:
+        for t in session["tasks"]:
+            if t["state"] in OPEN_TASK_STATES:
+                t["state"], t["reason"] = CLOSED, "case withdrawn by the applicant"
+        session["concluded_at"] = now
+        _stop_clocks(session, now)
+    else:
+        session["withdrawn_after"] = session["status"]
+    session["status"], session["withdrawn_at"] = S_WITHDRAWN, now
     return True
 
 
@@ -182,7 +193,7 @@ def withdrawn_before_opening(case_no, region_code, now):
     opens nothing."""
     return {"case_no": case_no, "region_code": region_code, "package_code": "", "lead_department": "",
             "status": S_WITHDRAWN, "tasks": [], "opened_at": now, "concluded_at": now, "inspection": None,
-            "clock": None, "statutory_limit_days": 0}
+            "clock": None, "statutory_limit_days": 0, "withdrawn_at": now}
 
 
 def suspend(session, item_code, department_code, reason, now):

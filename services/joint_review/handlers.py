@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from onething.joint_review.v1 import events_pb2
 from services.common import pdf, telemetry
 from services.common.bus import outbox_entry
-from services.common.errors import NotFound
+from services.common.errors import FailedPrecondition, NotFound
 from services.common.events import from_payload
 from services.common.mongo import flush_outbox
 from services.joint_review import domain
@@ -29,6 +29,7 @@ def task_routing_key(department_code, region_code):
 class JointReview:
     def __init__(self, store, bus, blobs=None):
         self.store, self.bus, self.blobs = store, bus, blobs
+        self.serves = None  # region_code -> bool: which regions this site reviews (None: all)
 
     # case lifecycle ------------------------------------------------------------------------
     def open_session(self, event):
@@ -37,6 +38,8 @@ class JointReview:
         existing, _, _ = self.store.load(event.case_no)
         if existing is not None:
             return existing
+        if self.serves is not None and not self.serves(event.region_code):
+            raise FailedPrecondition(f"this site does not review cases of region {event.region_code!r}")
         pkg = from_dict(event.package)
         now = _now()
         session = domain.new_session(event.case_no, event.region_code, pkg, now)
@@ -44,6 +47,11 @@ class JointReview:
                 "delivery": from_dict(event.delivery), "package_code": pkg["code"],
                 "package_name": pkg.get("name", ""), "lead_department": pkg.get("lead_department", "")}
         outbox = self._effects(session, case, domain.advance(session, now))
+        opened = events_pb2.SessionOpened(
+            case_no=event.case_no, region_code=event.region_code, package_code=pkg["code"],
+            item_codes=[t["item_code"] for t in session["tasks"]],
+            department_codes=sorted({t["department_code"] for t in session["tasks"]}), opened_at=now)
+        outbox.append(outbox_entry("session_opened", opened, event.case_no))
         if self.store.create(session, case, outbox):
             flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
         return self.store.load(event.case_no)[0]
@@ -65,21 +73,52 @@ class JointReview:
         return self._update(event.case_no, change, case_changes=True)
 
     def case_withdrawn(self, event):
-        telemetry.mark_case(event.case_no)
-        session = self._update(event.case_no, lambda s, c: [] if domain.withdraw(s, _now()) else None,
-                               missing_ok=True)
-        if session is None:  # the withdrawal overtook case_submitted
-            self.store.create(domain.withdrawn_before_opening(event.case_no, event.region_code, _now()), {}, [])
-            session = self.store.load(event.case_no)[0]
-        return session
-
-    def license_issued(self, event):
+        """intake accepted a withdrawal: it wins, decided here under the session's version check
+        (see domain.withdraw). `session_withdrawn` goes out once, in the same update; when the
+        departments had concluded already it makes their conclusion void (licences revoked, nothing
+        delivered). A redelivered withdrawal changes nothing."""
         telemetry.mark_case(event.case_no)
 
         def change(session, case):
-            return [] if domain.license_issued(session, event.item_code, event.license_id) else None
+            if not domain.withdraw(session, _now()):
+                return None
+            return [self._withdrawn(session, domain.all_licenses(session), event.reason)]
+
+        for _ in range(3):
+            session = self._update(event.case_no, change, missing_ok=True)
+            if session is not None:
+                return session
+            # the withdrawal overtook case_submitted: a closed session, so the late case opens nothing
+            session = domain.withdrawn_before_opening(event.case_no, event.region_code, _now())
+            outbox = [self._withdrawn(session, [], event.reason)]
+            if self.store.create(session, {}, outbox):
+                flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
+                return session
+            # case_submitted opened the session meanwhile: withdraw that one
+        raise RuntimeError(f"session {event.case_no} kept changing under us")
+
+    def license_issued(self, event):
+        """A licence elicense issued: the item is done. A licence issued for an opinion given before
+        a withdrawal arrives after it: it is recorded and `session_withdrawn` names it, so that
+        elicense revokes it too (no licence stays valid for a withdrawn case)."""
+        telemetry.mark_case(event.case_no)
+
+        def change(session, case):
+            if not domain.license_issued(session, event.item_code, event.license_id):
+                return None
+            if session["status"] == domain.S_WITHDRAWN:
+                return [self._withdrawn(session, [event.license_id], "")]
+            return []
 
         return self._update(event.case_no, change)
+
+    @staticmethod
+    def _withdrawn(session, license_ids, reason):
+        msg = events_pb2.SessionWithdrawn(
+            case_no=session["case_no"], region_code=session["region_code"], license_ids=list(license_ids),
+            after_conclusion=bool(session.get("withdrawn_after")), overridden=session.get("withdrawn_after", ""),
+            withdrawn_at=session.get("withdrawn_at", ""), reason=reason or "")
+        return outbox_entry("session_withdrawn", msg, session["case_no"])
 
     # department work -------------------------------------------------------------------------
     def claim(self, case_no, item_code, department_code, officer):
@@ -143,7 +182,8 @@ class JointReview:
             self.blobs.put(RESULTS, key, pdf.text_document("联合勘验报告", lines, subject="onething-inspection/1",
                                                            keywords=case_no), content_type="application/pdf")
             insp["report_key"] = key
-            done = events_pb2.SessionConcluded(case_no=case_no, kind="INSPECTION", report_key=key, passed=all_passed)
+            done = events_pb2.SessionConcluded(case_no=case_no, kind="INSPECTION", report_key=key, passed=all_passed,
+                                               concluded_at=insp["completed_at"])
             return [outbox_entry("session_concluded", done, case_no)]
 
         return self._update(case_no, change)

@@ -9,7 +9,7 @@ ALIAS = "joint_review"
 
 class SessionDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "sessions",
-            "indexes": ["body.tasks.department_code", "body.status", "outbox.at"]}
+            "indexes": ["body.tasks.department_code", "body.status", "outbox.at", "outbox.next_at"]}
     case_no = me.StringField(primary_key=True)
     version = me.IntField(default=0)
     body = me.DictField()          # the session as the domain sees it

@@ -8,7 +8,7 @@ from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.worker import Component, Tracing, event_handler
+from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.joint_review.store import SessionDoc
 from services.joint_review.wiring import build_review
 
@@ -18,6 +18,7 @@ CLOCK_CHECK_SECONDS = float(os.environ.get("ONETHING_CLOCK_CHECK_SECONDS", "60")
 class JointReviewWorker:
     name = "joint_review"
     tracing = Tracing()
+    inbox = Inbox("joint_review")
     review = Component(build_review)
 
     @event_handler("intake", "case_submitted")
@@ -40,6 +41,6 @@ class JointReviewWorker:
     def on_license_issued(self, payload):
         self.review.license_issued(from_payload(license_events.LicenseIssued, payload))
 
-    @timer(interval=5)
+    @timer(interval=SWEEP_SECONDS)
     def sweep_outbox(self):
         mongo.sweep_outbox(SessionDoc, self.review.bus)

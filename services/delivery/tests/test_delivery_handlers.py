@@ -6,6 +6,7 @@ import json
 import pytest
 
 from onething.delivery.v1 import events_pb2
+from onething.elicense.v1 import events_pb2 as license_events
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common.bus import RecordingBus
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -22,6 +23,7 @@ CODE = "042517"
 class FakeDeliveryStore:
     def __init__(self):
         self.docs = {}
+        self.revoked = {}
 
     def get(self, case_no):
         doc = self.docs.get(case_no)
@@ -40,6 +42,13 @@ class FakeDeliveryStore:
         doc["body"] = copy.deepcopy(body)
         doc["outbox"].extend(copy.deepcopy(outbox))
         return True
+
+    def add_revocation(self, license_id, case_no, revoked_at, reason):
+        self.revoked.setdefault(license_id, {"case_no": case_no, "revoked_at": revoked_at, "reason": reason})
+
+    def revocations(self, case_no):
+        return {lid: {"revoked_at": r["revoked_at"], "reason": r["reason"]}
+                for lid, r in self.revoked.items() if r["case_no"] == case_no}
 
 
 class FakeBlobs:
@@ -262,3 +271,200 @@ def test_a_concurrent_change_is_refused(delivery, store, bus):
     with pytest.raises(FailedPrecondition, match="changed meanwhile"):
         delivery.confirm_pickup(CASE, CODE, "clerk-8")
     assert "delivery_completed" not in bus.types()
+
+
+# --- a parcel that comes back, the corrected address, the parcel sent again --------------------
+
+NEW_ADDRESS = {"recipient": "李华", "phone": "13800000000", "region_code": "440106", "line": "天河路200号2栋202",
+               "postcode": "510620"}
+
+
+def dispatched_mail(delivery):
+    delivery.on_case_concluded(concluded(domain.MAIL, ADDRESS), licenses)
+    return delivery.record_dispatch(CASE, "EMS", "EA473124829CN", "clerk-7")
+
+
+def test_a_returned_parcel_fails_the_delivery_and_is_sent_again_to_the_corrected_address(delivery, bus, store):
+    dispatched_mail(delivery)
+    body = delivery.record_undeliverable(CASE, "ea473124829cn", "地址不详，查无此人")
+    assert body["status"] == domain.FAILED and body["failure_reason"] == "地址不详，查无此人"
+    [failed] = [p for t, p, _ in bus.published if t == "delivery_failed"]
+    assert failed["attempt"] == 1 and failed["reason"] == "地址不详，查无此人" and failed["channel"] == "DELIVERY_CHANNEL_MAIL"
+
+    body = delivery.redispatch(CASE, NEW_ADDRESS, "sf", "SF1234567890123", "clerk-8")
+    assert body["status"] == domain.DISPATCHED and body["attempt"] == 2 and body["address"] == NEW_ADDRESS
+    assert (body["carrier"], body["tracking_number"], body["failure_reason"]) == ("SF", "SF1234567890123", "")
+    again = [p for t, p, _ in bus.published if t == "delivery_dispatched"]
+    assert [p["attempt"] for p in again] == [1, 2] and again[1]["tracking_number"] == "SF1234567890123"
+    assert again[1]["dispatched_by"] == "clerk-8"
+
+    done = delivery.record_delivered(CASE, "SF1234567890123", "李华")
+    assert done["status"] == domain.COMPLETED and completed_payload(bus)["attempt"] == 2
+    assert statuses(done) == [domain.PREPARED, domain.DISPATCHED, domain.FAILED, domain.DISPATCHED, domain.COMPLETED]
+    assert bus.types() == ["delivery_dispatched", "delivery_failed", "delivery_dispatched", "delivery_completed"]
+
+
+def test_an_invalid_address_at_conclusion_is_corrected_by_redispatch(delivery, bus):
+    delivery.on_case_concluded(concluded(domain.MAIL, {**ADDRESS, "postcode": "51062"}), licenses)
+    body = delivery.redispatch(CASE, NEW_ADDRESS, "EMS", "1234567890123", "clerk-8")
+    assert body["status"] == domain.DISPATCHED and body["attempt"] == 2
+    assert bus.types() == ["delivery_failed", "delivery_dispatched"]
+
+
+@pytest.mark.parametrize("change, carrier, number, clerk, words", [
+    ({"postcode": "51062"}, "EMS", "1234567890123", "clerk-8", "postcode"),
+    ({"phone": "020-1234"}, "EMS", "1234567890123", "clerk-8", "mobile"),
+    ({"line": "  "}, "EMS", "1234567890123", "clerk-8", "street"),
+    ({"recipient": ""}, "EMS", "1234567890123", "clerk-8", "recipient"),
+    ({}, "DHL", "1234567890123", "clerk-8", "unknown carrier"),
+    ({}, "EMS", "12345", "clerk-8", "EMS tracking number"),
+    ({}, "EMS", "1234567890123", " ", "clerk_id"),
+])
+def test_a_redispatch_with_bad_input_is_invalid_and_changes_nothing(delivery, store, bus, change, carrier, number,
+                                                                    clerk, words):
+    dispatched_mail(delivery)
+    delivery.record_undeliverable(CASE, "EA473124829CN", "查无此人")
+    before, sent = copy.deepcopy(store.docs), len(bus.published)
+    with pytest.raises(InvalidArgument, match=words):
+        delivery.redispatch(CASE, {**NEW_ADDRESS, **change}, carrier, number, clerk)
+    assert store.docs == before and len(bus.published) == sent
+
+
+def test_a_redispatch_of_a_delivery_that_has_not_failed_is_refused(delivery, store, bus):
+    dispatched_mail(delivery)
+    before, sent = copy.deepcopy(store.docs), len(bus.published)
+    with pytest.raises(FailedPrecondition, match="has not failed"):
+        delivery.redispatch(CASE, NEW_ADDRESS, "EMS", "1234567890123", "clerk-8")
+    with pytest.raises(NotFound):
+        delivery.redispatch("440100XSECS209901019999", NEW_ADDRESS, "EMS", "1234567890123", "clerk-8")
+    with pytest.raises(InvalidArgument, match="case_no"):
+        delivery.redispatch("", NEW_ADDRESS, "EMS", "1234567890123", "clerk-8")
+    assert store.docs == before and len(bus.published) == sent
+
+
+def test_a_second_redispatch_is_refused(delivery, bus):
+    dispatched_mail(delivery)
+    delivery.record_undeliverable(CASE, "EA473124829CN", "查无此人")
+    delivery.redispatch(CASE, NEW_ADDRESS, "EMS", "1234567890123", "clerk-8")
+    with pytest.raises(FailedPrecondition, match="has not failed"):
+        delivery.redispatch(CASE, NEW_ADDRESS, "EMS", "1234567890124", "clerk-8")
+    assert bus.types().count("delivery_dispatched") == 2
+
+
+@pytest.mark.parametrize("step, number, reason, error, words", [
+    ("prepared", "EA473124829CN", "查无此人", FailedPrecondition, "not been dispatched"),
+    ("dispatched", "EA000000000CN", "查无此人", InvalidArgument, "not the one recorded"),
+    ("dispatched", "EA473124829CN", "  ", InvalidArgument, "reason"),
+    ("failed", "EA473124829CN", "查无此人", FailedPrecondition, "already failed"),
+    ("delivered", "EA473124829CN", "查无此人", FailedPrecondition, "already been delivered"),
+])
+def test_a_refused_undeliverable_report_changes_nothing(delivery, store, bus, step, number, reason, error, words):
+    delivery.on_case_concluded(concluded(domain.MAIL, ADDRESS), licenses)
+    if step != "prepared":
+        delivery.record_dispatch(CASE, "EMS", "EA473124829CN", "clerk-7")
+    if step == "failed":
+        delivery.record_undeliverable(CASE, "EA473124829CN", "拒收")
+    if step == "delivered":
+        delivery.record_delivered(CASE, "EA473124829CN", "李华")
+    before, sent = copy.deepcopy(store.docs), len(bus.published)
+    with pytest.raises(error, match=words):
+        delivery.record_undeliverable(CASE, number, reason)
+    assert store.docs == before and len(bus.published) == sent
+
+
+def test_only_mail_can_be_undeliverable(delivery):
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    with pytest.raises(FailedPrecondition, match="WINDOW"):
+        delivery.record_undeliverable(CASE, "EA473124829CN", "查无此人")
+
+
+# --- revoked licences: no link for them -------------------------------------------------------
+
+
+def revoked(license_id="L1", case_no=CASE):
+    return license_events.LicenseRevoked(license_id=license_id, case_no=case_no, reason="信息有误")
+
+
+def test_a_revoked_licence_is_shown_revoked_and_its_link_is_no_longer_given(delivery, store):
+    delivery.on_case_concluded(concluded(domain.ELECTRONIC), licenses)
+    assert delivery.on_license_revoked(revoked("L1")) and delivery.on_license_revoked(revoked("L1"))
+    body = delivery.get(CASE)
+    l1, l2 = body["results"]
+    assert l1["revoked"] and l1["revoke_reason"] == "信息有误" and l1["revoked_at"]
+    assert "download_url" not in l1 and "expires_at" not in l1
+    assert l2["download_url"] and not l2.get("revoked")
+    assert len(store.revoked) == 1
+
+
+def test_a_licence_revoked_before_its_delivery_gets_no_link(delivery):
+    delivery.on_license_revoked(revoked("L2"))
+    body = delivery.on_case_concluded(concluded(domain.ELECTRONIC), licenses)
+    l1, l2 = body["results"]
+    assert l1["download_url"] and l2["revoked"] and "download_url" not in l2
+
+
+def test_a_licence_elicense_reports_revoked_at_delivery_gets_no_link(delivery, store):
+    def lookup(license_id):
+        return dict(licenses(license_id), status="LICENSE_STATUS_REVOKED", revoke_reason="撤销") \
+            if license_id == "L1" else licenses(license_id)
+    body = delivery.on_case_concluded(concluded(domain.ELECTRONIC), lookup)
+    assert body["results"][0]["revoked"] and "download_url" not in store.docs[CASE]["body"]["results"][0]
+    assert body["results"][1]["download_url"]
+
+
+def test_a_revocation_without_a_licence_id_is_ignored(delivery, store):
+    assert not delivery.on_license_revoked(license_events.LicenseRevoked(case_no=CASE))
+    assert store.revoked == {}
+
+
+# --- a withdrawal after the conclusion: nothing is delivered ----------------------------------
+
+
+def session_withdrawn(after=True, case_no=CASE):
+    return review_events.SessionWithdrawn(case_no=case_no, region_code="440100", after_conclusion=after,
+                                          overridden="SESSION_STATUS_APPROVED" if after else "",
+                                          license_ids=["L1", "L2"])
+
+
+def test_a_withdrawal_after_the_conclusion_cancels_the_delivery_once(delivery, store, bus):
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    sent = len(bus.published)
+    body = delivery.on_session_withdrawn(session_withdrawn())
+    assert body["status"] == domain.CANCELLED and "pickup_code" not in body
+    assert "withdrawn" in body["history"][-1]["note"]
+    again = delivery.on_session_withdrawn(session_withdrawn())
+    assert again == body and len(bus.published) == sent
+    with pytest.raises(FailedPrecondition, match="cancelled"):
+        delivery.confirm_pickup(CASE, CODE, "clerk-7")
+
+
+def test_a_cancelled_electronic_delivery_gives_no_link(delivery):
+    delivery.on_case_concluded(concluded(domain.ELECTRONIC), licenses)
+    body = delivery.on_session_withdrawn(session_withdrawn())
+    assert body["status"] == domain.CANCELLED
+    assert all("download_url" not in r for r in delivery.get(CASE)["results"])
+
+
+def test_a_withdrawal_that_reaches_delivery_first_keeps_the_late_conclusion_from_delivering(delivery, store, bus):
+    body = delivery.on_session_withdrawn(session_withdrawn())
+    assert body["status"] == domain.CANCELLED and body["results"] == []
+    late = delivery.on_case_concluded(concluded(domain.ELECTRONIC), licenses)
+    assert late["status"] == domain.CANCELLED and late["results"] == [] and bus.published == []
+    for call, args in ((delivery.record_dispatch, (CASE, "EMS", "1234567890123", "c")),
+                       (delivery.record_delivered, (CASE, "1234567890123", "c")),
+                       (delivery.redispatch, (CASE, NEW_ADDRESS, "EMS", "1234567890123", "c")),
+                       (delivery.record_undeliverable, (CASE, "1234567890123", "r"))):
+        with pytest.raises(FailedPrecondition, match="cancelled"):
+            call(*args)
+
+
+def test_a_withdrawal_before_the_conclusion_needs_nothing_from_delivery(delivery, store):
+    assert delivery.on_session_withdrawn(session_withdrawn(after=False)) is None
+    assert store.docs == {}
+
+
+def test_a_cancellation_that_keeps_losing_the_race_is_left_to_the_queue(delivery, store):
+    delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
+    store.update = lambda *a, **k: False
+    with pytest.raises(RuntimeError, match="kept changing"):
+        delivery.on_session_withdrawn(session_withdrawn())

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from services.common.errors import FailedPrecondition, PermissionDenied
+from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
 pytestmark = pytest.mark.integration
 ADDRESS = {"recipient": "李华", "phone": "13800000000", "region_code": "440106", "line": "天河路100号1栋101",
@@ -71,3 +71,55 @@ def test_invalid_address_fails_the_delivery(delivery, probe):
                                       lambda _: {})
     assert body["status"] == "DELIVERY_STATUS_FAILED" and "postcode" in body["failure_reason"]
     assert wait_keys(probe, case_no, 1) == ["delivery_failed"]
+
+
+def test_returned_parcel_redispatched_to_a_corrected_address(delivery, probe):
+    case_no = f"D{int(time.time() * 1000)}R"
+    delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_MAIL", ADDRESS), lambda _: {})
+    delivery.record_dispatch(case_no, "EMS", "EA473124829CN", "clerk-1")
+    assert delivery.record_undeliverable(case_no, "EA473124829CN", "查无此人")["status"] == "DELIVERY_STATUS_FAILED"
+    corrected = {**ADDRESS, "line": "天河路200号2栋202"}
+    with pytest.raises(InvalidArgument, match="postcode"):
+        delivery.redispatch(case_no, {**corrected, "postcode": "5106"}, "SF", "SF1234567890123", "clerk-2")
+    body = delivery.redispatch(case_no, corrected, "SF", "SF1234567890123", "clerk-2")
+    assert body == delivery.get(case_no) and body["attempt"] == 2 and body["address"] == corrected
+    with pytest.raises(FailedPrecondition, match="has not failed"):
+        delivery.redispatch(case_no, corrected, "SF", "SF1234567890124", "clerk-2")
+    delivery.record_delivered(case_no, "SF1234567890123", "李华")
+    assert wait_keys(probe, case_no, 4) == ["delivery_dispatched", "delivery_failed", "delivery_dispatched",
+                                            "delivery_completed"]
+    attempts = [b.get("attempt") for _, b in probe.for_case(case_no)]
+    assert attempts == [1, 1, 2, 2]
+
+
+def test_revoked_licences_lose_their_links_even_when_revoked_before_the_delivery(delivery):
+    from onething.elicense.v1 import events_pb2 as license_events
+    from services.delivery.store import RevocationDoc
+    case_no = f"D{int(time.time() * 1000)}V"
+    early = license_events.LicenseRevoked(license_id=f"{case_no}-L2", case_no=case_no, reason="撤销")
+    assert delivery.on_license_revoked(early) and delivery.on_license_revoked(early)
+    event = concluded(case_no, "DELIVERY_CHANNEL_ELECTRONIC")
+    event.license_ids.extend([f"{case_no}-L1", f"{case_no}-L2"])
+    body = delivery.on_case_concluded(event, lambda lid: {"document_key": f"licenses/{case_no}/{lid}.pdf"})
+    l1, l2 = body["results"]
+    assert l1["download_url"] and l2["revoked"] and "download_url" not in l2
+    delivery.on_license_revoked(license_events.LicenseRevoked(license_id=f"{case_no}-L1", case_no=case_no))
+    assert all(r["revoked"] and "download_url" not in r for r in delivery.get(case_no)["results"])
+    assert RevocationDoc.objects(case_no=case_no).count() == 2
+
+
+def test_a_withdrawal_after_the_conclusion_cancels_the_delivery_first_or_last(delivery, probe):
+    from onething.joint_review.v1 import events_pb2
+    first, last = f"D{int(time.time() * 1000)}X", f"D{int(time.time() * 1000)}Y"
+    for case_no in (first, last):
+        withdrawal = events_pb2.SessionWithdrawn(case_no=case_no, after_conclusion=True,
+                                                 overridden="SESSION_STATUS_APPROVED")
+        if case_no == last:
+            delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_WINDOW"), lambda _: {})
+        assert delivery.on_session_withdrawn(withdrawal)["status"] == "DELIVERY_STATUS_CANCELLED"
+        assert delivery.on_session_withdrawn(withdrawal)["status"] == "DELIVERY_STATUS_CANCELLED"
+        delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_WINDOW"), lambda _: {})
+        body = delivery.get(case_no)
+        assert body["status"] == "DELIVERY_STATUS_CANCELLED" and "pickup_code" not in body
+    assert wait_keys(probe, first, 0) == []
+    assert wait_keys(probe, last, 1) == ["delivery_ready_for_pickup"]

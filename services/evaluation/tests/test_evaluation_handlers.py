@@ -24,9 +24,15 @@ class FakeEvaluationStore:
         self.cases, self.docs, self.next = {}, {}, 0
 
     def add_rateable(self, case_no, applicant_id, region_code, package_code, lead_department=""):
+        withdrawn = getattr(self.cases.get(case_no), "withdrawn", False)
         self.cases[case_no] = types.SimpleNamespace(case_no=case_no, applicant_id=applicant_id,
                                                     region_code=region_code, package_code=package_code,
-                                                    lead_department=lead_department)
+                                                    lead_department=lead_department, withdrawn=withdrawn)
+
+    def mark_withdrawn(self, case_no):
+        case = self.cases.setdefault(case_no, types.SimpleNamespace(
+            case_no=case_no, applicant_id=None, region_code=None, package_code=None, lead_department=None))
+        case.withdrawn = True
 
     def rateable(self, case_no):
         return self.cases.get(case_no)
@@ -329,3 +335,26 @@ def test_statistics_refusals(evaluation, kwargs, words):
 def test_bad_review_days_must_be_positive(store, bus):
     with pytest.raises(ValueError):
         handlers.Evaluation(store, bus, bad_review_days=0)
+
+
+def _withdrawn(case_no="C1", after=True):
+    from onething.joint_review.v1 import events_pb2 as review_events
+    return review_events.SessionWithdrawn(case_no=case_no, after_conclusion=after,
+                                          overridden="SESSION_STATUS_APPROVED" if after else "")
+
+
+@pytest.mark.parametrize("delivery_first", [True, False])
+def test_a_case_withdrawn_after_its_conclusion_cannot_be_rated(evaluation, store, bus, delivery_first):
+    if delivery_first:
+        delivered(evaluation)
+    assert evaluation.on_session_withdrawn(_withdrawn()) and evaluation.on_session_withdrawn(_withdrawn())
+    if not delivery_first:
+        delivered(evaluation)  # the delivery's report arriving after the withdrawal does not undo it
+    with pytest.raises(FailedPrecondition, match="withdrawn"):
+        rate(evaluation, grade="GRADE_SATISFIED", comment="")
+    assert store.docs == {} and bus.published == []
+
+
+def test_a_withdrawal_before_the_conclusion_needs_nothing_from_evaluation(evaluation, store):
+    assert not evaluation.on_session_withdrawn(_withdrawn(after=False))
+    assert store.cases == {}

@@ -54,3 +54,17 @@ def test_bad_review_rectification_and_statistics(evaluation, probe):
     while time.time() < deadline and "bad_review_closed" not in [k for k, _ in probe.for_case(bad)]:
         time.sleep(0.05)
     assert [k for k, _ in probe.for_case(bad)] == ["evaluation_received", "bad_review_opened", "bad_review_closed"]
+
+
+def test_a_case_withdrawn_after_its_conclusion_is_not_rateable_whichever_report_comes_first(evaluation):
+    from onething.joint_review.v1 import events_pb2
+    stamp = int(time.time() * 1000)
+    for case_no, delivery_first in ((f"V{stamp}W1", True), (f"V{stamp}W2", False)):
+        withdrawn = events_pb2.SessionWithdrawn(case_no=case_no, after_conclusion=True)
+        if delivery_first:
+            delivered(evaluation, case_no, "440100", "XSECS", "wsjk")
+        assert evaluation.on_session_withdrawn(withdrawn) and evaluation.on_session_withdrawn(withdrawn)
+        if not delivery_first:
+            delivered(evaluation, case_no, "440100", "XSECS", "wsjk")
+        with pytest.raises(FailedPrecondition, match="withdrawn"):
+            evaluation.submit(case_no, APPLICANT, "online", "GRADE_SATISFIED", {"整体满意度": 4}, "", "")

@@ -82,7 +82,8 @@ def test_only_valid_licences_are_used():
 
 
 class SequenceStore:
-    """Returns the given case states one after another (the last one for ever)."""
+    """Returns the given case states one after another (the last one for ever). A state is the
+    case's history: a list of statuses, a ("note", status) pair for a note that keeps the status."""
 
     def __init__(self, states):
         self.states, self.reads = list(states), 0
@@ -92,30 +93,55 @@ class SequenceStore:
         state = self.states[min(self.reads - 1, len(self.states) - 1)]
         if state is None:
             return None
-        status, n = state
-        return types.SimpleNamespace(case_no=case_no, status=status, history=[{}] * n)
+        history = [{"status": h[1], "note": "a note", "note_only": True} if isinstance(h, tuple)
+                   else {"status": h, "note": ""} for h in state]
+        return types.SimpleNamespace(case_no=case_no, status=history[-1]["status"], history=history,
+                                     applicant={"id_number": "X"})
 
 
 CASE_NO = "440100XSECS202611260001"
+SUB, REV, RECT, APP, FAIL, DEL, REJ = (f"CASE_STATUS_{s}" for s in (
+    "SUBMITTED", "IN_REVIEW", "RECTIFYING", "APPROVED", "DELIVERY_FAILED", "DELIVERED", "REJECTED"))
 
 
 def test_watch_sends_the_case_then_each_change_and_ends_at_a_final_status():
-    store = SequenceStore([("CASE_STATUS_SUBMITTED", 1), ("CASE_STATUS_SUBMITTED", 1), ("CASE_STATUS_RECTIFYING", 2),
-                           ("CASE_STATUS_RECTIFYING", 2), ("CASE_STATUS_SUBMITTED", 3), ("CASE_STATUS_REJECTED", 4),
-                           ("CASE_STATUS_DELIVERED", 5)])
+    store = SequenceStore([[SUB], [SUB], [SUB, RECT], [SUB, RECT], [SUB, RECT, SUB], [SUB, RECT, SUB, REJ],
+                           [SUB, RECT, SUB, REJ, DEL]])
     got = [d.status for d in _intake(store=store).watch(CASE_NO)]
-    assert got == ["CASE_STATUS_SUBMITTED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_SUBMITTED", "CASE_STATUS_REJECTED"]
+    assert got == [SUB, RECT, SUB, REJ]
+
+
+def test_watch_sends_every_change_that_happened_between_two_looks_in_order():
+    """Polling the status alone would jump from SUBMITTED to DELIVERED here; the history has them all."""
+    store = SequenceStore([[SUB], [SUB, REV, APP, FAIL, APP, DEL], [SUB, REV, APP, FAIL, APP, DEL, "CASE_STATUS_RATED"]])
+    got = list(_intake(store=store).watch(CASE_NO))
+    assert [d.status for d in got] == [SUB, REV, APP, FAIL, APP, DEL, "CASE_STATUS_RATED"]
+    # each message is the case as of its change: its history ends with that change
+    assert [len(d.history) for d in got] == [1, 2, 3, 4, 5, 6, 7]
+    assert got[3].history[-1]["status"] == FAIL and got[3].case_no == CASE_NO and got[3].applicant == {"id_number": "X"}
+
+
+def test_watch_sends_no_message_for_a_note_and_none_twice():
+    store = SequenceStore([[SUB], [SUB, ("note", SUB)], [SUB, ("note", SUB), REV, ("note", REV)],
+                           [SUB, ("note", SUB), REV, ("note", REV)], [SUB, ("note", SUB), REV, ("note", REV), REJ]])
+    got = [d.status for d in _intake(store=store).watch(CASE_NO)]
+    assert got == [SUB, REV, REJ]
+
+
+def test_watch_stops_at_the_first_final_status_even_if_more_follows_in_the_same_look():
+    store = SequenceStore([[SUB], [SUB, REJ, ("note", REJ)]])
+    assert [d.status for d in _intake(store=store).watch(CASE_NO)] == [SUB, REJ]
 
 
 def test_watch_ends_when_the_caller_goes_away():
-    store = SequenceStore([("CASE_STATUS_SUBMITTED", 1)])
+    store = SequenceStore([[SUB]])
     active = iter([True, True, False])
     got = list(_intake(store=store).watch(CASE_NO, lambda: next(active)))
     assert len(got) == 1 and store.reads == 3
 
 
 def test_watch_ends_after_the_time_limit():
-    intake = _intake(store=SequenceStore([("CASE_STATUS_SUBMITTED", 1)]))
+    intake = _intake(store=SequenceStore([[SUB]]))
     intake.watch_limit_s = 0.05
     assert len(list(intake.watch(CASE_NO))) == 1
 

@@ -595,3 +595,76 @@ def test_a_redelivered_rectification_round_is_not_asked_again_and_the_supplement
     supplemented = [b for k, b in wait_events(probe, case_no, 2) if k == "case_supplemented"]
     assert supplemented and supplemented[0]["rounds"] == {"110000000003": 1}
     assert ask(2) and intake.get_case(case_no).status == "CASE_STATUS_RECTIFYING"  # a new round is asked
+
+
+# --- what the other services report, recorded on the real store -------------------------------
+
+
+def test_review_delivery_failure_redispatch_and_revocation_on_the_case(intake):
+    from onething.common.v1 import common_pb2
+    from onething.delivery.v1 import events_pb2 as delivery_events
+    from onething.elicense.v1 import events_pb2 as license_events
+    from onething.intake.v1 import intake_pb2
+    from onething.joint_review.v1 import events_pb2
+    from services.intake.api import case_to_proto
+    case_no = intake.submit(request(intake)).case_no
+    mail = common_pb2.DELIVERY_CHANNEL_MAIL
+    steps = [
+        (intake.session_opened, events_pb2.SessionOpened(case_no=case_no, item_codes=["I1"], department_codes=["gaj"])),
+        (intake.task_overdue, events_pb2.TaskOverdue(case_no=case_no, item_code="I1", department_code="gaj",
+                                                     elapsed_days=6, limit_days=5)),
+        (intake.case_concluded, events_pb2.CaseConcluded(case_no=case_no, approved=True, license_ids=["L1", "L2"])),
+        (intake.delivery_dispatched, delivery_events.DeliveryDispatched(
+            case_no=case_no, channel=mail, carrier="EMS", tracking_number="EA473124829CN", attempt=1)),
+        (intake.delivery_failed, delivery_events.DeliveryFailed(case_no=case_no, channel=mail, reason="查无此人",
+                                                                attempt=1)),
+    ]
+    for handler, event in steps:
+        assert handler(event), handler.__name__
+        assert not handler(event), handler.__name__  # redelivered: nothing changes
+    failed = intake.get_case(case_no)
+    assert failed.status == "CASE_STATUS_DELIVERY_FAILED" and failed.delivery_attempt == 1
+    assert intake.license_revoked(license_events.LicenseRevoked(license_id="L1", case_no=case_no, reason="信息有误"))
+    assert not intake.license_revoked(license_events.LicenseRevoked(license_id="L1", case_no=case_no))
+    assert intake.delivery_dispatched(delivery_events.DeliveryDispatched(
+        case_no=case_no, channel=mail, carrier="SF", tracking_number="SF1234567890123", attempt=2))
+    assert not intake.delivery_failed(delivery_events.DeliveryFailed(case_no=case_no, channel=mail, attempt=1))
+    assert intake.delivery_completed(delivery_events.DeliveryCompleted(case_no=case_no, channel=mail, attempt=2))
+
+    shown = case_to_proto(intake.get_case(case_no))
+    S = intake_pb2
+    assert [h.status for h in shown.history if not h.note_only] == [
+        S.CASE_STATUS_SUBMITTED, S.CASE_STATUS_IN_REVIEW, S.CASE_STATUS_APPROVED, S.CASE_STATUS_DELIVERY_FAILED,
+        S.CASE_STATUS_APPROVED, S.CASE_STATUS_DELIVERED]
+    notes = [h.note for h in shown.history if h.note_only]
+    assert len(notes) == 3 and "督办" in notes[0] and "EA473124829CN" in notes[1] and "信息有误" in notes[2]
+    assert list(shown.revoked_license_ids) == ["L1"] and sorted(shown.license_ids) == ["L1", "L2"]
+    assert shown.status == S.CASE_STATUS_DELIVERED
+
+
+def test_watch_sends_changes_that_follow_each_other_within_one_poll(intake):
+    from onething.delivery.v1 import events_pb2 as delivery_events
+    from onething.evaluation.v1 import events_pb2 as evaluation_events
+    from onething.joint_review.v1 import events_pb2
+    case_no = intake.submit(request(intake)).case_no
+    intake.watch_poll_s = 0.5
+    seen = []
+    watcher = threading.Thread(target=lambda: seen.extend(d.status for d in intake.watch(case_no)))
+    try:
+        watcher.start()
+        time.sleep(0.2)
+        # four changes inside one poll interval: a status poll would see only the last
+        intake.session_opened(events_pb2.SessionOpened(case_no=case_no))
+        intake.task_overdue(events_pb2.TaskOverdue(case_no=case_no, item_code="I1"))
+        intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=True))
+        intake.delivery_failed(delivery_events.DeliveryFailed(case_no=case_no, attempt=1, reason="查无此人"))
+        intake.delivery_completed(delivery_events.DeliveryCompleted(case_no=case_no, attempt=2))
+        time.sleep(0.3)
+        intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=False))  # changes nothing
+        intake.evaluation_received(evaluation_events.EvaluationReceived(case_no=case_no))
+        watcher.join(10)
+    finally:
+        intake.watch_poll_s = 0.2
+    assert not watcher.is_alive()
+    assert seen == ["CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED",
+                    "CASE_STATUS_DELIVERY_FAILED", "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED"]

@@ -161,7 +161,7 @@ def test_only_valid_licences_count(change, counts):
 # --- status order, withdrawal and 补正 ---------------------------------------------------------
 
 ALL = [domain.SUBMITTED, domain.IN_REVIEW, domain.RECTIFYING, domain.APPROVED, domain.REJECTED, domain.DELIVERED,
-       domain.RATED, domain.WITHDRAWN]
+       domain.RATED, domain.WITHDRAWN, domain.DELIVERY_FAILED]
 
 
 @pytest.mark.parametrize("new", ALL)

@@ -132,8 +132,11 @@ def test_open_session_assigns_first_tasks_to_their_desks(review, store, bus, pac
     session = review.open_session(submitted(package))
     assert session["status"] == domain.OPEN
     assert bus.types() == [f"task_assigned.wsjk.{REGION}", f"task_assigned.jkzx.{REGION}",
-                           f"task_assigned.ybj.{REGION}", f"task_assigned.wsjk.{REGION}"]
+                           f"task_assigned.ybj.{REGION}", f"task_assigned.wsjk.{REGION}", "session_opened"]
     assert assigned_items(bus) == [C01, C02, C06, C07]
+    opened = bus.published[-1][1]  # intake moves the case to IN_REVIEW on it
+    assert opened["case_no"] == CASE_NO and opened["region_code"] == REGION and opened["package_code"] == "XSECS"
+    assert len(opened["item_codes"]) == 7 and set(opened["department_codes"]) == {"wsjk", "jkzx", "gaj", "ybj", "rsj"}
     assert all(headers == {"case_no": CASE_NO} for _, _, headers in bus.published)
     assert store.docs[CASE_NO]["outbox"] == []
 
@@ -309,3 +312,131 @@ def test_a_withdrawal_that_overtakes_the_submission_keeps_the_case_from_opening(
     session = review.open_session(submitted(package, "W1"))
     assert session["status"] == "SESSION_STATUS_WITHDRAWN" and session["tasks"] == []
     assert not [t for t in bus.types() if t.startswith("task_assigned")]
+
+
+# --- withdrawal against conclusion: joint_review decides, the loser is compensated -------------
+
+
+def withdrawn(case_no=CASE_NO, reason="不再办理"):
+    return intake_events.CaseWithdrawn(case_no=case_no, reason=reason, region_code=REGION)
+
+
+def sent(bus, kind, start=0):
+    return [p for t, p, _ in bus.published[start:] if t == kind]
+
+
+def run_to_approval(review, package):
+    review.open_session(submitted(package))
+    approve(review, C01)
+    review.license_issued(issued(C01, LIC01))
+    for code in (C02, C06, C07, C03, C04, C05):
+        approve(review, code)
+    review.license_issued(issued(C05, LIC05))
+    assert review.get_session(CASE_NO)["status"] == domain.S_APPROVED
+
+
+def test_a_withdrawal_while_open_closes_the_session_and_names_the_licences_issued_so_far(review, bus, package):
+    review.open_session(submitted(package))
+    approve(review, C01)
+    review.license_issued(issued(C01, LIC01))
+    session = review.case_withdrawn(withdrawn())
+    assert session["status"] == domain.S_WITHDRAWN and not session.get("withdrawn_after")
+    [event] = sent(bus, "session_withdrawn")
+    assert event["license_ids"] == [LIC01] and not event.get("after_conclusion") and event["reason"] == "不再办理"
+    count = len(bus.published)
+    review.case_withdrawn(withdrawn())  # redelivered
+    assert len(bus.published) == count
+    with pytest.raises(Exception, match="closed, not waiting"):
+        approve(review, C02)
+    assert "case_concluded" not in bus.types()
+
+
+@pytest.mark.parametrize("conclusion", [domain.S_APPROVED, domain.S_REJECTED])
+def test_a_withdrawal_after_the_conclusion_wins_and_makes_the_conclusion_void(review, store, bus, package, conclusion):
+    if conclusion == domain.S_APPROVED:
+        run_to_approval(review, package)
+    else:
+        review.open_session(submitted(package))
+        approve(review, C01)
+        review.license_issued(issued(C01, LIC01))
+        review.record_opinion(CASE_NO, C06, "ybj", domain.REJECT, "银行卡户名不符", "李科员")
+    assert len(sent(bus, "case_concluded")) == 1
+    version = store.docs[CASE_NO]["version"]
+    session = review.case_withdrawn(withdrawn())
+    assert session["status"] == domain.S_WITHDRAWN and session["withdrawn_after"] == conclusion
+    assert store.docs[CASE_NO]["version"] == version + 1  # decided by one compare-and-set on the session
+    [event] = sent(bus, "session_withdrawn")
+    assert event["after_conclusion"] is True and event["overridden"] == conclusion
+    assert event["license_ids"] == ([LIC01, LIC05] if conclusion == domain.S_APPROVED else [LIC01])
+    count = len(bus.published)
+    review.case_withdrawn(withdrawn())
+    review.license_issued(issued(C01, LIC01))
+    assert len(bus.published) == count and len(sent(bus, "case_concluded")) == 1
+
+
+def test_a_licence_issued_after_the_withdrawal_is_named_for_revocation_once(review, bus, package):
+    review.open_session(submitted(package))
+    approve(review, C01)  # the opinion is out; elicense issues the licence after the withdrawal
+    review.case_withdrawn(withdrawn())
+    start = len(bus.published)
+    review.license_issued(issued(C01, LIC01))
+    [late] = sent(bus, "session_withdrawn", start)
+    assert late["license_ids"] == [LIC01] and not late.get("after_conclusion")
+    review.license_issued(issued(C01, LIC01))  # redelivered
+    assert len(sent(bus, "session_withdrawn", start)) == 1
+    assert not [t for t in bus.types()[start:] if t.startswith("task_assigned")]
+
+
+def test_a_withdrawal_that_overtakes_the_submission_is_announced_once(review, bus, package):
+    review.case_withdrawn(withdrawn("W2"))
+    review.case_withdrawn(withdrawn("W2"))
+    review.open_session(submitted(package, "W2"))
+    [event] = sent(bus, "session_withdrawn")
+    assert event["case_no"] == "W2" and not event.get("license_ids") and not event.get("after_conclusion")
+    assert "session_opened" not in bus.types()
+
+
+def test_a_withdrawal_racing_the_opening_withdraws_the_opened_session(review, store, bus, package):
+    """The withdrawal finds no session, the submission opens one meanwhile: the withdrawal is not lost."""
+    real_load = store.load
+    calls = []
+
+    def load(case_no):
+        calls.append(case_no)
+        if len(calls) == 1:
+            review.open_session(submitted(package))  # opened between our look and our create
+            return None, None, None
+        return real_load(case_no)
+
+    store.load = load
+    session = review.case_withdrawn(withdrawn())
+    store.load = real_load
+    assert session["status"] == domain.S_WITHDRAWN
+    assert review.get_session(CASE_NO)["status"] == domain.S_WITHDRAWN
+    assert len(sent(bus, "session_withdrawn")) == 1
+
+
+def test_a_withdrawal_that_can_neither_find_nor_create_its_session_is_left_to_the_queue(review, store, bus):
+    store.load = lambda case_no: (None, None, None)
+    store.create = lambda body, case, outbox: False
+    with pytest.raises(RuntimeError, match="kept changing"):
+        review.case_withdrawn(withdrawn())
+    assert bus.published == []
+
+
+# --- 督办 reaches the department's list ---------------------------------------------------------
+
+
+def test_an_overdue_task_is_escalated_once_and_flagged_in_the_departments_list(review, bus, package):
+    import datetime
+    from services.joint_review.api import task_to_proto
+    review.open_session(submitted(package))
+    later = datetime.date.today() + datetime.timedelta(days=60)
+    escalated = review.check_clocks(later)
+    assert (CASE_NO, C01) in escalated
+    overdue = sent(bus, "task_overdue")
+    assert {p["item_code"] for p in overdue} == {C01, C02, C06, C07}
+    assert all(p["elapsed_days"] > p["limit_days"] for p in overdue)
+    assert review.check_clocks(later) == []  # once
+    listed = [task_to_proto(t, later) for t in review.list_tasks("wsjk", REGION)]
+    assert {t.item_code: t.overdue for t in listed} == {C01: True, C07: True}
