@@ -92,3 +92,33 @@ def _alive(pid):
             return fh.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def stop_many(names, run_dir, timeout=30.0, sig=signal.SIGTERM):
+    """Stop several processes at once: signal every one, then wait for all (SIGKILL whoever is
+    still there after `timeout`). Returns {name: pid} of those that were running."""
+    pids = {}
+    for name in names:
+        pid = read_pid(os.path.join(run_dir, f"{name}.pid"))
+        if pid:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            pids[name] = pid
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(_alive(p) for p in pids.values()):
+        time.sleep(0.1)
+    for pid in pids.values():
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while _alive(pid):
+                time.sleep(0.05)
+    for name in names:
+        pidfile = os.path.join(run_dir, f"{name}.pid")
+        if os.path.exists(pidfile):
+            os.remove(pidfile)
+    return pids

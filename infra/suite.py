@@ -202,9 +202,14 @@ def up():
 
 
 def down():
-    for name in reversed(list(process_table())):
-        if stop(name):
-            print(f"stopped {name}")
+    """Every process at once (each stops gracefully in a few seconds; one after another took over
+    a minute for 32)."""
+    run_dir, _ = _dirs()
+    names = list(process_table())
+    names += [n[:-4] for n in os.listdir(run_dir) if n.endswith(".pid") and n.startswith("desk-")
+              and not n.endswith(".child.pid") and n[:-4] not in names] if os.path.isdir(run_dir) else []
+    for name in procs.stop_many(names, run_dir, timeout=30):
+        print(f"stopped {name}")
 
 
 def status():

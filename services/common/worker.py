@@ -238,16 +238,22 @@ def event_handler(source_service, event_type):
 
 def with_timeout(call, seconds=None):
     """`call` bounded in time (green: the worker's other threads go on meanwhile); a call that
-    takes longer raises eventlet's Timeout, which the failure rules treat as an outage."""
+    takes longer raises CallTimedOut, which the failure rules treat as an outage."""
     import eventlet
 
     from services.common.config import settings
     limit = settings().rpc_timeout_seconds if seconds is None else seconds
 
     def bounded(*args, **kwargs):
-        with eventlet.Timeout(limit):
+        # eventlet's own Timeout is a BaseException that nameko would not catch: raise an
+        # ordinary TimeoutError (an outage to the failure rules) instead
+        with eventlet.Timeout(limit, CallTimedOut(f"no answer within {limit:g} s")):
             return call(*args, **kwargs)
     return bounded
+
+
+class CallTimedOut(TimeoutError):
+    """A bus call (nameko RPC) that did not answer in time."""
 
 
 def _sweep_seconds():

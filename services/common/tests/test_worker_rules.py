@@ -30,3 +30,17 @@ def test_domain_error_is_acknowledged_and_an_outage_is_raised_for_redelivery():
     with pytest.raises(ConnectionError):
         h.on_happened({"fail": "outage"})
     assert len(Handlers.calls) == 2
+
+
+def test_a_bus_call_that_does_not_answer_times_out_as_an_outage():
+    import eventlet
+
+    from services.common.outages import is_outage
+
+    def never_answers():
+        eventlet.sleep(5)
+
+    with pytest.raises(worker.CallTimedOut) as err:
+        worker.with_timeout(never_answers, 0.05)()
+    assert isinstance(err.value, Exception) and is_outage(err.value)
+    assert worker.with_timeout(lambda x: x * 2, 1)(21) == 42
