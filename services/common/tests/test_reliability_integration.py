@@ -143,6 +143,10 @@ def test_an_unroutable_event_stays_pending_with_its_attempts_counted(test_env):
     (kept,) = coll.find_one({"_id": n})["outbox"]
     assert kept["attempts"] == 1 and kept["next_at"] > time.time() and "no queue is bound" in kept["last_error"]
     assert [e["id"] for _, e in mongo.pending_outbox(probe_mod.ProbeDoc) if _ == n] == [entry["id"]]
+    # the operator's view of what waits, with why
+    from tools import outbox as outbox_tool
+    (row,) = [r for r in outbox_tool.pending(("reliability",)) if r[2] == n]
+    assert row[3]["event_type"] == "nobody_listens" and "no queue is bound" in row[3]["last_error"]
     # not due again until its backoff has passed: the sweep leaves it alone meanwhile
     assert mongo.sweep_outbox(probe_mod.ProbeDoc, Bus("probe_src")) == 0
     assert coll.find_one({"_id": n})["outbox"][0]["attempts"] == 1
