@@ -127,3 +127,40 @@ def probe(test_env):
     p = EventProbe(os.environ["ONETHING_AMQP_URI"])
     yield p
     p.close()
+
+
+class LocalIdp:
+    """A throw-away identity provider for tests without the local servers: its key pair in a temporary
+    folder, trusted by this process while the fixture lasts (ONETHING_AUTH_*_FILE)."""
+
+    def __init__(self, folder):
+        self.private = os.path.join(folder, "idp_ed25519.key")
+        self.public = os.path.join(folder, "idp_ed25519.pub")
+        self.jwks = os.path.join(folder, "jwks.json")
+
+    def env(self):
+        return {"ONETHING_AUTH_PRIVATE_KEY_FILE": self.private, "ONETHING_AUTH_PUBLIC_KEY_FILE": self.public,
+                "ONETHING_AUTH_JWKS_FILE": self.jwks}
+
+    def token(self, sub, role, department="", region="", **kwargs):
+        from services.common import auth
+        return auth.mint(sub, role, department, region, **kwargs)
+
+    def metadata(self, sub, role, department="", region="", on_behalf_of="", **kwargs):
+        md = (("authorization", "Bearer " + self.token(sub, role, department, region, **kwargs)),)
+        return md + ((("x-on-behalf-of", on_behalf_of),) if on_behalf_of else ())
+
+
+@pytest.fixture(scope="module")
+def local_idp(tmp_path_factory):
+    from services.common import auth
+    idp = LocalIdp(str(tmp_path_factory.mktemp("idp")))
+    saved = {k: os.environ.get(k) for k in idp.env()}
+    os.environ.update(idp.env())
+    auth.ensure_keys()
+    yield idp
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

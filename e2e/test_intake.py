@@ -141,29 +141,33 @@ def test_refused_upload_leaves_no_object_and_no_record(client, data, extra, code
 
 
 def test_material_a_licence_stands_in_for_is_not_asked_for_in_a_later_case(client):
-    """A's 新生儿出生 case issues A the child's 出生医学证明 (licence type CSYXZM); when A then applies
-    for 教育入学, the material J05 出生医学证明 is not asked for: the licence stands in for it."""
+    """A's 新生儿出生 case issues the child the 出生医学证明 (licence type CSYXZM, held by the newborn);
+    when A then applies for the child's 教育入学 (the child is the case's student), the material J05
+    出生医学证明, which is about the student, is not asked for: the child's licence stands in for it."""
     school = "JYRX"
     pkg = client.package(school)
     j05 = next(m for m in pkg.materials if m.code == "J05")
-    assert j05.license_type_code == "CSYXZM"
+    assert j05.license_type_code == "CSYXZM" and j05.party == "student"
     applicant = person("44010619930909123", "赵敏")
-    first = client.newborn_case(applicant=applicant)
+    child = common_pb2.Party(role="newborn", name="赵小敏", id_number=citizen_id("44010620261120321"))
+    first = client.newborn_case(applicant=applicant, newborn=child)
     first = client.wait_status(first.case_no, {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED}, timeout=90)
     assert first.status == S.CASE_STATUS_DELIVERED
-    held = {l.type_code: l.license_id for l in client.licenses(first.case_no)}
-    assert "CSYXZM" in held
+    held = {l.type_code: l for l in client.licenses(first.case_no)}
+    assert held["CSYXZM"].holder_code == child.id_number
+    student = [common_pb2.Party(role="student", name=child.name, id_number=child.id_number)]
 
-    # without the material and without the licence, another applicant is asked for it
-    stranger = person("44010619930910123", "钱多")
+    # without the material and without the student's licence, it is asked for (the applicant holds none)
+    other_child = [common_pb2.Party(role="student", name="钱小多", id_number=citizen_id("44010620200101321"))]
     codes = [c for c in client.required_materials(school) if c != "J05"]
-    details = _raises(grpc.StatusCode.FAILED_PRECONDITION, client.submit, stranger,
-                      client.upload_all(stranger.id_number, codes), package=school)
+    details = _raises(grpc.StatusCode.FAILED_PRECONDITION, client.submit, applicant,
+                      client.upload_all(applicant.id_number, codes), package=school, parties=other_child)
     assert "J05" in details
 
-    second = client.submit(applicant, client.upload_all(applicant.id_number, codes), package=school)
+    second = client.submit(applicant, client.upload_all(applicant.id_number, codes), package=school,
+                           parties=student)
     ref = next(m for m in second.materials if m.material_code == "J05")
-    assert ref.license_id == held["CSYXZM"] and not ref.object_key
+    assert ref.license_id == held["CSYXZM"].license_id and not ref.object_key
     assert client.wait_status(second.case_no, {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED},
                               timeout=90).status == S.CASE_STATUS_DELIVERED
 
@@ -204,8 +208,9 @@ def test_supplement_and_withdraw_over_grpc(client, probe, review_paused):
     assert case.rectification.requests[0].department_code == "gaj"
 
     before = client.intake.GetCase(S.GetCaseRequest(case_no=no), timeout=10)
-    _raises(grpc.StatusCode.PERMISSION_DENIED, client.supplement, no, other.id_number,
-            client.upload_all(other.id_number, ["M02"]))
+    # someone else's case (their own token): answered as a case that does not exist
+    assert f"there is no case {no}" in _raises(grpc.StatusCode.NOT_FOUND, client.supplement, no, other.id_number,
+                                               client.upload_all(other.id_number, ["M02"]))
     assert "did not ask for M04" in _raises(grpc.StatusCode.INVALID_ARGUMENT, client.supplement, no, a.id_number,
                                             supplied + client.upload_all(a.id_number, ["M04"]))
     _raises(grpc.StatusCode.NOT_FOUND, client.supplement, "440100XSECS209901019999", a.id_number, supplied)
@@ -218,8 +223,8 @@ def test_supplement_and_withdraw_over_grpc(client, probe, review_paused):
     assert m02.object_key == f"content/sha256/{m02.sha256}"
     assert "case_supplemented" in _events(probe, no, "case_supplemented")
 
-    # withdrawal: only by the applicant, then once
-    _raises(grpc.StatusCode.PERMISSION_DENIED, client.withdraw, no, other.id_number)
+    # withdrawal: only by the applicant (someone else's token finds no such case), then once
+    _raises(grpc.StatusCode.NOT_FOUND, client.withdraw, no, other.id_number)
     assert "case_withdrawn" not in _events(probe, no)
     case = client.withdraw(no, a.id_number, "不再办理")
     assert case.status == S.CASE_STATUS_WITHDRAWN
@@ -296,6 +301,6 @@ def test_list_cases_newest_first(client):
     assert [c.case_no for c in page.cases] == made[::-1][:2] and page.next_page_token
     rest = client.list_cases(a.id_number, page_size=2, page_token=page.next_page_token)
     assert [c.case_no for c in rest.cases] == made[:1] and not rest.next_page_token
-    assert "name the applicant" in _raises(grpc.StatusCode.INVALID_ARGUMENT, client.list_cases, "")
+    assert "bearer token" in _raises(grpc.StatusCode.UNAUTHENTICATED, client.list_cases, "")  # the token says who
     _raises(grpc.StatusCode.INVALID_ARGUMENT, client.list_cases, "440106199001011230")
     _raises(grpc.StatusCode.INVALID_ARGUMENT, client.list_cases, a.id_number, page_token="garbage!")

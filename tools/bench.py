@@ -35,6 +35,7 @@ from onething.common.v1 import common_pb2
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # nameko imports it; we never use it
 from services.common.bus import event_exchange
 from services.common.config import settings
+from services.common.privacy import mask_id
 from tools.client import Suite, citizen_id
 
 GRPC_CALLS = 2000
@@ -233,7 +234,7 @@ def run_suite(n, concurrency, timeout):
     sys.stdout.flush()
     for r in failed[:10]:
         r = r or {}
-        print(f"   FAILED {r.get('case_no', '-')} ({r.get('id_number', '-')}): {r.get('error', 'not run')}",
+        print(f"   FAILED {r.get('case_no', '-')} ({mask_id(r.get('id_number', '-'))}): {r.get('error', 'not run')}",
               file=sys.stderr)
     return out
 

@@ -6,6 +6,10 @@
     python -m tools.catalog_cli versions XSECS
     python -m tools.catalog_cli reload | publish XSECS [--version N] | retire XSECS [--version N]
 
+Reads are public. versions, reload, publish and retire are an operator's: they send --token, or a
+token minted with the local identity provider's key (var/auth) for an operator of --operator-region
+(the site's region by default; development only).
+
 Exit status 0 on success, 1 when the catalog refused the request, 2 when it cannot be reached.
 """
 import argparse
@@ -50,8 +54,19 @@ def savings_lines(s):
             row("减跑动", "trips (跑动次数)", s.trips_separately, s.trips_together)]
 
 
+def _operator_metadata(args):
+    token = args.token
+    if not token:
+        from services.common import auth
+        token = auth.mint(args.operator, "operator", region=args.operator_region, hours=1)
+    return (("authorization", f"Bearer {token}"),)
+
+
 def run(argv, stub, out):
     p = argparse.ArgumentParser(prog="python -m tools.catalog_cli", description=__doc__.split("\n\n")[0])
+    p.add_argument("--token", default="", help="an operator's bearer token (else one is minted locally)")
+    p.add_argument("--operator", default="operator-cli", help="the operator a locally minted token names")
+    p.add_argument("--operator-region", default=settings().region)
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("notice", "savings"):
         c = sub.add_parser(name)
@@ -88,16 +103,18 @@ def run(argv, stub, out):
                   f"  [{pkg.source_level}] {len(pkg.items)} items, {pkg.promised_limit_days} working days, "
                   f"implementing code {pkg.implementing_code}", file=out)
     elif args.command == "versions":
-        for v in stub.ListVersions(catalog_pb2.ListVersionsRequest(code=args.code), timeout=10).versions:
+        for v in stub.ListVersions(catalog_pb2.ListVersionsRequest(code=args.code), timeout=10,
+                                   metadata=_operator_metadata(args)).versions:
             print(f"  {v.code} v{v.version} {STATUS_NAMES.get(v.status, '?'):<10} {v.digest[:12]} "
                   f"published {v.published_at or '-'} retired {v.retired_at or '-'}", file=out)
     elif args.command == "reload":
-        for c in stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=30).changes:
+        for c in stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=30,
+                                    metadata=_operator_metadata(args)).changes:
             print(f"  {c.code:<8} v{c.version:<3} {c.outcome}", file=out)
     else:
         rpc = stub.PublishPackage if args.command == "publish" else stub.RetirePackage
         req_cls = catalog_pb2.PublishPackageRequest if args.command == "publish" else catalog_pb2.RetirePackageRequest
-        v = rpc(req_cls(code=args.code, version=args.version), timeout=10)
+        v = rpc(req_cls(code=args.code, version=args.version), timeout=10, metadata=_operator_metadata(args))
         print(f"{v.code} v{v.version} is now {STATUS_NAMES.get(v.status, '?')}", file=out)
     return 0
 

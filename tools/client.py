@@ -1,6 +1,16 @@
 """A client of the suite over real gRPC: what the demo, the end-to-end tests and the benchmark use
-to drive a 新生儿出生 case from upload to rating."""
+to drive a 新生儿出生 case from upload to rating.
+
+Every call carries the token of whoever makes it in real life, minted with the local identity
+provider's key (var/auth; development only): the applicant for their uploads, cases, licences,
+deliveries and ratings; a window clerk of the region for pickups and dispatches; an officer of the
+department concerned for 差评 call-backs; an operator for catalog changes and statistics. A call
+made with explicit `metadata=` (even empty: no token) is sent as given, so tests can call as anyone.
+The Suite learns whose each case is from the answers it sees (SubmitCase, ListCases)."""
 import hashlib
+import itertools
+import random
+import threading
 import time
 import uuid
 
@@ -14,8 +24,8 @@ from onething.evaluation.v1 import evaluation_pb2, evaluation_pb2_grpc
 from onething.intake.v1 import intake_pb2, intake_pb2_grpc
 from onething.joint_review.v1 import joint_review_pb2, joint_review_pb2_grpc
 from services.common.config import settings
-from services.common.grpc_client import channel
-from services.common.ids import citizen_id_check_digit
+from services.common.grpc_client import _CallDetails, channel
+from services.common.ids import citizen_id_check_digit, credit_code_check_char, credit_code_problem
 
 NEWBORN = "XSECS"
 CHUNK = 64 * 1024
@@ -41,14 +51,83 @@ def retry_delay(exc):
     return None
 
 
-def bearer(sub, role, department="", region=""):
-    """gRPC metadata with a token signed by the local identity provider (var/auth)."""
+_tokens = {}
+_tokens_lock = threading.Lock()
+
+
+def token(sub, role, department="", region=""):
+    """A token signed by the local identity provider (var/auth), reused for 10 minutes."""
     from services.common import auth
-    return (("authorization", "Bearer " + auth.mint(sub, role, department, region)),)
+    key, now = (sub, role, department, region), time.time()
+    with _tokens_lock:
+        cached = _tokens.get(key)
+        if cached and cached[1] > now:
+            return cached[0]
+    minted = auth.mint(sub, role, department, region, hours=1)
+    with _tokens_lock:
+        _tokens[key] = (minted, now + 600)
+    return minted
+
+
+def bearer(sub, role, department="", region="", on_behalf_of=""):
+    """gRPC metadata with a token signed by the local identity provider (var/auth); a clerk acting
+    for the applicant at the window names them in `x-on-behalf-of`."""
+    metadata = (("authorization", "Bearer " + token(sub, role, department, region)),)
+    return metadata + ((("x-on-behalf-of", on_behalf_of),) if on_behalf_of else ())
 
 
 def officer(department, region="440100", sub=None):
     return bearer(sub or f"officer-{department}", "officer", department, region)
+
+
+def applicant_md(id_number):
+    return bearer(id_number, "applicant") if id_number else ()
+
+
+def clerk(sub="clerk-1", region="440100", on_behalf_of=""):
+    return bearer(sub, "clerk", region=region, on_behalf_of=on_behalf_of)
+
+
+def operator(region="440100", sub="operator-1"):
+    return bearer(sub, "operator", region=region)
+
+
+class _Identity(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor,
+                grpc.UnaryStreamClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Gives a call without metadata the token of whoever makes it (Suite.metadata_for); a call
+    with metadata (even empty) goes as given. Learns the owners of cases and licences it sees."""
+
+    def __init__(self, suite):
+        self.suite = suite
+
+    def _details(self, details, request):
+        if details.metadata is not None:
+            return details
+        return _CallDetails(details.method, details.timeout, list(self.suite.metadata_for(details.method, request)),
+                            details.credentials, getattr(details, "wait_for_ready", None),
+                            getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        outcome = continuation(self._details(details, request), request)
+        if details.method.endswith(("/SubmitCase", "/ListCases", "/ListLicenses", "/GetLicense", "/GetCase")):
+            def learn(call):
+                try:
+                    self.suite.learn(call.result())
+                except Exception:  # noqa: BLE001 - a refused call teaches nothing
+                    pass
+            outcome.add_done_callback(learn)
+        return outcome
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        first = next(request_iterator, None)
+        requests = itertools.chain([first], request_iterator) if first is not None else iter(())
+        return continuation(self._details(details, first), requests)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details, request), request)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details, None), request_iterator)
 
 
 # values the demo fills into the one form (一表申请), by field key; the rest by type and validator
@@ -60,13 +139,42 @@ _BY_VALIDATOR = {"phone": "13800000000", "region": "440106", "bank_account": "62
 _BY_TYPE = {"date": "2026-11-20", "number": "1", "bool": "true"}
 
 
-def demo_form(package, applicant=None):
-    """A form that satisfies the package's merged form fields, for demos and tests."""
+def demo_parties(package, applicant, seed=""):
+    """The parties a package requires, made up for demos and tests: the enterprise is the applicant
+    when the applicant is one; the buyer is the applicant; the others are people of their own, the
+    same for the same applicant and `seed` (a retry with its idempotency key asks for the same)."""
+    rng = random.Random(f"{applicant.id_number}|{seed}")
+    out = []
+    for n, role in enumerate(package.parties if package is not None else ()):
+        if not role.required:
+            continue
+        if role.id_kind == "credit_code":
+            if credit_code_problem(applicant.id_number) is None:
+                number, name = applicant.id_number, applicant.name
+            else:
+                body = f"91440101MA5D{n:05d}"[:17]
+                number, name = body + credit_code_check_char(body), f"示例{role.name}有限公司"
+        elif role.role == "buyer":
+            number, name = applicant.id_number, applicant.name
+        else:  # a made-up person: born 2026-11-20 (a newborn) or on a random day, random sequence
+            born = "20261120" if role.role == "newborn" else f"19{rng.randint(30, 99)}0{rng.randint(1, 9)}1{rng.randint(0, 9)}"
+            number, name = citizen_id(f"440106{born}{rng.randint(0, 999):03d}"), f"示例{role.name}"
+        out.append(common_pb2.Party(role=role.role, name=name, id_number=number))
+    return out
+
+
+def demo_form(package, applicant=None, parties=()):
+    """A form that satisfies the package's merged form fields, for demos and tests; a field named
+    after a party's role (`deceased_id`, `seller_id` …) gets that party's ID number."""
     form = {"child_name": "李小明", "birth_date": "2026-11-20"}
+    by_role = {p.role: p for p in parties or ()}
     for field in package.form_fields if package is not None else ():
         key = field.key
+        role = key[:-3] if key.endswith("_id") else ""
         if field.key == "applicant_name" and applicant is not None:
             form[key] = applicant.name
+        elif role in by_role and field.validator in ("citizen_id", "credit_code", ""):
+            form[key] = by_role[role].id_number
         elif field.validator == "citizen_id":
             person = applicant is not None and applicant.id_number[:17].isdigit()
             form[key] = citizen_id(_DEMO_VALUES.get(key, applicant.id_number[:17] if person else "44010619900101123"))
@@ -87,14 +195,90 @@ def demo_pdf(label):
 
 
 class Suite:
-    def __init__(self):
+    def __init__(self, region="440100", clerk_id="clerk-1", operator_id="operator-1", someone=None):
         s = settings()
-        self.catalog = catalog_pb2_grpc.CatalogServiceStub(channel(s.address("catalog")))
-        self.intake = intake_pb2_grpc.IntakeServiceStub(channel(s.address("intake")))
-        self.review = joint_review_pb2_grpc.JointReviewServiceStub(channel(s.address("joint_review")))
-        self.elicense = elicense_pb2_grpc.ElicenseServiceStub(channel(s.address("elicense")))
-        self.delivery = delivery_pb2_grpc.DeliveryServiceStub(channel(s.address("delivery")))
-        self.evaluation = evaluation_pb2_grpc.EvaluationServiceStub(channel(s.address("evaluation")))
+        self.region, self.clerk_id, self.operator_id = region, clerk_id, operator_id
+        # who asks about a case the Suite has not seen (an unknown number, say): an applicant of its own
+        self.someone = someone or citizen_id("44010619700101000")
+        self.owners = {}    # case number -> the applicant's ID number
+        self.licences = {}  # licence id -> {"holder_code", "case_no", "token"} as seen
+        ident = [_Identity(self)]
+        self.catalog = catalog_pb2_grpc.CatalogServiceStub(channel(s.address("catalog"), interceptors=ident))
+        self.intake = intake_pb2_grpc.IntakeServiceStub(channel(s.address("intake"), interceptors=ident))
+        self.review = joint_review_pb2_grpc.JointReviewServiceStub(channel(s.address("joint_review"),
+                                                                           interceptors=ident))
+        self.elicense = elicense_pb2_grpc.ElicenseServiceStub(channel(s.address("elicense"), interceptors=ident))
+        self.delivery = delivery_pb2_grpc.DeliveryServiceStub(channel(s.address("delivery"), interceptors=ident))
+        self.evaluation = evaluation_pb2_grpc.EvaluationServiceStub(channel(s.address("evaluation"),
+                                                                            interceptors=ident))
+
+    # -- whose token each call carries ---------------------------------------------------------
+
+    def learn(self, response):
+        """Note the owners of the cases and licences an answer shows."""
+        if isinstance(response, intake_pb2.Case):
+            if response.case_no and response.applicant.id_number:
+                self.owners.setdefault(response.case_no, response.applicant.id_number)
+        elif isinstance(response, intake_pb2.ListCasesResponse):
+            for case in response.cases:
+                self.learn(case)
+        elif isinstance(response, elicense_pb2.License):
+            if response.license_id:
+                self.licences[response.license_id] = {"holder_code": response.holder_code,
+                                                      "case_no": response.case_no,
+                                                      "token": response.signature[:24]}
+        elif isinstance(response, elicense_pb2.ListLicensesResponse):
+            for lic in response.licenses:
+                self.learn(lic)
+
+    def owner(self, case_no):
+        """The case's applicant as the Suite saw it; for a case it has not seen, its own applicant."""
+        return self.owners.get(case_no) or self.someone
+
+    def as_owner(self, case_no):
+        """The metadata of the case's applicant."""
+        return applicant_md(self.owner(case_no))
+
+    def metadata_for(self, method, request):
+        name = method.rsplit("/", 1)[-1]
+        case_no = getattr(request, "case_no", "") if request is not None else ""
+        if name in ("ListVersions", "PublishPackage", "RetirePackage", "ReloadCatalog", "GetStatistics"):
+            return operator(self.region, self.operator_id)
+        if name == "UploadMaterial":
+            return applicant_md(request.header.applicant_id if request is not None else "")
+        if name == "SubmitCase":
+            return applicant_md(request.applicant.id_number)
+        if name in ("ListCases",):
+            return applicant_md(request.applicant_id)
+        if name in ("GetCase", "WatchCase", "SupplementCase", "WithdrawCase", "SubmitEvaluation"):
+            return applicant_md(getattr(request, "applicant_id", "") or self.owner(case_no))
+        if name in ("GetSession", "GetDelivery", "GetEvaluation"):
+            return self.as_owner(case_no)
+        if name == "ListLicenses":
+            return applicant_md(request.holder_code) if request.holder_code else self.as_owner(case_no)
+        if name == "GetLicense":
+            seen = self.licences.get(request.license_id, {})  # its case's applicant, else its holder
+            if seen.get("case_no") in self.owners or not seen.get("holder_code"):
+                return self.as_owner(seen.get("case_no", ""))
+            return applicant_md(seen["holder_code"])
+        if name in ("ConfirmPickup", "RecordDispatch", "Redispatch", "RecordDelivered", "RecordUndeliverable"):
+            return clerk(getattr(request, "clerk_id", "") or self.clerk_id, self.region)
+        if name in ("RecordCallback", "CloseRectification"):
+            return self._officer_concerned(case_no, getattr(request, "by", ""))
+        if name == "ListBadReviews":
+            return (officer(request.department_code, request.region_code or self.region)
+                    if request.department_code else operator(request.region_code or self.region, self.operator_id))
+        return ()  # public calls, and staff calls that bring their own token
+
+    def _officer_concerned(self, case_no, sub=""):
+        """An officer of the department the case's 差评 is counted for (as the rating says)."""
+        try:
+            rating = self.evaluation.GetEvaluation(evaluation_pb2.GetEvaluationRequest(case_no=case_no),
+                                                   metadata=self.as_owner(case_no), timeout=10)
+        except grpc.RpcError:
+            return officer("unknown", self.region, sub or None)
+        department = rating.rectification.department_code or rating.department_code
+        return officer(department, rating.region_code or self.region, sub or None)
 
     def upload(self, applicant_id, material_code, data, file_name="scan.pdf", sha256=None, content_type="",
                size=None):
@@ -129,15 +313,20 @@ class Suite:
         return [m.code for m in pkg.materials if m.code in needed]
 
     def submit(self, applicant, materials, package=NEWBORN, region="440100", key="", form=None,
-               channel_=common_pb2.DELIVERY_CHANNEL_ELECTRONIC, address=None, situations=None):
-        if form is None:  # a form that fits the package's merged form fields, when it has them
+               channel_=common_pb2.DELIVERY_CHANNEL_ELECTRONIC, address=None, situations=None, parties=None):
+        """`parties` None: made-up parties for the roles the package requires (demo_parties)."""
+        if form is None or parties is None:  # fit the package's form fields and parties, when it has them
             try:
-                form = demo_form(self.package(package, region, situations), applicant)
+                pkg = self.package(package, region, situations)
             except grpc.RpcError:
-                form = demo_form(None)
+                pkg = None
+            if parties is None:
+                parties = demo_parties(pkg, applicant, key)
+            if form is None:
+                form = demo_form(pkg, applicant, parties)
         return self.intake.SubmitCase(intake_pb2.SubmitCaseRequest(
             package_code=package, region_code=region, applicant=applicant, materials=materials,
-            form=form, situations=situations or {},
+            form=form, situations=situations or {}, parties=parties,
             delivery=common_pb2.DeliveryPreference(channel=channel_, address=address), idempotency_key=key),
             timeout=30)
 
@@ -174,8 +363,13 @@ class Suite:
     def licenses(self, case_no):
         return self.elicense.ListLicenses(elicense_pb2.ListLicensesRequest(case_no=case_no), timeout=10).licenses
 
-    def verify(self, license_id):
-        return self.elicense.VerifyLicense(elicense_pb2.VerifyLicenseRequest(license_id=license_id), timeout=10)
+    def verify(self, license_id, token=None):
+        """Public verification: the identifier and the QR code's token (the first 24 characters of the
+        signature of a licence this Suite has seen, unless given)."""
+        if token is None:
+            token = self.licences.get(license_id, {}).get("token", "")
+        return self.elicense.VerifyLicense(elicense_pb2.VerifyLicenseRequest(license_id=license_id, token=token),
+                                           timeout=10)
 
     def delivery_of(self, case_no):
         return self.delivery.GetDelivery(delivery_pb2.GetDeliveryRequest(case_no=case_no), timeout=10)
@@ -226,12 +420,13 @@ class Suite:
             case_no=case_no, applicant_id=applicant_id, channel="online", grade=grade,
             dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment, department_code=department_code), timeout=10)
 
-    def newborn_case(self, applicant=None, key="", skip=()):
-        """Upload the materials 新生儿出生 needs (but `skip`) and submit; returns the Case."""
+    def newborn_case(self, applicant=None, key="", skip=(), newborn=None):
+        """Upload the materials 新生儿出生 needs (but `skip`) and submit; returns the Case. The
+        newborn (a Party) is made up unless given."""
         applicant = applicant or common_pb2.Applicant(id_number=citizen_id(), name="李华", phone="13800000000")
         codes = [c for c in self.required_materials() if c not in skip]
         materials = self.upload_all(applicant.id_number, codes)
-        return self.submit(applicant, materials, key=key)
+        return self.submit(applicant, materials, key=key, parties=[newborn] if newborn is not None else None)
 
 
 def is_error(exc, code):

@@ -1,9 +1,11 @@
-"""catalog api role: native grpcio server. Thin: decode, call the handler, encode."""
+"""catalog api role: native grpcio server. Thin: decode, call the handler, encode. Reads are public;
+versions are for operators and SREs; publish, retire and reload for operators of the site's region
+(services/common/policy.py)."""
 from google.protobuf import json_format
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog.wiring import build_catalog
-from services.common import telemetry
+from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.grpc_server import ApiServer
 
@@ -46,14 +48,26 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         return json_format.ParseDict({"versions": self.catalog.versions(request.code)},
                                      catalog_pb2.ListVersionsResponse())
 
+    @staticmethod
+    def _operator():
+        """site_operator: an operator whose region contains the site's (GB/T 2260 hierarchy)."""
+        caller = policy.current()
+        policy.site_operator(caller)
+        return caller.audit_actor()
+
     def PublishPackage(self, request, context):
-        return json_format.ParseDict(self.catalog.publish(request.code, request.version), catalog_pb2.PackageVersion())
+        return json_format.ParseDict(self.catalog.publish(request.code, request.version,
+                                                          actor=self._operator()),
+                                     catalog_pb2.PackageVersion())
 
     def RetirePackage(self, request, context):
-        return json_format.ParseDict(self.catalog.retire(request.code, request.version), catalog_pb2.PackageVersion())
+        return json_format.ParseDict(self.catalog.retire(request.code, request.version,
+                                                         actor=self._operator()),
+                                     catalog_pb2.PackageVersion())
 
     def ReloadCatalog(self, request, context):
-        changes = [{"code": c, "version": v, "outcome": o} for c, v, o in self.catalog.reload()]
+        changes = [{"code": c, "version": v, "outcome": o} for c, v, o in self.catalog.reload(
+            actor=self._operator())]
         return json_format.ParseDict({"changes": changes}, catalog_pb2.ReloadCatalogResponse())
 
 

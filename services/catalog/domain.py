@@ -25,6 +25,12 @@ AUDIENCES = ("AUDIENCE_PERSON", "AUDIENCE_ENTERPRISE")
 CHANNELS = ("DELIVERY_CHANNEL_ELECTRONIC", "DELIVERY_CHANNEL_WINDOW", "DELIVERY_CHANNEL_MAIL")
 FIELD_TYPES = ("string", "date", "number", "bool", "choice")
 VALIDATORS = ("citizen_id", "credit_code", "phone", "region", "bank_account")
+# parties (当事人) a package's cases name besides the applicant; `agent` (代理人, acting under a power
+# of attorney) is allowed in every package without being declared
+APPLICANT = "applicant"
+AGENT = {"role": "agent", "name": "代理人", "id_kind": "citizen_id", "required": False}
+ROLE_RE = re.compile(r"[a-z][a-z_]{1,31}")
+ID_KINDS = ("citizen_id", "credit_code", "any")
 OVERLAY_KEYS = ("implementing_code", "implementing_bodies", "promised_limit_days", "disable_items",
                 "add_items", "add_materials", "add_situations")
 # what one item costs the applicant when done on its own (overridable per item with `separately`)
@@ -175,7 +181,7 @@ def digest(defn):
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _check_item(item, where, departments, materials, fields):
+def _check_item(item, where, departments, materials, fields, roles=None):
     code = item.get("code")
     if not isinstance(code, str) or not BASIC_CODE_RE.fullmatch(code):
         raise InvalidArgument(f"{where}: item code {code!r} is not a 12-character GB/T 39554 basic code")
@@ -195,6 +201,7 @@ def _check_item(item, where, departments, materials, fields):
                               f"{', '.join(RESULT_TYPES)}")
     if result["type"] == "RESULT_TYPE_LICENSE" and not result.get("license_type_code"):
         raise InvalidArgument(f"{where}: item {code}: a licence result needs its license_type_code")
+    _check_result_parties(result, f"{where}: item {code}", roles if roles is not None else party_roles({}))
     for m in item.get("material_codes", []):
         if m not in materials:
             raise InvalidArgument(f"{where}: item {code}: material {m} is not declared by the package")
@@ -203,9 +210,14 @@ def _check_item(item, where, departments, materials, fields):
             raise InvalidArgument(f"{where}: item {code}: form field {f} is not in fields.yaml")
 
 
-def _check_material(m, where):
+def _check_material(m, where, roles=None):
     if not m.get("code") or not m.get("name"):
         raise InvalidArgument(f"{where}: a material needs a code and a name ({m!r})")
+    party = m.get("party", APPLICANT)
+    roles = roles if roles is not None else party_roles({})
+    if party != APPLICANT and party not in roles:
+        raise InvalidArgument(f"{where}: material {m['code']} is about party {party!r}, which the package does not "
+                              f"name (it names: {', '.join([APPLICANT] + list(roles))})")
     forms = m.get("forms") or []
     bad = [f for f in forms if f not in MATERIAL_FORMS]
     if not forms or bad:
@@ -220,6 +232,69 @@ def _check_situation(s, where):
         raise InvalidArgument(f"{where}: a situation needs a key, a question and answers ({s.get('key')!r})")
     if str(s.get("default")) not in {str(a) for a in s["answers"]}:
         raise InvalidArgument(f"{where}: situation {s['key']}: default {s.get('default')!r} is not one of its answers")
+
+
+def party_roles(pkg):
+    """{role: party} of the parties a package's cases name besides the applicant, `agent` included.
+    Raises InvalidArgument for a malformed list."""
+    roles = {}
+    for party in pkg.get("parties") or []:
+        if not isinstance(party, dict):
+            raise InvalidArgument(f"a party of package {pkg.get('code', '?')} must be a mapping with a role ({party!r})")
+        role = party.get("role")
+        if not isinstance(role, str) or not ROLE_RE.fullmatch(role):
+            raise InvalidArgument(f"party role {role!r} of package {pkg.get('code', '?')} must be 2-32 lower-case "
+                                  "letters or _ (e.g. deceased, buyer)")
+        if role == APPLICANT:
+            raise InvalidArgument(f"package {pkg.get('code', '?')}: the applicant is not a party to declare; "
+                                  "every case names its applicant")
+        if role in roles:
+            raise InvalidArgument(f"package {pkg.get('code', '?')}: party {role} is declared twice")
+        if not party.get("name"):
+            raise InvalidArgument(f"package {pkg.get('code', '?')}: party {role} needs a name (e.g. 逝者)")
+        kind = party.get("id_kind", "any")
+        if kind not in ID_KINDS:
+            raise InvalidArgument(f"package {pkg.get('code', '?')}: party {role}: id_kind {kind!r} is not one of "
+                                  f"{', '.join(ID_KINDS)}")
+        roles[role] = {"role": role, "name": str(party["name"]), "id_kind": kind,
+                       "required": bool(party.get("required", False))}
+    roles.setdefault(AGENT["role"], dict(AGENT))
+    return roles
+
+
+def _check_result_parties(result, where, roles):
+    """The result's holder must be the applicant or a party every case names (a required one); what
+    it supersedes must be a licence of a party the package knows."""
+    holder = result.get("holder_party", APPLICANT)
+    if holder != APPLICANT and not (roles.get(holder) or {}).get("required"):
+        known = [APPLICANT] + [r for r, p in roles.items() if p["required"]]
+        raise InvalidArgument(f"{where}: holder_party {holder!r} is not the applicant or a required party of the "
+                              f"package ({', '.join(known)}): every case must name the holder of its result")
+    sup = result.get("supersedes")
+    if sup is None:
+        return
+    if not isinstance(sup, dict) or not sup.get("party"):
+        raise InvalidArgument(f"{where}: supersedes names the party whose licence the result replaces "
+                              "(e.g. supersedes: {party: seller})")
+    if result.get("type") != "RESULT_TYPE_LICENSE":
+        raise InvalidArgument(f"{where}: only a licence result can supersede a licence")
+    if sup["party"] != APPLICANT and sup["party"] not in roles:
+        raise InvalidArgument(f"{where}: supersedes a licence of party {sup['party']!r}, which the package does not "
+                              f"name (it names: {', '.join([APPLICANT] + list(roles))})")
+    unknown = set(sup) - {"party", "license_type_code"}
+    if unknown:
+        raise InvalidArgument(f"{where}: supersedes takes party and license_type_code, not {', '.join(sorted(unknown))}")
+
+
+def _result_view(result):
+    """An item's result with its holder and what it supersedes spelled out."""
+    out = dict(result or {})
+    out["holder_party"] = out.get("holder_party") or APPLICANT
+    if out.get("supersedes"):
+        out["supersedes"] = {"party": out["supersedes"]["party"],
+                             "license_type_code": out["supersedes"].get("license_type_code")
+                             or out.get("license_type_code", "")}
+    return out
 
 
 def validate_package(pkg, departments, fields=None, where=None):
@@ -238,15 +313,19 @@ def validate_package(pkg, departments, fields=None, where=None):
         if ch not in CHANNELS:
             raise InvalidArgument(f"{where}: delivery channel {ch!r} is not one of {', '.join(CHANNELS)}")
     fields = fields if fields is not None else {k: {} for i in pkg["items"] for k in i.get("form_fields", [])}
+    try:
+        roles = party_roles(pkg)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc.message}") from None
     materials = {}
     for m in pkg.get("materials", []):
-        _check_material(m, where)
+        _check_material(m, where, roles)
         materials[m["code"]] = m
     for s in pkg.get("situations", []):
         _check_situation(s, where)
     seen = set()
     for item in pkg["items"]:
-        _check_item(item, where, departments, materials, fields)
+        _check_item(item, where, departments, materials, fields, roles)
         if item["code"] in seen:
             raise InvalidArgument(f"{where}: item {item['code']} is listed twice")
         seen.add(item["code"])
@@ -304,7 +383,7 @@ def validate_definition(defn):
         for dept, body in (ov.get("implementing_bodies") or {}).items():
             _check_body(body, f"{where}: implementing body of {dept}")
         for m in ov.get("add_materials", []) or []:
-            _check_material(m, where)
+            _check_material(m, where, party_roles(defn["base"]))
         for s in ov.get("add_situations", []) or []:
             _check_situation(s, where)
     home = defn["home"]
@@ -424,8 +503,9 @@ def resolve(defn, region_code, answers=None, held_license_types=(), version=None
 
     if strict:
         where = f"{defn['code']} in {region_code}"
+        roles = party_roles(base)
         for i in items:
-            _check_item(i, where, defn["departments"], materials, defn["fields"])
+            _check_item(i, where, defn["departments"], materials, defn["fields"], roles)
         raw_situations = list(base.get("situations", []))
         for level in below:
             raw_situations += (defn["overlays"].get(level) or {}).get("add_situations", []) or []
@@ -460,6 +540,7 @@ def resolve(defn, region_code, answers=None, held_license_types=(), version=None
                 needs.append(m)
         out = {k: v for k, v in item.items() if k not in ("form_fields", "separately", "material_codes")}
         out.update({
+            "result": _result_view(item.get("result")),
             "prerequisites": [p for p in item.get("prerequisites", []) if p in chosen_codes],
             "material_codes": needs,
             "form_field_keys": list(item.get("form_fields", [])),
@@ -477,7 +558,7 @@ def resolve(defn, region_code, answers=None, held_license_types=(), version=None
         out_items.append(out)
 
     def material_view(code, item_codes):
-        return dict(materials[code], item_codes=item_codes)
+        return dict(materials[code], item_codes=item_codes, party=materials[code].get("party") or APPLICANT)
 
     depts = []
     for code in [base["lead_department"]] + [i["department_code"] for i in selected]:
@@ -501,6 +582,7 @@ def resolve(defn, region_code, answers=None, held_license_types=(), version=None
         "source_level": home, "levels": levels, "situations": situations, "skipped_items": skipped,
         "conditions": list(base.get("conditions", [])), "delivery_channels": list(base.get("delivery_channels", [])),
         "policy": base.get("policy", ""), "trips": int(base.get("trips", 1)),
+        "parties": list(party_roles(base).values()),
     }
 
 
@@ -654,6 +736,9 @@ def notice_text(pkg, step_list, figures):
         lines.append(f"政策依据：{pkg['policy']}")
     lines.append("一、申请条件")
     lines += [f"  {n}. {c}" for n, c in enumerate(pkg["conditions"], 1)] or ["  无特别条件"]
+    named = [p for p in pkg.get("parties", []) if p.get("required")]
+    if named:  # whom the case is about: each named with name and ID number at submission
+        lines.append("  申请时须填写当事人：" + "、".join(f"{p['name']}（{p['role']}）" for p in named))
     lines.append("二、情形")
     for s in pkg["situations"]:
         label = next((a["label"] for a in s["answers"] if a["value"] == s["answer"]), s["answer"])

@@ -18,6 +18,7 @@ names (code, version) always gets the same resolution.
 import datetime
 
 from services.catalog import domain
+from services.common.audit import MemoryAuditLog
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 STATUS_ENUM = {"draft": "VERSION_STATUS_DRAFT", "published": "VERSION_STATUS_PUBLISHED",
@@ -36,9 +37,11 @@ def version_view(doc):
 
 
 class Catalog:
-    def __init__(self, store, bus=None, reader=None, data_dir=None):
+    def __init__(self, store, bus=None, reader=None, data_dir=None, audit=None):
         from services.catalog.store import read_catalog
         self.store, self.bus = store, bus
+        # the audit log (services.common.audit): publish, retire and reload
+        self.audit = audit or MemoryAuditLog("catalog")
         self.reader = reader or read_catalog
         self.data_dir = data_dir
         self.serves = None  # region_code -> bool: which regions this site serves (None: all)
@@ -57,7 +60,13 @@ class Catalog:
             changes.append(self._record(code, d, domain.digest(d)))
         return changes
 
-    reload = load
+    def reload(self, data_dir=None, actor=None):
+        """load(), asked for by an operator (ReloadCatalog): recorded in the audit log with what changed."""
+        with self.audit.attempt(actor, "catalog.reload", "") as details:
+            changes = self.load(data_dir)
+            details["changes"] = [f"{code} v{version} {outcome}" for code, version, outcome in changes
+                                  if outcome != "unchanged"]
+        return changes
 
     def _record(self, code, definition, digest):
         for _ in range(3):  # another api process may store the same version at the same moment
@@ -82,7 +91,13 @@ class Catalog:
             raise NotFound(f"there is no package {code!r}")
         return [version_view(v) for v in found]
 
-    def publish(self, code, version=0):
+    def publish(self, code, version=0, actor=None):
+        with self.audit.attempt(actor, "catalog.publish", code, version=int(version or 0)) as details:
+            published = self._publish(code, version)
+            details["version"] = published["version"]
+        return published
+
+    def _publish(self, code, version=0):
         draft = self.store.version(code, version) if version else self.store.latest(code, "draft")
         if draft is None or draft["status"] != "draft":
             if draft is None and not self.store.versions(code):
@@ -97,7 +112,13 @@ class Catalog:
                 self.store.set_status(code, older["version"], "published", "retired")
         return version_view(self.store.version(code, draft["version"]))
 
-    def retire(self, code, version=0):
+    def retire(self, code, version=0, actor=None):
+        with self.audit.attempt(actor, "catalog.retire", code, version=int(version or 0)) as details:
+            retired = self._retire(code, version)
+            details["version"] = retired["version"]
+        return retired
+
+    def _retire(self, code, version=0):
         doc = self.store.version(code, version) if version else self.store.latest(code, "published")
         if doc is None:
             if not self.store.versions(code):

@@ -136,3 +136,10 @@ class CatalogStore:
 
     def flush_outbox(self, code, version, bus, entries=None):
         return flush_outbox(PackageVersionDoc, f"{code}:{version}", bus, entries)
+
+    def drop_retired_events(self, event_types):
+        """Outbox entries of event types that no longer exist (`package_published`, which nothing
+        consumed) would stay pending for ever now that publishes are mandatory: remove them."""
+        return PackageVersionDoc._get_collection().update_many(
+            {"outbox.event_type": {"$in": list(event_types)}},
+            {"$pull": {"outbox": {"event_type": {"$in": list(event_types)}}}}).modified_count

@@ -6,7 +6,10 @@ from nameko.timer import timer
 
 from services.catalog.wiring import build_catalog
 from services.common.mongo import sweep_outbox
+from services.common.config import refuse_defaults_in_production
 from services.common.worker import SWEEP_SECONDS, Component, Tracing
+
+refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 
 class CatalogWorker:

@@ -15,7 +15,8 @@ def check_address(address):
     if not (address.get("recipient") or "").strip():
         raise InvalidArgument("mail delivery needs the recipient's name")
     if not _MOBILE.fullmatch(address.get("phone") or ""):
-        raise InvalidArgument(f"the recipient's phone {address.get('phone', '')!r} is not an 11-digit mobile number")
+        # the number is not repeated back (it would end up in logs and spans)
+        raise InvalidArgument("the recipient's phone is not an 11-digit mobile number")
     if not _REGION.fullmatch(address.get("region_code") or ""):
         raise InvalidArgument("the address needs its 6-digit region code (GB/T 2260), e.g. 440106")
     if len((address.get("line") or "").strip()) < 5:

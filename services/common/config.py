@@ -73,6 +73,47 @@ class Settings:
     # fault injection for tests: "<point>" names a place where the process exits on purpose
     fault: str = field(default_factory=lambda: _env("ONETHING_FAULT", ""))
 
+    # who may do what (services/common/auth.py, services/common/policy.py) -----------------------
+    # "production" refuses default credentials and the local development key at start-up
+    profile: str = field(default_factory=lambda: _env("ONETHING_PROFILE", "local"))
+    # the identity provider's key pair (a service needs only the public one); empty: var/auth/
+    auth_public_key_file_spec: str = field(default_factory=lambda: _env("ONETHING_AUTH_PUBLIC_KEY_FILE", ""))
+    auth_private_key_file_spec: str = field(default_factory=lambda: _env("ONETHING_AUTH_PRIVATE_KEY_FILE", ""))
+    # more trusted public keys, as a JWK set (key rotation: old and new keys both verify); empty:
+    # var/auth/jwks.json when it exists
+    auth_jwks_file_spec: str = field(default_factory=lambda: _env("ONETHING_AUTH_JWKS_FILE", ""))
+    auth_issuer: str = field(default_factory=lambda: _env("ONETHING_AUTH_ISSUER", "onething-idp"))
+    auth_audience: str = field(default_factory=lambda: _env("ONETHING_AUTH_AUDIENCE", "onething-api"))
+    # no token may live longer than this (exp - iat), whoever signed it
+    auth_max_token_seconds: int = field(default_factory=lambda: int(_env("ONETHING_AUTH_MAX_TOKEN_SECONDS",
+                                                                         str(12 * 3600))))
+    auth_clock_skew_seconds: int = field(default_factory=lambda: int(_env("ONETHING_AUTH_CLOCK_SKEW_SECONDS", "60")))
+    # the token a service presents when it calls another service (issued by the identity
+    # provider, refreshed by the platform); empty: minted with the local key (local profile only)
+    service_token_file: str = field(default_factory=lambda: _env("ONETHING_SERVICE_TOKEN_FILE", ""))
+
+    # the api role's gRPC transport ------------------------------------------------------------
+    grpc_bind_host: str = field(default_factory=lambda: _env("ONETHING_GRPC_BIND_HOST", "127.0.0.1"))
+    # TLS: the server's certificate and key (both set: the api serves TLS only)
+    grpc_tls_cert_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CERT_FILE", ""))
+    grpc_tls_key_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_KEY_FILE", ""))
+    # the CA that signs the apis' certificates (clients trust it) and, under mutual TLS, the
+    # clients' certificates (the server checks them against it)
+    grpc_tls_ca_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CA_FILE", ""))
+    # mutual TLS: the server refuses a client without a certificate its CA signed
+    grpc_tls_client_auth: bool = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CLIENT_AUTH", "0") == "1")
+    # what a client (a service calling another, a tool) presents under mutual TLS
+    grpc_tls_client_cert_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CLIENT_CERT_FILE", ""))
+    grpc_tls_client_key_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CLIENT_KEY_FILE", ""))
+    # clients connect with TLS ("1"); default: when a CA file is set
+    grpc_tls_spec: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS", ""))
+    # the name the clients expect in the servers' certificates, when it is not the host they dial
+    grpc_tls_server_name: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_SERVER_NAME", ""))
+
+    # WINDOW pickups: after this many wrong codes in a row, ConfirmPickup is locked for a while
+    pickup_max_attempts: int = field(default_factory=lambda: int(_env("ONETHING_PICKUP_MAX_ATTEMPTS", "5")))
+    pickup_lock_minutes: float = field(default_factory=lambda: float(_env("ONETHING_PICKUP_LOCK_MINUTES", "30")))
+
     def serves(self, region_code):
         """True when a case of `region_code` is this site's to handle."""
         if self.served_regions_spec:
@@ -88,6 +129,38 @@ class Settings:
     @property
     def spans_dir(self):
         return os.path.join(self.var_dir, "spans")
+
+    @property
+    def production(self):
+        return self.profile == "production"
+
+    @property
+    def auth_dir(self):
+        return os.path.join(self.infra_dir, "auth")
+
+    @property
+    def auth_public_key_file(self):
+        return self.auth_public_key_file_spec or os.path.join(self.auth_dir, "idp_ed25519.pub")
+
+    @property
+    def auth_private_key_file(self):
+        return self.auth_private_key_file_spec or os.path.join(self.auth_dir, "idp_ed25519.key")
+
+    @property
+    def auth_jwks_file(self):
+        return self.auth_jwks_file_spec or os.path.join(self.auth_dir, "jwks.json")
+
+    @property
+    def grpc_tls_server(self):
+        """The api serves TLS (a certificate and its key are set)."""
+        return bool(self.grpc_tls_cert_file and self.grpc_tls_key_file)
+
+    @property
+    def grpc_tls(self):
+        """Clients connect with TLS."""
+        if self.grpc_tls_spec:
+            return self.grpc_tls_spec == "1"
+        return bool(self.grpc_tls_ca_file)
 
     def db_name(self, service):
         return f"{self.db_prefix}{service}"
@@ -114,5 +187,61 @@ def region_within(code, ancestor):
     return False
 
 
+def region_prefix(ancestor):
+    """The digits every code within `ancestor` shares, by the level of `ancestor` (GB/T 2260): 440000
+    -> "44", 440100 -> "4401", 440106 -> "440106"; for store queries that must agree with
+    region_within (None for a code that is not 6 digits: nothing is within it)."""
+    if not (isinstance(ancestor, str) and len(ancestor) == 6 and ancestor.isdigit()):
+        return None
+    if ancestor.endswith("0000"):
+        return ancestor[:2]
+    if ancestor.endswith("00"):
+        return ancestor[:4]
+    return ancestor
+
+
 def settings():
     return Settings()
+
+
+LOCAL_S3_SECRET = "onething-local-secret"
+
+
+def production_problems(s=None, role="api"):
+    """What a production process must not run with: the default S3 secret, RabbitMQ's guest user,
+    the local development key of the identity provider (var/auth), the identity provider's private
+    key within the process's reach. Empty outside the production profile."""
+    from urllib.parse import urlparse
+    s = s or settings()
+    if not s.production:
+        return []
+    problems = []
+    if s.s3_secret_key == LOCAL_S3_SECRET:
+        problems.append("ONETHING_S3_SECRET_KEY is the local default secret")
+    amqp = urlparse(s.amqp_uri)
+    if (amqp.username or "guest") == "guest" or amqp.password in (None, "", "guest"):
+        problems.append("ONETHING_AMQP_URI uses RabbitMQ's default guest user (or no password)")
+    local_dir = os.path.realpath(s.auth_dir)
+    if not s.auth_public_key_file_spec and not s.auth_jwks_file_spec:
+        problems.append("no identity provider key is configured (ONETHING_AUTH_PUBLIC_KEY_FILE or "
+                        "ONETHING_AUTH_JWKS_FILE); the local development key in var/auth is refused")
+    for spec, name in ((s.auth_public_key_file_spec, "ONETHING_AUTH_PUBLIC_KEY_FILE"),
+                       (s.auth_jwks_file_spec, "ONETHING_AUTH_JWKS_FILE")):
+        if spec and os.path.dirname(os.path.realpath(spec)) == local_dir:
+            problems.append(f"{name} points into the local development key folder {s.auth_dir}")
+    if os.path.exists(s.auth_private_key_file):
+        problems.append(f"the identity provider's private key {s.auth_private_key_file} is within reach of "
+                        "this process; services verify tokens, they never sign them")
+    if role == "api" and s.grpc_bind_host not in ("127.0.0.1", "::1", "localhost") and not s.grpc_tls_server:
+        problems.append(f"the api binds {s.grpc_bind_host} without TLS (set ONETHING_GRPC_TLS_CERT_FILE and "
+                        "ONETHING_GRPC_TLS_KEY_FILE)")
+    return problems
+
+
+def refuse_defaults_in_production(role="api"):
+    """Called once at the start of every api, worker and desk process: under ONETHING_PROFILE=production
+    a process with default credentials or the local development key does not start."""
+    problems = production_problems(role=role)
+    if problems:
+        raise SystemExit("refusing to start in the production profile (ONETHING_PROFILE=production):\n  - "
+                         + "\n  - ".join(problems))

@@ -1,18 +1,50 @@
 """Native grpcio server for the api role: health checking, server reflection, a server span per
-call continuing the caller's trace, and domain errors mapped to gRPC status codes."""
+call continuing the caller's trace, and domain errors mapped to gRPC status codes.
+
+Every call goes through one interceptor, before any handler runs:
+- who is calling: the RPC's access policy (services/common/policy.py: the roles that may call it;
+  an RPC without a policy is refused), the bearer token (missing, expired, forged, alg none, an
+  unknown key: UNAUTHENTICATED), the role (PERMISSION_DENIED); the verified caller is then current
+  for the handler (`policy.current()`), which applies the RPC's ownership rule; nothing is parsed
+  for a caller refused here;
+- the request bytes are parsed here (not by grpcio, which answers bytes it cannot parse, such as
+  invalid UTF-8 in a string field, with INTERNAL/UNKNOWN): what cannot be parsed is INVALID_ARGUMENT,
+  naming the field that holds invalid UTF-8;
+- the parsed message is walked field by field with its descriptor (services/common/limits.py):
+  every string, bytes, repeated and map field against its size limit, every enum against its
+  declared values; a violation is INVALID_ARGUMENT naming the field and the limit;
+- streams take a slot of their own kind (client streams: uploads; server streams: watches), per
+  caller and overall, well below the thread pool, so unary calls always have threads left
+  (RESOURCE_EXHAUSTED when none is free); a client stream that sends nothing for a while, and any
+  stream that lasts too long, is ended with DEADLINE_EXCEEDED (services/common/streams.py).
+Refusals follow the richer gRPC error model: besides code and message, a google.rpc.Status in the
+`grpc-status-details-bin` trailer with google.rpc.BadRequest (the fields and why), RetryInfo (for
+capacity) and google.rpc.LocalizedMessage (zh-CN, for the person at the window).
+
+The server binds ONETHING_GRPC_BIND_HOST (127.0.0.1) and serves TLS when a certificate and key are
+set (ONETHING_GRPC_TLS_CERT_FILE / _KEY_FILE), mutual TLS with ONETHING_GRPC_TLS_CLIENT_AUTH=1 (client
+certificates checked against ONETHING_GRPC_TLS_CA_FILE)."""
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
+from dataclasses import replace
 
 import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
-from services.common import telemetry
-from services.common.errors import DomainError
+from services.common import limits, policy, telemetry
+from services.common.config import refuse_defaults_in_production, settings
+from services.common.errors import DeadlineExceeded, DomainError, FieldViolation, InvalidArgument, ZH_FALLBACK
+from services.common.streams import DeadlineContext, StreamGate, StreamLimits, guarded
 
 log = logging.getLogger(__name__)
+ZH_LOCALE = "zh-CN"
 
 
 def _unavailable_errors():
@@ -30,7 +62,115 @@ def _context_from_metadata(grpc_context):
     return telemetry.extract_context(carrier)
 
 
-def _wrap(behavior, method, streaming_response):
+# --- the richer error model -----------------------------------------------------------------------
+
+def rich_status(code_name, message, violations=(), zh=None, retry_after_s=None):
+    """A grpc.Status whose trailing metadata carries google.rpc.Status with BadRequest (when
+    fields are named), RetryInfo (when a retry later may work) and LocalizedMessage (zh-CN: the
+    error's own Chinese message or its code's fallback)."""
+    code = getattr(grpc.StatusCode, code_name)
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if violations:
+        bad = error_details_pb2.BadRequest()
+        for v in violations:
+            fv = bad.field_violations.add(field=v.field, description=v.description, reason=v.reason)
+            if v.zh:
+                fv.localized_message.CopyFrom(error_details_pb2.LocalizedMessage(locale=ZH_LOCALE, message=v.zh))
+        status.details.add().Pack(bad)
+    if retry_after_s:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after_s * 1e9))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    status.details.add().Pack(error_details_pb2.LocalizedMessage(
+        locale=ZH_LOCALE, message=zh or ZH_FALLBACK.get(code_name, ZH_FALLBACK["INTERNAL"])))
+    return rpc_status.to_status(status)
+
+
+# --- reading requests -----------------------------------------------------------------------------
+
+def _descriptor_of(parse):
+    return getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+
+
+def parse_request(parse, raw):
+    """The request message from its wire bytes, checked against the limits and enum ranges; any
+    problem is InvalidArgument naming the field."""
+    if parse is None:
+        return raw
+    descriptor = _descriptor_of(parse)
+    try:
+        message = parse(raw)
+    except Exception:  # noqa: BLE001 - google.protobuf DecodeError and its relatives
+        name = descriptor.name if descriptor is not None else "request"
+        path = limits.invalid_utf8_path(descriptor, raw) if descriptor is not None else None
+        if path:
+            raise InvalidArgument(
+                f"{path} is not valid UTF-8 text; text fields must be UTF-8",
+                violations=[FieldViolation(path, "not valid UTF-8 text", f"字段 {path} 含有无效的文字编码（须为 UTF-8）。",
+                                           "INVALID_UTF8")]) from None
+        raise InvalidArgument(f"the request could not be read as a {name} message (not protobuf, or a text field "
+                              "is not valid UTF-8)", zh="请求格式有误，无法读取，请检查后重新提交。") from None
+    violations = limits.check_message(message)
+    if violations:
+        more = f" (and {len(violations) - 1} more problems)" if len(violations) > 1 else ""
+        zh_more = f"（另有 {len(violations) - 1} 处问题）" if len(violations) > 1 else ""
+        raise InvalidArgument(violations[0].description + more, violations=violations,
+                              zh=violations[0].zh + zh_more)
+    return message
+
+
+# --- streams ------------------------------------------------------------------------------------
+
+def _peer_host(peer):
+    """ipv4:127.0.0.1:5555 -> 127.0.0.1; ipv6:[::1]:5555 -> [::1]; the port differs per connection,
+    the caller does not."""
+    peer = (peer or "").replace("%5B", "[").replace("%5D", "]")
+    scheme, _, rest = peer.partition(":")
+    if scheme in ("ipv4", "ipv6") and ":" in rest:
+        return rest.rsplit(":", 1)[0]
+    return peer
+
+
+def caller_of(context):
+    """Who holds stream slots: the verified token's subject, else the peer's address."""
+    verified = policy.current_or_none()
+    if verified is not None and verified.actor is not None:
+        return "sub:" + verified.sub
+    metadata = context.invocation_metadata() or ()
+    if any(k == "authorization" for k, _ in metadata):
+        try:
+            from services.common import auth
+            return "sub:" + auth.actor_from_metadata(metadata).sub
+        except Exception:  # noqa: BLE001 - a bad token counts as its peer; the handler decides on it
+            pass
+    return "peer:" + _peer_host(context.peer())
+
+
+class StreamGuard:
+    """The slots of one api server's streams and their time limits."""
+
+    def __init__(self, stream_limits):
+        self.limits = stream_limits
+        self.uploads = StreamGate("uploads", stream_limits.uploads_total, stream_limits.uploads_per_caller,
+                                  stream_limits.retry_after_s)
+        self.watches = StreamGate("watches", stream_limits.watches_total, stream_limits.watches_per_caller,
+                                  stream_limits.retry_after_s)
+
+    def open(self, gate, context):
+        release = gate.acquire(caller_of(context))
+        context.add_callback(release)  # given back when the call ends, however it ends
+        return release
+
+
+# --- the wrapper around every method ------------------------------------------------------------
+
+def _wrap(behavior, method, parse, request_streaming, response_streaming, guard, policies=None):
+    def who(context, span):
+        """The gate of the access policy; the verified caller, bound for the handler."""
+        caller = policy.authorize(method, context.invocation_metadata(), policies)
+        span.set_attribute("enduser.role", caller.role)
+        return caller
+
     def start_span(context):
         span = telemetry.tracer().start_as_current_span(
             method, context=_context_from_metadata(context), kind=telemetry.trace.SpanKind.SERVER,
@@ -40,7 +180,7 @@ def _wrap(behavior, method, streaming_response):
     def abort(span, exc, context):
         span.set_attribute("rpc.grpc.status_code", exc.code)
         span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, exc.message))
-        context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
+        context.abort_with_status(rich_status(exc.code, exc.message, exc.violations, exc.zh, exc.retry_after_s))
 
     def abort_unexpected(span, exc, context):
         """Anything not a domain error: the store or the object storage away is UNAVAILABLE (worth a
@@ -48,16 +188,28 @@ def _wrap(behavior, method, streaming_response):
         ref = format(span.get_span_context().trace_id, "032x")
         span.record_exception(exc)
         unavailable = isinstance(exc, _UNAVAILABLE)
-        code = grpc.StatusCode.UNAVAILABLE if unavailable else grpc.StatusCode.INTERNAL
+        code = "UNAVAILABLE" if unavailable else "INTERNAL"
         span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, repr(exc)))
         log.error("%s failed (trace %s)", method, ref, exc_info=exc)
-        context.abort(code, ("a store the service needs is not answering; try again shortly" if unavailable
-                             else "the service failed") + f" (trace {ref})")
+        context.abort_with_status(rich_status(code, ("a store the service needs is not answering; try again shortly"
+                                                     if unavailable else "the service failed") + f" (trace {ref})"))
 
-    def unary(request_or_iterator, context):
+    def requests_of(raw, context, deadline):
+        """The request (unary) or the checked messages of the client stream, within its limits."""
+        if not request_streaming:
+            return parse_request(parse, raw)
+        guard.open(guard.uploads, context)
+        return (parse_request(parse, r) for r in guarded(raw, guard.limits.idle_s, deadline, "upload"))
+
+    def unary(raw, context):
         with start_span(context) as span:
             try:
-                return behavior(request_or_iterator, context)
+                bound = policy.bind(who(context, span))
+                try:
+                    deadline = time.monotonic() + guard.limits.max_s
+                    return behavior(requests_of(raw, context, deadline), context)
+                finally:
+                    policy.unbind(bound)
             except DomainError as exc:
                 abort(span, exc, context)
             except grpc.RpcError:
@@ -67,7 +219,7 @@ def _wrap(behavior, method, streaming_response):
                     raise
                 abort_unexpected(span, exc, context)
 
-    def streaming(request_or_iterator, context):
+    def streaming(raw, context):
         # the span is current only while the handler runs between two messages, and ends when the
         # stream ends, fails or the client goes away, whichever comes first
         span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
@@ -80,53 +232,122 @@ def _wrap(behavior, method, streaming_response):
                 span.end()
 
         context.add_callback(end_once)
-        iterator = iter(behavior(request_or_iterator, context))
+        deadline = time.monotonic() + guard.limits.max_s
+        limited = DeadlineContext(context, deadline)
+        iterator = caller = None
         try:
             while True:
                 with telemetry.trace.use_span(span, end_on_exit=False, record_exception=False,
                                               set_status_on_exception=False):
+                    bound = None
                     try:
+                        if iterator is None:
+                            caller = who(context, span)
+                            bound = policy.bind(caller)
+                            argument = requests_of(raw, context, deadline)
+                            if not request_streaming:
+                                guard.open(guard.watches, context)
+                            iterator = iter(behavior(argument, limited))
+                        elif limited.expired():
+                            raise _stream_expired(guard.limits.max_s)
+                        else:
+                            bound = policy.bind(caller)
                         item = next(iterator)
                     except StopIteration:
+                        if limited.expired() and context.is_active():
+                            abort(span, _stream_expired(guard.limits.max_s), context)
                         return
                     except DomainError as exc:
                         abort(span, exc, context)
+                    except grpc.RpcError:
+                        raise
                     except Exception as exc:
                         if context.code() is not None:
                             raise
                         abort_unexpected(span, exc, context)
+                    finally:
+                        if bound is not None:
+                            policy.unbind(bound)
                 yield item
         finally:
             end_once()
 
-    return streaming if streaming_response else unary
+    return streaming if response_streaming else unary
+
+
+def _stream_expired(max_s):
+    return DeadlineExceeded(f"the stream reached the server's time limit of {max_s:g} s; open it again to go on",
+                            zh="连接时间已达上限，请重新打开。")
 
 
 class _Interceptor(grpc.ServerInterceptor):
+    def __init__(self, guard, policies=None):
+        self.guard = guard
+        self.policies = policies
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
         method = handler_call_details.method
+        parse = handler.request_deserializer
+        # grpcio hands the raw bytes over (no deserializer): they are parsed inside the wrapper,
+        # where a request that cannot be read is INVALID_ARGUMENT rather than grpcio's INTERNAL
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap(handler.unary_unary, method, False), handler.request_deserializer, handler.response_serializer)
+                _wrap(handler.unary_unary, method, parse, False, False, self.guard, self.policies), None,
+                handler.response_serializer)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap(handler.stream_unary, method, False), handler.request_deserializer, handler.response_serializer)
+                _wrap(handler.stream_unary, method, parse, True, False, self.guard, self.policies), None,
+                handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap(handler.unary_stream, method, True), handler.request_deserializer, handler.response_serializer)
+                _wrap(handler.unary_stream, method, parse, False, True, self.guard, self.policies), None,
+                handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            _wrap(handler.stream_stream, method, True), handler.request_deserializer, handler.response_serializer)
+            _wrap(handler.stream_stream, method, parse, True, True, self.guard, self.policies), None,
+            handler.response_serializer)
+
+
+def server_credentials(s=None):
+    """TLS credentials of the api server from the settings (None: plaintext): its certificate and
+    key; under mutual TLS the CA that signs the clients' certificates, and a client without one is
+    refused during the handshake."""
+    s = s or settings()
+    if not s.grpc_tls_server:
+        if s.grpc_tls_client_auth:
+            raise RuntimeError("mutual TLS (ONETHING_GRPC_TLS_CLIENT_AUTH=1) needs the server's certificate and key "
+                               "(ONETHING_GRPC_TLS_CERT_FILE, ONETHING_GRPC_TLS_KEY_FILE)")
+        return None
+
+    def read(path):
+        with open(path, "rb") as fh:
+            return fh.read()
+    ca = read(s.grpc_tls_ca_file) if s.grpc_tls_ca_file else None
+    if s.grpc_tls_client_auth and ca is None:
+        raise RuntimeError("mutual TLS (ONETHING_GRPC_TLS_CLIENT_AUTH=1) needs the CA of the clients' certificates "
+                           "(ONETHING_GRPC_TLS_CA_FILE)")
+    return grpc.ssl_server_credentials([(read(s.grpc_tls_key_file), read(s.grpc_tls_cert_file))],
+                                       root_certificates=ca, require_client_auth=s.grpc_tls_client_auth)
 
 
 class ApiServer:
-    """One grpcio server: the service's servicers plus health and reflection."""
+    """One grpcio server: the service's servicers plus health and reflection. `policies`: the
+    access policy table (services/common/policy.py; the registry unless a test brings its own);
+    `host`: the bind address (ONETHING_GRPC_BIND_HOST unless given)."""
 
-    def __init__(self, port, registrations, service_names, host="127.0.0.1", max_workers=16):
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                                  interceptors=[_Interceptor()],
+    def __init__(self, port, registrations, service_names, host=None, max_workers=None,
+                 stream_limits=None, policies=None):
+        refuse_defaults_in_production("api")
+        s = settings()
+        host = s.grpc_bind_host if host is None else host
+        stream_limits = stream_limits or StreamLimits.from_settings(settings())
+        if max_workers:
+            stream_limits = replace(stream_limits, threads=max_workers).checked()
+        self.stream_guard = StreamGuard(stream_limits)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=stream_limits.threads),
+                                  interceptors=[_Interceptor(self.stream_guard, policies)],
                                   options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
         for add, servicer in registrations:
             add(servicer, self.server)
@@ -135,13 +356,17 @@ class ApiServer:
         names = list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         self.service_names = service_names
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+        credentials = server_credentials(s)
+        self.tls = credentials is not None
+        self.port = (self.server.add_secure_port(address, credentials) if credentials is not None
+                     else self.server.add_insecure_port(address))
 
     def start(self):
         self.server.start()
         for name in list(self.service_names) + [""]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("gRPC api serving on port %s", self.port)
+        log.info("gRPC api serving on port %s (%s)", self.port, "TLS" if self.tls else "plaintext")
         return self
 
     def stop(self, grace=2.0):

@@ -26,8 +26,14 @@ def citizen_id_problem(value):
         return f"the birth date {body[6:14]} in the citizen ID number is not a real date"
     expected = citizen_id_check_digit(body)
     if check != expected:
-        return f"the check digit of citizen ID number {value} is wrong (expected {expected})"
+        # the number itself is not repeated (it ends up in logs and spans): its masked form is
+        return f"the check digit of citizen ID number {_masked(value)} is wrong (expected {expected})"
     return None
+
+
+def _masked(value):
+    from services.common.privacy import mask_id
+    return mask_id(value)
 
 
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -49,6 +55,24 @@ def credit_code_problem(value):
     expected = credit_code_check_char(value[:17])
     if value[17] != expected:
         return f"the check character of credit code {value} is wrong (expected {expected})"
+    return None
+
+
+# GB/T 36903 holder code types (证照持有人代码类型) of a licence, written here once: a citizen is
+# identified by the GB 11643 ID number, an enterprise or other organisation by the GB 32100 unified
+# social credit code.
+CODE_TYPE_CITIZEN_ID = "111"
+CODE_TYPE_CREDIT_CODE = "001"
+CODE_TYPES = {CODE_TYPE_CITIZEN_ID: "居民身份证", CODE_TYPE_CREDIT_CODE: "统一社会信用代码"}
+
+
+def code_type_of(value):
+    """The holder code type of an identifier from its shape and check character, or None when it
+    is neither a valid citizen ID number nor a valid unified social credit code."""
+    if citizen_id_problem(value) is None:
+        return CODE_TYPE_CITIZEN_ID
+    if credit_code_problem(value) is None:
+        return CODE_TYPE_CREDIT_CODE
     return None
 
 

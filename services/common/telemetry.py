@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from services.common.config import settings
+from services.common.privacy import install_log_masking, mask_text
 
 CASE_ATTR = "onething.case_no"
 _provider = None
@@ -20,7 +21,9 @@ _service = None
 
 
 class JsonLinesExporter(SpanExporter):
-    """Appends finished spans to one file per process; one JSON object per line."""
+    """Appends finished spans to one file per process; one JSON object per line. Text attributes and
+    the error description are masked (services.common.privacy): no identity number or phone is
+    written, whatever a caller put into a span."""
 
     def __init__(self, path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -41,8 +44,9 @@ class JsonLinesExporter(SpanExporter):
                 "start_ns": span.start_time,
                 "end_ns": span.end_time,
                 "status": span.status.status_code.name,
-                "error": span.status.description or "",
-                "attributes": {k: v for k, v in (span.attributes or {}).items()
+                "error": mask_text(span.status.description or ""),
+                "attributes": {k: mask_text(v) if isinstance(v, str) else v
+                               for k, v in (span.attributes or {}).items()
                                if isinstance(v, (str, int, float, bool))},
             }, ensure_ascii=False))
         with self._lock, open(self._path, "a", encoding="utf-8") as fh:
@@ -56,6 +60,7 @@ class JsonLinesExporter(SpanExporter):
 def setup(service_name):
     """Install the tracer provider of this process once; returns a tracer."""
     global _provider, _service
+    install_log_masking()  # every process sets up telemetry: its log records are masked from here on
     if _provider is None:
         _service = service_name
         _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))

@@ -1,10 +1,15 @@
-"""delivery api role: native grpcio server."""
+"""delivery api role: native grpcio server. The applicant reads their own delivery, with its pickup
+code and download links; window clerks of the delivery's region read it without them and move it on
+(pickup, dispatch, re-dispatch, the carrier's reports); the clerk is the token's subject, never a
+request field (services/common/policy.py)."""
 from google.protobuf import json_format
 
 from onething.delivery.v1 import delivery_pb2 as pb, delivery_pb2_grpc as pb_grpc
-from services.common import telemetry
+from services.common import policy, telemetry
 from services.common.config import settings
+from services.common.errors import NotFound, PermissionDenied
 from services.common.grpc_server import ApiServer
+from services.common.privacy import mask_id
 from services.delivery.wiring import build_delivery
 
 
@@ -12,32 +17,74 @@ def to_proto(body):
     return json_format.ParseDict(body, pb.Delivery(), ignore_unknown_fields=True)
 
 
+def staff_view(body):
+    """What a clerk sees: no pickup code (only its owner sees it), no download links, the applicant's
+    identity number masked."""
+    body = dict(body)
+    body.pop("pickup_code", None)
+    if body.get("applicant_id"):
+        body["applicant_id"] = mask_id(body["applicant_id"])
+    body["results"] = [{k: v for k, v in r.items() if k not in ("download_url", "expires_at")}
+                       for r in body.get("results", [])]
+    return body
+
+
 class DeliveryApi(pb_grpc.DeliveryServiceServicer):
     def __init__(self, delivery):
         self.delivery = delivery
 
+    @staticmethod
+    def _clerk_of_region(caller):
+        """clerk_region: a clerk whose region contains the delivery's (a service: the carrier's feed)."""
+        def allow(body):
+            if caller.is_(policy.SERVICE):
+                return
+            if not (caller.is_(policy.CLERK) and caller.within(body.get("region_code", ""))):
+                raise PermissionDenied(f"only a window clerk of region {body.get('region_code', '?')} (or a region "
+                                       f"containing it) handles the delivery of case {body.get('case_no', '')}")
+        return allow
+
     def GetDelivery(self, request, context):
-        # the pickup code goes back with the delivery so the applicant's client can show it; with no
-        # authentication yet anyone may ask (see Delivery.pickup_code in the proto)
-        return to_proto(self.delivery.get(request.case_no))
+        # delivery_reader: the applicant's own (with the pickup code and the links); a clerk of the region
+        # (without them); anyone else is answered as for a delivery that does not exist
+        caller = policy.current()
+
+        def allow(body):
+            mine = caller.is_(policy.APPLICANT) and body.get("applicant_id") == caller.sub
+            staff = caller.is_(policy.CLERK) and caller.within(body.get("region_code", ""))
+            if not (mine or staff):
+                raise NotFound(f"there is no delivery for case {request.case_no} (yet)")
+        body = self.delivery.get(request.case_no, actor=caller.audit_actor(), allow=allow)
+        return to_proto(body if caller.is_(policy.APPLICANT) else staff_view(body))
 
     def ConfirmPickup(self, request, context):
-        return to_proto(self.delivery.confirm_pickup(request.case_no, request.pickup_code, request.clerk_id))
+        caller = policy.current()  # the clerk is the token's subject (request.clerk_id is ignored)
+        return to_proto(staff_view(self.delivery.confirm_pickup(
+            request.case_no, request.pickup_code, caller.sub, actor=caller.audit_actor(),
+            allow=self._clerk_of_region(caller))))
 
     def RecordDispatch(self, request, context):
-        return to_proto(self.delivery.record_dispatch(request.case_no, request.carrier, request.tracking_number,
-                                                      request.clerk_id))
+        caller = policy.current()
+        return to_proto(staff_view(self.delivery.record_dispatch(
+            request.case_no, request.carrier, request.tracking_number, caller.sub, actor=caller.audit_actor(),
+            allow=self._clerk_of_region(caller))))
 
     def RecordDelivered(self, request, context):
-        return to_proto(self.delivery.record_delivered(request.case_no, request.tracking_number, request.signed_by))
+        caller = policy.current()
+        return to_proto(staff_view(self.delivery.record_delivered(
+            request.case_no, request.tracking_number, request.signed_by, allow=self._clerk_of_region(caller))))
 
     def RecordUndeliverable(self, request, context):
-        return to_proto(self.delivery.record_undeliverable(request.case_no, request.tracking_number, request.reason))
+        caller = policy.current()
+        return to_proto(staff_view(self.delivery.record_undeliverable(
+            request.case_no, request.tracking_number, request.reason, allow=self._clerk_of_region(caller))))
 
     def Redispatch(self, request, context):
+        caller = policy.current()
         address = json_format.MessageToDict(request.address, preserving_proto_field_name=True)
-        return to_proto(self.delivery.redispatch(request.case_no, address, request.carrier, request.tracking_number,
-                                                 request.clerk_id))
+        return to_proto(staff_view(self.delivery.redispatch(
+            request.case_no, address, request.carrier, request.tracking_number, caller.sub,
+            actor=caller.audit_actor(), allow=self._clerk_of_region(caller))))
 
 
 def build(port=None):

@@ -14,9 +14,11 @@ from onething.common.v1 import common_pb2
 from onething.delivery.v1 import events_pb2
 from services.common import telemetry
 from services.common.address import check_address
+from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.mongo import flush_outbox
+from services.common.privacy import mask_id
 from services.delivery import domain
 from services.delivery.store import DeliveryDoc
 
@@ -34,9 +36,16 @@ def _channel_number(name):
 
 
 class Delivery:
-    def __init__(self, store, blobs, bus, pickup_code=domain.new_pickup_code):
+    def __init__(self, store, blobs, bus, pickup_code=domain.new_pickup_code, audit=None, pickup_max_attempts=5,
+                 pickup_lock=timedelta(minutes=30), clock=_now):
         self.store, self.blobs, self.bus = store, blobs, bus
         self.pickup_code = pickup_code
+        # wrong pickup codes: after `pickup_max_attempts` in a row, ConfirmPickup is locked for
+        # `pickup_lock` (RESOURCE_EXHAUSTED, even for the right code); the right code resets the count
+        self.pickup_max_attempts, self.pickup_lock, self.clock = int(pickup_max_attempts), pickup_lock, clock
+        # the audit log (services.common.audit): pickups, dispatches and staff reads; never the
+        # pickup code or the address
+        self.audit = audit or MemoryAuditLog("delivery")
 
     # -- case approved -------------------------------------------------------------------------
 
@@ -111,13 +120,17 @@ class Delivery:
 
     # -- the clerk and the carrier -------------------------------------------------------------
 
-    def _load(self, case_no):
+    def _load(self, case_no, allow=None):
+        """The delivery; `allow(body)` is the api's access rule: it raises when the caller may not act
+        on it (PERMISSION_DENIED for a clerk of another region, NOT_FOUND for someone else's)."""
         if not case_no:
             raise InvalidArgument("name the case (case_no)")
         telemetry.mark_case(case_no)
         body = self.store.get(case_no)
         if body is None:
             raise NotFound(f"there is no delivery for case {case_no} (yet)")
+        if allow is not None:
+            allow(body)
         return body
 
     def _move(self, body, status, at, note, by, outbox, **changes):
@@ -130,20 +143,48 @@ class Delivery:
         flush_outbox(DeliveryDoc, body["case_no"], self.bus, outbox)
         return self._view(body)
 
-    def confirm_pickup(self, case_no, pickup_code, clerk_id):
+    def confirm_pickup(self, case_no, pickup_code, clerk_id, actor=None, allow=None):
+        with self.audit.attempt(actor, "pickup.confirm", case_no):
+            return self._confirm_pickup(case_no, pickup_code, clerk_id, allow)
+
+    def _confirm_pickup(self, case_no, pickup_code, clerk_id, allow=None):
         if not (pickup_code or "").strip() or not (clerk_id or "").strip():
             raise InvalidArgument("a pickup needs the applicant's pickup code and the clerk (clerk_id)")
-        body = self._load(case_no)
-        domain.check_pickup(body, pickup_code)
+        body = self._load(case_no, allow)
+        self._check_pickup_lock(body)
+        try:
+            domain.check_pickup(body, pickup_code)
+        except PermissionDenied as exc:  # a wrong code: counted; too many in a row lock the pickup
+            failures, locked = self.store.record_pickup_failure(
+                case_no, self.pickup_max_attempts, (self.clock() + self.pickup_lock).isoformat())
+            if locked:
+                raise PermissionDenied(f"{exc.message}; after {failures} wrong codes in a row the pickup is locked "
+                                       f"for {self.pickup_lock.total_seconds() / 60:g} minutes",
+                                       zh="取件码错误次数过多，已暂时锁定，请稍后再试。") from None
+            raise
         at = _now().isoformat()
         return self._move(body, domain.COMPLETED, at, "picked up at the window", clerk_id,
-                          [self._completed(body, at, clerk_id)])
+                          [self._completed(body, at, clerk_id)], pickup_failures=0, pickup_locked_until="")
 
-    def record_dispatch(self, case_no, carrier, tracking_number, clerk_id):
+    def _check_pickup_lock(self, body):
+        until = body.get("pickup_locked_until") or ""
+        if not until:
+            return
+        left = (datetime.datetime.fromisoformat(until) - self.clock()).total_seconds()
+        if left > 0:
+            raise Busy(f"the pickup of case {body['case_no']} is locked after {self.pickup_max_attempts} wrong codes; "
+                       f"try again in {max(1, round(left / 60))} minutes", zh="取件码错误次数过多，已暂时锁定，请稍后再试。",
+                       retry_after_s=left)
+
+    def record_dispatch(self, case_no, carrier, tracking_number, clerk_id, actor=None, allow=None):
+        with self.audit.attempt(actor, "dispatch.record", case_no, carrier=carrier):
+            return self._record_dispatch(case_no, carrier, tracking_number, clerk_id, allow)
+
+    def _record_dispatch(self, case_no, carrier, tracking_number, clerk_id, allow=None):
         if not (clerk_id or "").strip():
             raise InvalidArgument("name the clerk who dispatched the parcel (clerk_id)")
         carrier, number = domain.normalise_tracking(carrier, tracking_number)
-        body = self._load(case_no)
+        body = self._load(case_no, allow)
         domain.check_dispatch(body)
         event = events_pb2.DeliveryDispatched(case_no=case_no, channel=_channel_number(body["channel"]),
                                               carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
@@ -152,22 +193,22 @@ class Delivery:
                           [outbox_entry("delivery_dispatched", event, case_no)], carrier=carrier,
                           tracking_number=number)
 
-    def record_delivered(self, case_no, tracking_number, signed_by):
+    def record_delivered(self, case_no, tracking_number, signed_by, allow=None):
         if not (signed_by or "").strip():
             raise InvalidArgument("name who signed for the parcel (signed_by)")
-        body = self._load(case_no)
+        body = self._load(case_no, allow)
         domain.check_delivered(body, tracking_number)
         at = _now().isoformat()
         return self._move(body, domain.COMPLETED, at, f"signed for by {signed_by}", signed_by,
                           [self._completed(body, at, signed_by)])
 
-    def record_undeliverable(self, case_no, tracking_number, reason):
+    def record_undeliverable(self, case_no, tracking_number, reason, allow=None):
         """MAIL: the carrier brings the parcel back (wrong address, nobody there): FAILED, and
         `delivery_failed` tells intake, which shows the applicant the case's results did not arrive."""
         reason = (reason or "").strip()
         if not reason:
             raise InvalidArgument("say why the parcel could not be delivered (reason)")
-        body = self._load(case_no)
+        body = self._load(case_no, allow)
         domain.check_undeliverable(body, tracking_number)
         event = events_pb2.DeliveryFailed(case_no=case_no, channel=_channel_number(body["channel"]),
                                           applicant_id=body.get("applicant_id", ""),
@@ -176,7 +217,14 @@ class Delivery:
         return self._move(body, domain.FAILED, _now().isoformat(), f"undeliverable: {reason}", "",
                           [outbox_entry("delivery_failed", event, case_no)], failure_reason=reason)
 
-    def redispatch(self, case_no, address, carrier, tracking_number, clerk_id):
+    def redispatch(self, case_no, address, carrier, tracking_number, clerk_id, actor=None, allow=None):
+        """Send a failed delivery again (see _redispatch); the new address stays out of the audit record."""
+        with self.audit.attempt(actor, "dispatch.redispatch", case_no, carrier=carrier) as details:
+            body = self._redispatch(case_no, address, carrier, tracking_number, clerk_id, allow)
+            details["attempt"] = body.get("attempt", 0)
+        return body
+
+    def _redispatch(self, case_no, address, carrier, tracking_number, clerk_id, allow=None):
         """A failed delivery goes out again by mail to a corrected address (checked like the one
         given at submission): DISPATCHED, attempt + 1, `delivery_dispatched` again."""
         if not case_no:
@@ -186,7 +234,7 @@ class Delivery:
         address = {k: (v or "").strip() for k, v in dict(address or {}).items()}
         check_address(address)
         carrier, number = domain.normalise_tracking(carrier, tracking_number)
-        body = self._load(case_no)
+        body = self._load(case_no, allow)
         domain.check_redispatch(body)
         attempt = int(body.get("attempt", 1)) + 1
         event = events_pb2.DeliveryDispatched(case_no=case_no, channel=common_pb2.DELIVERY_CHANNEL_MAIL,
@@ -254,6 +302,12 @@ class Delivery:
                              revoke_reason=revoked[r["license_id"]]["reason"])
         return body
 
-    def get(self, case_no):
-        return self._view(self._load(case_no))
+    def get(self, case_no, actor=None, allow=None):
+        """The delivery; read by a member of staff (`actor`), the read is audited and the applicant's
+        identity number masked (a clerk sends the parcel to the address; the number is not needed)."""
+        with self.audit.read(actor, "delivery.read", case_no):
+            body = self._view(self._load(case_no, allow))
+        if actor is not None and as_actor(actor).is_staff and body.get("applicant_id"):
+            body = dict(body, applicant_id=mask_id(body["applicant_id"]))
+        return body
 

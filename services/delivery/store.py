@@ -51,6 +51,21 @@ class DeliveryStore:
             return False
         return True
 
+    def record_pickup_failure(self, case_no, max_attempts, locked_until):
+        """One more wrong pickup code, counted atomically (clerks at two windows cannot both get a free
+        try); at `max_attempts` in a row the count starts again and the pickup is locked until
+        `locked_until` (ISO time). Returns (wrong codes so far, locked now)."""
+        from pymongo import ReturnDocument
+        coll = DeliveryDoc._get_collection()
+        doc = coll.find_one_and_update({"_id": case_no}, {"$inc": {"body.pickup_failures": 1}},
+                                       return_document=ReturnDocument.AFTER)
+        failures = int(((doc or {}).get("body") or {}).get("pickup_failures") or 0)
+        if failures >= max_attempts:
+            coll.update_one({"_id": case_no, "body.pickup_failures": failures},
+                            {"$set": {"body.pickup_failures": 0, "body.pickup_locked_until": locked_until}})
+            return failures, True
+        return failures, False
+
     def update(self, case_no, expected_status, body, outbox):
         """Replace the delivery and queue its events in one atomic update, only if its status is
         still `expected_status` (so two clerks never both complete it). True when it was updated."""

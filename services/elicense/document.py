@@ -16,10 +16,16 @@ from services.common.pdf import FONT
 MARKER = "onething-license/1"
 
 
+def qr_token(fields):
+    """The verification token the QR code carries: the first 24 characters of the signature. Public
+    verification (VerifyLicense) needs it with the identifier: the identifier alone is not enough."""
+    return (fields.get("signature") or "")[:24]
+
+
 def qr_payload(fields):
-    """What the QR code carries: the identifier and a verification token (the first 24 characters
-    of the signature), enough for a window clerk's scanner to look the licence up and check it."""
-    return json.dumps({"id": fields["license_id"], "token": fields["signature"][:24], "kid": fields["key_id"]},
+    """What the QR code carries: the identifier and a verification token (qr_token), enough for a
+    window clerk's scanner to look the licence up and check it."""
+    return json.dumps({"id": fields["license_id"], "token": qr_token(fields), "kid": fields["key_id"]},
                       separators=(",", ":"))
 
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from services.common.ids import mod37_36_check_char
 
 ROOT_OID = "1.2.156.3005.2"
-VALID, REVOKED = "LICENSE_STATUS_VALID", "LICENSE_STATUS_REVOKED"
+VALID, REVOKED, SUPERSEDED = "LICENSE_STATUS_VALID", "LICENSE_STATUS_REVOKED", "LICENSE_STATUS_SUPERSEDED"
 SIGNED_FIELDS = ("license_id", "type_code", "type_name", "license_no", "issuer_name", "issuer_code", "valid_from",
                  "valid_to", "holder_name", "holder_code", "holder_code_type", "item_code", "case_no", "key_id")
 
@@ -32,6 +32,24 @@ def identifier_valid(license_id):
         return mod37_36_check_char(f"{type_code}{issuer}{serial}{version}".upper()) == check
     except ValueError:  # a character outside 0-9A-Z
         return False
+
+
+def to_supersede(candidates, issued, type_code, named_ids=()):
+    """Which of the superseded party's licences (`candidates`) a newly `issued` licence replaces:
+    valid ones of `type_code`, never the new licence itself; those named (`named_ids`: handed in
+    with the case) when any are given, else every one issued before the new licence."""
+    out = []
+    for lic in candidates:
+        if lic.get("license_id") == issued["license_id"] or lic.get("status", VALID) != VALID:
+            continue
+        if lic.get("type_code") != type_code:
+            continue
+        if named_ids:
+            if lic["license_id"] in named_ids:
+                out.append(lic)
+        elif (lic.get("issued_at") or "") < (issued.get("issued_at") or "~"):
+            out.append(lic)
+    return out
 
 
 def canonical(fields):
@@ -69,6 +87,10 @@ def verify(fields, public_b64, today=None):
         return False, "the signature does not match the licence's content"
     if fields.get("status", VALID) == REVOKED:
         return False, "the licence has been revoked"
+    if fields.get("status", VALID) == SUPERSEDED:
+        return False, (f"the licence has been superseded by {fields.get('superseded_by') or 'a later licence'}"
+                       f"{' on ' + fields['superseded_at'][:10] if fields.get('superseded_at') else ''}; "
+                       "it is no longer valid")
     today = today or datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date().isoformat()
     if fields.get("valid_from") and today < fields["valid_from"]:
         return False, f"the licence is valid only from {fields['valid_from']}"

@@ -98,6 +98,13 @@ class LicenseStore:
             set__fields__status="LICENSE_STATUS_REVOKED", set__fields__revoked_at=at,
             set__fields__revoke_reason=reason, push_all__outbox=outbox) == 1
 
+    def supersede(self, license_id, at, by_license_id, reason, outbox):
+        """Only a valid licence can be superseded; False when it no longer is (a redelivery)."""
+        return LicenseDoc.objects(license_id=license_id, fields__status="LICENSE_STATUS_VALID").update_one(
+            set__fields__status="LICENSE_STATUS_SUPERSEDED", set__fields__superseded_at=at,
+            set__fields__superseded_by=by_license_id, set__fields__supersede_reason=reason,
+            push_all__outbox=outbox) == 1
+
     def add_key(self, key_id, region_code, private_key, public_key, created_at=0.0):
         try:
             SigningKey(key_id=key_id, region_code=region_code, private_key=private_key,

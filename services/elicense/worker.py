@@ -6,9 +6,12 @@ from nameko.timer import timer
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
+from services.common.config import refuse_defaults_in_production
 from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.elicense.store import LicenseDoc
 from services.elicense.wiring import build_elicense
+
+refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 
 class ElicenseWorker:

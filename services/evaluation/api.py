@@ -1,10 +1,15 @@
-"""evaluation api role: native grpcio server."""
+"""evaluation api role: native grpcio server. The case's applicant rates it (a clerk on their
+behalf); officers of the department a 差评 is counted for call back and close it, and list their
+department's; operators see their region's; the actor is the token's, never a request field
+(services/common/policy.py)."""
 from google.protobuf import json_format
 
 from onething.evaluation.v1 import evaluation_pb2 as pb, evaluation_pb2_grpc as pb_grpc
-from services.common import telemetry
+from services.common import policy, telemetry
 from services.common.config import settings
+from services.common.errors import PermissionDenied
 from services.common.grpc_server import ApiServer
+from services.common.privacy import mask_id
 from services.evaluation.wiring import build_evaluation
 
 
@@ -16,27 +21,71 @@ def rectification(body):
     return json_format.ParseDict(body, pb.Rectification(), ignore_unknown_fields=True)
 
 
+def _department_concerned(caller):
+    """department_concerned: an officer of the department the 差评 is counted for, in its region."""
+    def allow(rect):
+        if not (caller.is_(policy.OFFICER) and rect.get("department_code") == caller.department
+                and caller.within(rect.get("region_code", ""))):
+            raise PermissionDenied(f"only officers of department {rect.get('department_code') or '?'} in "
+                                   f"{rect.get('region_code') or '?'} put this 差评 right")
+    return allow
+
+
 class EvaluationApi(pb_grpc.EvaluationServiceServicer):
     def __init__(self, evaluation):
         self.evaluation = evaluation
 
     def SubmitEvaluation(self, request, context):
-        return to_proto(self.evaluation.submit(request.case_no, request.applicant_id, request.channel,
+        caller = policy.current()
+        applicant_id = caller.require_applicant()  # request.applicant_id is ignored
+        return to_proto(self.evaluation.submit(request.case_no, applicant_id, request.channel,
                                                pb.Grade.Name(request.grade), dict(request.dimensions),
-                                               request.comment, request.department_code))
+                                               request.comment, request.department_code,
+                                               allow=lambda case: caller.owns(case.applicant_id, case.region_code)))
 
     def GetEvaluation(self, request, context):
-        return to_proto(self.evaluation.get(request.case_no))
+        caller = policy.current()
+        if caller.is_(policy.CLERK):
+            caller.require_applicant()
+
+        def allow(body):
+            if caller.is_(policy.APPLICANT, policy.CLERK):
+                return caller.owns(body.get("applicant_id", ""), body.get("region_code", ""))
+            if caller.is_(policy.OFFICER):
+                return body.get("department_code") == caller.department and caller.within(body.get("region_code", ""))
+            return caller.is_(policy.OPERATOR) and caller.within(body.get("region_code", ""))
+        body = self.evaluation.get(request.case_no, actor=caller.audit_actor(), allow=allow)
+        if not caller.is_(policy.APPLICANT) and body.get("applicant_id"):
+            body = dict(body, applicant_id=mask_id(body["applicant_id"]))
+        return to_proto(body)
 
     def RecordCallback(self, request, context):
-        return rectification(self.evaluation.record_callback(request.case_no, request.note, request.by,
-                                                             request.channel))
+        caller = policy.current()  # the officer is the token's subject (request.by is ignored)
+        return rectification(self.evaluation.record_callback(request.case_no, request.note, caller.sub,
+                                                             request.channel, actor=caller.audit_actor(),
+                                                             allow=_department_concerned(caller)))
 
     def CloseRectification(self, request, context):
-        return rectification(self.evaluation.close(request.case_no, request.result, request.by, request.channel))
+        caller = policy.current()
+        return rectification(self.evaluation.close(request.case_no, request.result, caller.sub, request.channel,
+                                                   actor=caller.audit_actor(), allow=_department_concerned(caller)))
 
     def ListBadReviews(self, request, context):
-        found = self.evaluation.bad_reviews(request.department_code, request.region_code, request.open_only)
+        # department_scope: an officer sees their department in their region; an operator their region
+        caller = policy.current()
+        if request.region_code and not caller.within(request.region_code):
+            raise PermissionDenied(f"{caller.role} {caller.sub} works in {caller.region}, not {request.region_code[:8]}")
+        department = request.department_code
+        if caller.is_(policy.OFFICER):
+            if department and department != caller.department:
+                raise PermissionDenied(f"officer {caller.sub} works for {caller.department}, not {department[:16]}")
+            department = caller.department
+
+        def allow(rect):
+            return caller.within(rect.get("region_code", "")) and (
+                not caller.is_(policy.OFFICER) or rect.get("department_code") == caller.department)
+        found = self.evaluation.bad_reviews(department, request.region_code, request.open_only,
+                                            actor=caller.audit_actor(), allow=allow)
         return pb.ListBadReviewsResponse(rectifications=[rectification(r) for r in found])
 
     def GetStatistics(self, request, context):

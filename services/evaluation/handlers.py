@@ -5,9 +5,11 @@ import datetime
 
 from onething.evaluation.v1 import events_pb2
 from services.common import telemetry
+from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.mongo import flush_outbox
+from services.common.privacy import mask_id
 from services.evaluation import domain
 from services.evaluation.store import EvaluationDoc
 
@@ -19,10 +21,12 @@ def _now():
 
 
 class Evaluation:
-    def __init__(self, store, bus, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now):
+    def __init__(self, store, bus, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now, audit=None):
         if int(bad_review_days) < 1:
             raise ValueError("ONETHING_BAD_REVIEW_DAYS must be at least 1")
         self.store, self.bus = store, bus
+        # the audit log (services.common.audit): call-backs, closings and staff reads
+        self.audit = audit or MemoryAuditLog("evaluation")
         self.bad_review_days = int(bad_review_days)
         self.clock = clock
 
@@ -39,14 +43,16 @@ class Evaluation:
         self.store.mark_withdrawn(event.case_no)
         return True
 
-    def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code=""):
+    def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code="", allow=None):
+        """A rating by the case's applicant. `allow(rateable)`: the api's access rule; a case the caller
+        may not rate is answered exactly as a case not yet delivered (existence does not leak)."""
         if not case_no or not applicant_id:
             raise InvalidArgument("a rating names the case (case_no) and the applicant (applicant_id)")
         channel = channel or "online"
         telemetry.mark_case(case_no)
         bad = domain.check(grade, channel, dimensions, comment)
         case = self.store.rateable(case_no)
-        if case is None:
+        if case is None or (allow is not None and not allow(case)):
             raise FailedPrecondition(f"case {case_no} can be rated once its results have been delivered")
         if getattr(case, "withdrawn", False):
             raise FailedPrecondition(f"case {case_no} was withdrawn after its conclusion: nothing was delivered "
@@ -82,19 +88,29 @@ class Evaluation:
         flush_outbox(EvaluationDoc, pk, self.bus, outbox)
         return body
 
-    def get(self, case_no):
-        body = self.store.get(case_no)
-        if body is None:
-            raise NotFound(f"case {case_no} has not been rated")
+    def get(self, case_no, actor=None, allow=None):
+        """A rating; read by a member of staff (`actor`), the read is audited. `allow(body)`: the api's
+        access rule; a rating the caller may not read is answered as one that does not exist."""
+        with self.audit.read(actor, "evaluation.read", case_no):
+            body = self.store.get(case_no)
+            if body is None or (allow is not None and not allow(body)):
+                raise NotFound(f"case {case_no} has not been rated")
+        if actor is not None and as_actor(actor).is_staff and body.get("applicant_id"):
+            body = dict(body, applicant_id=mask_id(body["applicant_id"]))  # staff do not need it in full
         return body
 
     # -- rectification -------------------------------------------------------------------------
 
-    def _rectification(self, case_no, channel):
+    def _rectification(self, case_no, channel, allow=None):
+        """The case's open or closed 差评 rectification; `allow(rectification)` is the api's access rule
+        (raises when the caller's department is not the one concerned)."""
         if not case_no:
             raise InvalidArgument("name the case (case_no)")
         telemetry.mark_case(case_no)
         found = self.store.rectifications(case_no, channel or "")
+        if allow is not None:
+            for _, body in found:
+                allow(body["rectification"])
         if not found:
             raise NotFound(f"case {case_no} has no 差评 to put right"
                            + (f" on the {channel} channel" if channel else ""))
@@ -110,9 +126,14 @@ class Evaluation:
             flush_outbox(EvaluationDoc, pk, self.bus, outbox)
         return body["rectification"]
 
-    def record_callback(self, case_no, note, by, channel=""):
+    def record_callback(self, case_no, note, by, channel="", actor=None, allow=None):
+        """The department called the applicant back (`actor`: who, for the audit log; not the note)."""
+        with self.audit.attempt(actor, "bad_review.callback", case_no, channel=channel or ""):
+            return self._record_callback(case_no, note, by, channel, allow)
+
+    def _record_callback(self, case_no, note, by, channel="", allow=None):
         note, by = domain.check_text(note, "the call-back note"), domain.check_text(by, "who called back (by)")
-        pk, body = self._rectification(case_no, channel)
+        pk, body = self._rectification(case_no, channel, allow)
         rect = body["rectification"]
         if rect["status"] != OPEN:
             raise FailedPrecondition(f"the rectification of case {case_no} is already closed")
@@ -120,10 +141,16 @@ class Evaluation:
             {"at": self.clock().isoformat(), "by": by, "note": note}]
         return self._save(pk, OPEN, body, [])
 
-    def close(self, case_no, result, by, channel=""):
+    def close(self, case_no, result, by, channel="", actor=None, allow=None):
+        with self.audit.attempt(actor, "bad_review.close", case_no, channel=channel or "") as details:
+            rect = self._close(case_no, result, by, channel, allow)
+            details["on_time"] = bool(rect.get("on_time"))
+        return rect
+
+    def _close(self, case_no, result, by, channel="", allow=None):
         result, by = domain.check_text(result, "the result of the rectification"), domain.check_text(
             by, "who closes it (by)")
-        pk, body = self._rectification(case_no, channel)
+        pk, body = self._rectification(case_no, channel, allow)
         rect = body["rectification"]
         if rect["status"] != OPEN:
             raise FailedPrecondition(f"the rectification of case {case_no} is already closed")
@@ -138,8 +165,13 @@ class Evaluation:
             closed_at=rect["closed_at"], closed_by=by, on_time=on_time, result=result)
         return self._save(pk, OPEN, body, [outbox_entry("bad_review_closed", event, case_no)])
 
-    def bad_reviews(self, department_code="", region_code="", open_only=False):
-        found = [b["rectification"] for b in self.store.bad_reviews(department_code, region_code, open_only)]
+    def bad_reviews(self, department_code="", region_code="", open_only=False, actor=None, allow=None):
+        """差评 rectifications; `allow(rectification)`: the api's access rule, those the caller may see."""
+        with self.audit.read(actor, "bad_reviews.list", "", department_code=department_code,
+                             region_code=region_code) as details:
+            found = [b["rectification"] for b in self.store.bad_reviews(department_code, region_code, open_only)
+                     if allow is None or allow(b["rectification"])]
+            details["case_nos"] = sorted({r["case_no"] for r in found})
         return sorted(found, key=lambda r: (r["deadline"], r["case_no"], r["channel"]))
 
     def statistics(self, group_by, region_code="", department_code="", package_code="", rated_from="",

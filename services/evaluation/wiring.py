@@ -6,6 +6,7 @@ service's to change; it belongs in Settings and should move there."""
 import os
 
 from services.common import mongo
+from services.common.audit import MongoAuditLog
 from services.common.bus import Bus
 from services.evaluation.domain import DEFAULT_BAD_REVIEW_DAYS
 from services.evaluation.handlers import Evaluation
@@ -27,4 +28,5 @@ def bad_review_days(environ=None):
 
 def build_evaluation(bus=None):
     mongo.connect("evaluation")
-    return Evaluation(EvaluationStore(), bus or Bus("evaluation"), bad_review_days=bad_review_days())
+    return Evaluation(EvaluationStore(), bus or Bus("evaluation"), bad_review_days=bad_review_days(),
+                      audit=MongoAuditLog("evaluation"))

@@ -5,9 +5,12 @@ from onething.delivery.v1 import events_pb2 as delivery_events
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
+from services.common.config import refuse_defaults_in_production
 from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.evaluation.store import EvaluationDoc
 from services.evaluation.wiring import build_evaluation
+
+refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 
 class EvaluationWorker:

@@ -1,12 +1,13 @@
-"""intake api role: native grpcio server."""
-import threading
-
+"""intake api role: native grpcio server. The applicant is the verified caller (services/common/
+policy.py): the applicant's own token, or a window clerk's with the applicant present named in
+`x-on-behalf-of`; request fields that name an applicant are ignored (or, SubmitCase's
+applicant.id_number, must be that applicant's). Someone else's case is NOT_FOUND."""
 from google.protobuf import json_format
 
 from onething.intake.v1 import intake_pb2, intake_pb2_grpc
-from services.common import telemetry
-from services.common.config import settings
-from services.common.errors import InvalidArgument, TooLarge
+from services.common import policy, telemetry
+from services.common.config import region_prefix, settings
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.mongo import plain
 from services.intake.wiring import build_intake
@@ -21,6 +22,8 @@ def case_to_proto(doc):
         delivery=json_format.ParseDict(doc.delivery or {}, intake_pb2.Case().delivery),
         history=[json_format.ParseDict(h, intake_pb2.StatusChange()) for h in doc.history],
         license_ids=doc.license_ids, situations=doc.situations or {},
+        revoked_license_ids=doc.revoked_license_ids or [],
+        parties=[json_format.ParseDict(p, intake_pb2.Case().parties.add()) for p in (doc.parties or [])],
         rectification=json_format.ParseDict(plain(doc.rectification or {}), intake_pb2.Rectification(),
                                             ignore_unknown_fields=True))
 
@@ -29,13 +32,16 @@ def _as_dict(message):
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-WATCH_SLOTS = 6  # of the api's 16 server threads
+def _who(caller):
+    """(acted_by for events, `by` for the case's history): the applicant themselves add nothing."""
+    if caller.is_(policy.APPLICANT):
+        return "applicant", ""
+    return caller.acted_by(), caller.label()
 
 
 class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
     def __init__(self, intake):
         self.intake = intake
-        self.watch_slots = threading.BoundedSemaphore(WATCH_SLOTS)
 
     def UploadMaterial(self, request_iterator, context):
         first = next(request_iterator, None)
@@ -48,34 +54,69 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
                     raise InvalidArgument("only the first message of an upload may be a header")
                 yield msg.chunk
 
-        return intake_pb2.Upload(**self.intake.upload(_as_dict(first.header), chunks()))
+        header = _as_dict(first.header)
+        header["applicant_id"] = policy.current().require_applicant()  # the token's, never the header's
+        return intake_pb2.Upload(**self.intake.upload(header, chunks()))
 
     def SubmitCase(self, request, context):
-        return case_to_proto(self.intake.submit(_as_dict(request)))
+        caller = policy.current()
+        applicant_id = caller.require_applicant()
+        req = _as_dict(request)
+        named = (req.get("applicant") or {}).get("id_number", "")
+        if named and named != applicant_id:
+            raise PermissionDenied("a case is submitted in the applicant's own name: applicant.id_number is not the "
+                                   + ("applicant the clerk acts for (x-on-behalf-of)" if caller.is_(policy.CLERK)
+                                      else "token's applicant; an agent applies in their own name, as a party"),
+                                   zh="只能以本人名义申请（代理人请以本人身份申请并作为当事人登记）。")
+        req.setdefault("applicant", {})["id_number"] = applicant_id
+        if caller.is_(policy.CLERK) and req.get("region_code") and not caller.within(req["region_code"]):
+            raise PermissionDenied(f"clerk {caller.sub} works in {caller.region}: a case for region "
+                                   f"{str(req['region_code'])[:8]} is submitted at a window of that region")
+        acted_by, by = _who(caller)
+        return case_to_proto(self.intake.submit(req, acted_by=acted_by, by=by))
 
     def GetCase(self, request, context):
-        return case_to_proto(self.intake.get_case(request.case_no))
+        # a member of staff's read (a clerk on an applicant's behalf) is audited, the actor from the token
+        caller = policy.current()
+        return case_to_proto(self.intake.get_case(request.case_no, actor=caller.audit_actor(),
+                                                  allow=self._allow(caller)))
+
+    @staticmethod
+    def _allow(caller):
+        """own_case: the case's applicant is the caller's (a clerk: the applicant present, in the
+        clerk's region); anything else is answered as a case that does not exist."""
+        if caller.is_(policy.CLERK):
+            caller.require_applicant()
+        return caller.owns
 
     def SupplementCase(self, request, context):
-        return case_to_proto(self.intake.supplement(_as_dict(request)))
+        caller = policy.current()
+        allow = self._allow(caller)
+        req = dict(_as_dict(request), applicant_id=caller.require_applicant())
+        acted_by, by = _who(caller)
+        return case_to_proto(self.intake.supplement(req, allow=allow, acted_by=acted_by, by=by))
 
     def WithdrawCase(self, request, context):
-        return case_to_proto(self.intake.withdraw(_as_dict(request)))
+        caller = policy.current()
+        allow = self._allow(caller)
+        req = dict(_as_dict(request), applicant_id=caller.require_applicant())
+        acted_by, by = _who(caller)
+        return case_to_proto(self.intake.withdraw(req, allow=allow, acted_by=acted_by, by=by))
 
     def WatchCase(self, request, context):
-        # a watch holds a server thread while it lasts: at most WATCH_SLOTS at once, so that
-        # watchers never crowd out submissions
-        if not self.watch_slots.acquire(blocking=False):
-            raise TooLarge(f"too many cases are being watched right now (limit {WATCH_SLOTS}); "
-                           "try again shortly or poll GetCase")
-        try:
-            for doc in self.intake.watch(request.case_no, context.is_active):
-                yield case_to_proto(doc)
-        finally:
-            self.watch_slots.release()
+        # a watch holds a server thread while it lasts: the api server gives watches their own
+        # slots, per caller and overall, and ends them after its time limit
+        # (services/common/grpc_server.py; ONETHING_STREAM_WATCHES_*)
+        caller = policy.current()
+        for doc in self.intake.watch(request.case_no, context.is_active, actor=caller.audit_actor(),
+                                     allow=self._allow(caller)):
+            yield case_to_proto(doc)
 
     def ListCases(self, request, context):
-        docs, token = self.intake.list_cases(_as_dict(request))
+        caller = policy.current()
+        req = dict(_as_dict(request), applicant_id=caller.require_applicant())  # the token's applicant
+        prefix = region_prefix(caller.region) if caller.is_(policy.CLERK) else None
+        docs, token = self.intake.list_cases(req, actor=caller.audit_actor(), region_prefix=prefix)
         return intake_pb2.ListCasesResponse(cases=[case_to_proto(d) for d in docs], next_page_token=token)
 
 

@@ -8,7 +8,9 @@ import re
 
 from services.common.address import check_address
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
-from services.common.ids import citizen_id_problem, credit_code_problem
+from services.common.privacy import mask_id
+from services.common.ids import (CODE_TYPE_CITIZEN_ID, CODE_TYPE_CREDIT_CODE, CODE_TYPES, citizen_id_problem,
+                                 code_type_of, credit_code_problem)
 
 SUBMITTED, IN_REVIEW, APPROVED, REJECTED, DELIVERED, RATED, RECTIFYING, WITHDRAWN, DELIVERY_FAILED = (
     "CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED", "CASE_STATUS_REJECTED",
@@ -57,17 +59,123 @@ def check_delivery(delivery):
         check_address(delivery["address"])
 
 
-def check_materials(package, submitted_codes, licences=()):
-    """Every material an item of the package needs must be handed in, unless a valid licence the
-    applicant holds stands in for it (减材料: a material whose license_type_code is the type of one
-    of `licences`). Returns {material code: licence} for the materials a licence stands in for."""
+# --- parties (当事人) -----------------------------------------------------------------------------
+
+APPLICANT = "applicant"
+_ID_KIND_ZH = {"citizen_id": "居民身份证号码", "credit_code": "统一社会信用代码", "any": "居民身份证号码或统一社会信用代码"}
+
+
+def _party_error(path, message, zh, reason):
+    return InvalidArgument(message, violations=[FieldViolation(path, message, zh, reason)], zh=zh)
+
+
+def check_parties(package, parties):
+    """The parties a case names besides its applicant, against the package's list (catalog
+    Package.parties): each role known to the package and named once, a name, an ID number of the
+    kind the role takes with a right check character (GB 11643 / GB 32100), a code type (GB/T 36903)
+    that fits the number, and every required role present. Returns the parties as kept: ID number
+    in capitals, code type filled in."""
+    declared = {p["role"]: p for p in package.get("parties") or []}
+    roles_named = ", ".join(declared) or "none"
+    out, seen_ids = [], {}
+    for i, party in enumerate(parties or []):
+        role = (party.get("role") or "").strip()
+        path = f"parties[{i}]"
+        if not role:
+            raise _party_error(f"{path}.role", f"parties[{i}]: name the party's role (the package takes: {roles_named})",
+                               "请填写当事人的身份（角色）。", "REQUIRED")
+        shown = role if len(role) <= 32 else role[:32] + "…"
+        if role == APPLICANT:
+            raise _party_error(f"{path}.role", f"parties[{i}]: the applicant is named in `applicant`, not among the parties",
+                               "申请人无需在当事人中重复填写。", "INVALID_VALUE")
+        if role not in declared:
+            raise _party_error(f"{path}.role", f"parties[{i}]: package {package.get('code', '')} names no party "
+                               f"{shown!r}; it takes: {roles_named}", "该事项不涉及此类当事人，请核对。", "INVALID_VALUE")
+        if any(p["role"] == role for p in out):
+            raise _party_error(f"{path}.role", f"parties[{i}]: party {shown!r} is named twice",
+                               f"当事人“{declared[role]['name']}”重复填写。", "DUPLICATE")
+        label = f"{declared[role]['name']} ({role})"
+        name = (party.get("name") or "").strip()
+        if not name:
+            raise _party_error(f"{path}.name", f"the name of party {label} is missing",
+                               f"请填写{declared[role]['name']}的姓名或名称。", "REQUIRED")
+        id_number = (party.get("id_number") or "").strip().upper()
+        kind = declared[role].get("id_kind") or "any"
+        zh_kind = _ID_KIND_ZH.get(kind, _ID_KIND_ZH["any"])
+        if not id_number:
+            raise _party_error(f"{path}.id_number", f"the ID number of party {label} is missing",
+                               f"请填写{declared[role]['name']}的{zh_kind}。", "REQUIRED")
+        code_type = (party.get("code_type") or "").strip()
+        if code_type and code_type not in CODE_TYPES:
+            raise _party_error(f"{path}.code_type", f"party {label}: code type {code_type[:32]!r} is not one of "
+                               + ", ".join(f"{k} ({v})" for k, v in CODE_TYPES.items()),
+                               "证件类型代码有误，请核对。", "INVALID_VALUE")
+        # the role's kind decides the code type; for a role that takes either, the code type given,
+        # else the number's shape (a citizen ID number first: some also pass the GB 32100 check)
+        actual = {"citizen_id": CODE_TYPE_CITIZEN_ID, "credit_code": CODE_TYPE_CREDIT_CODE}.get(
+            kind, code_type or code_type_of(id_number))
+        if actual == CODE_TYPE_CITIZEN_ID:
+            problem = citizen_id_problem(id_number)
+        elif actual == CODE_TYPE_CREDIT_CODE:
+            problem = credit_code_problem(id_number)
+        else:
+            problem = (f"{mask_id(id_number[:32])!r} is neither a citizen ID number ({citizen_id_problem(id_number)}) nor a "
+                       f"unified social credit code ({credit_code_problem(id_number)})")
+        if problem:
+            raise _party_error(f"{path}.id_number", f"party {label}: {problem}",
+                               f"{declared[role]['name']}的{zh_kind}有误，请核对。", "INVALID_VALUE")
+        if code_type and code_type != actual:
+            raise _party_error(f"{path}.code_type", f"party {label}: code type {code_type} ({CODE_TYPES[code_type]}) "
+                               f"does not fit: {declared[role]['name']} is identified by a {CODE_TYPES[actual]} "
+                               f"({actual})", "证件类型与当事人身份不符，请核对。", "INVALID_VALUE")
+        if id_number in seen_ids:
+            raise _party_error(f"{path}.id_number", f"parties {seen_ids[id_number]} and {role} have the same ID number; "
+                               "each party is someone else", "不同当事人的证件号码不能相同。", "DUPLICATE")
+        seen_ids[id_number] = role
+        out.append({"role": role, "name": name, "id_number": id_number, "code_type": actual})
+    missing = [p for r, p in declared.items() if p.get("required") and r not in {x["role"] for x in out}]
+    if missing:
+        listed = "、".join(f"{p['name']} ({p['role']})" for p in missing)
+        raise _party_error("parties", f"package {package.get('code', '')} needs its cases to name the party {listed}: "
+                           "add it to parties (role, name, ID number)",
+                           f"请填写当事人：{'、'.join(p['name'] for p in missing)}。", "REQUIRED")
+    return out
+
+
+def holders(applicant, parties):
+    """{role: ID number}: the applicant and every party of the case, by role."""
+    out = {APPLICANT: (applicant or {}).get("id_number", "")}
+    out.update({p["role"]: p["id_number"] for p in parties or []})
+    return out
+
+
+def licence_holders(package, submitted_codes, holders_by_role):
+    """The holders whose licences may stand in for a material still missing (减材料): the party
+    each such material is about, by ID number, each once."""
+    needed = {c for item in package["items"] for c in item.get("material_codes", [])}
+    out = []
+    for m in package.get("materials", []):
+        if m["code"] in needed and m["code"] not in submitted_codes and m.get("license_type_code"):
+            holder = holders_by_role.get(m.get("party") or APPLICANT, "")
+            if holder and holder not in out:
+                out.append(holder)
+    return out
+
+
+def check_materials(package, submitted_codes, licences=(), holders_by_role=None):
+    """Every material an item of the package needs must be handed in, unless a valid licence of the
+    party it is about stands in for it (减材料: a material whose license_type_code is the type of
+    one of `licences` held by that party: the applicant's own, or the seller's certificate, the
+    student's birth certificate …). Without `holders_by_role` every licence counts (the applicant's).
+    Returns {material code: licence} for the materials a licence stands in for."""
     names = {m["code"]: m["name"] for m in package.get("materials", [])}
     needed = []
     for item in package["items"]:
         for code in item.get("material_codes", []):
             if code not in needed:
                 needed.append(code)
-    covered = licences_standing_in(package, [c for c in needed if c not in submitted_codes], licences)
+    covered = licences_standing_in(package, [c for c in needed if c not in submitted_codes], licences,
+                                   holders_by_role)
     missing = [c for c in needed if c not in submitted_codes and c not in covered]
     if missing:
         listed = "、".join(f"{names.get(c, c)} ({c})" for c in missing)
@@ -78,16 +186,21 @@ def check_materials(package, submitted_codes, licences=()):
     return covered
 
 
-def licences_standing_in(package, codes, licences):
-    """{material code: licence} for each of `codes` whose licence type the applicant holds; of
-    several licences of one type, the most recently valid one."""
-    by_type = {}
+def licences_standing_in(package, codes, licences, holders_by_role=None):
+    """{material code: licence} for each of `codes` whose licence type the party it is about holds
+    (`holders_by_role`: role → ID number; None: any of `licences`); of several licences of one type,
+    the most recently valid one."""
+    by_holder_type = {}
     for lic in sorted(licences or (), key=lambda l: l.get("valid_from", "")):
         if lic.get("type_code"):
-            by_type[lic["type_code"]] = lic
+            holder = lic.get("holder_code", "") if holders_by_role is not None else None
+            by_holder_type[(holder, lic["type_code"])] = lic
     covered = {}
     for m in package.get("materials", []):
-        lic = by_type.get(m.get("license_type_code") or "")
+        holder = holders_by_role.get(m.get("party") or APPLICANT, "") if holders_by_role is not None else None
+        if holders_by_role is not None and not holder:
+            continue
+        lic = by_holder_type.get((holder, m.get("license_type_code") or ""))
         if m["code"] in codes and lic is not None:
             covered[m["code"]] = lic
     return covered
@@ -167,14 +280,13 @@ def check_form(form_fields, form):
                 raise _form_error(path, f"form: {label} is required", f"表单{zh_label}为必填项，请填写。", "REQUIRED")
             continue
         problem = _type_problem(field, value)
-        if problem:
-            shown = repr(value if len(value) <= 32 else value[:32] + "…")
-            raise _form_error(path, f"form: {label} {problem}: {shown}", f"表单{zh_label}的格式不正确，请核对后重新填写。",
+        if problem:  # the value is not repeated: form values are personal data and end up in logs
+            raise _form_error(path, f"form: {label} {problem}", f"表单{zh_label}的格式不正确，请核对后重新填写。",
                               "WRONG_TYPE")
         problem = _validator_problem(field.get("validator") or "", value)
         if problem:
-            raise _form_error(path, f"form: {label}: {problem}", f"表单{zh_label}填写有误：{_ZH_VALIDATOR.get(field.get('validator'), '请核对后重新填写')}。",
-                              "INVALID_VALUE")
+            hint = _ZH_VALIDATOR.get(field.get("validator"), "请核对后重新填写")
+            raise _form_error(path, f"form: {label}: {problem}", f"表单{zh_label}填写有误：{hint}。", "INVALID_VALUE")
 
 
 _ZH_VALIDATOR = {"citizen_id": "请填写有效的居民身份证号码", "credit_code": "请填写有效的统一社会信用代码",
@@ -183,7 +295,8 @@ _ZH_VALIDATOR = {"citizen_id": "请填写有效的居民身份证号码", "credi
 
 
 def _form_error(path, message, zh, reason):
-    return InvalidArgument(message, violations=[FieldViolation(path, message.removeprefix("form: "), zh, reason)], zh=zh)
+    return InvalidArgument(message, violations=[FieldViolation(path, message.removeprefix("form: "), zh, reason)],
+                           zh=zh)
 
 
 def check_situations(situations):
@@ -351,7 +464,7 @@ def check_applicant_id(value):
     if not value:
         raise InvalidArgument("name the applicant (applicant_id)")
     if citizen_id_problem(value) and credit_code_problem(value):
-        raise InvalidArgument(f"applicant_id {value!r} is neither a citizen ID number nor a credit code: "
+        raise InvalidArgument(f"applicant_id {mask_id(value)} is neither a citizen ID number nor a credit code: "
                               f"{citizen_id_problem(value)}")
 
 

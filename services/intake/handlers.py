@@ -10,8 +10,10 @@ import logging
 import time
 import uuid
 
+from onething.common.v1 import common_pb2
 from onething.intake.v1 import events_pb2
 from services.common import telemetry
+from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, TooLarge, Unavailable
 from services.common.events import from_payload
@@ -26,11 +28,14 @@ log = logging.getLogger(__name__)
 
 class Intake:
     def __init__(self, store, blobs, bus, catalog, max_upload_bytes, licences=None,
-                 watch_limit_s=600.0, watch_poll_s=0.2):
+                 watch_limit_s=600.0, watch_poll_s=0.2, audit=None):
         self.store, self.blobs, self.bus, self.catalog = store, blobs, bus, catalog
+        # the audit log (services.common.audit): staff reads of cases
+        self.audit = audit or MemoryAuditLog("intake")
         self.licences = licences
         self.max_upload_bytes = max_upload_bytes
         self.watch_limit_s, self.watch_poll_s = watch_limit_s, watch_poll_s
+        self.serves = None  # region_code -> bool: which regions this site handles (None: all)
 
     # uploads -----------------------------------------------------------------------------
     def upload(self, header, chunks):
@@ -81,19 +86,25 @@ class Intake:
                 "content_type": ctype}
 
     # submission --------------------------------------------------------------------------
-    def submit(self, req):
+    def submit(self, req, acted_by="", by=""):
         """Check everything first; only a valid submission creates a case and one event. The same
-        idempotency key from the same applicant returns the case it created, and nothing new."""
+        idempotency key from the same applicant returns the case it created, and nothing new.
+        `acted_by` (for the event) and `by` (for the history: "clerk X on behalf of …") say who acted
+        when it was not the applicant themselves."""
         applicant = req.get("applicant") or {}
         key = self._idempotency_key(applicant, req.get("idempotency_key") or "")
+        digest = domain.request_digest(req)
         existing = self.store.by_idempotency_key(key)
-        if existing is not None:
-            return existing
+        if existing is not None:  # a retry: the same case, if it asks for the same
+            return domain.check_same_request(existing, digest, req.get("idempotency_key") or "")
         package_code, region = req.get("package_code", ""), req.get("region_code", "")
         if not package_code:
             raise InvalidArgument("name the package to apply for (package_code)")
         if not region:
             raise InvalidArgument("name the region to apply in (region_code)")
+        if self.serves is not None and not self.serves(region):
+            raise FailedPrecondition(f"this site does not handle cases for region {region[:8]!r}; "
+                                     f"apply at the site of that region")
         situations = req.get("situations") or {}
         form = req.get("form") or {}
         domain.check_situations(situations)
@@ -101,11 +112,14 @@ class Intake:
         package = self.catalog.get_package(package_code, region, situations)
         domain.check_applicant(applicant, package.get("audience"))
         domain.check_form(package.get("form_fields"), form)
+        parties = domain.check_parties(package, req.get("parties") or [])
         submissions = req.get("materials", [])
         self._no_duplicates(submissions)
         uploads = self._uploads(submissions, applicant["id_number"])
-        licences = self._licences(applicant["id_number"])
-        covered = domain.check_materials(package, [u.material_code for u in uploads], licences)
+        holders = domain.holders(applicant, parties)
+        submitted = [u.material_code for u in uploads]
+        licences = self._licences(*domain.licence_holders(package, submitted, holders))
+        covered = domain.check_materials(package, submitted, licences, holders)
 
         prefix = domain.case_prefix(package, region)
         day = domain.today()
@@ -116,17 +130,21 @@ class Intake:
                        "license_id": lic["license_id"]} for code, lic in covered.items()]
         event = from_payload(events_pb2.CaseSubmitted, {
             "case_no": case_no, "region_code": region, "applicant": applicant, "package": package,
-            "materials": materials, "delivery": req.get("delivery") or {}, "form": form})
-        doc = CaseDoc(case_no=case_no, idempotency_key=key, package_code=package_code,
+            "materials": materials, "delivery": req.get("delivery") or {}, "form": form, "parties": parties,
+            "acted_by": acted_by or "applicant"})
+        doc = CaseDoc(case_no=case_no, idempotency_key=key, request_hash=digest if key else None,
+                      package_code=package_code,
                       package_version=int(package.get("version") or 0), region_code=region, applicant=applicant,
                       status=domain.SUBMITTED, form=form, materials=materials, situations=situations,
-                      delivery=req.get("delivery") or {},
-                      history=[{"status": domain.SUBMITTED, "at": now().isoformat(), "note": "submitted"}],
+                      delivery=req.get("delivery") or {}, parties=parties,
+                      history=[{"status": domain.SUBMITTED, "at": now().isoformat(),
+                                "note": "submitted" + (f" by {by}" if by else "")}],
                       outbox=[outbox_entry("case_submitted", event, case_no)])
         self._write_manifest(case_no, materials)  # first, so a case never exists without it
         if not self.store.insert_case(doc):  # another request with the same key won the race
             self.blobs.delete(BUCKET, self.manifest_key(case_no))
-            return self.store.by_idempotency_key(key)
+            return domain.check_same_request(self.store.by_idempotency_key(key), digest,
+                                             req.get("idempotency_key") or "")
         flush_outbox(CaseDoc, case_no, self.bus, doc.outbox)
         return self.store.case(case_no)
 
@@ -173,30 +191,39 @@ class Intake:
             uploads.append(up)
         return uploads
 
-    def _licences(self, holder_code):
-        """The applicant's valid licences (减材料); when elicense cannot be reached, none: every
-        material is then asked for, and that is logged."""
+    def _licences(self, *holder_codes):
+        """The valid licences of the holders named (减材料: the applicant, and the parties the
+        missing materials are about); when elicense cannot be reached, none: every material is then
+        asked for, and that is logged."""
         if self.licences is None:
             return []
+        held = []
         try:
-            held = self.licences.licences_of(holder_code)
+            for holder_code in holder_codes:  # each as elicense lists it for that holder
+                held += [dict(lic, holder_code=lic.get("holder_code") or holder_code)
+                         for lic in self.licences.licences_of(holder_code)]
         except Unavailable as exc:
             log.warning("elicense unavailable, asking for every material: %s", exc.message)
             return []
         return domain.valid_licences(held, domain.today())
 
-    def get_case(self, case_no):
-        domain.check_case_no(case_no)
-        doc = self.store.case(case_no)
-        if doc is None:
-            raise NotFound(f"there is no case {case_no}")
+    def get_case(self, case_no, actor=None, allow=None):
+        """The case; read by a member of staff (`actor`: a clerk, an officer), the read is audited.
+        `allow(applicant_id, region_code)`: whether the caller may see it (the api's access rule); a
+        case they may not see is answered exactly as one that does not exist."""
+        with self.audit.read(actor, "case.read", case_no):
+            domain.check_case_no(case_no)
+            doc = self.store.case(case_no)
+            if doc is None or (allow is not None and not allow((doc.applicant or {}).get("id_number", ""),
+                                                              doc.region_code)):
+                raise NotFound(f"there is no case {case_no}")
         return doc
 
     # 补正 ----------------------------------------------------------------------------------
-    def supplement(self, req):
+    def supplement(self, req, allow=None, acted_by="", by=""):
         """Hand in exactly the materials the rectification named; the case resumes where it was and
         `case_supplemented` tells the departments."""
-        doc = self.get_case(req.get("case_no", ""))
+        doc = self.get_case(req.get("case_no", ""), allow=allow)
         applicant_id = req.get("applicant_id", "")
         domain.check_owner(doc.applicant.get("id_number"), applicant_id, "supplement")
         subs = req.get("materials", [])
@@ -215,13 +242,15 @@ class Intake:
             if r["item_code"] and r["item_code"] not in items:
                 items.append(r["item_code"])
         rounds = {r["item_code"]: int(r["round"]) for r in rect.get("requests", []) if r.get("round")}
-        event = events_pb2.CaseSupplemented(case_no=doc.case_no, item_codes=items, rounds=rounds)
+        event = events_pb2.CaseSupplemented(case_no=doc.case_no, item_codes=items, rounds=rounds,
+                                            acted_by=acted_by or "applicant")
         for m in replaced:
             event.materials.add(**m)
         outbox = [outbox_entry("case_supplemented", event, doc.case_no)]
         resume = rect.get("resume_status") or domain.SUBMITTED
         ok = self.store.update_case(doc.case_no, domain.RECTIFYING, {"status": resume, "materials": materials},
-                                    f"supplemented {', '.join(rect['material_codes'])}", outbox=outbox,
+                                    f"supplemented {', '.join(rect['material_codes'])}" + (f" by {by}" if by else ""),
+                                    outbox=outbox,
                                     unset=["rectification"], expect_requests=len(rect.get("requests", [])))
         if not ok:
             now_status = self.store.case(doc.case_no).status
@@ -256,17 +285,19 @@ class Intake:
         return False
 
     # withdrawal ----------------------------------------------------------------------------
-    def withdraw(self, req):
-        doc = self.get_case(req.get("case_no", ""))
+    def withdraw(self, req, allow=None, acted_by="", by=""):
+        doc = self.get_case(req.get("case_no", ""), allow=allow)
         applicant_id, reason = req.get("applicant_id", ""), (req.get("reason") or "").strip()
         domain.check_owner(doc.applicant.get("id_number"), applicant_id, "withdraw")
         for _ in range(5):
             domain.check_withdraw(doc.status, reason)
             event = events_pb2.CaseWithdrawn(case_no=doc.case_no, reason=reason, applicant_id=applicant_id,
-                                             region_code=doc.region_code, package_code=doc.package_code)
+                                             region_code=doc.region_code, package_code=doc.package_code,
+                                             acted_by=acted_by or "applicant")
             outbox = [outbox_entry("case_withdrawn", event, doc.case_no)]
             if self.store.update_case(doc.case_no, doc.status, {"status": domain.WITHDRAWN},
-                                      "withdrawn" + (f": {reason}" if reason else ""), outbox=outbox,
+                                      "withdrawn" + (f" by {by}" if by else "") + (f": {reason}" if reason else ""),
+                                      outbox=outbox,
                                       unset=["rectification"]):
                 flush_outbox(CaseDoc, doc.case_no, self.bus, outbox)
                 return self.store.case(doc.case_no)
@@ -274,28 +305,41 @@ class Intake:
         raise Unavailable("the case keeps changing; try again shortly")
 
     # reading -------------------------------------------------------------------------------
-    def watch(self, case_no, is_active=lambda: True):
-        """The case now, then the case after each change of its status, until it reaches a final
-        status, the time limit passes or the caller goes away."""
-        doc = self.get_case(case_no)
+    def watch(self, case_no, is_active=lambda: True, actor=None, allow=None):
+        """The case now, then the case as of each change of its status, in order, until it reaches a
+        final status, the time limit passes or the caller goes away. Read from the case's history,
+        which every change appends to, so changes that follow each other between two looks are
+        all sent, none skipped; notes that leave the status as it is (note_only) are not sent."""
+        doc = self.get_case(case_no, actor=actor, allow=allow)
         yield doc
         deadline = time.monotonic() + self.watch_limit_s
-        seen = (doc.status, len(doc.history))
-        while doc.status not in domain.FINAL and time.monotonic() < deadline and is_active():
+        sent, status = len(doc.history), doc.status
+        while status not in domain.FINAL and time.monotonic() < deadline and is_active():
             time.sleep(self.watch_poll_s)
             doc = self.store.case(case_no)
             if doc is None:
                 return
-            if (doc.status, len(doc.history)) != seen:
-                seen = (doc.status, len(doc.history))
-                yield doc
+            for i in range(sent, len(doc.history)):
+                if doc.history[i].get("note_only"):
+                    continue
+                view = CaseAsOf(doc, i)
+                yield view
+                if view.status in domain.FINAL:
+                    return
+            sent = len(doc.history)
+            status = doc.status
 
-    def list_cases(self, req):
+    def list_cases(self, req, actor=None, region_prefix=None):
+        """An applicant's cases, newest first; `region_prefix` (a clerk's region, as
+        config.region_prefix gives it) keeps those of that region and below."""
         applicant_id = req.get("applicant_id", "")
-        domain.check_applicant_id(applicant_id)
-        size = domain.page_size(int(req.get("page_size") or 0))
-        after = self._decode_token(req.get("page_token") or "")
-        docs = self.store.cases_of(applicant_id, size + 1, after)
+        # a member of staff's look-up is audited (the applicant's ID masked in the record)
+        with self.audit.read(actor, "cases.list", applicant_id) as details:
+            domain.check_applicant_id(applicant_id)
+            size = domain.page_size(int(req.get("page_size") or 0))
+            after = self._decode_token(req.get("page_token") or "")
+            docs = self.store.cases_of(applicant_id, size + 1, after, region_prefix=region_prefix)
+            details["case_nos"] = [d.case_no for d in docs[:size]]
         token = ""
         if len(docs) > size:
             docs = docs[:size]
@@ -323,7 +367,7 @@ class Intake:
             if doc is None:
                 return False
             if domain.advance(doc.status, status) is None:
-                if license_ids and doc.status in (domain.DELIVERED, domain.RATED):
+                if license_ids and doc.status in (domain.DELIVERED, domain.RATED, domain.DELIVERY_FAILED):
                     # reported out of order (delivery first): keep the licences anyway
                     self.store.add_licenses(case_no, license_ids)
                 return False
@@ -340,3 +384,140 @@ class Intake:
 
     def evaluation_received(self, event):
         return self._move(event.case_no, domain.RATED, "rated")
+
+    # events recorded on the case (idempotent: each event's key is recorded with its change) --
+    def _record(self, case_no, key, decide):
+        """Apply what one event means for the case: `decide(doc)` gives (status, note, store
+        options) or None when the event changes nothing. Compare-and-set on the status and on the
+        event's key, retried when another change came first; a redelivered event changes nothing."""
+        if not case_no:
+            return False
+        telemetry.mark_case(case_no)
+        for _ in range(10):
+            doc = self.store.case(case_no)
+            if doc is None or key in (doc.noted or []):
+                return False
+            decision = decide(doc)
+            if decision is None:
+                return False
+            status, note, options = decision
+            if self.store.record(case_no, doc.status, status, note, key, **options):
+                return True
+        raise RuntimeError(f"case {case_no} kept changing under us")
+
+    def session_opened(self, event):
+        """joint_review opened the case's session: the departments are at work (IN_REVIEW). A case
+        waiting for materials already returns to IN_REVIEW once supplemented."""
+        note = f"review opened: {len(event.item_codes)} items with {', '.join(event.department_codes)}"
+
+        def decide(doc):
+            if doc.status == domain.SUBMITTED:
+                return domain.IN_REVIEW, note, {}
+            resume = (doc.rectification or {}).get("resume_status")
+            if doc.status == domain.RECTIFYING and resume == domain.SUBMITTED:
+                return doc.status, note, {"set_fields": {"rectification.resume_status": domain.IN_REVIEW},
+                                          "expect": {"rectification.resume_status": domain.SUBMITTED}}
+            return None
+
+        return self._record(event.case_no, "session_opened", decide)
+
+    def task_overdue(self, event):
+        """督办: a department is past its promised limit; the case's history says so (its status stays)."""
+        note = (f"督办: department {event.department_code} is past its promised limit for item {event.item_code} "
+                f"({event.elapsed_days} of {event.limit_days} working days); escalated")
+        return self._record(event.case_no, f"task_overdue:{event.item_code}",
+                            lambda doc: (doc.status, note, {}))
+
+    def session_concluded(self, event):
+        """A joint session (the joint site inspection) finished: its outcome goes into the history."""
+        if event.kind == "INSPECTION":
+            note = "joint site inspection done: " + (
+                "every department found it in order" if event.passed else
+                "defects found; the departments concerned ask for them to be put right") + (
+                f" (report {event.report_key})" if event.report_key else "")
+        else:
+            note = f"joint session {event.kind} concluded" + ("" if event.passed else " with defects")
+        key = f"session_concluded:{event.kind}:{event.concluded_at or event.report_key}"
+        return self._record(event.case_no, key, lambda doc: (doc.status, note, {}))
+
+    def session_withdrawn(self, event):
+        """joint_review closed the withdrawn case. Only a withdrawal that arrived after the
+        departments had concluded adds something the applicant must know: that conclusion is void."""
+        if not event.after_conclusion:
+            return False
+        what = event.overridden.removeprefix("SESSION_STATUS_").lower() or "concluded"
+        note = (f"the withdrawal reached the departments after they had concluded the case ({what}); "
+                "that conclusion is void: its licences are revoked and nothing is delivered")
+        return self._record(event.case_no, "session_withdrawn", lambda doc: (doc.status, note, {}))
+
+    def delivery_failed(self, event):
+        """The results could not be delivered: the applicant sees DELIVERY_FAILED until delivery
+        sends them again (Redispatch to a corrected address). An old attempt's failure changes nothing."""
+        attempt = event.attempt or 1
+        note = f"results could not be delivered: {event.reason}" + (
+            "; give the window a corrected address to have them sent again" if event.reason else "")
+
+        def decide(doc):
+            status = domain.after_failure(doc.status, attempt, doc.delivery_attempt or 0)
+            return None if status is None else (status, note, {"raise_attempt": attempt})
+
+        return self._record(event.case_no, f"delivery_failed:{attempt}", decide)
+
+    def delivery_dispatched(self, event):
+        """The results left by mail (the tracking number goes into the history); sent again after a
+        failure, the case is APPROVED again. ELECTRONIC links are issued and completed at once:
+        delivery_completed says all there is."""
+        attempt = event.attempt or 1
+        mail = event.channel == common_pb2.DELIVERY_CHANNEL_MAIL
+        sent = f"handed to {event.carrier}, tracking number {event.tracking_number}" if event.carrier else "dispatched"
+        note = (f"results sent again to the corrected address: {sent}" if attempt > 1 else f"results {sent}")
+
+        def decide(doc):
+            status = domain.after_dispatch(doc.status, attempt, doc.delivery_attempt or 0)
+            if status is None or (status == doc.status and not mail):
+                return None
+            return status, note, {"raise_attempt": attempt}
+
+        return self._record(event.case_no, f"delivery_dispatched:{attempt}", decide)
+
+    def delivery_ready_for_pickup(self, event):
+        note = "results wait at the window: show the pickup code (GetDelivery) to collect them"
+
+        def decide(doc):
+            return (doc.status, note, {}) if doc.status in domain.OPEN + (domain.APPROVED,) else None
+
+        return self._record(event.case_no, "delivery_ready_for_pickup", decide)
+
+    def license_revoked(self, event):
+        """elicense revoked a licence of the case, or superseded it (a later licence replaced it: the
+        seller's certificate after a transfer): the case lists it among its revoked licences, its
+        history says which and why."""
+        if event.superseded_by:
+            note = f"licence {event.license_id} superseded by {event.superseded_by}: it is no longer valid"
+        else:
+            note = f"licence {event.license_id} revoked" + (f": {event.reason}" if event.reason else "")
+        return self._record(event.case_no, f"license_revoked:{event.license_id}",
+                            lambda doc: (doc.status, note, {"add_to_set": {"revoked_license_ids": event.license_id}}))
+
+    def bad_review_opened(self, event):
+        note = (f"差评 ({event.channel}) received: department {event.department_code} must put it right "
+                f"by {event.deadline}")
+        return self._record(event.case_no, f"bad_review_opened:{event.channel}", lambda doc: (doc.status, note, {}))
+
+    def bad_review_closed(self, event):
+        note = (f"差评 ({event.channel}) put right by department {event.department_code} "
+                f"({'on time' if event.on_time else 'late'}): {event.result}")
+        return self._record(event.case_no, f"bad_review_closed:{event.channel}", lambda doc: (doc.status, note, {}))
+
+
+class CaseAsOf:
+    """A case as it was at entry `index` of its history: that entry's status, the history up to it;
+    everything else as the case is now."""
+
+    def __init__(self, doc, index):
+        self._doc = doc
+        self.history = list(doc.history[:index + 1])
+        self.status = self.history[-1]["status"]
+
+    def __getattr__(self, name):
+        return getattr(self._doc, name)

@@ -49,6 +49,7 @@ class CaseDoc(me.Document):
     revoked_license_ids = me.ListField(me.StringField())  # licences of the case elicense revoked
     delivery_attempt = me.IntField(default=0)  # the latest delivery attempt intake has heard of
     noted = me.ListField(me.StringField())     # the events already recorded (see IntakeStore.record)
+    parties = me.ListField(me.DictField())     # whom the case is about besides the applicant (role, name, id_number, code_type)
     outbox = me.ListField(me.DictField())
 
 
@@ -150,10 +151,13 @@ class IntakeStore:
                   "$push": {"history": {"status": status, "at": now().isoformat(), "note": note}}}
         return CaseDoc._get_collection().update_one(query, update).modified_count == 1
 
-    def cases_of(self, applicant_id, limit, after=None):
-        """An applicant's cases, newest first; `after` = (submitted_at, case_no) of the last one seen."""
+    def cases_of(self, applicant_id, limit, after=None, region_prefix=None):
+        """An applicant's cases, newest first; `after` = (submitted_at, case_no) of the last one seen;
+        `region_prefix`: only cases whose region code starts with it (services.common.config.region_prefix)."""
         query = {"applicant__id_number": applicant_id}
         qs = CaseDoc.objects(**query)
+        if region_prefix is not None:
+            qs = qs.filter(__raw__={"region_code": {"$regex": f"^{region_prefix}[0-9]*$"}})
         if after is not None:
             at, case_no = after
             qs = qs.filter(__raw__={"$or": [{"submitted_at": {"$lt": at}},

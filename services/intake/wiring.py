@@ -1,5 +1,6 @@
 """Builds intake's handlers from its adapters, in one place, for both roles."""
 from services.common import mongo
+from services.common.audit import MongoAuditLog
 from services.common.blobs import Blobs
 from services.common.bus import Bus
 from services.common.config import settings
@@ -18,6 +19,7 @@ def build_intake(bus=None, with_catalog=True):
         from services.intake.elicense_client import ElicenseClient
         catalog = CatalogClient(s.address("catalog"))
         licences = ElicenseClient(s.address("elicense"))
-    intake = Intake(IntakeStore(), blobs, bus or Bus("intake"), catalog, s.max_upload_bytes, licences=licences)
+    intake = Intake(IntakeStore(), blobs, bus or Bus("intake"), catalog, s.max_upload_bytes, licences=licences,
+                    audit=MongoAuditLog("intake"))
     intake.serves = s.serves
     return intake

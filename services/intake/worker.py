@@ -7,7 +7,10 @@ from onething.evaluation.v1 import events_pb2 as evaluation_events
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common.events import from_payload
 from services.common.mongo import sweep_outbox
+from services.common.config import refuse_defaults_in_production
 from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
+
+refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 
 def _build():

@@ -1,12 +1,14 @@
 """joint_review api role: native grpcio server. Staff calls carry an officer's bearer token; the
-department and region come from the token, never from the request."""
+department and region come from the token, never from the request. GetSession: the case's applicant
+(a clerk on their behalf), or an officer whose department has a task in the case (services/common/
+policy.py)."""
 import datetime
 
 from google.protobuf import json_format
 
 from onething.common.v1 import common_pb2
 from onething.joint_review.v1 import joint_review_pb2 as pb, joint_review_pb2_grpc as pb_grpc
-from services.common import auth, telemetry
+from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
@@ -31,13 +33,14 @@ def task_to_proto(task, today=None):
     return msg
 
 
-def session_to_proto(s):
+def session_to_proto(s, case=None):
     today = _today()
     msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"], status=s["status"],
                      opened_at=s["opened_at"], concluded_at=s["concluded_at"],
                      lead_department=s.get("lead_department", ""), withdrawn_after=s.get("withdrawn_after", ""),
                      withdrawn_at=s.get("withdrawn_at", ""),
-                     tasks=[task_to_proto(dict(t, case_no=s["case_no"]), today) for t in s["tasks"]])
+                     tasks=[task_to_proto(dict(t, case_no=s["case_no"], needed_license_ids=domain.needed_license_ids(
+                         s, t, (case or {}).get("materials") or ())), today) for t in s["tasks"]])
     if s.get("clock"):
         msg.clock.CopyFrom(json_format.ParseDict(domain.clock_view(s["clock"], today, s.get("statutory_limit_days", 0)),
                                                  pb.Clock()))
@@ -55,22 +58,38 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
         self.review = review
 
     def _officer(self, context, department=""):
-        """The calling officer; a department named in the request must be the token's own."""
-        actor = auth.actor_from_metadata(context.invocation_metadata())
-        if actor.role != "officer":
-            raise PermissionDenied(f"only department officers may do this, not a {actor.role}")
+        """The calling officer (verified by the api server's gate); a department named in the request
+        must be the token's own."""
+        actor = policy.current().actor
+        if actor is None or actor.role != "officer":
+            raise PermissionDenied(f"only department officers may do this, not a {getattr(actor, 'role', 'caller')}")
         if department and department != actor.department:
             raise PermissionDenied(f"officer {actor.sub} works for {actor.department}, not {department}")
         return actor
 
     def _session_of_region(self, actor, case_no):
+        """department_task: the case is handled in the officer's region and their department has a
+        task in it (which task, and whether it may be done now, the handler decides)."""
         session = self.review.get_session(case_no)
         if session["region_code"] != actor.region:
             raise PermissionDenied(f"case {case_no} is handled in {session['region_code']}, not {actor.region}")
+        if not any(t["department_code"] == actor.department for t in session["tasks"]):
+            raise PermissionDenied(f"department {actor.department} has no task in case {case_no}")
         return session
 
     def GetSession(self, request, context):
-        return session_to_proto(self.review.get_session(request.case_no))
+        # a member of staff's read is audited (the actor from the token)
+        caller = policy.current()
+        if caller.is_(policy.CLERK):
+            caller.require_applicant()
+
+        def allow(session, case):
+            if caller.is_(policy.OFFICER):  # their department has a task in the case, in their region
+                return caller.within(session.get("region_code", "")) and any(
+                    t["department_code"] == caller.department for t in session["tasks"])
+            return caller.owns((case.get("applicant") or {}).get("id_number", ""), session.get("region_code", ""))
+        session, case = self.review.session_and_case(request.case_no, actor=caller.audit_actor(), allow=allow)
+        return session_to_proto(session, case)
 
     def ListTasks(self, request, context):
         actor = self._officer(context, request.department_code)
@@ -79,12 +98,13 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
         state = pb.TaskState.Name(request.state) if request.state else None
         today = _today()
         return pb.ListTasksResponse(tasks=[task_to_proto(t, today) for t in self.review.list_tasks(
-            actor.department, actor.region, state)])
+            actor.department, actor.region, state, actor=actor)])
 
     def ClaimTask(self, request, context):
         actor = self._officer(context)
         self._session_of_region(actor, request.case_no)
-        return task_to_proto(self.review.claim(request.case_no, request.item_code, actor.department, actor.sub))
+        return task_to_proto(self.review.claim(request.case_no, request.item_code, actor.department, actor.sub,
+                                               actor=actor))
 
     def RecordOpinion(self, request, context):
         actor = self._officer(context, request.department_code)
@@ -93,31 +113,32 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
         self._session_of_region(actor, request.case_no)
         task = self.review.record_opinion(request.case_no, request.item_code, actor.department,
                                           common_pb2.Decision.Name(request.decision), request.reason, actor.sub,
-                                          list(request.material_codes), list(request.defects))
+                                          list(request.material_codes), list(request.defects), actor=actor)
         return task_to_proto(task)
 
     def SuspendClock(self, request, context):
         actor = self._officer(context)
         self._session_of_region(actor, request.case_no)
         return task_to_proto(self.review.suspend_clock(request.case_no, request.item_code, actor.department,
-                                                       request.reason))
+                                                       request.reason, actor=actor))
 
     def ResumeClock(self, request, context):
         actor = self._officer(context)
         self._session_of_region(actor, request.case_no)
-        return task_to_proto(self.review.resume_clock(request.case_no, request.item_code, actor.department))
+        return task_to_proto(self.review.resume_clock(request.case_no, request.item_code, actor.department,
+                                                      actor=actor))
 
     def ScheduleInspection(self, request, context):
         actor = self._officer(context)
         self._session_of_region(actor, request.case_no)
         return session_to_proto(self.review.schedule_inspection(request.case_no, actor.department, request.at,
-                                                                request.place, actor.sub))
+                                                                request.place, actor.sub, actor=actor))
 
     def RecordFindings(self, request, context):
         actor = self._officer(context)
         self._session_of_region(actor, request.case_no)
         return session_to_proto(self.review.record_findings(request.case_no, actor.department, request.passed,
-                                                            request.notes, actor.sub))
+                                                            request.notes, actor.sub, actor=actor))
 
 
 def build(port=None):

@@ -9,11 +9,14 @@ import time
 
 from nameko.rpc import RpcProxy
 
-from services.common.config import settings
+from services.common.audit import AuditActor, SERVICE
+from services.common.config import refuse_defaults_in_production, settings
 from services.common.errors import FailedPrecondition
 from services.common.worker import Component, Inbox, Tracing, event_handler, with_timeout
 from services.joint_review import desk_rules
 from services.joint_review.handlers import task_routing_key
+
+refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 log = logging.getLogger(__name__)
 DEPARTMENT = os.environ.get("ONETHING_DESK_DEPARTMENT", "")
@@ -32,6 +35,9 @@ def make_desk(department, region, rule):
     if rule not in desk_rules.RULES:
         raise SystemExit(f"ONETHING_DESK_RULE must be one of {', '.join(desk_rules.RULES)}, not {rule!r}")
 
+    # who decides by the rule, for the audit log: the department's own desk process
+    actor = AuditActor(f"desk:{department}:{region}", "service", department, region, auth=SERVICE)
+
     class Desk:
         name = f"desk_{department}_{region}"
         tracing = Tracing()
@@ -48,7 +54,7 @@ def make_desk(department, region, rule):
                 time.sleep(DELAY)  # green under nameko's eventlet
             try:
                 self.review.record_opinion(payload["case_no"], payload["item_code"], department,
-                                           decision[0], decision[1], f"desk:{department}:{region}")
+                                           decision[0], decision[1], f"desk:{department}:{region}", actor=actor)
             except FailedPrecondition as exc:  # withdrawn, concluded or decided by a person meanwhile
                 log.info("task %s/%s not decided by the rule: %s", payload["case_no"], payload["item_code"], exc)
 

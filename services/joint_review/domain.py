@@ -12,6 +12,7 @@ in China Standard Time.
 """
 import datetime
 
+from services.common import ids
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.joint_review import clock
 
@@ -23,6 +24,7 @@ OPEN, S_APPROVED, S_REJECTED, S_WITHDRAWN = (
     "SESSION_STATUS_OPEN", "SESSION_STATUS_APPROVED", "SESSION_STATUS_REJECTED", "SESSION_STATUS_WITHDRAWN")
 APPROVE, REJECT, RECTIFY = "DECISION_APPROVE", "DECISION_REJECT", "DECISION_RECTIFY"
 LICENSE = "RESULT_TYPE_LICENSE"
+APPLICANT = "applicant"
 OFFICER_PAUSES = ("HEARING", "TESTING")
 CASE_CEILING_DAYS = 45  # 行政许可法: unified or joint handling within 45 working days
 CST = datetime.timezone(datetime.timedelta(hours=8))
@@ -32,7 +34,10 @@ def today_of(now):
     return datetime.datetime.fromisoformat(now).astimezone(CST).date()
 
 
-def new_session(case_no, region_code, package, now):
+def new_session(case_no, region_code, package, now, materials=()):
+    """A session for a submitted case. `materials`: the case's MaterialRefs (dicts); a licence that
+    stood in for a material of the party an item's result supersedes is the one it replaces."""
+    dept_names = {d.get("code"): d.get("name", "") for d in package.get("departments", [])}
     tasks = []
     for item in package["items"]:
         result = item.get("result") or {}
@@ -49,13 +54,54 @@ def new_session(case_no, region_code, package, now):
             "inspection": bool(item.get("inspection")),
             "optional": bool(item.get("optional")), "state": PENDING, "decision": "", "reason": "",
             "decided_by": "", "claimed_by": "", "license_id": "", "assigned_at": "", "decided_at": "",
-            "clock": None, "rectification": None, "overdue": False, "rounds": 0})
+            "clock": None, "rectification": None, "overdue": False, "rounds": 0,
+            "holder_party": result.get("holder_party") or APPLICANT,
+            "supersedes": _supersedes(result, package, materials),
+            "issuer_name": ((item.get("implementing_body") or {}).get("name")
+                            or dept_names.get(item["department_code"]) or "")})
     promised = int(package.get("promised_limit_days") or 0)
     statutory = min(int(package.get("statutory_limit_days") or CASE_CEILING_DAYS), CASE_CEILING_DAYS)
     return {"case_no": case_no, "region_code": region_code, "package_code": package["code"],
             "lead_department": package.get("lead_department", ""), "status": OPEN, "tasks": tasks,
             "opened_at": now, "concluded_at": "", "inspection": None,
             "clock": clock.start(today_of(now), promised or statutory), "statutory_limit_days": statutory}
+
+
+def _supersedes(result, package, materials):
+    """What an item's licence replaces: {party, license_type_code, license_ids}, or None. The
+    licence ids are those that stood in for a material of that party and type in this case."""
+    sup = result.get("supersedes") or {}
+    if not sup.get("party") or result.get("type") != LICENSE:
+        return None
+    type_code = sup.get("license_type_code") or result.get("license_type_code", "")
+    of_party = {m["code"] for m in package.get("materials", []) + package.get("waived_materials", [])
+                if (m.get("party") or APPLICANT) == sup["party"] and m.get("license_type_code") == type_code}
+    ids = [m["license_id"] for m in materials or () if m.get("license_id") and m.get("material_code") in of_party]
+    return {"party": sup["party"], "license_type_code": type_code, "license_ids": ids}
+
+
+def party_of(case, role):
+    """The case's party of `role` ({role, name, id_number, code_type}); the applicant for
+    "applicant". None when the case names no such party."""
+    if (role or APPLICANT) == APPLICANT:
+        applicant = case.get("applicant") or {}
+        return {"role": APPLICANT, "name": applicant.get("name", ""), "id_number": applicant.get("id_number", ""),
+                "code_type": ids.code_type_of(applicant.get("id_number", "")) or ""}
+    return next((dict(p) for p in case.get("parties") or [] if p.get("role") == role), None)
+
+
+def licence_recipient(task, case):
+    """What elicense needs to issue an approved licence item: the holder party (with its code
+    type), the issuer's name and what the licence supersedes (holder code, type, licence ids).
+    Sessions opened before parties existed have no holder_party: their results go to the applicant."""
+    holder = party_of(case, task.get("holder_party")) or {"role": task.get("holder_party", "")}
+    out = {"holder": holder, "issuer_name": task.get("issuer_name", "")}
+    sup = task.get("supersedes")
+    superseded = party_of(case, sup["party"]) if sup else None
+    if sup and superseded and superseded.get("id_number"):
+        out["supersedes"] = {"holder_code": superseded["id_number"], "license_type_code": sup["license_type_code"],
+                             "license_ids": list(sup.get("license_ids") or []), "party": sup["party"]}
+    return out
 
 
 def task_of(session, item_code):
@@ -344,6 +390,18 @@ def licenses_for(session, task):
 
 def all_licenses(session):
     return [t["license_id"] for t in session["tasks"] if t["license_id"]]
+
+
+def needed_license_ids(session, task, materials=()):
+    """The licences a task needs (its department's officers may read them): those that stood in for
+    its materials (减材料: `materials` are the case's MaterialRefs), the results of its prerequisites,
+    and the licences of earlier items it takes in place of materials."""
+    codes = set(task.get("material_codes") or ())
+    prerequisites = set(task.get("prerequisites") or ())
+    needed = [m["license_id"] for m in materials or () if m.get("license_id") and m.get("material_code") in codes]
+    needed += [t["license_id"] for t in session["tasks"] if t.get("license_id") and t["item_code"] in prerequisites]
+    needed += licenses_for(session, task) if "license_inputs" in task else []
+    return list(dict.fromkeys(needed))
 
 
 def materials_present(task_codes, case_codes):

@@ -8,6 +8,7 @@ from google.protobuf import json_format
 
 from onething.joint_review.v1 import events_pb2
 from services.common import pdf, telemetry
+from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.events import from_payload
@@ -27,8 +28,10 @@ def task_routing_key(department_code, region_code):
 
 
 class JointReview:
-    def __init__(self, store, bus, blobs=None):
+    def __init__(self, store, bus, blobs=None, audit=None):
         self.store, self.bus, self.blobs = store, bus, blobs
+        # the audit log (services.common.audit): decisions, claims, inspections, clocks and staff reads
+        self.audit = audit or MemoryAuditLog("joint_review")
         self.serves = None  # region_code -> bool: which regions this site reviews (None: all)
 
     # case lifecycle ------------------------------------------------------------------------
@@ -42,8 +45,10 @@ class JointReview:
             raise FailedPrecondition(f"this site does not review cases of region {event.region_code!r}")
         pkg = from_dict(event.package)
         now = _now()
-        session = domain.new_session(event.case_no, event.region_code, pkg, now)
-        case = {"applicant": from_dict(event.applicant), "materials": [from_dict(m) for m in event.materials],
+        materials = [from_dict(m) for m in event.materials]
+        session = domain.new_session(event.case_no, event.region_code, pkg, now, materials)
+        case = {"applicant": from_dict(event.applicant), "materials": materials,
+                "parties": [from_dict(p) for p in event.parties],
                 "delivery": from_dict(event.delivery), "package_code": pkg["code"],
                 "package_name": pkg.get("name", ""), "lead_department": pkg.get("lead_department", "")}
         outbox = self._effects(session, case, domain.advance(session, now))
@@ -121,51 +126,69 @@ class JointReview:
         return outbox_entry("session_withdrawn", msg, session["case_no"])
 
     # department work -------------------------------------------------------------------------
-    def claim(self, case_no, item_code, department_code, officer):
+    def claim(self, case_no, item_code, department_code, officer, actor=None):
         telemetry.mark_case(case_no)
-        session = self._update(case_no, lambda s, c: [] if domain.claim(s, item_code, department_code, officer)
-                               else None)
+        with self.audit.attempt(actor, "task.claim", case_no, item_code=item_code, department_code=department_code):
+            session = self._update(case_no, lambda s, c: [] if domain.claim(s, item_code, department_code, officer)
+                                   else None)
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
-    def record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials=(), defects=()):
+    def record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials=(), defects=(),
+                       actor=None):
+        """A department's decision, from its desk's rule or an officer (`actor`: who, for the audit log)."""
         telemetry.mark_case(case_no)
+        with self.audit.attempt(actor, "opinion.record", case_no, item_code=item_code, department_code=department_code,
+                                decision=decision, material_codes=list(materials)):
+            return self._record_opinion(case_no, item_code, department_code, decision, reason, by, materials, defects)
 
+    def _record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials, defects):
         def change(session, case):
             if not domain.record_opinion(session, item_code, department_code, decision, reason, by, _now(),
                                          materials, defects):
                 return None
             task = domain.task_of(session, item_code)
-            opinion = from_payload(events_pb2.OpinionRecorded, {
+            opinion = {
                 "case_no": case_no, "item_code": item_code, "item_name": task["item_name"],
                 "department_code": department_code, "region_code": task["region_code"], "decision": decision,
                 "reason": reason or "", "decided_by": by or "", "result_type": task["result_type"],
-                "license_type_code": task["license_type_code"], "license_type_name": task["license_type_name"],
-                "applicant": case["applicant"]})
+                "license_type_code": task["license_type_code"], "license_type_name": task["license_type_name"]}
+            if decision == domain.APPROVE and task["result_type"] == domain.LICENSE:
+                opinion.update(domain.licence_recipient(task, case))  # only what elicense issues with
+            opinion = from_payload(events_pb2.OpinionRecorded, opinion)
             return [outbox_entry("opinion_recorded", opinion, case_no)]
 
         session = self._update(case_no, change)
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
-    def suspend_clock(self, case_no, item_code, department_code, reason):
+    def suspend_clock(self, case_no, item_code, department_code, reason, actor=None):
         telemetry.mark_case(case_no)
-        session = self._update(case_no, lambda s, c: domain.suspend(s, item_code, department_code, reason,
-                                                                    _now()) and [])
+        with self.audit.attempt(actor, "clock.suspend", case_no, item_code=item_code, department_code=department_code,
+                                reason=reason):
+            session = self._update(case_no, lambda s, c: domain.suspend(s, item_code, department_code, reason,
+                                                                        _now()) and [])
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
-    def resume_clock(self, case_no, item_code, department_code):
+    def resume_clock(self, case_no, item_code, department_code, actor=None):
         telemetry.mark_case(case_no)
-        session = self._update(case_no, lambda s, c: domain.resume(s, item_code, department_code, _now()) and [])
+        with self.audit.attempt(actor, "clock.resume", case_no, item_code=item_code, department_code=department_code):
+            session = self._update(case_no, lambda s, c: domain.resume(s, item_code, department_code, _now()) and [])
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
-    def schedule_inspection(self, case_no, department_code, at, place, by):
+    def schedule_inspection(self, case_no, department_code, at, place, by, actor=None):
         telemetry.mark_case(case_no)
-        return self._update(case_no, lambda s, c: domain.schedule_inspection(s, department_code, at, place, by,
-                                                                             _now()) and [])
+        # the place is an address: not in the audit record (the session keeps it)
+        with self.audit.attempt(actor, "inspection.schedule", case_no, department_code=department_code, at=at):
+            return self._update(case_no, lambda s, c: domain.schedule_inspection(s, department_code, at, place, by,
+                                                                                 _now()) and [])
 
-    def record_findings(self, case_no, department_code, passed, notes, by):
+    def record_findings(self, case_no, department_code, passed, notes, by, actor=None):
         """The last department's findings produce the merged inspection report in S3."""
         telemetry.mark_case(case_no)
+        with self.audit.attempt(actor, "inspection.findings", case_no, department_code=department_code,
+                                passed=bool(passed)):
+            return self._record_findings(case_no, department_code, passed, notes, by)
 
+    def _record_findings(self, case_no, department_code, passed, notes, by):
         def change(session, case):
             if not domain.record_findings(session, department_code, passed, notes, by, _now()):
                 return []
@@ -206,14 +229,26 @@ class JointReview:
         return escalated
 
     # reading ---------------------------------------------------------------------------------
-    def get_session(self, case_no):
-        session, _, _ = self.store.load(case_no)
-        if session is None:
-            raise NotFound(f"there is no joint review session for case {case_no}")
-        return session
+    def get_session(self, case_no, actor=None, allow=None):
+        """The session; read by a member of staff (`actor`), the read is audited."""
+        return self.session_and_case(case_no, actor, allow)[0]
 
-    def list_tasks(self, department_code, region_code, state=None):
-        return self.store.tasks(department_code, region_code, state)
+    def session_and_case(self, case_no, actor=None, allow=None):
+        """(session, case) where case is what joint_review keeps of the case (applicant, materials …).
+        `allow(session, case)`: whether the caller may see it (the api's access rule); a session they
+        may not see is answered exactly as one that does not exist."""
+        with self.audit.read(actor, "session.read", case_no):
+            session, case, _ = self.store.load(case_no)
+            if session is None or (allow is not None and not allow(session, case or {})):
+                raise NotFound(f"there is no joint review session for case {case_no}")
+        return session, case or {}
+
+    def list_tasks(self, department_code, region_code, state=None, actor=None):
+        with self.audit.read(actor, "tasks.list", "", department_code=department_code, region_code=region_code,
+                             state=state or "") as details:
+            tasks = self.store.tasks(department_code, region_code, state)
+            details["case_nos"] = sorted({t["case_no"] for t in tasks})
+        return tasks
 
     # -----------------------------------------------------------------------------------------
     def _update(self, case_no, change, attempts=20, case_changes=False, missing_ok=False):
@@ -249,8 +284,10 @@ class JointReview:
                     "case_no": session["case_no"], "item_code": task["item_code"], "item_name": task["item_name"],
                     "department_code": task["department_code"], "region_code": task["region_code"],
                     "material_codes": task["material_codes"], "license_inputs": task["license_inputs"],
-                    "license_ids": domain.licenses_for(session, task), "applicant": case["applicant"],
-                    "materials": case["materials"], "inspection": task["inspection"], "round": task["rounds"]})
+                    "license_ids": domain.licenses_for(session, task),
+                    # only the materials this department reviews; no applicant record (see TaskAssigned)
+                    "materials": [m for m in case["materials"] if m.get("material_code") in task["material_codes"]],
+                    "inspection": task["inspection"], "round": task["rounds"]})
                 out.append(outbox_entry(task_routing_key(task["department_code"], task["region_code"]),
                                         msg, session["case_no"]))
             elif kind == "rectify":
@@ -259,8 +296,7 @@ class JointReview:
                 msg = from_payload(events_pb2.RectificationRequested, {
                     "case_no": session["case_no"], "item_code": task["item_code"],
                     "department_code": task["department_code"], "material_codes": rect["material_codes"],
-                    "defects": rect["defects"], "reason": rect["reason"], "applicant": case["applicant"],
-                    "round": task["rounds"]})
+                    "defects": rect["defects"], "reason": rect["reason"], "round": task["rounds"]})
                 out.append(outbox_entry("rectification_requested", msg, session["case_no"]))
             else:
                 _, approved, reason = effect

@@ -1,5 +1,6 @@
 """Builds joint_review's handlers from its adapters, in one place, for the api, worker and desks."""
 from services.common import mongo
+from services.common.audit import MongoAuditLog
 from services.common.blobs import Blobs
 from services.common.bus import Bus
 from services.common.config import settings
@@ -11,6 +12,6 @@ def build_review(bus=None):
     mongo.connect("joint_review")
     blobs = Blobs()
     blobs.ensure_bucket("results")
-    review = JointReview(ReviewStore(), bus or Bus("joint_review"), blobs)
+    review = JointReview(ReviewStore(), bus or Bus("joint_review"), blobs, audit=MongoAuditLog("joint_review"))
     review.serves = settings().serves
     return review

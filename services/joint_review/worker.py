@@ -8,9 +8,12 @@ from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
 from services.common import mongo
 from services.common.events import from_payload
+from services.common.config import refuse_defaults_in_production
 from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.joint_review.store import SessionDoc
 from services.joint_review.wiring import build_review
+
+refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 CLOCK_CHECK_SECONDS = float(os.environ.get("ONETHING_CLOCK_CHECK_SECONDS", "60"))
 

@@ -19,7 +19,7 @@ DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(local_idp):
     catalog = Catalog(MemoryCatalogStore(), RecordingBus("catalog"), data_dir=str(DATA))
     catalog.load()
     name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
@@ -88,20 +88,47 @@ def test_notice_savings_and_form_over_grpc(stub):
     assert not checked.ok and [p.key for p in checked.problems] == ["birth_date"]
 
 
-def test_list_by_audience_and_versions_over_grpc(stub):
+def test_list_by_audience_and_versions_over_grpc(stub, local_idp):
     resp = stub.ListPackages(catalog_pb2.ListPackagesRequest(region_code="440300",
                                                              audience=catalog_pb2.AUDIENCE_PERSON), timeout=5)
     assert "RCYJ" in [p.code for p in resp.packages] and "KBQY" not in [p.code for p in resp.packages]
-    versions = stub.ListVersions(catalog_pb2.ListVersionsRequest(code="XSECS"), timeout=5).versions
+    operator = local_idp.metadata("op-1", "operator", region="440100")
+    versions = stub.ListVersions(catalog_pb2.ListVersionsRequest(code="XSECS"), timeout=5, metadata=operator).versions
     assert [(v.version, v.status) for v in versions] == [(1, catalog_pb2.VERSION_STATUS_PUBLISHED)]
-    changes = stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=10).changes
+    changes = stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=10, metadata=operator).changes
     assert {c.outcome for c in changes} == {"unchanged"}
     with pytest.raises(grpc.RpcError) as err:
-        stub.PublishPackage(catalog_pb2.PublishPackageRequest(code="XSECS"), timeout=5)
+        stub.PublishPackage(catalog_pb2.PublishPackageRequest(code="XSECS"), timeout=5, metadata=operator)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.RpcError) as err:
-        stub.RetirePackage(catalog_pb2.RetirePackageRequest(code="NOPE"), timeout=5)
+        stub.RetirePackage(catalog_pb2.RetirePackageRequest(code="NOPE"), timeout=5, metadata=operator)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("who, code", [
+    (None, grpc.StatusCode.UNAUTHENTICATED),
+    (("44010619900101123X", "applicant", "", ""), grpc.StatusCode.PERMISSION_DENIED),
+    (("officer-1", "officer", "gaj", "440100"), grpc.StatusCode.PERMISSION_DENIED),
+    (("op-sz", "operator", "", "440300"), grpc.StatusCode.PERMISSION_DENIED),   # another city
+    (("op-gz-district", "operator", "", "440106"), grpc.StatusCode.PERMISSION_DENIED),  # below the site
+])
+def test_catalog_changes_are_for_operators_of_the_sites_region(stub, local_idp, who, code):
+    metadata = local_idp.metadata(*who) if who else ()
+    for call, request in ((stub.ReloadCatalog, catalog_pb2.ReloadCatalogRequest()),
+                          (stub.RetirePackage, catalog_pb2.RetirePackageRequest(code="XSECS")),
+                          (stub.PublishPackage, catalog_pb2.PublishPackageRequest(code="XSECS"))):
+        with pytest.raises(grpc.RpcError) as err:
+            call(request, timeout=5, metadata=metadata)
+        assert err.value.code() == code, err.value.details()
+    versions = stub.ListVersions(catalog_pb2.ListVersionsRequest(code="XSECS"), timeout=5,
+                                 metadata=local_idp.metadata("sre-1", "sre")).versions
+    assert [v.status for v in versions] == [catalog_pb2.VERSION_STATUS_PUBLISHED]  # nothing retired
+
+
+def test_an_operator_of_the_province_may_change_a_city_sites_catalog(stub, local_idp):
+    province = local_idp.metadata("op-gd", "operator", region="440000")
+    changes = stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=10, metadata=province).changes
+    assert {c.outcome for c in changes} == {"unchanged"}
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -154,3 +181,14 @@ def test_cli_api_down_is_one_line_and_exit_2():
         port = s.getsockname()[1]
     rc, out, err = cli(f"127.0.0.1:{port}", "list", "--region", "440100")
     assert rc == 2 and out == "" and err.count("\n") == 1 and "cannot be reached" in err
+
+
+def test_parties_holders_and_supersedes_travel_over_grpc(stub):
+    pkg = stub.GetPackage(catalog_pb2.GetPackageRequest(code="ESFGH", region_code="440100"), timeout=5)
+    assert [(p.role, p.name, p.id_kind, p.required) for p in pkg.parties][:2] == [
+        ("buyer", "买方", "any", True), ("seller", "卖方", "any", True)]
+    transfer = next(i for i in pkg.items if i.code == "160000000002")
+    assert transfer.result.holder_party == "buyer"
+    assert (transfer.result.supersedes.party, transfer.result.supersedes.license_type_code) == ("seller", "BDCQZ")
+    assert transfer.implementing_body.name == "广州市规划和自然资源局"
+    assert next(m for m in pkg.materials if m.code == "H02").party == "seller"

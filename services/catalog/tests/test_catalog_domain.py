@@ -202,3 +202,75 @@ def test_bare_package_resolves_the_older_way(newborn, departments):
     assert [i["code"] for i in out["items"]] == [i["code"] for i in newborn["items"]]  # maternity=yes by default
     assert out["implementing_code"] == "440100XSECS"
     assert next(f for f in out["form_fields"] if f["key"] == "child_name")["label"] == "child_name"
+
+
+# --- parties: whose record each result is, what it supersedes ------------------------------------
+
+
+def test_the_newborns_certificates_are_the_newborns(newborn, departments):
+    pkg = domain.resolve(newborn, "440100", departments)
+    assert {"role": "newborn", "name": "新生儿", "id_kind": "citizen_id", "required": True} in pkg["parties"]
+    assert any(p["role"] == "agent" and not p["required"] for p in pkg["parties"])  # always allowed
+    assert item(pkg, BIRTH_CERT)["result"]["holder_party"] == "newborn"
+    assert item(pkg, MATERNITY)["result"]["holder_party"] == "applicant"  # the default: the applicant's
+    assert all(m["party"] == "applicant" for m in pkg["materials"])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda p: p.update(parties=[{"role": "Newborn", "name": "x"}]), "lower-case"),
+    (lambda p: p.update(parties=[{"role": "applicant", "name": "x"}]), "not a party to declare"),
+    (lambda p: p.update(parties=[{"role": "newborn", "name": "x"}, {"role": "newborn", "name": "y"}]),
+     "declared twice"),
+    (lambda p: p.update(parties=[{"role": "newborn"}]), "needs a name"),
+    (lambda p: p.update(parties=[{"role": "newborn", "name": "x", "id_kind": "passport"}]), "id_kind"),
+    (lambda p: p.update(parties=["newborn"]), "mapping with a role"),
+    (lambda p: item(p, BIRTH_CERT)["result"].update(holder_party="mother"), "holder_party 'mother'"),
+    (lambda p: p["parties"][0].update(required=False), "holder_party 'newborn' is not the applicant or a required"),
+    (lambda p: item(p, BIRTH_CERT)["result"].update(supersedes={"party": "seller"}), "party 'seller'"),
+    (lambda p: item(p, BIRTH_CERT)["result"].update(supersedes={"party": ""}), "supersedes names the party"),
+    (lambda p: item(p, BIRTH_CERT)["result"].update(supersedes={"party": "newborn", "type": "X"}),
+     "not type"),
+    (lambda p: item(p, HUKOU)["result"].update(supersedes={"party": "newborn"}), "only a licence result"),
+    (lambda p: p["materials"][0].update(party="father"), "material M01 is about party 'father'"),
+])
+def test_parties_that_do_not_fit_are_refused_naming_them(newborn, departments, change, words):
+    change(newborn)
+    with pytest.raises(InvalidArgument, match=words):
+        domain.validate_package(newborn, departments)
+
+
+def test_a_transfer_is_the_buyers_and_supersedes_the_sellers_certificate(departments):
+    pkg = yaml.safe_load((DATA / "packages" / "second_hand_house.yaml").read_text(encoding="utf-8"))
+    pkg = domain.resolve(pkg, "440100", departments)
+    assert [(p["role"], p["required"]) for p in pkg["parties"]] == [("buyer", True), ("seller", True),
+                                                                     ("agent", False)]
+    result = item(pkg, "160000000002")["result"]
+    assert result["holder_party"] == "buyer"
+    assert result["supersedes"] == {"party": "seller", "license_type_code": "BDCQZ"}
+    assert next(m for m in pkg["materials"] if m["code"] == "H02")["party"] == "seller"
+
+
+def test_every_seeded_licence_has_a_holder_every_case_names():
+    """In the data as shipped: 身后's certificates are the deceased's, enterprise packages' licences
+    the enterprise's, and every holder party is required."""
+    from services.catalog.store import read_catalog
+    defs = domain.build_definitions(read_catalog(str(DATA)))
+    holders = {}
+    for code, d in defs.items():
+        pkg = domain.resolve(d, "440100" if d["home"] == "national" else d["home"], {})
+        required = {p["role"] for p in pkg["parties"] if p["required"]} | {"applicant"}
+        for i in pkg["items"]:
+            if i["result"]["type"] == "RESULT_TYPE_LICENSE":
+                assert i["result"]["holder_party"] in required, (code, i["code"])
+                holders.setdefault(code, set()).add(i["result"]["holder_party"])
+        if pkg["audience"] == "AUDIENCE_ENTERPRISE":
+            assert "enterprise" in required, code
+    assert holders["SH"] == {"deceased"} and holders["XSECS"] == {"newborn"} and holders["ESFGH"] == {"buyer"}
+    assert holders["KBCYD"] == {"enterprise"} and holders["GCJGYS"] == {"enterprise"}
+
+
+def test_the_notice_names_the_parties_a_case_must_name(departments):
+    pkg = yaml.safe_load((DATA / "packages" / "after_death.yaml").read_text(encoding="utf-8"))
+    pkg = domain.resolve(pkg, "440100", departments)
+    text = domain.notice_text(pkg, domain.steps(pkg), domain.savings(pkg))
+    assert "  申请时须填写当事人：逝者（deceased）" in text

@@ -43,6 +43,14 @@ class FakeDeliveryStore:
         doc["outbox"].extend(copy.deepcopy(outbox))
         return True
 
+    def record_pickup_failure(self, case_no, max_attempts, locked_until):
+        body = self.docs[case_no]["body"]
+        body["pickup_failures"] = body.get("pickup_failures", 0) + 1
+        if body["pickup_failures"] >= max_attempts:
+            failures, body["pickup_failures"], body["pickup_locked_until"] = body["pickup_failures"], 0, locked_until
+            return failures, True
+        return body["pickup_failures"], False
+
     def add_revocation(self, license_id, case_no, revoked_at, reason):
         self.revoked.setdefault(license_id, {"case_no": case_no, "revoked_at": revoked_at, "reason": reason})
 
@@ -142,12 +150,45 @@ def test_real_pickup_codes_differ_between_cases(store, bus, monkeypatch):
     assert len(codes) > 15 and all(len(c) == 6 and c.isdigit() for c in codes)
 
 
-def test_wrong_pickup_code_is_denied_and_changes_nothing(delivery, store, bus):
+def test_wrong_pickup_code_is_denied_and_changes_nothing_but_the_count(delivery, store, bus):
     delivery.on_case_concluded(concluded(domain.WINDOW), licenses)
     before = copy.deepcopy(store.docs)
     with pytest.raises(PermissionDenied):
         delivery.confirm_pickup(CASE, "999999", "clerk-7")
+    assert store.docs[CASE]["body"].pop("pickup_failures") == 1
     assert store.docs == before and bus.types() == ["delivery_ready_for_pickup"]
+
+
+def test_five_wrong_codes_lock_the_pickup_for_a_while_even_for_the_right_code(store, bus, monkeypatch):
+    import datetime
+    from services.common.errors import Busy
+    monkeypatch.setattr(handlers, "flush_outbox", lambda *a, **k: 0)
+    now = [datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.timezone.utc)]
+    d = handlers.Delivery(store, FakeBlobs(), bus, pickup_code=lambda: CODE, pickup_max_attempts=5,
+                          pickup_lock=datetime.timedelta(minutes=30), clock=lambda: now[0])
+    d.on_case_concluded(concluded(domain.WINDOW), licenses)
+    for attempt in range(1, 5):
+        with pytest.raises(PermissionDenied) as err:
+            d.confirm_pickup(CASE, f"{attempt:06d}", "clerk-7")
+        assert "locked" not in err.value.message
+    with pytest.raises(PermissionDenied, match="locked for 30 minutes"):
+        d.confirm_pickup(CASE, "000005", "clerk-7")
+    with pytest.raises(Busy, match="locked") as err:  # RESOURCE_EXHAUSTED, the right code too
+        d.confirm_pickup(CASE, CODE, "clerk-7")
+    assert err.value.code == "RESOURCE_EXHAUSTED" and 29 * 60 < err.value.retry_after_s <= 30 * 60
+    assert store.docs[CASE]["body"]["status"] == domain.READY_FOR_PICKUP and CODE not in err.value.message
+    now[0] += datetime.timedelta(minutes=31)  # the window has passed: the right code works, the count restarts
+    done = d.confirm_pickup(CASE, CODE, "clerk-7")
+    assert done["status"] == domain.COMPLETED and done["pickup_failures"] == 0 and not done["pickup_locked_until"]
+
+
+def test_a_right_code_resets_the_count_of_wrong_ones(store, bus, monkeypatch):
+    monkeypatch.setattr(handlers, "flush_outbox", lambda *a, **k: 0)
+    d = handlers.Delivery(store, FakeBlobs(), bus, pickup_code=lambda: CODE, pickup_max_attempts=2)
+    d.on_case_concluded(concluded(domain.WINDOW), licenses)
+    with pytest.raises(PermissionDenied):
+        d.confirm_pickup(CASE, "111111", "clerk-7")
+    assert d.confirm_pickup(CASE, CODE, "clerk-7")["pickup_failures"] == 0
 
 
 def test_second_pickup_is_out_of_order(delivery, bus):

@@ -21,8 +21,8 @@ def approved(case_no, decision="DECISION_APPROVE"):
     return from_payload(events_pb2.OpinionRecorded, {
         "case_no": case_no, "item_code": "110000000001", "item_name": "出生医学证明签发", "department_code": "wsjk",
         "region_code": "440100", "decision": decision, "result_type": "RESULT_TYPE_LICENSE",
-        "license_type_code": "CSYXZM", "license_type_name": "出生医学证明",
-        "applicant": {"id_number": "11010519491231002X", "name": "李华"}})
+        "license_type_code": "CSYXZM", "license_type_name": "出生医学证明", "issuer_name": "广州市卫生健康委员会",
+        "holder": {"role": "newborn", "id_number": "11010519491231002X", "name": "李华", "code_type": "111"}})
 
 
 def test_one_licence_per_item_stored_signed_and_verifiable(elicense, probe):
@@ -144,3 +144,36 @@ def test_revocation_and_key_rotation_over_grpc_need_the_right_token(elicense):
             assert key.active and key.region_code == "440100"
     finally:
         server.stop(0)
+
+
+def test_a_transfer_supersedes_the_sellers_certificate_in_the_store(elicense, probe):
+    """The buyer's 不动产权证书 marks the seller's SUPERSEDED in MongoDB (compare-and-set from VALID),
+    with `license_revoked` naming the new licence from the old one's outbox; a redelivery changes
+    nothing."""
+    from onething.joint_review.v1 import events_pb2
+    from services.common.events import from_payload
+    from tools.client import citizen_id
+    stamp = int(time.time() * 1000)
+    seller, buyer = citizen_id(f"4401061980{stamp % 10**7:07d}"[:17]), citizen_id(f"4401061990{stamp % 10**7:07d}"[:17])
+
+    def transfer(case_no, to, supersedes=None):
+        payload = {"case_no": case_no, "item_code": "160000000002", "department_code": "zrzy", "region_code": "440100",
+                   "decision": "DECISION_APPROVE", "result_type": "RESULT_TYPE_LICENSE", "license_type_code": "BDCQZ",
+                   "license_type_name": "不动产权证书", "issuer_name": "广州市规划和自然资源局",
+                   "holder": {"role": "buyer", "name": "某人", "id_number": to, "code_type": "111"}}
+        if supersedes:
+            payload["supersedes"] = supersedes
+        return from_payload(events_pb2.OpinionRecorded, payload)
+
+    old = elicense.on_opinion(transfer(f"E{stamp}S1", seller))
+    event = transfer(f"E{stamp}S2", buyer, {"holder_code": seller, "license_type_code": "BDCQZ",
+                                            "license_ids": [old["license_id"]], "party": "seller"})
+    new = elicense.on_opinion(event)
+    gone = elicense.get(old["license_id"])
+    assert gone["status"] == "LICENSE_STATUS_SUPERSEDED" and gone["superseded_by"] == new["license_id"]
+    assert elicense.get(new["license_id"])["status"] == "LICENSE_STATUS_VALID"
+    assert not elicense.verify(old["license_id"])[0]
+    elicense.on_opinion(event)  # redelivered
+    time.sleep(0.5)
+    revoked = [b for k, b in probe.for_case(f"E{stamp}S1") if k == "license_revoked"]
+    assert len(revoked) == 1 and revoked[0]["superseded_by"] == new["license_id"]

@@ -21,12 +21,17 @@ class _RpcError(grpc.RpcError):
         return f"details of {self._code.name}"
 
 
+def SERVICE():
+    return (("authorization", "Bearer service-token"),)
+
+
 class FakeStub:
     def __init__(self, result):
         self.result, self.calls = result, []
 
-    def ListLicenses(self, request, timeout):
+    def ListLicenses(self, request, timeout, metadata=None):
         self.calls.append((request.holder_code, timeout))
+        assert metadata == (("authorization", "Bearer service-token"),)  # intake asks as a service
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
@@ -35,7 +40,7 @@ class FakeStub:
 def test_licences_of_asks_elicense_by_holder_and_returns_dicts():
     stub = FakeStub(elicense_pb2.ListLicensesResponse(licenses=[elicense_pb2.License(
         license_id="L1", type_code="CSYXZM", status=elicense_pb2.LICENSE_STATUS_VALID, valid_from="2026-01-01")]))
-    got = ElicenseClient("unused", stub=stub).licences_of("H1")
+    got = ElicenseClient("unused", stub=stub, metadata=SERVICE).licences_of("H1")
     assert stub.calls == [("H1", 3.0)]
     assert got == [{"license_id": "L1", "type_code": "CSYXZM", "status": "LICENSE_STATUS_VALID",
                     "valid_from": "2026-01-01"}]
@@ -46,7 +51,7 @@ def test_licences_of_asks_elicense_by_holder_and_returns_dicts():
     (grpc.StatusCode.INTERNAL, Unavailable), (grpc.StatusCode.INVALID_ARGUMENT, InvalidArgument)])
 def test_elicense_errors_become_domain_errors(code, error):
     with pytest.raises(error):
-        ElicenseClient("unused", stub=FakeStub(_RpcError(code))).licences_of("H1")
+        ElicenseClient("unused", stub=FakeStub(_RpcError(code)), metadata=SERVICE).licences_of("H1")
 
 
 class FailingLicences:

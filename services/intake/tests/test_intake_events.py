@@ -228,6 +228,17 @@ def test_a_revoked_licence_is_listed_on_the_case_with_a_history_entry(intake, st
     assert doc(store)["status"] == DEL and doc(store)["license_ids"] == ["L1", "L2"]
 
 
+def test_a_superseded_licence_is_listed_with_what_superseded_it(intake, store):
+    """The seller's 不动产权证书, superseded by the buyer's: listed like a revocation, said as it is."""
+    store.add(DEL, license_ids=["L1"])
+    superseded = license_events.LicenseRevoked(license_id="L1", case_no=CASE, reason="superseded by …",
+                                               superseded_by="L9")
+    assert twice(intake.license_revoked, superseded) == (True, False)
+    assert doc(store)["revoked_license_ids"] == ["L1"] and doc(store)["status"] == DEL
+    entry = doc(store)["history"][-1]
+    assert entry["note"] == "licence L1 superseded by L9: it is no longer valid" and entry["note_only"]
+
+
 # --- delivery failed, corrected, delivered -----------------------------------------------------
 
 

@@ -668,3 +668,57 @@ def test_watch_sends_changes_that_follow_each_other_within_one_poll(intake):
     assert not watcher.is_alive()
     assert seen == ["CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED",
                     "CASE_STATUS_DELIVERY_FAILED", "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED"]
+
+
+# --- parties (当事人) -----------------------------------------------------------------------------
+
+SELLER = {"role": "seller", "name": "卖方乙", "id_number": citizen_id("44010619800202123")}
+BUYER = {"role": "buyer", "name": "买方甲", "id_number": OTHER["id_number"]}
+
+
+@pytest.fixture
+def house(intake):
+    """The stand-in package turned into a transfer: buyer and seller required, M03 about the seller."""
+    pkg = intake.catalog.package
+    pkg["parties"] = [{"role": "buyer", "name": "买方", "id_kind": "any", "required": True},
+                      {"role": "seller", "name": "卖方", "id_kind": "any", "required": True},
+                      {"role": "agent", "name": "代理人", "id_kind": "citizen_id"}]
+    next(m for m in pkg["materials"] if m["code"] == "M03").update(license_type_code="BDCQZ", party="seller")
+    return pkg
+
+
+def test_parties_are_kept_on_the_case_and_travel_in_case_submitted(intake, probe, house):
+    case = intake.submit(request(intake, parties=[dict(BUYER), dict(SELLER, code_type="111")]))
+    assert [(p["role"], p["id_number"], p["code_type"]) for p in case.parties] == [
+        ("buyer", BUYER["id_number"], "111"), ("seller", SELLER["id_number"], "111")]
+    event = wait_events(probe, case.case_no)[0][1]
+    assert [p["role"] for p in event["parties"]] == ["buyer", "seller"]
+    assert event["package"]["parties"][0]["role"] == "buyer"
+
+
+@pytest.mark.parametrize("parties, words", [
+    ([BUYER], r"name the party 卖方 \(seller\)"),
+    ([BUYER, dict(SELLER, id_number="440106198002021230")], "check digit"),
+    ([BUYER, SELLER, {"role": "deceased", "name": "x", "id_number": APPLICANT["id_number"]}], "names no party"),
+])
+def test_a_missing_or_wrong_party_writes_nothing(intake, probe, house, parties, words):
+    req = request(intake, parties=[dict(p) for p in parties])
+    before = (case_count(), intake.blobs.list("materials", "cases/"))
+    with pytest.raises(InvalidArgument, match=words):
+        intake.submit(req)
+    time.sleep(0.3)
+    assert (case_count(), intake.blobs.list("materials", "cases/")) == before
+    assert "case_submitted" not in probe.keys()
+
+
+def test_the_sellers_licence_stands_in_for_the_material_about_the_seller(intake, probe, house):
+    """Whoever applies (here the applicant is neither party), the certificate the seller holds is
+    not asked for; a licence of that type the applicant holds does not count for it."""
+    cert = dict(ID_LICENCE, license_id="1.2.156.3005.2.BDCQZ.X.1.001.Z", type_code="BDCQZ")
+    intake.licences.held[APPLICANT["id_number"]] = [dict(cert, license_id="APPLICANTS")]
+    with pytest.raises(FailedPrecondition, match=r"结婚证 \(M03\)"):
+        intake.submit(request(intake, codes=("M01", "M02", "M04"), parties=[dict(BUYER), dict(SELLER)]))
+    intake.licences.held[SELLER["id_number"]] = [cert]
+    case = intake.submit(request(intake, codes=("M01", "M02", "M04"), parties=[dict(BUYER), dict(SELLER)]))
+    m03 = next(m for m in case.materials if m["material_code"] == "M03")
+    assert m03["license_id"] == cert["license_id"] and not m03.get("object_key")

@@ -266,3 +266,53 @@ def test_rejected_optional_item_closes_what_depends_on_it_and_the_case_still_con
     states = {t["item_code"]: t["state"] for t in s["tasks"]}
     assert states == {"A": d.REJECTED, "B": d.CLOSED, "C": d.DONE}
     assert effects == [("conclude", True, "all departments approved")]
+
+
+# --- whose record: holder parties, issuers, what a result supersedes ------------------------------
+
+BUYER = {"role": "buyer", "name": "买方甲", "id_number": "440106199001011238", "code_type": "111"}
+SELLER = {"role": "seller", "name": "卖方乙", "id_number": "440106198002021233", "code_type": "111"}
+TRANSFER = "160000000002"
+
+
+@pytest.fixture(scope="module")
+def house():
+    """二手房 in 广州 with the city's implementing bodies (the catalog's full resolution)."""
+    from services.catalog.domain import build_definitions
+    from services.catalog.store import read_catalog
+    return resolve(build_definitions(read_catalog(str(DATA)))["ESFGH"], "440100", {})
+
+
+def test_a_transfer_is_issued_to_the_buyer_by_the_implementing_body_and_supersedes_the_sellers(house):
+    materials = [{"material_code": "H02", "license_id": "LIC-SELLER"}, {"material_code": "H03", "object_key": "k"}]
+    s = domain.new_session("440100ESFGH202611270001", "440100", house, NOW, materials)
+    task = domain.task_of(s, TRANSFER)
+    assert task["holder_party"] == "buyer" and task["issuer_name"] == "广州市规划和自然资源局"
+    assert task["supersedes"] == {"party": "seller", "license_type_code": "BDCQZ", "license_ids": ["LIC-SELLER"]}
+    case = {"applicant": {"id_number": "440106197003031236", "name": "代理人丙"}, "parties": [BUYER, SELLER]}
+    out = domain.licence_recipient(task, case)
+    assert out["holder"] == BUYER and out["issuer_name"] == "广州市规划和自然资源局"
+    assert out["supersedes"] == {"holder_code": SELLER["id_number"], "license_type_code": "BDCQZ",
+                                 "license_ids": ["LIC-SELLER"], "party": "seller"}
+
+
+def test_a_paper_certificate_names_no_licence_to_supersede(house):
+    s = domain.new_session("440100ESFGH202611270002", "440100", house, NOW,
+                           [{"material_code": "H02", "object_key": "k"}])
+    assert domain.task_of(s, TRANSFER)["supersedes"]["license_ids"] == []
+    assert domain.task_of(s, "160000000001")["supersedes"] is None  # a record supersedes nothing
+
+
+def test_results_of_a_session_opened_before_parties_go_to_the_applicant(session):
+    task = dict(domain.task_of(session, C01))
+    task.pop("holder_party")
+    out = domain.licence_recipient(task, {"applicant": {"id_number": "11010519491231002X", "name": "张三"}})
+    assert out["holder"] == {"role": "applicant", "name": "张三", "id_number": "11010519491231002X",
+                             "code_type": "111"}
+    assert "supersedes" not in out
+
+
+def test_a_holder_party_the_case_does_not_name_gives_a_holder_without_number(session):
+    """elicense refuses such an opinion (dead letter) rather than issue it to someone else."""
+    out = domain.licence_recipient(domain.task_of(session, C01), {"applicant": {"id_number": "11010519491231002X"}})
+    assert out["holder"] == {"role": "newborn"}

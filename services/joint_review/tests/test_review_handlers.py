@@ -1,5 +1,6 @@
 """JointReview use cases over an in-memory store and a RecordingBus (no MongoDB, no broker)."""
 import copy
+import json
 import pathlib
 
 import pytest
@@ -12,7 +13,7 @@ from services.common.bus import RecordingBus
 from services.common.errors import NotFound, PermissionDenied
 from services.common.events import from_payload
 from services.elicense.domain import identifier_valid, license_identifier
-from services.joint_review import domain, handlers
+from services.joint_review import desk_rules, domain, handlers
 from services.joint_review.store import Conflict, SessionDoc
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "catalog" / "data"
@@ -21,6 +22,7 @@ CASE_NO = "440100XSECS202403050001"
 C01, C02, C03, C04, C05, C06, C07 = (f"11000000000{i}" for i in range(1, 8))
 DEPT = {C01: "wsjk", C02: "jkzx", C03: "gaj", C04: "ybj", C05: "rsj", C06: "ybj", C07: "wsjk"}
 APPLICANT = {"id_number": "11010519491231002X", "name": "张三", "phone": "13800000000"}
+NEWBORN = {"role": "newborn", "name": "张小宝", "id_number": "440106202611200014", "code_type": "111"}
 LIC01 = license_identifier("CSYXZM", "440100WSJK", "202400000001")
 LIC05 = license_identifier("SBK", "440100RSJ", "202400000001")
 
@@ -110,7 +112,7 @@ def submitted(package, case_no=CASE_NO):
                  for c, n in (("M01", "父母居民身份证"), ("M02", "居民户口簿"), ("M03", "结婚证"), ("M04", "母亲银行卡"))]
     return from_payload(intake_events.CaseSubmitted, {
         "case_no": case_no, "region_code": REGION, "applicant": APPLICANT, "package": package,
-        "materials": materials, "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}})
+        "materials": materials, "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}, "parties": [NEWBORN]})
 
 
 def issued(item_code, license_id, case_no=CASE_NO):
@@ -147,9 +149,19 @@ def test_task_assigned_payload_carries_what_the_desk_needs(review, bus, package)
     assert payload["case_no"] == CASE_NO and payload["item_code"] == C01
     assert payload["item_name"] == "出生医学证明签发" and payload["department_code"] == "wsjk"
     assert payload["region_code"] == REGION and payload["material_codes"] == ["M01"]
-    assert payload["applicant"]["id_number"] == APPLICANT["id_number"]
-    assert [m["material_code"] for m in payload["materials"]] == ["M01", "M02", "M03", "M04"]
+    # only the materials this department reviews, and nothing of the applicant's record
+    assert [m["material_code"] for m in payload["materials"]] == ["M01"]
+    assert "applicant" not in payload
+    text = json.dumps(bus.published, ensure_ascii=False)
+    for event_type, body, _ in bus.published:
+        if event_type.startswith("task_assigned."):
+            assert set(body) <= {"case_no", "item_code", "item_name", "department_code", "region_code",
+                                 "material_codes", "materials", "license_ids", "license_inputs", "inspection",
+                                 "round"}
+            assert {m["material_code"] for m in body.get("materials", [])} <= set(body["material_codes"])
+    assert APPLICANT["id_number"] not in text and APPLICANT["phone"] not in text and APPLICANT["name"] not in text
     assert "license_ids" not in payload  # nothing issued yet
+    assert desk_rules.decide("materials_present", payload, lambda _: None) == (domain.APPROVE, "materials present")
 
 
 def test_open_session_is_idempotent(review, store, bus, package):
@@ -185,7 +197,7 @@ def test_get_session_of_unknown_case(review):
 # --- opinions ---------------------------------------------------------------------------------
 
 
-def test_opinion_is_published_with_the_applicant(review, bus, package):
+def test_opinion_on_a_record_carries_no_personal_data(review, bus, package):
     review.open_session(submitted(package))
     start = len(bus.published)
     task = approve(review, C02)
@@ -194,7 +206,28 @@ def test_opinion_is_published_with_the_applicant(review, bus, package):
     payload = bus.published[start][1]
     assert payload["decision"] == "DECISION_APPROVE" and payload["item_code"] == C02
     assert payload["department_code"] == "jkzx" and payload["result_type"] == "RESULT_TYPE_RECORD"
-    assert payload["applicant"]["name"] == "张三"
+    assert "applicant" not in payload and "holder" not in payload  # elicense issues nothing for a record
+
+
+def test_approved_licence_opinion_names_its_holder_party_and_issuer(review, bus, package):
+    """出生医学证明 is the newborn's: the opinion carries the newborn (with its code type) and the
+    issuer's name from the package snapshot, not the applicant."""
+    review.open_session(submitted(package))
+    start = len(bus.published)
+    approve(review, C01)
+    payload = bus.published[start][1]
+    assert payload["holder"] == NEWBORN
+    assert payload["issuer_name"] == "卫生健康委员会"   # no implementing body in this bare resolution: the department
+    assert "supersedes" not in payload and "applicant" not in payload
+    assert APPLICANT["id_number"] not in str(payload)
+
+
+def test_rejected_licence_opinion_names_no_holder(review, bus, package):
+    review.open_session(submitted(package))
+    start = len(bus.published)
+    review.record_opinion(CASE_NO, C01, "wsjk", domain.REJECT, "出生信息不符", "desk:wsjk:440100")
+    payload = next(p for t, p, _ in bus.published[start:] if t == "opinion_recorded")
+    assert "holder" not in payload and "issuer_name" not in payload
 
 
 def test_redelivered_opinion_publishes_nothing(review, store, bus, package):
