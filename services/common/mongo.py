@@ -58,9 +58,15 @@ def connect(service, uri=None, db_name=None):
         monitoring.register(_CommandSpans())
         _listener_installed = True
     s = settings()
-    mongoengine.connect(db=db_name or s.db_name(service), host=uri or s.mongo_uri, alias=service,
+    host = uri or s.mongo_uri
+    options = {}
+    if "replicaSet=" not in host and "directConnection=" not in host and "," not in host.split("@")[-1]:
+        # one server and no replica set named: talk to it directly, so a restart that changes what
+        # it advertises (standalone / single-node replica set) does not strand the client
+        options["directConnection"] = True
+    mongoengine.connect(db=db_name or s.db_name(service), host=host, alias=service,
                         tz_aware=True, serverSelectionTimeoutMS=s.mongo_timeout_ms,
-                        connectTimeoutMS=s.mongo_timeout_ms, socketTimeoutMS=s.mongo_socket_timeout_ms)
+                        connectTimeoutMS=s.mongo_timeout_ms, socketTimeoutMS=s.mongo_socket_timeout_ms, **options)
 
 
 def disconnect(service):

@@ -21,6 +21,7 @@ def _outage_types():
 
 
 OUTAGE_TYPES = _outage_types()
+_REMOTE_OUTAGES = {t.__name__ for t in OUTAGE_TYPES} | {"Unavailable", "CallTimedOut", "Timeout", "RpcTimeout"}
 
 
 def is_outage(exc):
@@ -29,6 +30,9 @@ def is_outage(exc):
     if isinstance(exc, (Unavailable,) + OUTAGE_TYPES):
         return True
     name = type(exc).__name__
+    if name == "RemoteError":  # a bus call whose far side hit an outage is an outage here too
+        remote = getattr(exc, "exc_type", "") or ""
+        return remote in _REMOTE_OUTAGES
     # eventlet.Timeout and nameko's RpcTimeout / reply-queue losses, without importing eventlet here
     if name in ("Timeout", "RpcTimeout", "UnknownService", "ReplyQueueExpiredWithPendingReplies"):
         return True

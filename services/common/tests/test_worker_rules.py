@@ -44,3 +44,13 @@ def test_a_bus_call_that_does_not_answer_times_out_as_an_outage():
         worker.with_timeout(never_answers, 0.05)()
     assert isinstance(err.value, Exception) and is_outage(err.value)
     assert worker.with_timeout(lambda x: x * 2, 1)(21) == 42
+
+
+def test_a_bus_call_whose_far_side_hit_an_outage_is_an_outage_and_a_remote_bug_is_not():
+    from nameko.exceptions import RemoteError
+
+    from services.common.outages import is_outage
+    assert is_outage(RemoteError("ServerSelectionTimeoutError", "no server"))
+    assert is_outage(RemoteError("ConnectionError", "reset"))
+    assert not is_outage(RemoteError("KeyError", "'holder'"))
+    assert not is_outage(ValueError("bad"))
