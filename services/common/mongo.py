@@ -129,8 +129,8 @@ def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
     if sent:
         try:
             coll.update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": sent}}}})
-        except Exception:
-            log.warning("published events of %s stay in its outbox until the sweep", doc_id, exc_info=True)
+        except Exception as exc:
+            log.warning("published events of %s stay in its outbox until the sweep: %s", doc_id, exc)
     return len(sent)
 
 
