@@ -54,26 +54,7 @@ def start(name, argv, run_dir, log_dir, env=None, cwd=None):
 
 def stop(name, run_dir, timeout=30.0, sig=signal.SIGTERM):
     """Signal the process named by the PID file and wait; SIGKILL after `timeout`."""
-    pidfile = os.path.join(run_dir, f"{name}.pid")
-    pid = read_pid(pidfile)
-    if pid:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.time() + timeout
-        while time.time() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            while _alive(pid):
-                time.sleep(0.05)
-    if os.path.exists(pidfile):
-        os.remove(pidfile)
-    return pid
+    return stop_many([name], run_dir, timeout, sig).get(name)
 
 
 def _alive(pid):

@@ -164,6 +164,23 @@ def pending_outbox(doc_cls, limit=1000):
     return sorted(found, key=lambda pair: pair[1].get("at", 0))
 
 
+def next_counter(coll, key, tries=5):
+    """The next number of counter `key` in `coll`, atomically. Two first upserts racing may collide
+    on _id (or, on the local server, answer with nothing): the loser tries again and increments the
+    winner's document."""
+    from pymongo import ReturnDocument
+    from pymongo.errors import DuplicateKeyError
+    for _ in range(tries):
+        try:
+            doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
+                                           return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            doc = None
+        if doc is not None:
+            return doc["value"]
+    raise RuntimeError(f"no number for counter {key} after {tries} tries")
+
+
 def plain(value):
     """mongoengine's tracked dicts and lists as plain ones, for the domain to change freely."""
     if isinstance(value, dict):

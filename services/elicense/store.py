@@ -1,7 +1,8 @@
 """elicense's MongoDB store (database `<prefix>elicense`): licences and per-region signing keys."""
 import mongoengine as me
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
+
+from services.common.mongo import next_counter
 
 ALIAS = "elicense"
 
@@ -51,18 +52,8 @@ class LicenseStore:
         return list(LicenseDoc.objects(fields__case_no=case_no))
 
     def next_serial(self, key):
-        """The next number of `key`, atomically. Two first upserts racing may collide on _id (or,
-        on the local server, return nothing): the loser tries again and increments the winner's."""
-        coll = Counter._get_collection()
-        for attempt in range(5):
-            try:
-                doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
-                                               return_document=ReturnDocument.AFTER)
-            except DuplicateKeyError:
-                doc = None
-            if doc is not None:
-                return doc["value"]
-        raise RuntimeError(f"no serial number for {key} after 5 tries")
+        """The next number of `key`, atomically."""
+        return next_counter(Counter._get_collection(), key)
 
     def serial_for(self, key, reservation):
         """The serial number kept for one licence-to-be (`reservation`, e.g. case and item): a retry

@@ -2,8 +2,7 @@
 import datetime
 
 import mongoengine as me
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from services.common.mongo import next_counter
 
 ALIAS = "intake"
 
@@ -67,18 +66,8 @@ class IntakeStore:
         return UploadDoc.objects(upload_id=upload_id).first()
 
     def next_sequence(self, key):
-        """The next number of `key`, atomically; two first upserts racing may collide on _id, the
-        loser retries and increments the winner's document."""
-        coll = Counter._get_collection()
-        for attempt in range(5):
-            try:
-                doc = coll.find_one_and_update({"_id": key}, {"$inc": {"value": 1}}, upsert=True,
-                                               return_document=ReturnDocument.AFTER)
-            except DuplicateKeyError:
-                doc = None
-            if doc is not None:  # the local server may answer a racing first upsert with nothing
-                return doc["value"]
-        raise RuntimeError(f"no sequence number for {key} after 5 tries")
+        """The next number of `key`, atomically (concurrent first submissions of a day included)."""
+        return next_counter(Counter._get_collection(), key)
 
     def by_idempotency_key(self, key):
         return CaseDoc.objects(idempotency_key=key).first() if key else None
