@@ -375,6 +375,11 @@ def test_a_clerk_acts_for_the_applicant_present_and_is_recorded_so(client, probe
     for md in (bearer("clerk-sz", "clerk", region="440300", on_behalf_of=B.id_number),
                bearer("clerk-w", "clerk", region=REGION, on_behalf_of=A.id_number)):
         assert _code(client.intake.GetCase, intake_pb2.GetCaseRequest(case_no=case.case_no), md)[0] == S.NOT_FOUND
+    # the applicant's list of cases at a window of their region, and none at another city's
+    listed = client.intake.ListCases(intake_pb2.ListCasesRequest(), metadata=at_window, timeout=10).cases
+    assert case.case_no in [c.case_no for c in listed] and all(c.applicant.id_number == B.id_number for c in listed)
+    assert not client.intake.ListCases(intake_pb2.ListCasesRequest(), timeout=10, metadata=bearer(
+        "clerk-sz", "clerk", region="440300", on_behalf_of=B.id_number)).cases
     # a clerk without the applicant present, and in another person's name, is refused
     assert _code(client.intake.GetCase, intake_pb2.GetCaseRequest(case_no=case.case_no),
                  bearer("clerk-w", "clerk", region=REGION))[0] == S.PERMISSION_DENIED

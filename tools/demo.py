@@ -3,6 +3,10 @@ Prints the case's final status, its licences and its cross-service timeline.
 
     make run            (starts everything first)
     python -m tools.demo
+
+Each call carries the token of whoever makes it (tools/client.py mints them with the local identity
+provider's key): the applicant uploads, submits, follows the case, reads the licences and the
+delivery and rates it; the licences are verified as the public would, with the QR code's token.
 """
 import sys
 

@@ -41,7 +41,8 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
         return to_proto(self.evaluation.submit(request.case_no, applicant_id, request.channel,
                                                pb.Grade.Name(request.grade), dict(request.dimensions),
                                                request.comment, request.department_code,
-                                               allow=lambda case: caller.owns(case.applicant_id, case.region_code)))
+                                               allow=lambda case: caller.owns(case.applicant_id, case.region_code),
+                                               acted_by=caller.acted_by()))
 
     def GetEvaluation(self, request, context):
         caller = policy.current()

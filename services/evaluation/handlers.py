@@ -43,7 +43,8 @@ class Evaluation:
         self.store.mark_withdrawn(event.case_no)
         return True
 
-    def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code="", allow=None):
+    def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code="", allow=None,
+               acted_by=""):
         """A rating by the case's applicant. `allow(rateable)`: the api's access rule; a case the caller
         may not rate is answered exactly as a case not yet delivered (existence does not leak)."""
         if not case_no or not applicant_id:
@@ -69,7 +70,8 @@ class Evaluation:
                 "satisfied": domain.is_satisfied(grade), "rated_at": now.isoformat(),
                 "rated_on": domain.local_date(now).isoformat(), "department_code": department,
                 "region_code": case.region_code or "", "package_code": case.package_code or ""}
-        received = events_pb2.EvaluationReceived(case_no=case_no, grade=grade, bad_review=bad)
+        received = events_pb2.EvaluationReceived(case_no=case_no, grade=grade, bad_review=bad,
+                                                 acted_by=acted_by or "applicant")
         outbox = [outbox_entry("evaluation_received", received, case_no)]
         if bad:
             deadline, known = domain.rectification_deadline(now, self.bad_review_days)

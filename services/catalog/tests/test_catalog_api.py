@@ -160,6 +160,17 @@ def test_cli_list(server):
     assert rc == 0 and "RCYJ" in out and "XSECS" in out and "KBQY" not in out
 
 
+def test_cli_staff_commands_carry_an_operators_token(server):
+    rc, out, err = cli(server, "versions", "XSECS")  # minted locally for an operator of the site's region
+    assert rc == 0 and "XSECS v1 published" in out, err
+    rc, out, _ = cli(server, "reload")
+    assert rc == 0 and "unchanged" in out
+    rc, _, err = cli(server, "--operator-region", "440300", "reload")
+    assert rc == 1 and "PERMISSION_DENIED" in err
+    rc, _, err = cli(server, "--token", "not-a-token", "versions", "XSECS")
+    assert rc == 1 and "UNAUTHENTICATED" in err
+
+
 def test_cli_unknown_package_is_one_line_and_exit_1(server):
     rc, out, err = cli(server, "notice", "NOPE", "--region", "440100")
     assert rc == 1 and out == "" and err.count("\n") == 1 and "NOT_FOUND" in err and "NOPE" in err

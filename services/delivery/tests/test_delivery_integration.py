@@ -65,6 +65,29 @@ def test_window_pickup_wrong_code_then_right_code(delivery, probe):
     assert all(code not in str(body) for _, body in probe.for_case(case_no))
 
 
+def test_wrong_pickup_codes_are_counted_in_the_store_and_lock_the_pickup(delivery):
+    """Five wrong codes in a row (counted atomically in MongoDB) lock ConfirmPickup, the right code
+    too (RESOURCE_EXHAUSTED), until the lock's time has passed."""
+    import datetime
+    from services.common.errors import Busy
+    from services.delivery.store import DeliveryDoc
+    case_no = f"D{int(time.time() * 1000)}L"
+    code = delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_WINDOW"), lambda _: {})["pickup_code"]
+    wrong = [f"{(int(code) + n) % 1000000:06d}" for n in range(1, 6)]
+    for n, attempt in enumerate(wrong, 1):
+        with pytest.raises(PermissionDenied) as err:
+            delivery.confirm_pickup(case_no, attempt, "clerk-1")
+        assert ("locked" in err.value.message) == (n == 5)
+    body = DeliveryDoc.objects(case_no=case_no).first().body
+    assert body["pickup_failures"] == 0 and body["pickup_locked_until"]
+    with pytest.raises(Busy):
+        delivery.confirm_pickup(case_no, code, "clerk-1")
+    assert delivery.get(case_no)["status"] == "DELIVERY_STATUS_READY_FOR_PICKUP"
+    past = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)).isoformat()
+    DeliveryDoc.objects(case_no=case_no).update_one(set__body__pickup_locked_until=past)  # the lock has run out
+    assert delivery.confirm_pickup(case_no, code, "clerk-1")["status"] == "DELIVERY_STATUS_COMPLETED"
+
+
 def test_invalid_address_fails_the_delivery(delivery, probe):
     case_no = f"D{int(time.time() * 1000)}F"
     body = delivery.on_case_concluded(concluded(case_no, "DELIVERY_CHANNEL_MAIL", {**ADDRESS, "postcode": "1"}),

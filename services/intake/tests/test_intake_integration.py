@@ -476,7 +476,7 @@ def test_withdraw_before_conclusion_and_a_late_conclusion_changes_nothing(intake
     events = wait_events(probe, case_no, 2)
     assert [k for k, _ in events] == ["case_submitted", "case_withdrawn"]
     assert events[1][1] == {"case_no": case_no, "reason": "不再办理", "applicant_id": APPLICANT["id_number"],
-                            "region_code": "440100", "package_code": "XSECS"}
+                            "region_code": "440100", "package_code": "XSECS", "acted_by": "applicant"}
     assert not intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=True, license_ids=["L"]))
     assert not _rectify(intake, case_no)
     stored = intake.get_case(case_no)
