@@ -39,6 +39,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common import limits, policy, telemetry
+from services.common.outages import is_outage
 from services.common.config import refuse_defaults_in_production, settings
 from services.common.errors import DeadlineExceeded, DomainError, FieldViolation, InvalidArgument, ZH_FALLBACK
 from services.common.streams import DeadlineContext, StreamGate, StreamLimits, guarded
@@ -46,15 +47,6 @@ from services.common.streams import DeadlineContext, StreamGate, StreamLimits, g
 log = logging.getLogger(__name__)
 ZH_LOCALE = "zh-CN"
 
-
-def _unavailable_errors():
-    import urllib3
-    from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
-    return (AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError, urllib3.exceptions.HTTPError,
-            ConnectionError, TimeoutError)
-
-
-_UNAVAILABLE = _unavailable_errors()
 
 
 def _context_from_metadata(grpc_context):
@@ -187,10 +179,13 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
         retry), the rest INTERNAL; the details go to the log and the span, not to the caller."""
         ref = format(span.get_span_context().trace_id, "032x")
         span.record_exception(exc)
-        unavailable = isinstance(exc, _UNAVAILABLE)
+        unavailable = is_outage(exc)
         code = "UNAVAILABLE" if unavailable else "INTERNAL"
         span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, repr(exc)))
-        log.error("%s failed (trace %s)", method, ref, exc_info=exc)
+        if unavailable:  # expected now and then (a store restarting): one line, no traceback
+            log.warning("%s answered UNAVAILABLE (trace %s): %s: %s", method, ref, type(exc).__name__, exc)
+        else:
+            log.error("%s failed (trace %s)", method, ref, exc_info=exc)
         context.abort_with_status(rich_status(code, ("a store the service needs is not answering; try again shortly"
                                                      if unavailable else "the service failed") + f" (trace {ref})"))
 
