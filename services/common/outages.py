@@ -21,7 +21,9 @@ def _outage_types():
 
 
 OUTAGE_TYPES = _outage_types()
-_REMOTE_OUTAGES = {t.__name__ for t in OUTAGE_TYPES} | {"Unavailable", "CallTimedOut", "Timeout", "RpcTimeout"}
+_REMOTE_OUTAGES = {t.__name__ for t in OUTAGE_TYPES} | {
+    "Unavailable", "CallTimedOut", "Timeout", "RpcTimeout", "NotPrimaryError", "ExecutionTimeout",
+    "WaitQueueTimeoutError", "ContainerBeingKilled", "MaxRetryError", "ServerError"}
 
 
 def is_outage(exc):
