@@ -1,13 +1,13 @@
 """catalog worker role (`nameko run`): answers package look-ups over the bus (nameko RPC) for
-workers, which cannot use gRPC inside eventlet, and re-publishes `package_published` events a dead
-api process left in a version's outbox."""
-from nameko.rpc import rpc
+workers, which cannot use gRPC inside eventlet, and sweeps the package versions' outbox (empty
+since `package_published` was removed; kept for the catalog's future events)."""
+
 from nameko.timer import timer
 
 from services.catalog.wiring import build_catalog
 from services.common.mongo import sweep_outbox
 from services.common.config import refuse_defaults_in_production
-from services.common.worker import SWEEP_SECONDS, Component, Tracing
+from services.common.worker import SWEEP_SECONDS, Component, Tracing, rpc
 
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 

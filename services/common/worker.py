@@ -5,6 +5,7 @@ import time
 import traceback
 
 from nameko import events as nameko_events
+from nameko import rpc as nameko_rpc
 from nameko.extensions import DependencyProvider
 
 from services.common import telemetry
@@ -263,3 +264,22 @@ def _sweep_seconds():
 
 # how often each worker's outbox sweep runs (ONETHING_SWEEP_INTERVAL_SECONDS)
 SWEEP_SECONDS = _sweep_seconds()
+
+
+class ReliableRpc(nameko_rpc.Rpc):
+    """nameko's RPC entrypoint, except that a reply the broker cannot take (it went away while the
+    method ran) does not kill the container: the request stays unacknowledged, the broker gives it
+    back when the connection returns, and the caller, which timed out, asks again. The methods
+    served this way are look-ups, so answering twice changes nothing."""
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except Exception as exc:
+            logging.getLogger(self.container.service_name).warning(
+                "reply to %s not sent (%s: %s); the request is given back", self.method_name,
+                type(exc).__name__, exc)
+            return result, exc_info
+
+
+rpc = ReliableRpc.decorator

@@ -1,13 +1,13 @@
 """elicense worker role (`nameko run`): issues licences for approved items; answers other
 services' licence look-ups over the bus (nameko RPC)."""
-from nameko.rpc import rpc
+
 from nameko.timer import timer
 
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import mongo
 from services.common.events import from_payload
 from services.common.config import refuse_defaults_in_production
-from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
+from services.common.worker import SWEEP_SECONDS, Component, Inbox, Tracing, event_handler, rpc
 from services.elicense.store import LicenseDoc
 from services.elicense.wiring import build_elicense
 

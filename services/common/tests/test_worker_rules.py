@@ -54,3 +54,21 @@ def test_a_bus_call_whose_far_side_hit_an_outage_is_an_outage_and_a_remote_bug_i
     assert is_outage(RemoteError("ConnectionError", "reset"))
     assert not is_outage(RemoteError("KeyError", "'holder'"))
     assert not is_outage(ValueError("bad"))
+
+
+def test_a_reply_the_broker_cannot_take_does_not_kill_the_worker_and_the_request_is_not_acknowledged():
+    from services.common.worker import ReliableRpc
+
+    class Consumer:
+        acked = []
+
+        def handle_result(self, message, result, exc_info):
+            raise ConnectionError("the broker went away")  # what nameko's Responder raises then
+
+    class Container:
+        service_name = "elicense"
+
+    ext = ReliableRpc()
+    ext.rpc_consumer, ext.container, ext.method_name = Consumer(), Container(), "get_license"
+    assert ext.handle_result("message", None, {"license_id": "x"}, None) == ({"license_id": "x"}, None)
+    assert Consumer.acked == []
