@@ -155,15 +155,6 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     return sent
 
 
-def pending_outbox(doc_cls, limit=1000):
-    """What waits in the outbox of a document class: (document id, entry) pairs, oldest first."""
-    found = []
-    for doc in doc_cls._get_collection().find({"outbox.0": {"$exists": True}}, {"outbox": 1}).limit(limit):
-        for entry in doc.get("outbox") or []:
-            found.append((doc["_id"], entry))
-    return sorted(found, key=lambda pair: pair[1].get("at", 0))
-
-
 def next_counter(coll, key, tries=5):
     """The next number of counter `key` in `coll`, atomically. Two first upserts racing may collide
     on _id (or, on the local server, answer with nothing): the loser tries again and increments the

@@ -142,7 +142,6 @@ def test_an_unroutable_event_stays_pending_with_its_attempts_counted(test_env):
     assert mongo.flush_outbox(probe_mod.ProbeDoc, n, Bus("probe_src"), older_than=0) == 0
     (kept,) = coll.find_one({"_id": n})["outbox"]
     assert kept["attempts"] == 1 and kept["next_at"] > time.time() and "no queue is bound" in kept["last_error"]
-    assert [e["id"] for _, e in mongo.pending_outbox(probe_mod.ProbeDoc) if _ == n] == [entry["id"]]
     # the operator's view of what waits, with why
     from tools import outbox as outbox_tool
     (row,) = [r for r in outbox_tool.pending(("reliability",)) if r[2] == n]

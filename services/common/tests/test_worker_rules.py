@@ -56,19 +56,38 @@ def test_a_bus_call_whose_far_side_hit_an_outage_is_an_outage_and_a_remote_bug_i
     assert not is_outage(ValueError("bad"))
 
 
-def test_a_reply_the_broker_cannot_take_does_not_kill_the_worker_and_the_request_is_not_acknowledged():
+def test_a_reply_the_broker_cannot_take_does_not_kill_the_worker(caplog):
     from services.common.worker import ReliableRpc
 
-    class Consumer:
-        acked = []
-
+    class Consumer:  # nameko's RpcConsumer sends the reply, then acknowledges the request
         def handle_result(self, message, result, exc_info):
-            raise ConnectionError("the broker went away")  # what nameko's Responder raises then
+            raise ConnectionError("the broker went away")
 
     class Container:
         service_name = "elicense"
 
     ext = ReliableRpc()
     ext.rpc_consumer, ext.container, ext.method_name = Consumer(), Container(), "get_license"
-    assert ext.handle_result("message", None, {"license_id": "x"}, None) == ({"license_id": "x"}, None)
-    assert Consumer.acked == []
+    with caplog.at_level("WARNING"):
+        assert ext.handle_result("message", None, {"license_id": "x"}, None) == ({"license_id": "x"}, None)
+    assert "reply to get_license not sent (ConnectionError" in caplog.text
+
+
+def test_a_counter_tries_again_when_racing_first_upserts_collide_or_answer_nothing():
+    from pymongo.errors import DuplicateKeyError
+
+    from services.common.mongo import next_counter
+
+    class Racing:
+        def __init__(self, answers):
+            self.answers = list(answers)
+
+        def find_one_and_update(self, *args, **kwargs):
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    assert next_counter(Racing([DuplicateKeyError("dup"), None, {"value": 3}]), "k") == 3
+    with pytest.raises(RuntimeError):
+        next_counter(Racing([None] * 5), "k")

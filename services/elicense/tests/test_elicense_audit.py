@@ -8,7 +8,7 @@ from services.common import audit
 from services.common.auth import Actor
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.privacy import contains_personal_data
-from test_elicense_withdrawal import CASE, bus, elicense, store, withdrawn  # noqa: F401
+from test_elicense_withdrawal import CASE, store, withdrawn  # noqa: F401
 
 OFFICER = Actor("officer-3", "officer", "wsjk", "440100")
 OPERATOR = Actor("operator-1", "operator", "", "440100")

@@ -8,11 +8,9 @@ import pytest
 
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import ids
-from services.common.bus import RecordingBus
 from services.common.errors import FailedPrecondition
 from services.common.events import from_payload
 from services.elicense import domain, handlers
-from services.elicense.store import LicenseDoc
 from tools.client import citizen_id
 
 APPLICANT = citizen_id("44010619700303123")
@@ -96,21 +94,8 @@ def store():
 
 
 @pytest.fixture
-def bus():
-    return RecordingBus("elicense")
-
-
-@pytest.fixture
-def elicense(store, bus, monkeypatch):
-    def fake_flush(doc_cls, license_id, to_bus, entries=None):
-        assert doc_cls is LicenseDoc
-        for entry in entries:
-            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-        store.docs[license_id]["outbox"] = []
-        return len(entries)
-
-    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
-    return handlers.Elicense(store, FakeBlobs(), bus)
+def blobs():
+    return FakeBlobs()
 
 
 def opinion(case_no, item="110000000001", type_code="CSYXZM", type_name="出生医学证明", department="wsjk",

@@ -6,9 +6,7 @@ import types
 import pytest
 
 from onething.joint_review.v1 import events_pb2 as review_events
-from services.common.bus import RecordingBus
-from services.elicense import domain, handlers
-from services.elicense.store import LicenseDoc
+from services.elicense import domain
 
 CASE = "440100XSECS202611260001"
 
@@ -42,22 +40,6 @@ def store():
     return FakeLicenseStore()
 
 
-@pytest.fixture
-def bus():
-    return RecordingBus("elicense")
-
-
-@pytest.fixture
-def elicense(store, bus, monkeypatch):
-    def fake_flush(doc_cls, license_id, to_bus, entries=None):
-        assert doc_cls is LicenseDoc
-        for entry in entries:
-            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-        store.docs[license_id]["outbox"] = []
-        return len(entries)
-
-    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
-    return handlers.Elicense(store, None, bus)
 
 
 def withdrawn(license_ids=(), after=True, case_no=CASE):
