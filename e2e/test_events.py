@@ -39,7 +39,12 @@ def _raises(code, fn, *args, **kwargs):
 def _until(fn, timeout=60.0, what="condition"):
     deadline = time.time() + timeout
     while True:
-        value = fn()
+        try:
+            value = fn()
+        except grpc.RpcError as e:  # the thing may not exist yet: joint_review opens a session asynchronously
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            value = None
         if value:
             return value
         if time.time() > deadline:
