@@ -5,13 +5,14 @@ import os
 
 import pytest
 
+from services.common.config import settings
 from tools.chaos import Chaos
 
 pytestmark = pytest.mark.e2e
 
 
 def test_nothing_lost_doubled_or_stuck_while_processes_die_and_servers_restart(suite_running):
-    restarts = [r for r in os.environ.get("ONETHING_CHAOS_RESTARTS", "broker,mongo,s3").split(",") if r]
+    restarts = settings().chaos_restarts
     report = Chaos(cases=24, in_flight=4, kill_every=2.5, restarts=restarts, seed=7, settle=240, log=print).run()
     print(report)
     assert report["kills"] >= 5 and len(report["server_restarts"]) == len(restarts)

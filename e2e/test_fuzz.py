@@ -31,7 +31,7 @@ from tools.client import bearer, citizen_id
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("ONETHING_FUZZ_EXAMPLES", "25"))
+EXAMPLES = settings().fuzz_examples
 SERVICES = ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation")
 S = grpc.StatusCode
 DOCUMENTED = {S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION, S.ALREADY_EXISTS, S.PERMISSION_DENIED,

@@ -92,7 +92,7 @@ def start_s3():
     os.makedirs(weed_dir, exist_ok=True)
     conf = os.path.join(weed_dir, "identities.json")
     s3_identities(conf, s.s3_access_key, s.s3_secret_key)
-    base = int(os.environ.get("ONETHING_WEED_PORT_BASE", "9333"))
+    base = settings().weed_port_base
     procs.start("s3", [os.path.join(BIN, "weed"), "server", "-ip", shost, "-ip.bind", shost,
                        "-metricsIp", shost, "-dir", weed_dir,
                        "-master.port", str(base), "-volume.port", str(base + 1),

@@ -5,6 +5,8 @@ import socket
 import subprocess
 import time
 
+from services.common.config import process_environment
+
 
 def port_open(host, port, timeout=0.5):
     try:
@@ -46,7 +48,7 @@ def start(name, argv, run_dir, log_dir, env=None, cwd=None):
         return pid, False
     log = open(os.path.join(log_dir, f"{name}.log"), "ab")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+                            env=process_environment(env), cwd=cwd, start_new_session=True)
     with open(pidfile, "w") as fh:
         fh.write(str(proc.pid))
     return proc.pid, True

@@ -10,26 +10,18 @@ import time
 
 from infra import procs
 from services.common.config import DEFAULT_PORTS, ROOT, settings
+from services.common.registry import DESK, SERVICES
 
 BIN = os.path.dirname(sys.executable)
 NAMEKO_CONFIG = os.path.join(ROOT, "infra", "nameko.yaml")
-WORKERS = {
-    "catalog": "services.catalog.worker:CatalogWorker",
-    "intake": "services.intake.worker:IntakeWorker",
-    "joint_review": "services.joint_review.worker:JointReviewWorker",
-    "elicense": "services.elicense.worker:ElicenseWorker",
-    "delivery": "services.delivery.worker:DeliveryWorker",
-    "evaluation": "services.evaluation.worker:EvaluationWorker",
-}
-DESK = "services.joint_review.desk:Desk"
+WORKERS = {s.name: s.worker for s in SERVICES}
 
 
 def desks():
     """(department, region) pairs: ONETHING_DESKS="wsjk:440100,gaj:440100", or by default every
     department that implements an item of a seeded package, in the suite's region."""
-    spec = os.environ.get("ONETHING_DESKS", "")
-    if spec:
-        return [tuple(p.split(":")) for p in spec.split(",") if p]
+    if settings().desks:
+        return settings().desks
     from services.catalog.store import read_data_dir
     _, packages = read_data_dir(settings().catalog_data)
     found = []

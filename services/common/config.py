@@ -1,25 +1,56 @@
 """Configuration from the environment, with embedded defaults for a local run.
 
-Every setting has one name (ONETHING_*) and one default; nothing else reads os.environ.
+Every setting has one name (ONETHING_*) and one default; nothing else in the code reads
+os.environ. A value that cannot be read (a word where a number belongs, an unknown profile, a
+region that is not a GB/T 2260 code) stops the process at start-up with a message naming the
+variable (`SettingsError`), instead of failing later in the middle of a case.
 """
 import os
 from dataclasses import dataclass, field
 
-DEFAULT_PORTS = {
-    "catalog": 50051,
-    "intake": 50052,
-    "joint_review": 50053,
-    "elicense": 50054,
-    "delivery": 50055,
-    "evaluation": 50056,
-}
+from services.common.registry import SERVICES
+
+DEFAULT_PORTS = {s.name: s.port for s in SERVICES}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class SettingsError(ValueError):
+    """A setting's value cannot be used; the message names the variable and what it expects."""
 
 
 def _env(name, default):
     value = os.environ.get(name)
     return default if value in (None, "") else value
+
+
+def _number(kind, name, default):
+    raw = _env(name, str(default))
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {what}") from None
+
+
+def _int(name, default):
+    return _number(int, name, default)
+
+
+def _float(name, default):
+    return _number(float, name, default)
+
+
+def _flag(name, default="0"):
+    raw = _env(name, default)
+    if raw not in ("0", "1"):
+        raise SettingsError(f"{name}={raw!r}: use 1 (on) or 0 (off)")
+    return raw == "1"
+
+
+def process_environment(extra=None):
+    """The environment a child process of the launcher starts with: this one's, plus `extra`."""
+    return {**os.environ, **(extra or {})}
 
 
 @dataclass(frozen=True)
@@ -31,45 +62,45 @@ class Settings:
     s3_endpoint: str = field(default_factory=lambda: _env("ONETHING_S3_ENDPOINT", "127.0.0.1:8333"))
     s3_access_key: str = field(default_factory=lambda: _env("ONETHING_S3_ACCESS_KEY", "onething"))
     s3_secret_key: str = field(default_factory=lambda: _env("ONETHING_S3_SECRET_KEY", "onething-local-secret"))
-    s3_secure: bool = field(default_factory=lambda: _env("ONETHING_S3_SECURE", "0") == "1")
+    s3_secure: bool = field(default_factory=lambda: _flag("ONETHING_S3_SECURE"))
     var_dir: str = field(default_factory=lambda: _env("ONETHING_VAR_DIR", os.path.join(ROOT, "var")))
     # where the local MongoDB/S3 servers keep PID files, logs and data (shared by a test run)
     infra_dir: str = field(default_factory=lambda: _env("ONETHING_INFRA_DIR", os.path.join(ROOT, "var")))
     bucket_prefix: str = field(default_factory=lambda: _env("ONETHING_BUCKET_PREFIX", ""))
     region: str = field(default_factory=lambda: _env("ONETHING_REGION", "440100"))
-    max_upload_bytes: int = field(default_factory=lambda: int(_env("ONETHING_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))))
+    max_upload_bytes: int = field(default_factory=lambda: _int("ONETHING_MAX_UPLOAD_BYTES", 20 * 1024 * 1024))
     catalog_data: str = field(default_factory=lambda: _env(
         "ONETHING_CATALOG_DATA", os.path.join(ROOT, "services", "catalog", "data")))
     # the api role's gRPC server: its threads, and how much of them streams may hold (the rest
     # always serves unary calls); see services/common/streams.py
-    grpc_threads: int = field(default_factory=lambda: int(_env("ONETHING_GRPC_THREADS", "16")))
-    stream_uploads_total: int = field(default_factory=lambda: int(_env("ONETHING_STREAM_UPLOADS_TOTAL", "6")))
-    stream_uploads_per_caller: int = field(default_factory=lambda: int(_env("ONETHING_STREAM_UPLOADS_PER_CALLER", "3")))
-    stream_watches_total: int = field(default_factory=lambda: int(_env("ONETHING_STREAM_WATCHES_TOTAL", "4")))
-    stream_watches_per_caller: int = field(default_factory=lambda: int(_env("ONETHING_STREAM_WATCHES_PER_CALLER", "2")))
-    stream_idle_seconds: float = field(default_factory=lambda: float(_env("ONETHING_STREAM_IDLE_SECONDS", "10")))
-    stream_max_seconds: float = field(default_factory=lambda: float(_env("ONETHING_STREAM_MAX_SECONDS", "600")))
+    grpc_threads: int = field(default_factory=lambda: _int("ONETHING_GRPC_THREADS", "16"))
+    stream_uploads_total: int = field(default_factory=lambda: _int("ONETHING_STREAM_UPLOADS_TOTAL", "6"))
+    stream_uploads_per_caller: int = field(default_factory=lambda: _int("ONETHING_STREAM_UPLOADS_PER_CALLER", "3"))
+    stream_watches_total: int = field(default_factory=lambda: _int("ONETHING_STREAM_WATCHES_TOTAL", "4"))
+    stream_watches_per_caller: int = field(default_factory=lambda: _int("ONETHING_STREAM_WATCHES_PER_CALLER", "2"))
+    stream_idle_seconds: float = field(default_factory=lambda: _float("ONETHING_STREAM_IDLE_SECONDS", "10"))
+    stream_max_seconds: float = field(default_factory=lambda: _float("ONETHING_STREAM_MAX_SECONDS", "600"))
     # regions this site serves: its own region code and every region under it (GB/T 2260);
     # ONETHING_SERVED_REGIONS="440100,440300" names them explicitly
     served_regions_spec: str = field(default_factory=lambda: _env("ONETHING_SERVED_REGIONS", ""))
 
     # reliability: how often and how long things are tried ------------------------------------
     # a handler that fails this many times (outages not counted) goes to the dead-letter queue
-    max_handler_attempts: int = field(default_factory=lambda: int(_env("ONETHING_MAX_HANDLER_ATTEMPTS", "5")))
-    retry_base_seconds: float = field(default_factory=lambda: float(_env("ONETHING_RETRY_BASE_SECONDS", "1")))
-    retry_max_seconds: float = field(default_factory=lambda: float(_env("ONETHING_RETRY_MAX_SECONDS", "30")))
+    max_handler_attempts: int = field(default_factory=lambda: _int("ONETHING_MAX_HANDLER_ATTEMPTS", "5"))
+    retry_base_seconds: float = field(default_factory=lambda: _float("ONETHING_RETRY_BASE_SECONDS", "1"))
+    retry_max_seconds: float = field(default_factory=lambda: _float("ONETHING_RETRY_MAX_SECONDS", "30"))
     # the outbox sweep: how often it runs, and how old an entry must be before it takes it
-    sweep_interval_seconds: float = field(default_factory=lambda: float(_env("ONETHING_SWEEP_INTERVAL_SECONDS", "5")))
-    sweep_grace_seconds: float = field(default_factory=lambda: float(_env("ONETHING_SWEEP_GRACE_SECONDS", "10")))
+    sweep_interval_seconds: float = field(default_factory=lambda: _float("ONETHING_SWEEP_INTERVAL_SECONDS", "5"))
+    sweep_grace_seconds: float = field(default_factory=lambda: _float("ONETHING_SWEEP_GRACE_SECONDS", "10"))
     # timeouts of every outbound call
-    rpc_timeout_seconds: float = field(default_factory=lambda: float(_env("ONETHING_RPC_TIMEOUT_SECONDS", "10")))
-    grpc_timeout_seconds: float = field(default_factory=lambda: float(_env("ONETHING_GRPC_TIMEOUT_SECONDS", "10")))
-    mongo_timeout_ms: int = field(default_factory=lambda: int(_env("ONETHING_MONGO_TIMEOUT_MS", "3000")))
-    mongo_socket_timeout_ms: int = field(default_factory=lambda: int(_env("ONETHING_MONGO_SOCKET_TIMEOUT_MS", "10000")))
-    s3_connect_timeout_seconds: float = field(default_factory=lambda: float(_env("ONETHING_S3_CONNECT_TIMEOUT_SECONDS", "3")))
-    s3_read_timeout_seconds: float = field(default_factory=lambda: float(_env("ONETHING_S3_READ_TIMEOUT_SECONDS", "30")))
-    s3_retries: int = field(default_factory=lambda: int(_env("ONETHING_S3_RETRIES", "2")))
-    amqp_timeout_seconds: float = field(default_factory=lambda: float(_env("ONETHING_AMQP_TIMEOUT_SECONDS", "5")))
+    rpc_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_RPC_TIMEOUT_SECONDS", "10"))
+    grpc_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_GRPC_TIMEOUT_SECONDS", "10"))
+    mongo_timeout_ms: int = field(default_factory=lambda: _int("ONETHING_MONGO_TIMEOUT_MS", "3000"))
+    mongo_socket_timeout_ms: int = field(default_factory=lambda: _int("ONETHING_MONGO_SOCKET_TIMEOUT_MS", "10000"))
+    s3_connect_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_S3_CONNECT_TIMEOUT_SECONDS", "3"))
+    s3_read_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_S3_READ_TIMEOUT_SECONDS", "30"))
+    s3_retries: int = field(default_factory=lambda: _int("ONETHING_S3_RETRIES", "2"))
+    amqp_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_AMQP_TIMEOUT_SECONDS", "5"))
     # fault injection for tests: "<point>" names a place where the process exits on purpose
     fault: str = field(default_factory=lambda: _env("ONETHING_FAULT", ""))
 
@@ -85,9 +116,8 @@ class Settings:
     auth_issuer: str = field(default_factory=lambda: _env("ONETHING_AUTH_ISSUER", "onething-idp"))
     auth_audience: str = field(default_factory=lambda: _env("ONETHING_AUTH_AUDIENCE", "onething-api"))
     # no token may live longer than this (exp - iat), whoever signed it
-    auth_max_token_seconds: int = field(default_factory=lambda: int(_env("ONETHING_AUTH_MAX_TOKEN_SECONDS",
-                                                                         str(12 * 3600))))
-    auth_clock_skew_seconds: int = field(default_factory=lambda: int(_env("ONETHING_AUTH_CLOCK_SKEW_SECONDS", "60")))
+    auth_max_token_seconds: int = field(default_factory=lambda: _int("ONETHING_AUTH_MAX_TOKEN_SECONDS", 12 * 3600))
+    auth_clock_skew_seconds: int = field(default_factory=lambda: _int("ONETHING_AUTH_CLOCK_SKEW_SECONDS", "60"))
     # the token a service presents when it calls another service (issued by the identity
     # provider, refreshed by the platform); empty: minted with the local key (local profile only)
     service_token_file: str = field(default_factory=lambda: _env("ONETHING_SERVICE_TOKEN_FILE", ""))
@@ -101,7 +131,7 @@ class Settings:
     # clients' certificates (the server checks them against it)
     grpc_tls_ca_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CA_FILE", ""))
     # mutual TLS: the server refuses a client without a certificate its CA signed
-    grpc_tls_client_auth: bool = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CLIENT_AUTH", "0") == "1")
+    grpc_tls_client_auth: bool = field(default_factory=lambda: _flag("ONETHING_GRPC_TLS_CLIENT_AUTH"))
     # what a client (a service calling another, a tool) presents under mutual TLS
     grpc_tls_client_cert_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CLIENT_CERT_FILE", ""))
     grpc_tls_client_key_file: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_CLIENT_KEY_FILE", ""))
@@ -111,8 +141,86 @@ class Settings:
     grpc_tls_server_name: str = field(default_factory=lambda: _env("ONETHING_GRPC_TLS_SERVER_NAME", ""))
 
     # WINDOW pickups: after this many wrong codes in a row, ConfirmPickup is locked for a while
-    pickup_max_attempts: int = field(default_factory=lambda: int(_env("ONETHING_PICKUP_MAX_ATTEMPTS", "5")))
-    pickup_lock_minutes: float = field(default_factory=lambda: float(_env("ONETHING_PICKUP_LOCK_MINUTES", "30")))
+    pickup_max_attempts: int = field(default_factory=lambda: _int("ONETHING_PICKUP_MAX_ATTEMPTS", "5"))
+    pickup_lock_minutes: float = field(default_factory=lambda: _float("ONETHING_PICKUP_LOCK_MINUTES", "30"))
+
+    # evaluation: working days a department has to put a 差评 right (5 and 15 are both seen)
+    bad_review_days: int = field(default_factory=lambda: _int("ONETHING_BAD_REVIEW_DAYS", 5))
+    # joint_review: how often the worker looks for tasks past their due date
+    clock_check_seconds: float = field(default_factory=lambda: _float("ONETHING_CLOCK_CHECK_SECONDS", 60))
+
+    # a department's desk process (services/joint_review/desk.py) ---------------------------------
+    desk_department: str = field(default_factory=lambda: _env("ONETHING_DESK_DEPARTMENT", ""))
+    desk_region_spec: str = field(default_factory=lambda: _env("ONETHING_DESK_REGION", ""))
+    desk_rule: str = field(default_factory=lambda: _env("ONETHING_DESK_RULE", "materials_present"))
+    # how long the rule takes over one task; 0 in production, set by tests that kill a desk mid-task
+    desk_delay_seconds: float = field(default_factory=lambda: _float("ONETHING_DESK_DELAY_SECONDS", 0))
+    # the launcher: which desks to start ("wsjk:440100,gaj:440100"); empty: one for every department
+    # that implements an item of a seeded package, in the suite's region
+    desks_spec: str = field(default_factory=lambda: _env("ONETHING_DESKS", ""))
+    # the local S3 server (SeaweedFS): its first port (master; volume, filer and S3 follow)
+    weed_port_base: int = field(default_factory=lambda: _int("ONETHING_WEED_PORT_BASE", 9333))
+
+    # test runs only -------------------------------------------------------------------------------
+    # which servers e2e/test_chaos.py restarts in the middle of its run
+    chaos_restarts_spec: str = field(default_factory=lambda: _env("ONETHING_CHAOS_RESTARTS", "broker,mongo,s3"))
+    # how many generated inputs each property of e2e/test_fuzz.py tries
+    fuzz_examples: int = field(default_factory=lambda: _int("ONETHING_FUZZ_EXAMPLES", 25))
+
+    def __post_init__(self):
+        problems = []
+        if self.profile not in ("local", "production"):
+            problems.append(f"ONETHING_PROFILE={self.profile!r}: use local or production")
+        for name, code in [("ONETHING_REGION", self.region), ("ONETHING_DESK_REGION", self.desk_region_spec)] + [
+                ("ONETHING_SERVED_REGIONS", r) for r in self.served_regions_spec.split(",") if r.strip()]:
+            code = code.strip()
+            if code and not (len(code) == 6 and code.isdigit()):
+                problems.append(f"{name}: {code!r} is not a six-digit GB/T 2260 region code")
+        for name, value in (("ONETHING_GRPC_THREADS", self.grpc_threads),
+                            ("ONETHING_MAX_HANDLER_ATTEMPTS", self.max_handler_attempts),
+                            ("ONETHING_PICKUP_MAX_ATTEMPTS", self.pickup_max_attempts),
+                            ("ONETHING_BAD_REVIEW_DAYS", self.bad_review_days),
+                            ("ONETHING_MAX_UPLOAD_BYTES", self.max_upload_bytes),
+                            ("ONETHING_SWEEP_INTERVAL_SECONDS", self.sweep_interval_seconds),
+                            ("ONETHING_CLOCK_CHECK_SECONDS", self.clock_check_seconds),
+                            ("ONETHING_RPC_TIMEOUT_SECONDS", self.rpc_timeout_seconds),
+                            ("ONETHING_GRPC_TIMEOUT_SECONDS", self.grpc_timeout_seconds),
+                            ("ONETHING_MONGO_TIMEOUT_MS", self.mongo_timeout_ms),
+                            ("ONETHING_AMQP_TIMEOUT_SECONDS", self.amqp_timeout_seconds)):
+            if value < 1 and not (isinstance(value, float) and value > 0):
+                problems.append(f"{name}={value!r} must be more than 0")
+        for name, value in (("ONETHING_SWEEP_GRACE_SECONDS", self.sweep_grace_seconds),
+                            ("ONETHING_DESK_DELAY_SECONDS", self.desk_delay_seconds),
+                            ("ONETHING_S3_RETRIES", self.s3_retries)):
+            if value < 0:
+                problems.append(f"{name}={value!r} must not be negative")
+        if self.grpc_tls_server and not self.grpc_tls_cert_file.strip():
+            problems.append("ONETHING_GRPC_TLS_CERT_FILE is empty")
+        if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
+            problems.append("set both ONETHING_GRPC_TLS_CERT_FILE and ONETHING_GRPC_TLS_KEY_FILE, or neither")
+        if self.grpc_tls_spec not in ("", "0", "1"):
+            problems.append(f"ONETHING_GRPC_TLS={self.grpc_tls_spec!r}: use 1 (on) or 0 (off)")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    @property
+    def desk_region(self):
+        return self.desk_region_spec or self.region
+
+    @property
+    def desks(self):
+        """(department, region) pairs of ONETHING_DESKS (empty: the launcher's default)."""
+        pairs = []
+        for part in (p.strip() for p in self.desks_spec.split(",") if p.strip()):
+            department, _, region = part.partition(":")
+            if not department or not (len(region) == 6 and region.isdigit()):
+                raise SettingsError(f"ONETHING_DESKS: {part!r} is not <department>:<region code>")
+            pairs.append((department, region))
+        return pairs
+
+    @property
+    def chaos_restarts(self):
+        return [r for r in self.chaos_restarts_spec.split(",") if r]
 
     def serves(self, region_code):
         """True when a case of `region_code` is this site's to handle."""
@@ -166,7 +274,7 @@ class Settings:
         return f"{self.db_prefix}{service}"
 
     def port(self, service):
-        return int(_env(f"ONETHING_{service.upper()}_PORT", str(DEFAULT_PORTS[service])))
+        return _int(f"ONETHING_{service.upper()}_PORT", DEFAULT_PORTS[service])
 
     def address(self, service):
         host = _env(f"ONETHING_{service.upper()}_HOST", "127.0.0.1")
@@ -239,9 +347,14 @@ def production_problems(s=None, role="api"):
 
 
 def refuse_defaults_in_production(role="api"):
-    """Called once at the start of every api, worker and desk process: under ONETHING_PROFILE=production
-    a process with default credentials or the local development key does not start."""
-    problems = production_problems(role=role)
+    """Called once at the start of every api, worker and desk process: settings that cannot be read
+    stop it (SettingsError, naming the variable), and under ONETHING_PROFILE=production a process
+    with default credentials or the local development key does not start."""
+    try:
+        current = settings()
+    except SettingsError as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
+    problems = production_problems(current, role=role)
     if problems:
         raise SystemExit("refusing to start in the production profile (ONETHING_PROFILE=production):\n  - "
                          + "\n  - ".join(problems))

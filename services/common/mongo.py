@@ -155,6 +155,37 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     return sent
 
 
+class OutboxStore:
+    """Base of a service's store (its persistence port): an aggregate keeps the events its change
+    causes in its own document (`outbox`), written in the same atomic update as the change. After
+    the commit the store publishes them on `bus` and removes those the broker confirmed, so a
+    handler only says "save this with these events". `sweep()` publishes what a process that died,
+    or a broker outage, left pending (run by services.common.worker.OutboxSweeper)."""
+
+    #: the mongoengine Document whose `outbox` list holds the pending events
+    document: type = None  # type: ignore[assignment]
+
+    def __init__(self, bus=None):
+        self.bus = bus
+
+    def publish(self, aggregate_id, entries):
+        """After a committed save: publish the entries the save added (never other writers')."""
+        entries = list(entries or ())
+        if entries and self.bus is not None:
+            flush_outbox(self.document, aggregate_id, self.bus, entries)
+
+    def sweep(self, limit=100):
+        """Publish due entries of any aggregate; the number published."""
+        if self.bus is None:
+            return 0
+        return sweep_outbox(self.document, self.bus, limit=limit)
+
+    def pending(self, aggregate_id):
+        """The entries still waiting on one aggregate (for tests and tools)."""
+        doc = self.document._get_collection().find_one({"_id": aggregate_id}, {"outbox": 1})
+        return list((doc or {}).get("outbox") or [])
+
+
 def next_counter(coll, key, tries=5):
     """The next number of counter `key` in `coll`, atomically. Two first upserts racing may collide
     on _id (or, on the local server, answer with nothing): the loser tries again and increments the

@@ -266,6 +266,68 @@ def _sweep_seconds():
 SWEEP_SECONDS = _sweep_seconds()
 
 
+class OutboxSweeper(DependencyProvider):
+    """The one outbox sweep of a worker: every ONETHING_SWEEP_INTERVAL_SECONDS it asks the service's
+    store (`store_of(handlers)`, by default `handlers.store`) to publish what a process that died or
+    a broker outage left pending (services.common.mongo.OutboxStore.sweep). `component` names the
+    worker's Component attribute that holds the handlers.
+
+    A sweep that fails is logged every time: one line for an outage (the broker or the store away,
+    expected now and then), the traceback for anything else. A sweep that failed on every run
+    unseen is how events were once lost."""
+
+    def __init__(self, component, store_of=None, interval=None):
+        self.component = component
+        self.store_of = store_of or (lambda handlers: handlers.store)
+        self.interval = interval
+        self._thread = None
+        self.runs = self.failures = 0
+
+    def start(self):
+        self._thread = self.container.spawn_managed_thread(
+            self._loop, identifier=f"{self.container.service_name}.outbox_sweeper")
+
+    def stop(self):
+        if self._thread is not None:
+            self._thread.kill()
+            self._thread = None
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def _handlers(self):
+        for dependency in self.container.dependencies:
+            if getattr(dependency, "attr_name", None) == self.component:
+                return dependency.instance
+        raise LookupError(f"{self.container.service_name} has no component called {self.component!r}")
+
+    def sweep_once(self):
+        """One sweep now: the number of events published."""
+        return self.store_of(self._handlers()).sweep()
+
+    def _loop(self):
+        import eventlet
+        from services.common.outages import is_outage
+        log = logging.getLogger(self.container.service_name)
+        interval = self.interval if self.interval is not None else SWEEP_SECONDS
+        while True:
+            eventlet.sleep(interval)
+            self.runs += 1
+            try:
+                sent = self.sweep_once()
+            except Exception as exc:
+                self.failures += 1
+                if is_outage(exc):
+                    log.warning("outbox sweep: %s: %s (tried again in %gs)", type(exc).__name__, exc, interval)
+                else:
+                    log.error("outbox sweep failed", exc_info=True)
+                continue
+            if sent:
+                log.info("outbox sweep published %d pending event(s)", sent)
+
+
 class ReliableRpc(nameko_rpc.Rpc):
     """nameko's RPC entrypoint, except that a reply the broker cannot take (it went away while the
     method ran) does not kill the container: the request stays unacknowledged, the broker gives it

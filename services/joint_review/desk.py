@@ -4,7 +4,6 @@ its own queue `task_assigned.<department>.<region>`, so it receives only its own
     ONETHING_DESK_DEPARTMENT=gaj ONETHING_DESK_REGION=440100 nameko run services.joint_review.desk:Desk
 """
 import logging
-import os
 import time
 
 from nameko.rpc import RpcProxy
@@ -19,11 +18,10 @@ from services.joint_review.handlers import task_routing_key
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 log = logging.getLogger(__name__)
-DEPARTMENT = os.environ.get("ONETHING_DESK_DEPARTMENT", "")
-REGION = os.environ.get("ONETHING_DESK_REGION", "") or settings().region
-RULE = os.environ.get("ONETHING_DESK_RULE", "materials_present")
+_desk = settings()
+DEPARTMENT, REGION, RULE = _desk.desk_department, _desk.desk_region, _desk.desk_rule
 # how long the rule takes over one task; 0 in production, set by tests that kill a desk mid-task
-DELAY = float(os.environ.get("ONETHING_DESK_DELAY_SECONDS", "0"))
+DELAY = _desk.desk_delay_seconds
 
 
 def _build():

@@ -1,6 +1,5 @@
 """joint_review worker role (`nameko run`): opens a session for each submitted case and takes the
 licences elicense issues."""
-import os
 
 from nameko.timer import timer
 
@@ -8,14 +7,14 @@ from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
 from services.common import mongo
 from services.common.events import from_payload
-from services.common.config import refuse_defaults_in_production
+from services.common.config import refuse_defaults_in_production, settings
 from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
 from services.joint_review.store import SessionDoc
 from services.joint_review.wiring import build_review
 
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
-CLOCK_CHECK_SECONDS = float(os.environ.get("ONETHING_CLOCK_CHECK_SECONDS", "60"))
+CLOCK_CHECK_SECONDS = settings().clock_check_seconds
 
 
 class JointReviewWorker:

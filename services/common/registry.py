@@ -1,0 +1,45 @@
+"""The one list of onething's services: what each is called, the port its gRPC api listens on by
+default, the nameko worker that consumes its events, the exchange it publishes to and its
+database. config (ports, database names), the suite launcher, the tests and the tools read it here
+instead of keeping their own lists."""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int            # default gRPC port of the api role (ONETHING_<NAME>_PORT overrides it)
+    worker: str          # "module:Class" of the worker role, run by `nameko run`
+    proto_package: str   # the protobuf package of its api and events
+
+    @property
+    def exchange(self) -> str:
+        """nameko publishes a service's events to the topic exchange `<name>.events`."""
+        return f"{self.name}.events"
+
+    @property
+    def api_module(self) -> str:
+        return f"services.{self.name}.api"
+
+
+SERVICES = (
+    Service("catalog", 50051, "services.catalog.worker:CatalogWorker", "onething.catalog.v1"),
+    Service("intake", 50052, "services.intake.worker:IntakeWorker", "onething.intake.v1"),
+    Service("joint_review", 50053, "services.joint_review.worker:JointReviewWorker", "onething.joint_review.v1"),
+    Service("elicense", 50054, "services.elicense.worker:ElicenseWorker", "onething.elicense.v1"),
+    Service("delivery", 50055, "services.delivery.worker:DeliveryWorker", "onething.delivery.v1"),
+    Service("evaluation", 50056, "services.evaluation.worker:EvaluationWorker", "onething.evaluation.v1"),
+)
+
+# a department's desk (one process per department and region) consumes joint_review's tasks
+DESK = "services.joint_review.desk:Desk"
+
+BY_NAME = {s.name: s for s in SERVICES}
+NAMES = tuple(s.name for s in SERVICES)
+
+
+def service(name: str) -> Service:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"there is no service called {name!r}; the services are {', '.join(NAMES)}") from None
