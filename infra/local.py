@@ -60,7 +60,7 @@ def s3_identities(path, access_key, secret_key):
 
 
 def up():
-    s, run_dir, log_dir, data_dir = _paths()
+    s, _run_dir, _log_dir, _data_dir = _paths()
     ensure_rabbitmq()
     ensure_vhost(vhost_of(s.amqp_uri))
     from services.common import auth

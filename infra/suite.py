@@ -34,14 +34,14 @@ def desks():
 
 def process_table():
     """name -> (argv, extra environment)."""
-    table = {}
+    table: dict = {}
     for service in DEFAULT_PORTS:
         table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"], {})
     nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG]
     for service, path in WORKERS.items():
-        table[f"{service}-worker"] = (nameko + [path], {})
+        table[f"{service}-worker"] = ([*nameko, path], {})
     for department, region in desks():
-        table[f"desk-{department}-{region}"] = (nameko + [DESK], {
+        table[f"desk-{department}-{region}"] = ([*nameko, DESK], {
             "ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region})
     return table
 

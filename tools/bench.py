@@ -167,7 +167,7 @@ def run_suite(n, concurrency, timeout):
     abort = threading.Event()
     base_day = datetime.date(1970, 1, 1) + datetime.timedelta(days=random.randrange(0, 365 * 30))
     needed = Suite().required_materials()  # what the catalog asks for 新生儿出生 in 440100
-    results = [None] * n
+    results: list[dict | None] = [None] * n
 
     def one(i):
         if abort.is_set():
@@ -177,7 +177,7 @@ def run_suite(n, concurrency, timeout):
             local.suite = Suite()
         suite = local.suite
         applicant = applicant_for(i, base_day)
-        r = {"id_number": applicant.id_number}
+        r: dict = {"id_number": applicant.id_number}
         results[i] = r
         try:
             t_up = time.perf_counter()
@@ -212,7 +212,7 @@ def run_suite(n, concurrency, timeout):
     failed = [r for r in results if not r or "error" in r]
     print(f"\n1. suite: {n} × 新生儿出生 (XSECS, its materials uploaded first), {concurrency} in flight, "
           f"submit → case_concluded event")
-    out = {"n": n, "c": concurrency, "ok": len(ok), "failed": failed, "rabbitmq": listener.rabbitmq}
+    out: dict = {"n": n, "c": concurrency, "ok": len(ok), "failed": failed, "rabbitmq": listener.rabbitmq}
     if ok:
         lat = [(r["concluded"] - r["submitted"]) * 1000 for r in ok]
         wall = max(r["concluded"] for r in ok) - min(r["submitted"] for r in ok)

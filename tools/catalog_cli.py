@@ -96,7 +96,7 @@ def run(argv, stub, out):
             print(line, file=out)
     elif args.command == "list":
         resp = stub.ListPackages(catalog_pb2.ListPackagesRequest(
-            region_code=args.region, audience=AUDIENCES.get(args.audience, 0)), timeout=10)
+            region_code=args.region, audience=AUDIENCES.get(args.audience, catalog_pb2.AUDIENCE_UNSPECIFIED)), timeout=10)
         print(f"{len(resp.packages)} packages in {args.region}:", file=out)
         for pkg in resp.packages:
             print(f"  {pkg.code:<8} v{pkg.version:<3} {AUDIENCE_NAMES.get(pkg.audience, ''):<14} {pkg.name}"

@@ -170,7 +170,7 @@ class Chaos:
         s = settings()
         final = [intake_pb2.CaseStatus.Name(v) for v in FINAL]
         try:
-            with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=5000, directConnection=True) as mc:
+            with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=5000, directConnection=True, document_class=dict) as mc:
                 done = {d["_id"] for d in mc[s.db_name("intake")].cases.find(
                     {"_id": {"$in": sorted(case_nos)}, "status": {"$in": final}}, {"_id": 1})}
         except pymongo.errors.PyMongoError:  # the store is being restarted: ask again later
@@ -186,23 +186,23 @@ class Chaos:
             time.sleep(2.0)
             pending = self._not_final(pending)
         # what the applicant sees, over gRPC: every accepted case asked once
-        statuses = {}
+        statuses: dict = {}
         for no, _ in self.accepted.values():
             status = self._status(no)
             if status not in FINAL:
                 pending.add(no)
             name = intake_pb2.CaseStatus.Name(status)
             statuses[name] = statuses.get(name, 0) + 1
-        with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=10000, directConnection=True) as mc:
+        with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=10000, directConnection=True, document_class=dict) as mc:
             intake = mc[s.db_name("intake")]
             keys = [f"{applicant}:{key}" for key, (_, applicant) in self.accepted.items()]
-            per_applicant = {}
+            per_applicant: dict = {}
             for doc in intake.cases.find({"applicant.id_number": {"$in": [a for _, a in self.accepted.values()]}},
                                          {"_id": 1, "applicant.id_number": 1}):
                 per_applicant.setdefault(doc["applicant"]["id_number"], []).append(doc["_id"])
             duplicated = sum(len(v) - 1 for v in per_applicant.values() if len(v) > 1)
             case_nos = [no for no, _ in self.accepted.values()]
-            licences = {}
+            licences: dict = {}
             for doc in mc[s.db_name("elicense")].licenses.find({"fields.case_no": {"$in": case_nos}},
                                                                  {"fields.case_no": 1, "fields.item_code": 1}):
                 k = (doc["fields"]["case_no"], doc["fields"]["item_code"])

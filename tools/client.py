@@ -51,7 +51,7 @@ def retry_delay(exc):
     return None
 
 
-_tokens = {}
+_tokens: dict = {}
 _tokens_lock = threading.Lock()
 
 

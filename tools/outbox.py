@@ -20,7 +20,7 @@ def pending(services=SERVICES, uri=None):
     """(service, collection, document id, entry) of every pending outbox entry."""
     s = settings()
     found = []
-    with pymongo.MongoClient(uri or s.mongo_uri, serverSelectionTimeoutMS=5000) as client:
+    with pymongo.MongoClient(uri or s.mongo_uri, serverSelectionTimeoutMS=5000, document_class=dict) as client:
         for service in services:
             db = client[s.db_name(service)]
             for coll in db.list_collection_names():

@@ -46,7 +46,7 @@ def case_trace(case_no, spans):
 def rows(spans):
     """(depth, span) in start order, children under their parents."""
     by_id = {s["span_id"]: s for s in spans}
-    children = {}
+    children: dict = {}
     roots = []
     for s in sorted(spans, key=lambda s: s["start_ns"]):
         if s.get("parent_id") in by_id:

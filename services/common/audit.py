@@ -150,7 +150,7 @@ def _clean(value, depth=0):
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def as_actor(actor):
@@ -296,7 +296,7 @@ class AuditLog:
     def _quietly(self, actor, action, target, outcome, details):
         try:
             self.record(actor, action, target, outcome, details)
-        except Exception:  # noqa: BLE001 - the original error matters more
+        except Exception:
             log.warning("audit record of a refused %s on %s could not be written", action, target, exc_info=True)
 
     def _append(self, build):
@@ -415,8 +415,7 @@ def _catch_up(coll, head, most=64):
 
 def read_chain(coll):
     """Every record of a chain in seq order, without the store's _id."""
-    for doc in coll.find({}, {"_id": 0}).sort("seq", 1):
-        yield doc
+    yield from coll.find({}, {"_id": 0}).sort("seq", 1)
 
 
 def verify_collection(coll, anchor=None):

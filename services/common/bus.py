@@ -1,10 +1,9 @@
 """Publishing events to RabbitMQ the way nameko's event handlers expect them: to the exchange
 `<service>.events` with the event type as routing key, persistent, with trace context and the case
 number in the headers. Works in the api role (plain kombu) and inside nameko workers."""
+import datetime
 import time
 import uuid
-
-import datetime
 
 from kombu import Exchange
 from nameko.amqp.publish import Publisher, UndeliverableMessage
@@ -12,7 +11,6 @@ from nameko.amqp.publish import Publisher, UndeliverableMessage
 from services.common import telemetry
 from services.common.config import settings
 from services.common.events import to_payload
-
 
 SCHEMA_VERSION = "1"
 
@@ -26,7 +24,7 @@ def envelope(entry, producer):
     inbox), when it happened, who produced it, the payload's schema version and the case number."""
     return {"event_id": entry["id"],
             "occurred_at": datetime.datetime.fromtimestamp(entry.get("at", time.time()),
-                                                           datetime.timezone.utc).isoformat(),
+                                                           datetime.UTC).isoformat(),
             "producer": producer, "schema_version": SCHEMA_VERSION, "case_no": entry.get("case_no", "")}
 
 

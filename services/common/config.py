@@ -7,6 +7,7 @@ variable (`SettingsError`), instead of failing later in the middle of a case.
 """
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.common.registry import SERVICES
 
@@ -19,12 +20,12 @@ class SettingsError(ValueError):
     """A setting's value cannot be used; the message names the variable and what it expects."""
 
 
-def _env(name, default):
+def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value in (None, "") else value
 
 
-def _number(kind, name, default):
+def _number(kind: type, name: str, default: object) -> Any:
     raw = _env(name, str(default))
     try:
         return kind(raw)
@@ -33,22 +34,22 @@ def _number(kind, name, default):
         raise SettingsError(f"{name}={raw!r} is not {what}") from None
 
 
-def _int(name, default):
+def _int(name: str, default: int | str) -> int:
     return _number(int, name, default)
 
 
-def _float(name, default):
+def _float(name: str, default: float | str) -> float:
     return _number(float, name, default)
 
 
-def _flag(name, default="0"):
+def _flag(name: str, default: str = "0") -> bool:
     raw = _env(name, default)
     if raw not in ("0", "1"):
         raise SettingsError(f"{name}={raw!r}: use 1 (on) or 0 (off)")
     return raw == "1"
 
 
-def process_environment(extra=None):
+def process_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a child process of the launcher starts with: this one's, plus `extra`."""
     return {**os.environ, **(extra or {})}
 
@@ -167,7 +168,7 @@ class Settings:
     # how many generated inputs each property of e2e/test_fuzz.py tries
     fuzz_examples: int = field(default_factory=lambda: _int("ONETHING_FUZZ_EXAMPLES", 25))
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         problems = []
         if self.profile not in ("local", "production"):
             problems.append(f"ONETHING_PROFILE={self.profile!r}: use local or production")
@@ -204,11 +205,11 @@ class Settings:
             raise SettingsError("; ".join(problems))
 
     @property
-    def desk_region(self):
+    def desk_region(self) -> str:
         return self.desk_region_spec or self.region
 
     @property
-    def desks(self):
+    def desks(self) -> list[tuple[str, str]]:
         """(department, region) pairs of ONETHING_DESKS (empty: the launcher's default)."""
         pairs = []
         for part in (p.strip() for p in self.desks_spec.split(",") if p.strip()):
@@ -219,10 +220,10 @@ class Settings:
         return pairs
 
     @property
-    def chaos_restarts(self):
+    def chaos_restarts(self) -> list[str]:
         return [r for r in self.chaos_restarts_spec.split(",") if r]
 
-    def serves(self, region_code):
+    def serves(self, region_code: str) -> bool:
         """True when a case of `region_code` is this site's to handle."""
         if self.served_regions_spec:
             served = [r.strip() for r in self.served_regions_spec.split(",") if r.strip()]
@@ -231,57 +232,57 @@ class Settings:
         return any(region_within(region_code, r) for r in served)
 
     @property
-    def served_regions(self):
+    def served_regions(self) -> list[str]:
         return [r.strip() for r in self.served_regions_spec.split(",") if r.strip()] or [self.region]
 
     @property
-    def spans_dir(self):
+    def spans_dir(self) -> str:
         return os.path.join(self.var_dir, "spans")
 
     @property
-    def production(self):
+    def production(self) -> bool:
         return self.profile == "production"
 
     @property
-    def auth_dir(self):
+    def auth_dir(self) -> str:
         return os.path.join(self.infra_dir, "auth")
 
     @property
-    def auth_public_key_file(self):
+    def auth_public_key_file(self) -> str:
         return self.auth_public_key_file_spec or os.path.join(self.auth_dir, "idp_ed25519.pub")
 
     @property
-    def auth_private_key_file(self):
+    def auth_private_key_file(self) -> str:
         return self.auth_private_key_file_spec or os.path.join(self.auth_dir, "idp_ed25519.key")
 
     @property
-    def auth_jwks_file(self):
+    def auth_jwks_file(self) -> str:
         return self.auth_jwks_file_spec or os.path.join(self.auth_dir, "jwks.json")
 
     @property
-    def grpc_tls_server(self):
+    def grpc_tls_server(self) -> bool:
         """The api serves TLS (a certificate and its key are set)."""
         return bool(self.grpc_tls_cert_file and self.grpc_tls_key_file)
 
     @property
-    def grpc_tls(self):
+    def grpc_tls(self) -> bool:
         """Clients connect with TLS."""
         if self.grpc_tls_spec:
             return self.grpc_tls_spec == "1"
         return bool(self.grpc_tls_ca_file)
 
-    def db_name(self, service):
+    def db_name(self, service: str) -> str:
         return f"{self.db_prefix}{service}"
 
-    def port(self, service):
+    def port(self, service: str) -> int:
         return _int(f"ONETHING_{service.upper()}_PORT", DEFAULT_PORTS[service])
 
-    def address(self, service):
+    def address(self, service: str) -> str:
         host = _env(f"ONETHING_{service.upper()}_HOST", "127.0.0.1")
         return f"{host}:{self.port(service)}"
 
 
-def region_within(code, ancestor):
+def region_within(code: object, ancestor: str) -> bool:
     """GB/T 2260: `code` is `ancestor` or lies under it (440106 within 440100 within 440000).
     Compared by level, not by string prefix: 440000 covers 44xxxx, 440100 covers 4401xx."""
     if not (isinstance(code, str) and len(code) == 6 and code.isdigit()):
@@ -295,7 +296,7 @@ def region_within(code, ancestor):
     return False
 
 
-def region_prefix(ancestor):
+def region_prefix(ancestor: object) -> str | None:
     """The digits every code within `ancestor` shares, by the level of `ancestor` (GB/T 2260): 440000
     -> "44", 440100 -> "4401", 440106 -> "440106"; for store queries that must agree with
     region_within (None for a code that is not 6 digits: nothing is within it)."""
@@ -308,14 +309,14 @@ def region_prefix(ancestor):
     return ancestor
 
 
-def settings():
+def settings() -> Settings:
     return Settings()
 
 
 LOCAL_S3_SECRET = "onething-local-secret"
 
 
-def production_problems(s=None, role="api"):
+def production_problems(s: Settings | None = None, role: str = "api") -> list[str]:
     """What a production process must not run with: the default S3 secret, RabbitMQ's guest user,
     the local development key of the identity provider (var/auth), the identity provider's private
     key within the process's reach. Empty outside the production profile."""
@@ -346,7 +347,7 @@ def production_problems(s=None, role="api"):
     return problems
 
 
-def refuse_defaults_in_production(role="api"):
+def refuse_defaults_in_production(role: str = "api") -> None:
     """Called once at the start of every api, worker and desk process: settings that cannot be read
     stop it (SettingsError, naming the variable), and under ONETHING_PROFILE=production a process
     with default credentials or the local development key does not start."""

@@ -39,9 +39,9 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common import limits, policy, telemetry
-from services.common.outages import is_outage
 from services.common.config import refuse_defaults_in_production, settings
-from services.common.errors import DeadlineExceeded, DomainError, FieldViolation, InvalidArgument, ZH_FALLBACK
+from services.common.errors import ZH_FALLBACK, DeadlineExceeded, DomainError, FieldViolation, InvalidArgument
+from services.common.outages import is_outage
 from services.common.streams import DeadlineContext, StreamGate, StreamLimits, guarded
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def parse_request(parse, raw):
     descriptor = _descriptor_of(parse)
     try:
         message = parse(raw)
-    except Exception:  # noqa: BLE001 - google.protobuf DecodeError and its relatives
+    except Exception:
         name = descriptor.name if descriptor is not None else "request"
         path = limits.invalid_utf8_path(descriptor, raw) if descriptor is not None else None
         if path:
@@ -133,7 +133,7 @@ def caller_of(context):
         try:
             from services.common import auth
             return "sub:" + auth.actor_from_metadata(metadata).sub
-        except Exception:  # noqa: BLE001 - a bad token counts as its peer; the handler decides on it
+        except Exception:
             pass
     return "peer:" + _peer_host(context.peer())
 
@@ -219,7 +219,7 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
         # stream ends, fails or the client goes away, whichever comes first
         span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
                                              kind=telemetry.trace.SpanKind.SERVER)
-        ended = []
+        ended: list = []
 
         def end_once():
             if not ended:
@@ -348,7 +348,7 @@ class ApiServer:
             add(servicer, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        names = [*list(service_names), health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         self.service_names = service_names
         address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -359,7 +359,7 @@ class ApiServer:
 
     def start(self):
         self.server.start()
-        for name in list(self.service_names) + [""]:
+        for name in [*list(self.service_names), ""]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC api serving on port %s (%s)", self.port, "TLS" if self.tls else "plaintext")
         return self

@@ -9,7 +9,7 @@ _ID_CHECK = "10X98765432"
 
 def citizen_id_check_digit(first17):
     """ISO 7064 MOD 11-2 check digit over the first 17 digits of a citizen ID."""
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS))
+    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=False))
     return _ID_CHECK[total % 11]
 
 
@@ -41,7 +41,7 @@ _USCC_WEIGHTS = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
 
 
 def credit_code_check_char(first17):
-    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS))
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS, strict=False))
     return _USCC_CHARS[(31 - total % 31) % 31]
 
 

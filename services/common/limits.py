@@ -205,7 +205,7 @@ def _key_path(path, key):
 def check_message(message, prefix=""):
     """Every violation of the limits and enum ranges in `message` and the messages inside it
     (repeated, map values), at most MAX_VIOLATIONS, in field order. Empty when all is well."""
-    out = []
+    out: list = []
     _walk(message, prefix, out)
     return out[:MAX_VIOLATIONS]
 
@@ -289,7 +289,7 @@ def invalid_utf8_path(descriptor, data, prefix="", depth=0):
     none or the bytes are not protobuf at all."""
     if depth > 32:
         return None
-    pos, counts = 0, {}
+    pos, counts = 0, dict[str, int]()
     try:
         while pos < len(data):
             tag, pos = _varint(data, pos)

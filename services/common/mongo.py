@@ -3,6 +3,7 @@ spans for tracing, and the outbox that keeps events with the aggregate that caus
 import logging
 import threading
 import time
+from typing import Any
 
 import mongoengine
 from pymongo import monitoring
@@ -163,7 +164,7 @@ class OutboxStore:
     or a broker outage, left pending (run by services.common.worker.OutboxSweeper)."""
 
     #: the mongoengine Document whose `outbox` list holds the pending events
-    document: type = None  # type: ignore[assignment]
+    document: Any = None
 
     def __init__(self, bus=None):
         self.bus = bus

@@ -29,7 +29,7 @@ _REMOTE_OUTAGES = {t.__name__ for t in OUTAGE_TYPES} | {
 def is_outage(exc):
     """True when `exc` says something the process depends on is away, not that the work is wrong."""
     from services.common.errors import Unavailable
-    if isinstance(exc, (Unavailable,) + OUTAGE_TYPES):
+    if isinstance(exc, (Unavailable, *OUTAGE_TYPES)):
         return True
     name = type(exc).__name__
     if name == "RemoteError":  # a bus call whose far side hit an outage is an outage here too

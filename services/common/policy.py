@@ -20,6 +20,7 @@ that is not theirs: NOT_FOUND where existence must not leak (someone else's case
 case that does not exist), PERMISSION_DENIED where staff act outside their department or region."""
 import contextvars
 from dataclasses import dataclass
+from typing import Any
 
 from services.common import auth
 from services.common.config import region_within, settings
@@ -186,7 +187,7 @@ def open_to_anyone(service_names):
 class Caller:
     """Who is calling, as the interceptor verified it. `actor` is None for an anonymous call of a
     public RPC; `on_behalf_of` is the applicant present at a clerk's window."""
-    actor: object = None
+    actor: Any = None
     on_behalf_of: str = ""
     token: str = ""
     method: str = ""

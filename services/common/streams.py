@@ -53,7 +53,7 @@ class StreamGate:
         self.what, self.total, self.per_caller = what, total, per_caller
         self.retry_after_s = retry_after_s
         self._lock = threading.Lock()
-        self._open = Counter()
+        self._open: Counter[tuple] = Counter()
 
     def in_use(self, caller=None):
         with self._lock:
@@ -73,7 +73,7 @@ class StreamGate:
                            "try again shortly", zh=f"当前{_ZH[self.what]}人数较多，请稍后再试。",
                            retry_after_s=self.retry_after_s)
             self._open[caller] += 1
-        released = []
+        released: list = []
 
         def release():
             with self._lock:
@@ -97,7 +97,7 @@ def guarded(requests, idle_s, deadline, what="upload"):
     seconds or the monotonic `deadline` passes. A helper thread reads `requests` (a blocking
     iterator) into a small queue; it ends when the stream does (the server ends the call when its
     handler fails), so it is never left behind for long."""
-    box = queue.Queue(maxsize=4)
+    box: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
 
     def pump():
@@ -112,7 +112,7 @@ def guarded(requests, idle_s, deadline, what="upload"):
                 if stop.is_set():
                     return
             box.put((_END, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+        except BaseException as exc:
             if not stop.is_set():
                 box.put((_END, exc))
 
@@ -129,7 +129,7 @@ def guarded(requests, idle_s, deadline, what="upload"):
                 if deadline - time.monotonic() <= 0:
                     continue  # reported above
                 raise DeadlineExceeded(f"nothing arrived for {idle_s:g} s, so the {what} was ended; "
-                                       "send it again without pauses", zh="长时间未收到数据，上传已中止，请重新上传。")
+                                       "send it again without pauses", zh="长时间未收到数据，上传已中止，请重新上传。") from None
             if message is _END:
                 if exc is not None:
                     raise exc

@@ -89,7 +89,7 @@ class _InboxView:
 
         from pymongo.errors import DuplicateKeyError
         try:
-            self._coll.insert_one({"_id": self.key, "at": datetime.datetime.now(datetime.timezone.utc)})
+            self._coll.insert_one({"_id": self.key, "at": datetime.datetime.now(datetime.UTC)})
         except DuplicateKeyError:
             pass
 
@@ -309,6 +309,7 @@ class OutboxSweeper(DependencyProvider):
 
     def _loop(self):
         import eventlet
+
         from services.common.outages import is_outage
         log = logging.getLogger(self.container.service_name)
         interval = self.interval if self.interval is not None else SWEEP_SECONDS

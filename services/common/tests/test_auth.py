@@ -34,7 +34,7 @@ def test_token_from_another_key_or_expired_or_garbled_is_unauthenticated():
     with pytest.raises(Unauthenticated):
         auth.actor_from_token("not.a.token", public)
     forged = jwt.encode({"sub": "x", "role": "officer", "iss": auth.ISSUER,
-                         "exp": datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)},
+                         "exp": datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)},
                         "secret", algorithm="HS256")
     with pytest.raises(Unauthenticated):
         auth.actor_from_token(forged, public)

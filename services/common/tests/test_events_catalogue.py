@@ -29,9 +29,9 @@ def published():
 def consumed():
     """{(source service, event type): {consuming process}}, from the workers and the desk."""
     found = {}
-    for path in list(SERVICES.glob("*/worker.py")) + [SERVICES / "joint_review" / "desk.py"]:
+    for path in [*list(SERVICES.glob("*/worker.py")), SERVICES / "joint_review" / "desk.py"]:
         consumer = "desk" if path.name == "desk.py" else path.parent.name
-        for source, event, routed in CONSUME.findall(path.read_text(encoding="utf-8")):
+        for source, event, _routed in CONSUME.findall(path.read_text(encoding="utf-8")):
             found.setdefault((source, event or "task_assigned"), set()).add(consumer)
     return found
 

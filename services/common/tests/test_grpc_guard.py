@@ -11,9 +11,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from onething.common.v1 import common_pb2
-from onething.intake.v1 import intake_pb2 as S, intake_pb2_grpc as G
-from services.common.errors import InvalidArgument, NotFound
+from onething.intake.v1 import intake_pb2 as S
+from onething.intake.v1 import intake_pb2_grpc as G
 from services.common import policy
+from services.common.errors import InvalidArgument, NotFound
 from services.common.grpc_server import ApiServer, caller_of
 from services.common.streams import StreamLimits
 

@@ -12,8 +12,16 @@ from onething.evaluation.v1 import evaluation_pb2
 from onething.intake.v1 import intake_pb2
 from onething.joint_review.v1 import joint_review_pb2
 from services.common import limits
-from services.common.errors import (ZH_FALLBACK, AlreadyExists, Busy, DeadlineExceeded, DomainError, FieldViolation,
-                                    InvalidArgument, NotFound)
+from services.common.errors import (
+    ZH_FALLBACK,
+    AlreadyExists,
+    Busy,
+    DeadlineExceeded,
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 from services.common.streams import DeadlineContext, StreamGate, StreamLimits, guarded
 
 SERVICES = ["catalog.v1.catalog", "intake.v1.intake", "joint_review.v1.joint_review", "elicense.v1.elicense",

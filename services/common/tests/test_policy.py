@@ -11,7 +11,8 @@ import threading
 import grpc
 import pytest
 
-from onething.evaluation.v1 import evaluation_pb2 as E, evaluation_pb2_grpc as EG
+from onething.evaluation.v1 import evaluation_pb2 as E
+from onething.evaluation.v1 import evaluation_pb2_grpc as EG
 from services.common import auth, policy
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.common.grpc_server import ApiServer
@@ -39,7 +40,7 @@ def test_the_table_names_only_real_methods_roles_and_rules():
     real = set(descriptor_methods())
     stale = [(s, m) for s, ms in policy.POLICIES.items() for m in ms if (s, m) not in real]
     assert not stale, stale
-    for service, method, roles, rule, _ in policy.rows():
+    for _service, method, roles, rule, _ in policy.rows():
         assert roles and set(roles) <= ROLES, (method, roles)
         assert rule in policy.RULES, (method, rule)
         assert (policy.ANYONE in roles) == (rule in ("public", "qr_token")), method  # public means no token
@@ -118,7 +119,7 @@ def _other_key_token(sub, role, **claims):
 
 
 def _alg_none(sub, role):
-    now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
+    now = int(datetime.datetime.now(datetime.UTC).timestamp())
     header = {"alg": "none", "typ": "JWT"}
     body = {"sub": sub, "role": role, "iss": "onething-idp", "aud": "onething-api", "iat": now, "exp": now + 600}
 
@@ -132,7 +133,7 @@ def _resigned(local_idp, **changes):
     import jwt
     from cryptography.hazmat.primitives import serialization
     key = serialization.load_pem_private_key(open(local_idp.private, "rb").read(), None)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     claims = {"sub": "440106199001011235", "role": "applicant", "iss": "onething-idp", "aud": "onething-api",
               "iat": now, "exp": now + datetime.timedelta(hours=1)}
     claims.update(changes)
@@ -142,7 +143,7 @@ def _resigned(local_idp, **changes):
 
 def test_bad_tokens_are_unauthenticated_and_reach_nothing(stub, servers, local_idp):
     me = "440106199001011235"
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     bad = {
         "none": (),
         "not bearer": (("authorization", "Basic abc"),),

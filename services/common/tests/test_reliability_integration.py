@@ -9,11 +9,10 @@ import sys
 import time
 import uuid
 
-import mongoengine
 import pytest
 
 from services.common import mongo
-from services.common.bus import Bus, Unroutable, outbox_entry
+from services.common.bus import Bus, Unroutable
 from services.common.config import ROOT
 from services.common.tests import reliability_probe as probe_mod
 from tools import dead_letters

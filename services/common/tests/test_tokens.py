@@ -83,7 +83,7 @@ def test_a_token_without_kid_or_from_an_unknown_key_is_refused(idp_dir):
     from cryptography.hazmat.primitives import serialization
     key = serialization.load_pem_private_key((idp_dir / "idp.key").read_bytes(), None)
     import datetime
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     claims = {"sub": "x", "role": "applicant", "iss": "onething-idp", "aud": "onething-api", "iat": now,
               "exp": now + datetime.timedelta(hours=1)}
     with pytest.raises(Unauthenticated, match="kid"):
