@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv protos infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
+.PHONY: all venv protos contracts infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
 
 all: protos
 
@@ -29,6 +29,16 @@ gen/.stamp: $(PROTOS) $(STAMP)
 
 protos: gen/.stamp
 
+# The contracts: buf lint, and buf breaking against the last release (protos/releases/README.md).
+# buf comes from npm, pinned, into tools/buf; once there, no network is needed.
+BUF_VERSION := 1.75.0
+BUF := tools/buf/node_modules/.bin/buf
+contracts:
+	@test "$$($(BUF) --version 2>/dev/null)" = "$(BUF_VERSION)" || \
+	  npm install --prefix tools/buf --silent --no-audit --no-fund --ignore-scripts @bufbuild/buf@$(BUF_VERSION)
+	$(BUF) lint protos
+	$(BUF) breaking protos --against $$(ls protos/releases/v*.binpb | sort -V | tail -n 1)
+
 infra-up: protos
 	$(BIN)/python -m infra.local up
 
@@ -50,10 +60,10 @@ run demo: up
 	$(BIN)/python -m tools.demo
 
 # Unit, integration and end-to-end tests. Starts the local servers it needs.
-test: infra-up
+test: contracts infra-up
 	$(BIN)/python -m pytest -q
 
-unit: protos
+unit: protos contracts
 	$(BIN)/python -m pytest -q -m "not integration and not e2e"
 
 bench: up
