@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv protos contracts infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
+.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
 
 all: protos
 
@@ -39,6 +39,11 @@ contracts:
 	$(BUF) lint protos
 	$(BUF) breaking protos --against $$(ls protos/releases/v*.binpb | sort -V | tail -n 1)
 
+# ruff (ruff.toml) and mypy (mypy.ini) over the code and the tests.
+lint: protos
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 infra-up: protos
 	$(BIN)/python -m infra.local up
 
@@ -60,10 +65,10 @@ run demo: up
 	$(BIN)/python -m tools.demo
 
 # Unit, integration and end-to-end tests. Starts the local servers it needs.
-test: contracts infra-up
+test: contracts lint infra-up
 	$(BIN)/python -m pytest -q
 
-unit: protos contracts
+unit: protos contracts lint
 	$(BIN)/python -m pytest -q -m "not integration and not e2e"
 
 bench: up
