@@ -4,17 +4,24 @@ code and download links; window clerks of the delivery's region read it without 
 request field (services/common/policy.py)."""
 from google.protobuf import json_format
 
-from onething.delivery.v1 import delivery_pb2 as pb, delivery_pb2_grpc as pb_grpc
+from onething.delivery.v1 import delivery_pb2 as pb
+from onething.delivery.v1 import delivery_pb2_grpc as pb_grpc
 from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.errors import NotFound, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.privacy import mask_id
+from services.delivery import domain
 from services.delivery.wiring import build_delivery
 
 
 def to_proto(body):
-    return json_format.ParseDict(body, pb.Delivery(), ignore_unknown_fields=True)
+    """The delivery (status and channel as the domain's enums) as the api answers it."""
+    data = dict(body, status=domain.STATUS_NUMBERS[domain.Status(body["status"])],
+                channel=domain.CHANNEL_NUMBERS[domain.Channel(body["channel"])],
+                history=[dict(h, status=domain.STATUS_NUMBERS[domain.Status(h["status"])])
+                         for h in body.get("history", [])])
+    return json_format.ParseDict(data, pb.Delivery(), ignore_unknown_fields=True)
 
 
 def staff_view(body):

@@ -9,16 +9,103 @@ MAIL        DISPATCHED → FAILED                         the carrier brings the
 MAIL        FAILED → DISPATCHED → COMPLETED             sent again to a corrected address (Redispatch), attempt + 1
 any         … → CANCELLED                               the case was withdrawn after its conclusion (session_withdrawn)
 """
+import enum
 import hmac
 import re
 import secrets
+from dataclasses import dataclass, field
 
 from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
-PREPARED, DISPATCHED, COMPLETED = "DELIVERY_STATUS_PREPARED", "DELIVERY_STATUS_DISPATCHED", "DELIVERY_STATUS_COMPLETED"
-READY_FOR_PICKUP, FAILED = "DELIVERY_STATUS_READY_FOR_PICKUP", "DELIVERY_STATUS_FAILED"
-CANCELLED = "DELIVERY_STATUS_CANCELLED"
-ELECTRONIC, WINDOW, MAIL = "DELIVERY_CHANNEL_ELECTRONIC", "DELIVERY_CHANNEL_WINDOW", "DELIVERY_CHANNEL_MAIL"
+
+class Status(enum.StrEnum):
+    """Where a delivery stands."""
+    PREPARED = "PREPARED"
+    DISPATCHED = "DISPATCHED"
+    COMPLETED = "COMPLETED"
+    READY_FOR_PICKUP = "READY_FOR_PICKUP"  # WINDOW: waiting at the window for the applicant
+    FAILED = "FAILED"                      # cannot be delivered as asked
+    CANCELLED = "CANCELLED"                # the case was withdrawn after its conclusion
+
+
+class Channel(enum.StrEnum):
+    """How the results reach the applicant."""
+    UNSPECIFIED = "UNSPECIFIED"  # none chosen (or a cancelled delivery made before its case_concluded)
+    ELECTRONIC = "ELECTRONIC"
+    WINDOW = "WINDOW"
+    MAIL = "MAIL"
+
+
+PREPARED, DISPATCHED, COMPLETED = Status.PREPARED, Status.DISPATCHED, Status.COMPLETED
+READY_FOR_PICKUP, FAILED, CANCELLED = Status.READY_FOR_PICKUP, Status.FAILED, Status.CANCELLED
+ELECTRONIC, WINDOW, MAIL = Channel.ELECTRONIC, Channel.WINDOW, Channel.MAIL
+
+# On the wire: the numbers of onething.delivery.v1.DeliveryStatus and onething.common.v1.DeliveryChannel
+# (api.py and the events encode with them, worker.py decodes with them).
+STATUS_NUMBERS = {PREPARED: 1, DISPATCHED: 2, COMPLETED: 3, READY_FOR_PICKUP: 4, FAILED: 5, CANCELLED: 6}
+CHANNEL_NUMBERS = {Channel.UNSPECIFIED: 0, ELECTRONIC: 1, WINDOW: 2, MAIL: 3}
+_CHANNEL_OF_NUMBER = {n: c for c, n in CHANNEL_NUMBERS.items()}
+
+# In the store: the strings the deliveries collection has always held. Written out here, never
+# derived from the proto names, so renaming a proto enum value cannot make stored data unreadable.
+STORED_STATUSES = {PREPARED: "DELIVERY_STATUS_PREPARED", DISPATCHED: "DELIVERY_STATUS_DISPATCHED",
+                   COMPLETED: "DELIVERY_STATUS_COMPLETED", READY_FOR_PICKUP: "DELIVERY_STATUS_READY_FOR_PICKUP",
+                   FAILED: "DELIVERY_STATUS_FAILED", CANCELLED: "DELIVERY_STATUS_CANCELLED"}
+STORED_CHANNELS = {Channel.UNSPECIFIED: "DELIVERY_CHANNEL_UNSPECIFIED", ELECTRONIC: "DELIVERY_CHANNEL_ELECTRONIC",
+                   WINDOW: "DELIVERY_CHANNEL_WINDOW", MAIL: "DELIVERY_CHANNEL_MAIL"}
+_STATUS_OF_STORED = {s: status for status, s in STORED_STATUSES.items()}
+_CHANNEL_OF_STORED = {s: channel for channel, s in STORED_CHANNELS.items()}
+
+
+def channel_of_number(number):
+    """The channel a case_concluded event names; a number this code does not know is no channel."""
+    return _CHANNEL_OF_NUMBER.get(number, Channel.UNSPECIFIED)
+
+
+def status_of_stored(text):
+    try:
+        return _STATUS_OF_STORED[text]
+    except KeyError:
+        raise ValueError(f"{text!r} is not a stored delivery status") from None
+
+
+def channel_of_stored(text):
+    try:
+        return _CHANNEL_OF_STORED[text]
+    except KeyError:
+        raise ValueError(f"{text!r} is not a stored delivery channel") from None
+
+
+# -- what other services report, as delivery needs it (decoded from their events in worker.py) --
+
+@dataclass(frozen=True)
+class CaseConcluded:
+    """joint_review concluded a case; an approved one is delivered by the channel the applicant chose."""
+    case_no: str
+    approved: bool
+    channel: Channel = Channel.UNSPECIFIED
+    address: dict = field(default_factory=dict, hash=False)  # MAIL: as the applicant gave it
+    license_ids: tuple = ()
+    applicant_id: str = ""
+    region_code: str = ""
+    package_code: str = ""
+    lead_department: str = ""
+
+
+@dataclass(frozen=True)
+class SessionWithdrawn:
+    """joint_review withdrew a case; `after_conclusion`: its conclusion is void, nothing is delivered."""
+    case_no: str
+    region_code: str = ""
+    after_conclusion: bool = False
+
+
+@dataclass(frozen=True)
+class LicenseRevoked:
+    """elicense revoked a licence: no link to it is given any more."""
+    license_id: str
+    case_no: str = ""
+    reason: str = ""
 
 PICKUP_CODE_DIGITS = 6
 
@@ -54,7 +141,7 @@ def new_pickup_code():
 
 def s10_check_digit(serial8):
     """UPU S10 check digit of the 8-digit serial number."""
-    total = sum(int(d) * w for d, w in zip(serial8, _S10_WEIGHTS))
+    total = sum(int(d) * w for d, w in zip(serial8, _S10_WEIGHTS, strict=False))
     check = 11 - total % 11
     return {10: 0, 11: 5}.get(check, check)
 
@@ -80,7 +167,7 @@ def _require(delivery, channel, action):
                                  "withdrawn); nothing is delivered")
     if delivery["channel"] != channel:
         raise FailedPrecondition(f"case {delivery['case_no']} is delivered by "
-                                 f"{delivery['channel'].replace('DELIVERY_CHANNEL_', '')}, so it cannot be {action}")
+                                 f"{delivery['channel']}, so it cannot be {action}")
 
 
 def check_pickup(delivery, code):
@@ -138,5 +225,5 @@ def check_redispatch(delivery):
                                  "withdrawn); nothing is delivered")
     if delivery["status"] != FAILED:
         raise FailedPrecondition(f"the delivery of case {delivery['case_no']} has not failed "
-                                 f"({delivery['status'].removeprefix('DELIVERY_STATUS_')}); only a failed "
+                                 f"({delivery['status']}); only a failed "
                                  "delivery is sent again")

@@ -1,26 +1,25 @@
 """delivery use cases: when a case is approved, send its results by the channel the applicant
 chose; then the clerk and the carrier move WINDOW and MAIL deliveries on. No framework here;
-`licenses(id)` looks a licence up at elicense (over the bus).
+`licenses(id)` looks a licence up at elicense (over the bus). What other services report comes
+in as the domain's values (domain.CaseConcluded, SessionWithdrawn, LicenseRevoked), decoded by
+worker.py; a delivery goes out as a dict whose status and channel are domain.Status and
+domain.Channel (api.py encodes it).
 
-Every change appends to the delivery's history and queues its events in the same atomic update
-(the outbox), published right after. The pickup code is kept on the delivery only: never in an
-event, a history note or a log line."""
+Every change appends to the delivery's history and hands the store its events with it: the store
+(the port, services.delivery.store or services.delivery.fakes) saves both in one atomic update,
+only if the delivery is still as it was read, and publishes the events after the commit. The
+pickup code is kept on the delivery only: never in an event, a history note or a log line."""
 import datetime
 from datetime import timedelta
 
-from google.protobuf import json_format
-
-from onething.common.v1 import common_pb2
 from onething.delivery.v1 import events_pb2
 from services.common import telemetry
 from services.common.address import check_address
 from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
 from services.common.errors import Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from services.common.mongo import flush_outbox
 from services.common.privacy import mask_id
 from services.delivery import domain
-from services.delivery.store import DeliveryDoc
 
 RESULTS = "results"
 REVOKED = "LICENSE_STATUS_REVOKED"
@@ -28,17 +27,20 @@ LINK_TTL = timedelta(hours=24)
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
-def _channel_number(name):
-    return common_pb2.DeliveryChannel.Value(name)
+def _channel_number(channel):
+    return domain.CHANNEL_NUMBERS[domain.Channel(channel)]
 
 
 class Delivery:
-    def __init__(self, store, blobs, bus, pickup_code=domain.new_pickup_code, audit=None, pickup_max_attempts=5,
+    """`store`: the persistence port (it publishes the events it is given); `blobs`: issues the
+    download links; `clock()`: now, as an aware datetime."""
+
+    def __init__(self, store, blobs, pickup_code=domain.new_pickup_code, audit=None, pickup_max_attempts=5,
                  pickup_lock=timedelta(minutes=30), clock=_now):
-        self.store, self.blobs, self.bus = store, blobs, bus
+        self.store, self.blobs = store, blobs
         self.pickup_code = pickup_code
         # wrong pickup codes: after `pickup_max_attempts` in a row, ConfirmPickup is locked for
         # `pickup_lock` (RESOURCE_EXHAUSTED, even for the right code); the right code resets the count
@@ -56,7 +58,7 @@ class Delivery:
         existing = self.store.get(event.case_no)
         if existing is not None:  # a redelivery; anything still pending goes out with the sweep
             return existing
-        channel = common_pb2.DeliveryChannel.Name(event.delivery.channel)
+        channel = domain.Channel(event.channel)
         results = []
         revoked = self.store.revocations(event.case_no)
         for license_id in event.license_ids:
@@ -70,27 +72,27 @@ class Delivery:
                             revoke_reason=revoked[license_id]["reason"])
             elif channel == domain.ELECTRONIC and key:
                 item["download_url"] = self.blobs.download_url(RESULTS, key, LINK_TTL)
-                item["expires_at"] = (_now() + LINK_TTL).isoformat()
+                item["expires_at"] = (self.clock() + LINK_TTL).isoformat()
             results.append(item)
         steps = domain.steps_for(channel)
-        at = _now().isoformat()
+        at = self.clock().isoformat()
         body = {"case_no": event.case_no, "channel": channel, "status": steps[-1], "results": results,
-                "applicant_id": event.applicant.id_number, "region_code": event.region_code,
+                "applicant_id": event.applicant_id, "region_code": event.region_code,
                 "package_code": event.package_code, "lead_department": event.lead_department, "attempt": 1,
                 "history": [{"status": s, "at": at, "note": "", "by": ""} for s in steps]}
         outbox = []
         if channel == domain.ELECTRONIC:
             outbox.append(outbox_entry("delivery_dispatched", events_pb2.DeliveryDispatched(
-                case_no=event.case_no, channel=event.delivery.channel, attempt=1), event.case_no))
+                case_no=event.case_no, channel=_channel_number(channel), attempt=1), event.case_no))
             outbox.append(self._completed(body, at, ""))
         elif channel == domain.WINDOW:
             body["pickup_code"] = self.pickup_code()
             body["history"][-1]["note"] = "results wait at the window; the applicant shows the pickup code"
             outbox.append(outbox_entry("delivery_ready_for_pickup", events_pb2.DeliveryReadyForPickup(
-                case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
+                case_no=event.case_no, channel=_channel_number(channel), applicant_id=event.applicant_id,
                 region_code=event.region_code), event.case_no))
         elif channel == domain.MAIL:
-            address = json_format.MessageToDict(event.delivery.address, preserving_proto_field_name=True)
+            address = dict(event.address)
             body["address"] = address
             try:
                 # intake checks the address at submit; this is the defensive second look
@@ -99,16 +101,16 @@ class Delivery:
                 body["status"], body["failure_reason"] = domain.FAILED, exc.message
                 body["history"].append({"status": domain.FAILED, "at": at, "note": exc.message, "by": ""})
                 outbox.append(outbox_entry("delivery_failed", events_pb2.DeliveryFailed(
-                    case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
+                    case_no=event.case_no, channel=_channel_number(channel), applicant_id=event.applicant_id,
                     region_code=event.region_code, reason=exc.message, attempt=1), event.case_no))
         else:
-            body["status"], body["failure_reason"] = domain.FAILED, f"no delivery channel chosen ({channel})"
+            body["status"] = domain.FAILED
+            body["failure_reason"] = f"no delivery channel chosen (DELIVERY_CHANNEL_{channel})"
             body["history"].append({"status": domain.FAILED, "at": at, "note": body["failure_reason"], "by": ""})
             outbox.append(outbox_entry("delivery_failed", events_pb2.DeliveryFailed(
-                case_no=event.case_no, channel=event.delivery.channel, applicant_id=event.applicant.id_number,
+                case_no=event.case_no, channel=_channel_number(channel), applicant_id=event.applicant_id,
                 region_code=event.region_code, reason=body["failure_reason"], attempt=1), event.case_no))
-        if self.store.insert(body, outbox) and outbox:
-            flush_outbox(DeliveryDoc, event.case_no, self.bus, outbox)
+        self.store.insert(body, outbox)  # False: the case has one already (a racing redelivery, a withdrawal)
         return self._view(self.store.get(event.case_no))
 
     def _completed(self, body, at, by):
@@ -136,11 +138,10 @@ class Delivery:
     def _move(self, body, status, at, note, by, outbox, **changes):
         expected = body["status"]
         body = dict(body, status=status, **changes)
-        body["history"] = list(body["history"]) + [{"status": status, "at": at, "note": note, "by": by}]
+        body["history"] = [*body["history"], {"status": status, "at": at, "note": note, "by": by}]
         if not self.store.update(body["case_no"], expected, body, outbox):
             # someone else moved it between our read and our write
             raise FailedPrecondition(f"the delivery of case {body['case_no']} changed meanwhile; look again")
-        flush_outbox(DeliveryDoc, body["case_no"], self.bus, outbox)
         return self._view(body)
 
     def confirm_pickup(self, case_no, pickup_code, clerk_id, actor=None, allow=None):
@@ -162,7 +163,7 @@ class Delivery:
                                        f"for {self.pickup_lock.total_seconds() / 60:g} minutes",
                                        zh="取件码错误次数过多，已暂时锁定，请稍后再试。") from None
             raise
-        at = _now().isoformat()
+        at = self.clock().isoformat()
         return self._move(body, domain.COMPLETED, at, "picked up at the window", clerk_id,
                           [self._completed(body, at, clerk_id)], pickup_failures=0, pickup_locked_until="")
 
@@ -189,7 +190,8 @@ class Delivery:
         event = events_pb2.DeliveryDispatched(case_no=case_no, channel=_channel_number(body["channel"]),
                                               carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
                                               attempt=body.get("attempt", 1))
-        return self._move(body, domain.DISPATCHED, _now().isoformat(), f"handed to {carrier}, tracking number {number}", clerk_id,
+        return self._move(body, domain.DISPATCHED, self.clock().isoformat(),
+                          f"handed to {carrier}, tracking number {number}", clerk_id,
                           [outbox_entry("delivery_dispatched", event, case_no)], carrier=carrier,
                           tracking_number=number)
 
@@ -198,7 +200,7 @@ class Delivery:
             raise InvalidArgument("name who signed for the parcel (signed_by)")
         body = self._load(case_no, allow)
         domain.check_delivered(body, tracking_number)
-        at = _now().isoformat()
+        at = self.clock().isoformat()
         return self._move(body, domain.COMPLETED, at, f"signed for by {signed_by}", signed_by,
                           [self._completed(body, at, signed_by)])
 
@@ -214,7 +216,7 @@ class Delivery:
                                           applicant_id=body.get("applicant_id", ""),
                                           region_code=body.get("region_code", ""), reason=reason,
                                           attempt=body.get("attempt", 1))
-        return self._move(body, domain.FAILED, _now().isoformat(), f"undeliverable: {reason}", "",
+        return self._move(body, domain.FAILED, self.clock().isoformat(), f"undeliverable: {reason}", "",
                           [outbox_entry("delivery_failed", event, case_no)], failure_reason=reason)
 
     def redispatch(self, case_no, address, carrier, tracking_number, clerk_id, actor=None, allow=None):
@@ -237,10 +239,10 @@ class Delivery:
         body = self._load(case_no, allow)
         domain.check_redispatch(body)
         attempt = int(body.get("attempt", 1)) + 1
-        event = events_pb2.DeliveryDispatched(case_no=case_no, channel=common_pb2.DELIVERY_CHANNEL_MAIL,
+        event = events_pb2.DeliveryDispatched(case_no=case_no, channel=_channel_number(domain.MAIL),
                                               carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
                                               attempt=attempt)
-        return self._move(body, domain.DISPATCHED, _now().isoformat(),
+        return self._move(body, domain.DISPATCHED, self.clock().isoformat(),
                           f"sent again to the corrected address: handed to {carrier}, tracking number {number}",
                           clerk_id, [outbox_entry("delivery_dispatched", event, case_no)], channel=domain.MAIL,
                           address=address, carrier=carrier, tracking_number=number, attempt=attempt,
@@ -254,7 +256,7 @@ class Delivery:
         if not event.license_id:
             return False
         telemetry.mark_case(event.case_no)
-        self.store.add_revocation(event.license_id, event.case_no, _now().isoformat(), event.reason)
+        self.store.add_revocation(event.license_id, event.case_no, self.clock().isoformat(), event.reason)
         return True
 
     def on_session_withdrawn(self, event):
@@ -267,9 +269,9 @@ class Delivery:
         note = "the case was withdrawn after its conclusion: nothing is delivered, its licences are revoked"
         for _ in range(10):
             body = self.store.get(event.case_no)
-            at = _now().isoformat()
+            at = self.clock().isoformat()
             if body is None:
-                body = {"case_no": event.case_no, "channel": "DELIVERY_CHANNEL_UNSPECIFIED",
+                body = {"case_no": event.case_no, "channel": domain.Channel.UNSPECIFIED,
                         "status": domain.CANCELLED, "results": [], "region_code": event.region_code, "attempt": 0,
                         "history": [{"status": domain.CANCELLED, "at": at, "note": note, "by": ""}]}
                 if self.store.insert(body, []):
@@ -282,7 +284,7 @@ class Delivery:
             body["results"] = [{k: v for k, v in r.items() if k not in ("download_url", "expires_at")}
                                for r in body.get("results", [])]
             body["status"] = domain.CANCELLED
-            body["history"] = list(body["history"]) + [{"status": domain.CANCELLED, "at": at, "note": note, "by": ""}]
+            body["history"] = [*body["history"], {"status": domain.CANCELLED, "at": at, "note": note, "by": ""}]
             if self.store.update(event.case_no, expected, body, []):
                 return self._view(body)
         raise RuntimeError(f"the delivery of case {event.case_no} kept changing under us")

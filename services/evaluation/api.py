@@ -4,21 +4,32 @@ department's; operators see their region's; the actor is the token's, never a re
 (services/common/policy.py)."""
 from google.protobuf import json_format
 
-from onething.evaluation.v1 import evaluation_pb2 as pb, evaluation_pb2_grpc as pb_grpc
+from onething.evaluation.v1 import evaluation_pb2 as pb
+from onething.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.errors import PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.privacy import mask_id
+from services.evaluation import domain
 from services.evaluation.wiring import build_evaluation
 
 
+def rectification(rect):
+    """A rectification (domain values) as its proto message."""
+    return json_format.ParseDict(dict(rect, grade=domain.GRADE_PROTO[rect["grade"]],
+                                      status=domain.STATUS_PROTO[rect["status"]]),
+                                 pb.Rectification(), ignore_unknown_fields=True)
+
+
 def to_proto(body):
-    return json_format.ParseDict(body, pb.Evaluation(), ignore_unknown_fields=True)
-
-
-def rectification(body):
-    return json_format.ParseDict(body, pb.Rectification(), ignore_unknown_fields=True)
+    """A rating (domain values) as its proto message."""
+    fields = {k: v for k, v in body.items() if k != "rectification"}
+    message = json_format.ParseDict(dict(fields, grade=domain.GRADE_PROTO[body["grade"]]), pb.Evaluation(),
+                                    ignore_unknown_fields=True)
+    if body.get("rectification") is not None:
+        message.rectification.CopyFrom(rectification(body["rectification"]))
+    return message
 
 
 def _department_concerned(caller):
@@ -39,7 +50,7 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
         caller = policy.current()
         applicant_id = caller.require_applicant()  # request.applicant_id is ignored
         return to_proto(self.evaluation.submit(request.case_no, applicant_id, request.channel,
-                                               pb.Grade.Name(request.grade), dict(request.dimensions),
+                                               domain.grade_from_proto(request.grade), dict(request.dimensions),
                                                request.comment, request.department_code,
                                                allow=lambda case: caller.owns(case.applicant_id, case.region_code),
                                                acted_by=caller.acted_by()))
@@ -90,7 +101,7 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
         return pb.ListBadReviewsResponse(rectifications=[rectification(r) for r in found])
 
     def GetStatistics(self, request, context):
-        rows = self.evaluation.statistics(pb.StatisticsGroup.Name(request.group_by), request.region_code,
+        rows = self.evaluation.statistics(domain.group_from_proto(request.group_by), request.region_code,
                                           request.department_code, request.package_code, request.rated_from,
                                           request.rated_to)
         return pb.GetStatisticsResponse(rows=[pb.StatisticsRow(**r) for r in rows])

@@ -1,13 +1,111 @@
-"""好差评 (GB/T 39734/39735): five grades, the bottom two are 差评; dimensions scored 1 to 5."""
+"""好差评 (GB/T 39734/39735): five grades, the bottom two are 差评; dimensions scored 1 to 5.
+
+Grades, the state of a rectification and the grouping of statistics are enums here. Each has one
+explicit mapping to its protobuf enum number (the api and the events) and, where it is kept, one to
+the string stored in MongoDB (the strings existing ratings hold), so renaming a proto enum value or
+a member here cannot change what stored data means."""
 import datetime as _dt
 import re as _re
+from dataclasses import dataclass
+from enum import StrEnum
 
 from services.common.errors import InvalidArgument
 from services.common.workdays import add_workdays
 
-GRADES = ("GRADE_VERY_SATISFIED", "GRADE_SATISFIED", "GRADE_BASICALLY_SATISFIED", "GRADE_DISSATISFIED",
-          "GRADE_VERY_DISSATISFIED")
-BAD = ("GRADE_DISSATISFIED", "GRADE_VERY_DISSATISFIED")
+
+class Grade(StrEnum):
+    """好差评 grades (GB/T 39734)."""
+    VERY_SATISFIED = "very_satisfied"            # 非常满意
+    SATISFIED = "satisfied"                      # 满意
+    BASICALLY_SATISFIED = "basically_satisfied"  # 基本满意
+    DISSATISFIED = "dissatisfied"                # 不满意
+    VERY_DISSATISFIED = "very_dissatisfied"      # 非常不满意
+
+    @property
+    def bad(self):
+        """A 差评: the bottom two grades."""
+        return self in BAD
+
+    @property
+    def satisfied(self):
+        """Counted as satisfied: the top three grades."""
+        return self in GRADES[:3]
+
+
+class RectificationStatus(StrEnum):
+    """差评整改: open until the department closes it with a result."""
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class StatisticsGroup(StrEnum):
+    REGION = "region"
+    DEPARTMENT = "department"
+    PACKAGE = "package"
+
+
+GRADES = tuple(Grade)
+BAD = (Grade.DISSATISFIED, Grade.VERY_DISSATISFIED)
+
+# onething.evaluation.v1.Grade / RectificationStatus / StatisticsGroup numbers (0, UNSPECIFIED, is none)
+GRADE_PROTO = {Grade.VERY_SATISFIED: 1, Grade.SATISFIED: 2, Grade.BASICALLY_SATISFIED: 3, Grade.DISSATISFIED: 4,
+               Grade.VERY_DISSATISFIED: 5}
+STATUS_PROTO = {RectificationStatus.OPEN: 1, RectificationStatus.CLOSED: 2}
+GROUP_PROTO = {StatisticsGroup.REGION: 1, StatisticsGroup.DEPARTMENT: 2, StatisticsGroup.PACKAGE: 3}
+
+# what the store keeps (the strings every existing rating holds; never change one)
+GRADE_STORED = {Grade.VERY_SATISFIED: "GRADE_VERY_SATISFIED", Grade.SATISFIED: "GRADE_SATISFIED",
+                Grade.BASICALLY_SATISFIED: "GRADE_BASICALLY_SATISFIED", Grade.DISSATISFIED: "GRADE_DISSATISFIED",
+                Grade.VERY_DISSATISFIED: "GRADE_VERY_DISSATISFIED"}
+STATUS_STORED = {RectificationStatus.OPEN: "RECTIFICATION_STATUS_OPEN",
+                 RectificationStatus.CLOSED: "RECTIFICATION_STATUS_CLOSED"}
+
+
+def _inverse(mapping):
+    return {v: k for k, v in mapping.items()}
+
+
+_GRADE_BY_NUMBER, _GROUP_BY_NUMBER = _inverse(GRADE_PROTO), _inverse(GROUP_PROTO)
+_GRADE_BY_STORED, _STATUS_BY_STORED = _inverse(GRADE_STORED), _inverse(STATUS_STORED)
+
+
+def grade_from_proto(number):
+    """The grade of a proto Grade number; None for UNSPECIFIED (or a number it does not declare)."""
+    return _GRADE_BY_NUMBER.get(number)
+
+
+def group_from_proto(number):
+    return _GROUP_BY_NUMBER.get(number)
+
+
+def grade_from_stored(text):
+    return _GRADE_BY_STORED[text]
+
+
+def status_from_stored(text):
+    return _STATUS_BY_STORED[text]
+
+
+@dataclass(frozen=True)
+class Rateable:
+    """A delivered case that may be rated: who applied, where, for what, and which department leads
+    it (牵头单位). `withdrawn`: withdrawn after its conclusion, so nothing was delivered to rate."""
+    case_no: str
+    applicant_id: str = ""
+    region_code: str = ""
+    package_code: str = ""
+    lead_department: str = ""
+    withdrawn: bool = False
+
+
+@dataclass(frozen=True)
+class Revision:
+    """Which stored rating a body was read from and its version then: a save names it, and the
+    store refuses the save when the rating changed in between."""
+    key: object
+    version: int
+
+
 DIMENSIONS = {
     "online": ("整体满意度", "办事效率", "指南精确度", "便捷度", "平台操作性"),
     "window": ("整体", "效率", "水平", "态度"),
@@ -15,7 +113,8 @@ DIMENSIONS = {
 
 
 def check(grade, channel, dimensions, comment):
-    if grade not in GRADES:
+    """True when the rating is a 差评; `grade` is a Grade (anything else is refused)."""
+    if not isinstance(grade, Grade):
         raise InvalidArgument("choose a grade: VERY_SATISFIED, SATISFIED, BASICALLY_SATISFIED, DISSATISFIED "
                               "or VERY_DISSATISFIED")
     if channel not in DIMENSIONS:
@@ -25,9 +124,9 @@ def check(grade, channel, dimensions, comment):
             raise InvalidArgument(f"{name!r} is not a {channel} dimension; use {'、'.join(DIMENSIONS[channel])}")
         if not 1 <= int(score) <= 5:
             raise InvalidArgument(f"dimension {name} is scored 1 to 5, not {score}")
-    if grade in BAD and not (comment or "").strip():
+    if grade.bad and not (comment or "").strip():
         raise InvalidArgument("a 差评 needs a comment saying what went wrong, so it can be put right")
-    return grade in BAD
+    return grade.bad
 
 
 # -- 差评整改 (rectification of a bad review) ----------------------------------------------------
@@ -68,7 +167,7 @@ def satisfaction_rate(satisfied, ratings):
 
 
 def is_satisfied(grade):
-    return grade in GRADES[:3]
+    return isinstance(grade, Grade) and grade.satisfied
 
 
 def responsible_department(named, lead_department):
@@ -101,12 +200,13 @@ def check_date(value, what):
     return value or ""
 
 
-GROUPS = {"STATISTICS_GROUP_REGION": "region_code", "STATISTICS_GROUP_DEPARTMENT": "department_code",
-          "STATISTICS_GROUP_PACKAGE": "package_code"}
+GROUPS = {StatisticsGroup.REGION: "region_code", StatisticsGroup.DEPARTMENT: "department_code",
+          StatisticsGroup.PACKAGE: "package_code"}
 
 
 def group_field(group_by):
-    if group_by not in GROUPS:
+    """The rating field a StatisticsGroup groups by."""
+    if not isinstance(group_by, StatisticsGroup):
         raise InvalidArgument("group statistics by REGION, DEPARTMENT or PACKAGE")
     return GROUPS[group_by]
 

@@ -1,46 +1,53 @@
 """evaluation use cases: one rating per case and channel, by the case's applicant, after delivery;
 a 差评 opens a rectification for the responsible department, due in N working days, which is
-closed with a result after a call-back to the applicant; statistics by region, department, package."""
+closed with a result after a call-back to the applicant; statistics by region, department, package.
+
+The use cases take and return domain values (grades and states are domain enums, a rating is a
+plain dict); the store (the port: store.EvaluationStore, fakes.FakeEvaluationStore) saves a rating
+with the events its change causes and publishes them itself."""
 import datetime
 
-from onething.evaluation.v1 import events_pb2
+from onething.evaluation.v1 import evaluation_pb2, events_pb2
 from services.common import telemetry
 from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from services.common.mongo import flush_outbox
 from services.common.privacy import mask_id
 from services.evaluation import domain
-from services.evaluation.store import EvaluationDoc
 
-OPEN, CLOSED = "RECTIFICATION_STATUS_OPEN", "RECTIFICATION_STATUS_CLOSED"
+OPEN, CLOSED = domain.RectificationStatus.OPEN, domain.RectificationStatus.CLOSED
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _proto_grade(grade):
+    """A grade as the events carry it (domain.GRADE_PROTO)."""
+    return evaluation_pb2.Grade.Name(domain.GRADE_PROTO[grade])
 
 
 class Evaluation:
-    def __init__(self, store, bus, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now, audit=None):
+    def __init__(self, store, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now, audit=None):
         if int(bad_review_days) < 1:
             raise ValueError("ONETHING_BAD_REVIEW_DAYS must be at least 1")
-        self.store, self.bus = store, bus
+        self.store = store
         # the audit log (services.common.audit): call-backs, closings and staff reads
         self.audit = audit or MemoryAuditLog("evaluation")
         self.bad_review_days = int(bad_review_days)
         self.clock = clock
 
-    def on_delivery_completed(self, event):
-        self.store.add_rateable(event.case_no, event.applicant_id, event.region_code, event.package_code,
-                                event.lead_department)
+    def case_delivered(self, case):
+        """A case's results were delivered (a domain.Rateable): its applicant may rate it now."""
+        self.store.add_rateable(case)
 
-    def on_session_withdrawn(self, event):
+    def case_withdrawn(self, case_no, after_conclusion):
         """A case withdrawn after its conclusion is not delivered (its licences are revoked), so it is
         not rated either, even if its delivery completed before the withdrawal reached delivery."""
-        if not event.after_conclusion or not event.case_no:
+        if not after_conclusion or not case_no:
             return False
-        telemetry.mark_case(event.case_no)
-        self.store.mark_withdrawn(event.case_no)
+        telemetry.mark_case(case_no)
+        self.store.mark_withdrawn(case_no)
         return True
 
     def submit(self, case_no, applicant_id, channel, grade, dimensions, comment, department_code="", allow=None,
@@ -55,12 +62,12 @@ class Evaluation:
         case = self.store.rateable(case_no)
         if case is None or (allow is not None and not allow(case)):
             raise FailedPrecondition(f"case {case_no} can be rated once its results have been delivered")
-        if getattr(case, "withdrawn", False):
+        if case.withdrawn:
             raise FailedPrecondition(f"case {case_no} was withdrawn after its conclusion: nothing was delivered "
                                      "to rate")
         if case.applicant_id != applicant_id:
             raise PermissionDenied(f"only the applicant of case {case_no} may rate it")
-        department = domain.responsible_department(department_code, getattr(case, "lead_department", "") or "")
+        department = domain.responsible_department(department_code, case.lead_department)
         if bad and not department:
             raise InvalidArgument(f"the department case {case_no} is rated for is not known; "
                                   "name it (department_code) so the 差评 reaches it")
@@ -70,7 +77,7 @@ class Evaluation:
                 "satisfied": domain.is_satisfied(grade), "rated_at": now.isoformat(),
                 "rated_on": domain.local_date(now).isoformat(), "department_code": department,
                 "region_code": case.region_code or "", "package_code": case.package_code or ""}
-        received = events_pb2.EvaluationReceived(case_no=case_no, grade=grade, bad_review=bad,
+        received = events_pb2.EvaluationReceived(case_no=case_no, grade=_proto_grade(grade), bad_review=bad,
                                                  acted_by=acted_by or "applicant")
         outbox = [outbox_entry("evaluation_received", received, case_no)]
         if bad:
@@ -81,20 +88,18 @@ class Evaluation:
                 "comment": body["comment"], "opened_at": now.isoformat(), "deadline": deadline.isoformat(),
                 "deadline_provisional": not known, "status": OPEN, "callbacks": []}
             outbox.append(outbox_entry("bad_review_opened", events_pb2.BadReviewOpened(
-                case_no=case_no, channel=channel, grade=grade, department_code=department,
+                case_no=case_no, channel=channel, grade=_proto_grade(grade), department_code=department,
                 region_code=body["region_code"], package_code=body["package_code"],
                 deadline=deadline.isoformat(), opened_at=now.isoformat()), case_no))
-        pk = self.store.insert(body, outbox)
-        if pk is None:
+        if self.store.add_rating(body, outbox) is None:
             raise AlreadyExists(f"case {case_no} has already been rated on the {channel} channel")
-        flush_outbox(EvaluationDoc, pk, self.bus, outbox)
         return body
 
     def get(self, case_no, actor=None, allow=None):
         """A rating; read by a member of staff (`actor`), the read is audited. `allow(body)`: the api's
         access rule; a rating the caller may not read is answered as one that does not exist."""
         with self.audit.read(actor, "evaluation.read", case_no):
-            body = self.store.get(case_no)
+            body = self.store.rating(case_no)
             if body is None or (allow is not None and not allow(body)):
                 raise NotFound(f"case {case_no} has not been rated")
         if actor is not None and as_actor(actor).is_staff and body.get("applicant_id"):
@@ -121,11 +126,9 @@ class Evaluation:
                                   f"({', '.join(sorted(b['channel'] for _, b in found))})")
         return found[0]
 
-    def _save(self, pk, expected, body, outbox):
-        if not self.store.update_rectification(pk, expected, body, outbox):
+    def _save(self, revision, expected, body, events):
+        if not self.store.save_rectification(revision, expected, body, events):
             raise FailedPrecondition(f"the rectification of case {body['case_no']} changed meanwhile; look again")
-        if outbox:
-            flush_outbox(EvaluationDoc, pk, self.bus, outbox)
         return body["rectification"]
 
     def record_callback(self, case_no, note, by, channel="", actor=None, allow=None):
@@ -135,13 +138,12 @@ class Evaluation:
 
     def _record_callback(self, case_no, note, by, channel="", allow=None):
         note, by = domain.check_text(note, "the call-back note"), domain.check_text(by, "who called back (by)")
-        pk, body = self._rectification(case_no, channel, allow)
+        revision, body = self._rectification(case_no, channel, allow)
         rect = body["rectification"]
         if rect["status"] != OPEN:
             raise FailedPrecondition(f"the rectification of case {case_no} is already closed")
-        rect["callbacks"] = list(rect.get("callbacks") or []) + [
-            {"at": self.clock().isoformat(), "by": by, "note": note}]
-        return self._save(pk, OPEN, body, [])
+        rect["callbacks"] = [*(rect.get("callbacks") or []), {"at": self.clock().isoformat(), "by": by, "note": note}]
+        return self._save(revision, OPEN, body, [])
 
     def close(self, case_no, result, by, channel="", actor=None, allow=None):
         with self.audit.attempt(actor, "bad_review.close", case_no, channel=channel or "") as details:
@@ -152,7 +154,7 @@ class Evaluation:
     def _close(self, case_no, result, by, channel="", allow=None):
         result, by = domain.check_text(result, "the result of the rectification"), domain.check_text(
             by, "who closes it (by)")
-        pk, body = self._rectification(case_no, channel, allow)
+        revision, body = self._rectification(case_no, channel, allow)
         rect = body["rectification"]
         if rect["status"] != OPEN:
             raise FailedPrecondition(f"the rectification of case {case_no} is already closed")
@@ -165,7 +167,7 @@ class Evaluation:
             case_no=case_no, channel=rect["channel"], department_code=rect["department_code"],
             region_code=rect["region_code"], package_code=rect["package_code"], deadline=rect["deadline"],
             closed_at=rect["closed_at"], closed_by=by, on_time=on_time, result=result)
-        return self._save(pk, OPEN, body, [outbox_entry("bad_review_closed", event, case_no)])
+        return self._save(revision, OPEN, body, [outbox_entry("bad_review_closed", event, case_no)])
 
     def bad_reviews(self, department_code="", region_code="", open_only=False, actor=None, allow=None):
         """差评 rectifications; `allow(rectification)`: the api's access rule, those the caller may see."""

@@ -3,10 +3,17 @@ from delivery events) and the ratings, each with its rectification when it is a 
 
 A rating's `body` is what the domain sees; the top-level fields beside it (region, department,
 package, day, 0/1 counters) are copies kept for queries and statistics, so those need only
-top-level paths and a plain $group (SecantusDB does not follow expression paths into arrays)."""
+top-level paths and a plain $group (SecantusDB does not follow expression paths into arrays).
+
+The domain's values (Grade, RectificationStatus) are mapped to the stored strings here, explicitly
+(domain.GRADE_STORED, domain.STATUS_STORED), and back on every read. `version` counts the saves of
+a rating (absent on ratings written before it existed: version 0); a save names the version it
+read and is refused when another came first. Events are kept in the rating's `outbox`, written in
+the same update, and published by the store right after (services.common.mongo.OutboxStore)."""
 import mongoengine as me
 
-from services.common.mongo import plain
+from services.common.mongo import OutboxStore, plain
+from services.evaluation import domain
 
 ALIAS = "evaluation"
 
@@ -29,6 +36,7 @@ class EvaluationDoc(me.Document):
     channel = me.StringField(required=True)
     body = me.DictField()
     outbox = me.ListField(me.DictField())
+    version = me.IntField(default=0)               # saves so far (absent on older ratings: 0)
     # copies for queries and statistics
     region_code = me.StringField(default="")
     department_code = me.StringField(default="")
@@ -42,71 +50,119 @@ class EvaluationDoc(me.Document):
     n_on_time = me.IntField(default=0)
 
 
+def stored_body(body):
+    """The stored form of a rating's body: its enums as the strings the store has always kept."""
+    out = dict(body, grade=domain.GRADE_STORED[body["grade"]])
+    rect = body.get("rectification")
+    if rect is not None:
+        out["rectification"] = dict(rect, grade=domain.GRADE_STORED[rect["grade"]],
+                                    status=domain.STATUS_STORED[rect["status"]])
+    return out
+
+
+def domain_body(stored):
+    """A rating's body as the domain uses it, from its stored form."""
+    body = plain(stored)
+    body["grade"] = domain.grade_from_stored(body["grade"])
+    rect = body.get("rectification")
+    if rect is not None:
+        rect["grade"] = domain.grade_from_stored(rect["grade"])
+        rect["status"] = domain.status_from_stored(rect["status"])
+    return body
+
+
 def copies(body):
-    """The query fields of a rating, from its body."""
+    """The query fields of a rating, from its (domain) body."""
     rect = body.get("rectification") or {}
-    status = rect.get("status", "")
+    status = rect.get("status")
     return {"region_code": body.get("region_code", ""), "department_code": body.get("department_code", ""),
             "package_code": body.get("package_code", ""), "rated_on": body.get("rated_on", ""),
-            "rect_status": status, "n_satisfied": int(bool(body.get("satisfied"))),
-            "n_bad": int(bool(body.get("bad_review"))), "n_open": int(status == "RECTIFICATION_STATUS_OPEN"),
-            "n_closed": int(status == "RECTIFICATION_STATUS_CLOSED"), "n_on_time": int(bool(rect.get("on_time")))}
+            "rect_status": domain.STATUS_STORED[status] if status else "",
+            "n_satisfied": int(bool(body.get("satisfied"))), "n_bad": int(bool(body.get("bad_review"))),
+            "n_open": int(status == domain.RectificationStatus.OPEN),
+            "n_closed": int(status == domain.RectificationStatus.CLOSED), "n_on_time": int(bool(rect.get("on_time")))}
 
 
-class EvaluationStore:
-    def add_rateable(self, case_no, applicant_id, region_code, package_code, lead_department=""):
-        RateableCase.objects(case_no=case_no).update_one(
-            set__applicant_id=applicant_id, set__region_code=region_code, set__package_code=package_code,
-            set__lead_department=lead_department, upsert=True)
+def _rateable(doc):
+    if doc is None:
+        return None
+    return domain.Rateable(case_no=doc.case_no, applicant_id=doc.applicant_id or "", region_code=doc.region_code or "",
+                           package_code=doc.package_code or "", lead_department=doc.lead_department or "",
+                           withdrawn=bool(doc.withdrawn))
+
+
+class EvaluationStore(OutboxStore):
+    """evaluation's persistence port over MongoDB (services/evaluation/fakes.py: the in-memory one)."""
+
+    document = EvaluationDoc
+
+    def add_rateable(self, case):
+        """Idempotent; a case marked withdrawn stays withdrawn."""
+        RateableCase.objects(case_no=case.case_no).update_one(
+            set__applicant_id=case.applicant_id, set__region_code=case.region_code,
+            set__package_code=case.package_code, set__lead_department=case.lead_department, upsert=True)
 
     def mark_withdrawn(self, case_no):
         """Idempotent; kept even when the delivery's report arrives later (add_rateable leaves it)."""
         RateableCase.objects(case_no=case_no).update_one(set__withdrawn=True, upsert=True)
 
     def rateable(self, case_no):
-        return RateableCase.objects(case_no=case_no).first()
+        return _rateable(RateableCase.objects(case_no=case_no).first())
 
-    def insert(self, body, outbox):
-        doc = EvaluationDoc(case_no=body["case_no"], channel=body["channel"], body=body, outbox=outbox,
-                            **copies(body))
+    def add_rating(self, body, events):
+        """Save a new rating with its events, then publish them; its key, or None when the case is
+        already rated on that channel (nothing saved)."""
+        doc = EvaluationDoc(case_no=body["case_no"], channel=body["channel"], body=stored_body(body),
+                            outbox=list(events), version=1, **copies(body))
         try:
             doc.save(force_insert=True)
         except me.NotUniqueError:
             return None
+        self.publish(doc.pk, events)
         return doc.pk
 
-    def get(self, case_no):
-        doc = EvaluationDoc.objects(case_no=case_no).first()
-        return plain(doc.body) if doc else None
+    def rating(self, case_no):
+        doc = EvaluationDoc.objects(case_no=case_no).only("body").first()
+        return domain_body(doc.body) if doc else None
 
     def rectifications(self, case_no, channel=""):
-        """[(id, body)] of the case's ratings that opened a rectification."""
+        """[(Revision, body)] of the case's ratings that opened a rectification."""
         query = EvaluationDoc.objects(case_no=case_no, n_bad=1)
         if channel:
             query = query.filter(channel=channel)
-        return [(doc.pk, plain(doc.body)) for doc in query.only("id", "body")]
+        return [(domain.Revision(doc.pk, doc.version or 0), domain_body(doc.body))
+                for doc in query.only("id", "body", "version")]
 
-    def update_rectification(self, pk, expected_status, body, outbox):
-        """Save a rating whose rectification changed, with its events, only if the rectification is
-        still in `expected_status`. True when saved."""
-        fields = {f"set__{k}": v for k, v in copies(body).items()}
-        return EvaluationDoc.objects(pk=pk, rect_status=expected_status).update_one(
-            set__body=body, push_all__outbox=outbox, **fields) == 1
+    def save_rectification(self, revision, expected_status, body, events):
+        """Save a rating whose rectification changed, with its events, only if it is still the
+        version `revision` read and its rectification still in `expected_status`; then publish the
+        events. True when saved."""
+        version = {"version": revision.version}
+        if revision.version == 0:  # written before ratings counted their saves
+            version = {"$or": [{"version": 0}, {"version": {"$exists": False}}]}
+        found = {"_id": revision.key, "rect_status": domain.STATUS_STORED[expected_status], **version}
+        change = {"$set": {"body": stored_body(body), **copies(body)}, "$inc": {"version": 1}}
+        if events:
+            change["$push"] = {"outbox": {"$each": list(events)}}
+        if EvaluationDoc._get_collection().update_one(found, change).matched_count != 1:
+            return False
+        self.publish(revision.key, events)
+        return True
 
     def bad_reviews(self, department_code="", region_code="", open_only=False):
-        query = {"n_bad": 1}
+        query: dict[str, object] = {"n_bad": 1}
         if department_code:
             query["department_code"] = department_code
         if region_code:
             query["region_code"] = region_code
         if open_only:
-            query["rect_status"] = "RECTIFICATION_STATUS_OPEN"
-        return [plain(doc.body) for doc in EvaluationDoc.objects(**query).only("body")]
+            query["rect_status"] = domain.STATUS_STORED[domain.RectificationStatus.OPEN]
+        return [domain_body(doc.body) for doc in EvaluationDoc.objects(**query).only("body")]
 
     def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
         """[{key, ratings, satisfied, bad, closed, on_time, open}] grouped by a top-level field."""
-        match = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
-                                   ("package_code", package_code)) if v}
+        match: dict[str, object] = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
+                                                   ("package_code", package_code)) if v}
         if rated_from or rated_to:
             match["rated_on"] = {k: v for k, v in (("$gte", rated_from), ("$lte", rated_to)) if v}
         pipeline = [{"$match": match}, {"$group": {

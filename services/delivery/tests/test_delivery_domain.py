@@ -103,3 +103,42 @@ def test_delivered_order_and_tracking_number():
         domain.check_delivered(mail(domain.COMPLETED, tracking_number="SF1234567890123"), "SF1234567890123")
     with pytest.raises(FailedPrecondition, match="ELECTRONIC"):
         domain.check_delivered({"case_no": "C1", "channel": domain.ELECTRONIC, "status": domain.COMPLETED}, "x")
+
+
+# --- the enums on the wire and in the store -----------------------------------------------------
+
+
+def test_every_status_and_channel_has_its_proto_number():
+    from onething.common.v1 import common_pb2
+    from onething.delivery.v1 import delivery_pb2
+    assert {s: delivery_pb2.DeliveryStatus.Value(f"DELIVERY_STATUS_{s}") for s in domain.Status} == domain.STATUS_NUMBERS
+    assert set(domain.STATUS_NUMBERS.values()) == set(delivery_pb2.DeliveryStatus.values()) - {0}
+    assert {c: common_pb2.DeliveryChannel.Value(f"DELIVERY_CHANNEL_{c}") for c in domain.Channel} == \
+        domain.CHANNEL_NUMBERS
+    assert set(domain.CHANNEL_NUMBERS.values()) == set(common_pb2.DeliveryChannel.values())
+    assert domain.channel_of_number(3) is domain.MAIL and domain.channel_of_number(99) is domain.Channel.UNSPECIFIED
+
+
+def test_stored_strings_are_those_the_collection_has_always_held():
+    assert domain.STORED_STATUSES == {
+        domain.PREPARED: "DELIVERY_STATUS_PREPARED", domain.DISPATCHED: "DELIVERY_STATUS_DISPATCHED",
+        domain.COMPLETED: "DELIVERY_STATUS_COMPLETED", domain.READY_FOR_PICKUP: "DELIVERY_STATUS_READY_FOR_PICKUP",
+        domain.FAILED: "DELIVERY_STATUS_FAILED", domain.CANCELLED: "DELIVERY_STATUS_CANCELLED"}
+    assert domain.STORED_CHANNELS == {
+        domain.Channel.UNSPECIFIED: "DELIVERY_CHANNEL_UNSPECIFIED", domain.ELECTRONIC: "DELIVERY_CHANNEL_ELECTRONIC",
+        domain.WINDOW: "DELIVERY_CHANNEL_WINDOW", domain.MAIL: "DELIVERY_CHANNEL_MAIL"}
+    for status, text in domain.STORED_STATUSES.items():
+        assert domain.status_of_stored(text) is status
+    for channel, text in domain.STORED_CHANNELS.items():
+        assert domain.channel_of_stored(text) is channel
+    with pytest.raises(ValueError, match="not a stored delivery status"):
+        domain.status_of_stored("PREPARED")
+    with pytest.raises(ValueError, match="not a stored delivery channel"):
+        domain.channel_of_stored("DELIVERY_CHANNEL_PIGEON")
+
+
+def test_refusals_name_the_channel_and_status_in_plain_words():
+    with pytest.raises(FailedPrecondition, match=r"delivered by ELECTRONIC, so it cannot be picked up"):
+        domain.check_pickup({"case_no": "C1", "channel": domain.ELECTRONIC, "status": domain.COMPLETED}, "1")
+    with pytest.raises(FailedPrecondition, match=r"has not failed \(DISPATCHED\); only a failed"):
+        domain.check_redispatch(mail(domain.DISPATCHED))

@@ -1,62 +1,22 @@
-"""Delivery use cases over an in-memory store and a RecordingBus: each channel from case_concluded
-to completion, every refusal changing nothing, and the pickup code kept out of events."""
+"""Delivery use cases over the in-memory store (services.delivery.fakes) and a RecordingBus: each
+channel from case_concluded to completion, every refusal changing nothing, and the pickup code kept
+out of events."""
 import copy
 import json
 
 import pytest
 
 from onething.delivery.v1 import events_pb2
-from onething.elicense.v1 import events_pb2 as license_events
-from onething.joint_review.v1 import events_pb2 as review_events
 from services.common.bus import RecordingBus
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import from_payload
 from services.delivery import domain, handlers
-from services.delivery.store import DeliveryDoc
+from services.delivery.fakes import MemoryDeliveryStore
 
 CASE = "440100XSECS202611260001"
 ADDRESS = {"recipient": "李华", "phone": "13800000000", "region_code": "440106", "line": "天河路100号1栋101",
            "postcode": "510620"}
 CODE = "042517"
-
-
-class FakeDeliveryStore:
-    def __init__(self):
-        self.docs = {}
-        self.revoked = {}
-
-    def get(self, case_no):
-        doc = self.docs.get(case_no)
-        return copy.deepcopy(doc["body"]) if doc else None
-
-    def insert(self, body, outbox):
-        if body["case_no"] in self.docs:
-            return False
-        self.docs[body["case_no"]] = {"body": copy.deepcopy(body), "outbox": copy.deepcopy(outbox)}
-        return True
-
-    def update(self, case_no, expected_status, body, outbox):
-        doc = self.docs.get(case_no)
-        if doc is None or doc["body"]["status"] != expected_status:
-            return False
-        doc["body"] = copy.deepcopy(body)
-        doc["outbox"].extend(copy.deepcopy(outbox))
-        return True
-
-    def record_pickup_failure(self, case_no, max_attempts, locked_until):
-        body = self.docs[case_no]["body"]
-        body["pickup_failures"] = body.get("pickup_failures", 0) + 1
-        if body["pickup_failures"] >= max_attempts:
-            failures, body["pickup_failures"], body["pickup_locked_until"] = body["pickup_failures"], 0, locked_until
-            return failures, True
-        return body["pickup_failures"], False
-
-    def add_revocation(self, license_id, case_no, revoked_at, reason):
-        self.revoked.setdefault(license_id, {"case_no": case_no, "revoked_at": revoked_at, "reason": reason})
-
-    def revocations(self, case_no):
-        return {lid: {"revoked_at": r["revoked_at"], "reason": r["reason"]}
-                for lid, r in self.revoked.items() if r["case_no"] == case_no}
 
 
 class FakeBlobs:
@@ -65,36 +25,24 @@ class FakeBlobs:
 
 
 @pytest.fixture
-def store():
-    return FakeDeliveryStore()
-
-
-@pytest.fixture
 def bus():
     return RecordingBus("delivery")
 
 
 @pytest.fixture
-def delivery(store, bus, monkeypatch):
-    def fake_flush(doc_cls, case_no, to_bus, entries=None):
-        assert doc_cls is DeliveryDoc
-        doc = store.docs[case_no]
-        entries = list(doc["outbox"]) if entries is None else entries
-        for entry in entries:
-            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-            doc["outbox"] = [e for e in doc["outbox"] if e["id"] != entry["id"]]
-        return len(entries)
+def store(bus):
+    return MemoryDeliveryStore(bus)
 
-    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
-    return handlers.Delivery(store, FakeBlobs(), bus, pickup_code=lambda: CODE)
+
+@pytest.fixture
+def delivery(store):
+    return handlers.Delivery(store, FakeBlobs(), pickup_code=lambda: CODE)
 
 
 def concluded(channel, address=None, approved=True, case_no=CASE):
-    return from_payload(review_events.CaseConcluded, {
-        "case_no": case_no, "approved": approved, "license_ids": ["L1", "L2"],
-        "applicant": {"id_number": "11010519491231002X", "name": "李华"},
-        "delivery": {"channel": channel, **({"address": address} if address else {})},
-        "region_code": "440100", "package_code": "XSECS", "lead_department": "wsjk"})
+    return domain.CaseConcluded(case_no=case_no, approved=approved, channel=channel, address=dict(address or {}),
+                                license_ids=("L1", "L2"), applicant_id="11010519491231002X",
+                                region_code="440100", package_code="XSECS", lead_department="wsjk")
 
 
 def licenses(license_id):
@@ -142,9 +90,8 @@ def test_window_waits_with_a_code_that_never_leaves_the_delivery(delivery, bus, 
     assert store.docs[CASE]["outbox"] == []
 
 
-def test_real_pickup_codes_differ_between_cases(store, bus, monkeypatch):
-    monkeypatch.setattr(handlers, "flush_outbox", lambda *a, **k: 0)
-    d = handlers.Delivery(store, FakeBlobs(), bus)
+def test_real_pickup_codes_differ_between_cases(store):
+    d = handlers.Delivery(store, FakeBlobs())
     codes = {d.on_case_concluded(concluded(domain.WINDOW, case_no=f"C{i}"), licenses)["pickup_code"]
              for i in range(20)}
     assert len(codes) > 15 and all(len(c) == 6 and c.isdigit() for c in codes)
@@ -159,12 +106,12 @@ def test_wrong_pickup_code_is_denied_and_changes_nothing_but_the_count(delivery,
     assert store.docs == before and bus.types() == ["delivery_ready_for_pickup"]
 
 
-def test_five_wrong_codes_lock_the_pickup_for_a_while_even_for_the_right_code(store, bus, monkeypatch):
+def test_five_wrong_codes_lock_the_pickup_for_a_while_even_for_the_right_code(store):
     import datetime
+
     from services.common.errors import Busy
-    monkeypatch.setattr(handlers, "flush_outbox", lambda *a, **k: 0)
-    now = [datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.timezone.utc)]
-    d = handlers.Delivery(store, FakeBlobs(), bus, pickup_code=lambda: CODE, pickup_max_attempts=5,
+    now = [datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.UTC)]
+    d = handlers.Delivery(store, FakeBlobs(), pickup_code=lambda: CODE, pickup_max_attempts=5,
                           pickup_lock=datetime.timedelta(minutes=30), clock=lambda: now[0])
     d.on_case_concluded(concluded(domain.WINDOW), licenses)
     for attempt in range(1, 5):
@@ -182,9 +129,8 @@ def test_five_wrong_codes_lock_the_pickup_for_a_while_even_for_the_right_code(st
     assert done["status"] == domain.COMPLETED and done["pickup_failures"] == 0 and not done["pickup_locked_until"]
 
 
-def test_a_right_code_resets_the_count_of_wrong_ones(store, bus, monkeypatch):
-    monkeypatch.setattr(handlers, "flush_outbox", lambda *a, **k: 0)
-    d = handlers.Delivery(store, FakeBlobs(), bus, pickup_code=lambda: CODE, pickup_max_attempts=2)
+def test_a_right_code_resets_the_count_of_wrong_ones(store):
+    d = handlers.Delivery(store, FakeBlobs(), pickup_code=lambda: CODE, pickup_max_attempts=2)
     d.on_case_concluded(concluded(domain.WINDOW), licenses)
     with pytest.raises(PermissionDenied):
         d.confirm_pickup(CASE, "111111", "clerk-7")
@@ -423,7 +369,7 @@ def test_only_mail_can_be_undeliverable(delivery):
 
 
 def revoked(license_id="L1", case_no=CASE):
-    return license_events.LicenseRevoked(license_id=license_id, case_no=case_no, reason="信息有误")
+    return domain.LicenseRevoked(license_id=license_id, case_no=case_no, reason="信息有误")
 
 
 def test_a_revoked_licence_is_shown_revoked_and_its_link_is_no_longer_given(delivery, store):
@@ -454,7 +400,7 @@ def test_a_licence_elicense_reports_revoked_at_delivery_gets_no_link(delivery, s
 
 
 def test_a_revocation_without_a_licence_id_is_ignored(delivery, store):
-    assert not delivery.on_license_revoked(license_events.LicenseRevoked(case_no=CASE))
+    assert not delivery.on_license_revoked(domain.LicenseRevoked(license_id="", case_no=CASE))
     assert store.revoked == {}
 
 
@@ -462,9 +408,7 @@ def test_a_revocation_without_a_licence_id_is_ignored(delivery, store):
 
 
 def session_withdrawn(after=True, case_no=CASE):
-    return review_events.SessionWithdrawn(case_no=case_no, region_code="440100", after_conclusion=after,
-                                          overridden="SESSION_STATUS_APPROVED" if after else "",
-                                          license_ids=["L1", "L2"])
+    return domain.SessionWithdrawn(case_no=case_no, region_code="440100", after_conclusion=after)
 
 
 def test_a_withdrawal_after_the_conclusion_cancels_the_delivery_once(delivery, store, bus):
@@ -509,3 +453,30 @@ def test_a_cancellation_that_keeps_losing_the_race_is_left_to_the_queue(delivery
     store.update = lambda *a, **k: False
     with pytest.raises(RuntimeError, match="kept changing"):
         delivery.on_session_withdrawn(session_withdrawn())
+
+
+def test_a_case_without_a_delivery_channel_fails_its_delivery(delivery, bus):
+    body = delivery.on_case_concluded(concluded(domain.Channel.UNSPECIFIED), licenses)
+    assert body["status"] == domain.FAILED and body["channel"] is domain.Channel.UNSPECIFIED
+    assert body["failure_reason"] == "no delivery channel chosen (DELIVERY_CHANNEL_UNSPECIFIED)"
+    [(kind, payload, _)] = bus.published
+    assert kind == "delivery_failed" and payload["reason"] == body["failure_reason"]
+
+
+# --- wiring: every adapter may be given ---------------------------------------------------------
+
+
+def test_build_delivery_uses_the_adapters_it_is_given(bus, monkeypatch):
+    import datetime
+
+    from services.common import mongo
+    from services.common.audit import MemoryAuditLog
+    from services.delivery.wiring import build_delivery
+    monkeypatch.setattr(mongo, "connect", lambda *a, **k: pytest.fail("no database was asked for"))
+    store, blobs, audit = MemoryDeliveryStore(bus), FakeBlobs(), MemoryAuditLog("delivery")
+    at = datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.UTC)
+    d = build_delivery(store=store, blobs=blobs, clock=lambda: at, audit=audit, pickup_code=lambda: CODE)
+    assert (d.store, d.blobs, d.audit) == (store, blobs, audit)
+    body = d.on_case_concluded(concluded(domain.WINDOW), licenses)
+    assert body["pickup_code"] == CODE and body["history"][0]["at"] == at.isoformat()
+    assert bus.types() == ["delivery_ready_for_pickup"]

@@ -3,10 +3,10 @@ closing of a 差评's rectification with who did it, staff reads; not the notes.
 import json
 
 import pytest
+from test_evaluation_handlers import delivered, rate
 
 from services.common.auth import Actor
 from services.common.errors import FailedPrecondition
-from test_evaluation_handlers import bus, clock, delivered, evaluation, rate, store  # noqa: F401
 
 OFFICER = Actor("officer-5", "officer", "wsjk", "440100")
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from services.common.errors import AlreadyExists, FailedPrecondition
+from services.evaluation.domain import Grade, Rateable, RectificationStatus, StatisticsGroup
 
 pytestmark = pytest.mark.integration
 APPLICANT = "11010519491231002X"
@@ -17,9 +18,7 @@ def evaluation(test_env):
 
 
 def delivered(evaluation, case_no, region, package, lead):
-    from onething.delivery.v1 import events_pb2
-    evaluation.on_delivery_completed(events_pb2.DeliveryCompleted(
-        case_no=case_no, applicant_id=APPLICANT, region_code=region, package_code=package, lead_department=lead))
+    evaluation.case_delivered(Rateable(case_no, APPLICANT, region, package, lead))
 
 
 def test_bad_review_rectification_and_statistics(evaluation, probe):
@@ -28,11 +27,11 @@ def test_bad_review_rectification_and_statistics(evaluation, probe):
     good, bad = f"V{stamp}G", f"V{stamp}B"
     delivered(evaluation, good, region, package, "wsjk")
     delivered(evaluation, bad, region, package, "wsjk")
-    evaluation.submit(good, APPLICANT, "online", "GRADE_SATISFIED", {"整体满意度": 4}, "", "")
-    body = evaluation.submit(bad, APPLICANT, "window", "GRADE_DISSATISFIED", {"态度": 1}, "窗口态度差", "gaj")
+    evaluation.submit(good, APPLICANT, "online", Grade.SATISFIED, {"整体满意度": 4}, "", "")
+    body = evaluation.submit(bad, APPLICANT, "window", Grade.DISSATISFIED, {"态度": 1}, "窗口态度差", "gaj")
     assert body["rectification"]["department_code"] == "gaj"
     with pytest.raises(AlreadyExists):
-        evaluation.submit(bad, APPLICANT, "window", "GRADE_DISSATISFIED", {}, "again", "")
+        evaluation.submit(bad, APPLICANT, "window", Grade.DISSATISFIED, {}, "again", "")
     assert [r["case_no"] for r in evaluation.bad_reviews("gaj", region, open_only=True)] == [bad]
     with pytest.raises(FailedPrecondition):
         evaluation.close(bad, "done", "chief-1")
@@ -40,14 +39,14 @@ def test_bad_review_rectification_and_statistics(evaluation, probe):
     rect = evaluation.close(bad, "已培训窗口人员", "chief-1")
     assert rect["on_time"] is True and len(rect["callbacks"]) == 1
     assert evaluation.bad_reviews("gaj", region, open_only=True) == []
-    assert [r["status"] for r in evaluation.bad_reviews("gaj", region)] == ["RECTIFICATION_STATUS_CLOSED"]
+    assert [r["status"] for r in evaluation.bad_reviews("gaj", region)] == [RectificationStatus.CLOSED]
 
-    [row] = evaluation.statistics("STATISTICS_GROUP_REGION", region_code=region)
+    [row] = evaluation.statistics(StatisticsGroup.REGION, region_code=region)
     assert row == {"key": region, "ratings": 2, "satisfied": 1, "satisfaction_rate": 0.5, "bad_reviews": 1,
                    "rectifications_closed": 1, "closed_on_time": 1, "rectifications_open": 0}
-    by_dept = {r["key"]: r for r in evaluation.statistics("STATISTICS_GROUP_DEPARTMENT", package_code=package)}
+    by_dept = {r["key"]: r for r in evaluation.statistics(StatisticsGroup.DEPARTMENT, package_code=package)}
     assert by_dept["wsjk"]["ratings"] == 1 and by_dept["gaj"]["bad_reviews"] == 1
-    [pkg] = evaluation.statistics("STATISTICS_GROUP_PACKAGE", package_code=package)
+    [pkg] = evaluation.statistics(StatisticsGroup.PACKAGE, package_code=package)
     assert (pkg["key"], pkg["ratings"]) == (package, 2)
 
     deadline = time.time() + 10
@@ -57,14 +56,33 @@ def test_bad_review_rectification_and_statistics(evaluation, probe):
 
 
 def test_a_case_withdrawn_after_its_conclusion_is_not_rateable_whichever_report_comes_first(evaluation):
-    from onething.joint_review.v1 import events_pb2
     stamp = int(time.time() * 1000)
     for case_no, delivery_first in ((f"V{stamp}W1", True), (f"V{stamp}W2", False)):
-        withdrawn = events_pb2.SessionWithdrawn(case_no=case_no, after_conclusion=True)
         if delivery_first:
             delivered(evaluation, case_no, "440100", "XSECS", "wsjk")
-        assert evaluation.on_session_withdrawn(withdrawn) and evaluation.on_session_withdrawn(withdrawn)
+        assert evaluation.case_withdrawn(case_no, True) and evaluation.case_withdrawn(case_no, True)
         if not delivery_first:
             delivered(evaluation, case_no, "440100", "XSECS", "wsjk")
         with pytest.raises(FailedPrecondition, match="withdrawn"):
-            evaluation.submit(case_no, APPLICANT, "online", "GRADE_SATISFIED", {"整体满意度": 4}, "", "")
+            evaluation.submit(case_no, APPLICANT, "online", Grade.SATISFIED, {"整体满意度": 4}, "", "")
+
+
+def test_stored_strings_are_kept_and_a_rating_from_before_versions_is_still_saved(evaluation):
+    """The store keeps the strings existing ratings hold, and a rating written before ratings counted
+    their saves (no `version`) is read and saved as version 0."""
+    from services.evaluation.store import EvaluationDoc
+    stamp = int(time.time() * 1000)
+    case_no = f"V{stamp}L"
+    delivered(evaluation, case_no, "440100", "XSECS", "wsjk")
+    evaluation.submit(case_no, APPLICANT, "online", Grade.VERY_DISSATISFIED, {}, "没人回电话", "")
+    coll = EvaluationDoc._get_collection()
+    raw = coll.find_one({"case_no": case_no})
+    assert raw["body"]["grade"] == "GRADE_VERY_DISSATISFIED" and raw["rect_status"] == "RECTIFICATION_STATUS_OPEN"
+    assert raw["body"]["rectification"]["status"] == "RECTIFICATION_STATUS_OPEN" and raw["version"] == 1
+    coll.update_one({"_id": raw["_id"]}, {"$unset": {"version": ""}})  # as an older rating is stored
+    [(revision, body)] = evaluation.store.rectifications(case_no)
+    assert revision.version == 0 and body["grade"] is Grade.VERY_DISSATISFIED
+    rect = evaluation.record_callback(case_no, "已回访", "staff-1")
+    assert rect["status"] is RectificationStatus.OPEN and len(rect["callbacks"]) == 1
+    assert coll.find_one({"_id": raw["_id"]})["version"] == 1
+    assert not evaluation.store.save_rectification(revision, RectificationStatus.OPEN, body, [])  # stale now

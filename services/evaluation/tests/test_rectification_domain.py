@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 
+from services.common.config import Settings, SettingsError
 from services.common.errors import InvalidArgument
 from services.evaluation import domain
-from services.evaluation.wiring import bad_review_days
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_deadline_counts_working_days_after_the_rating_day():
@@ -77,9 +77,10 @@ def test_responsible_department():
 
 
 def test_group_field_and_dates():
-    assert domain.group_field("STATISTICS_GROUP_PACKAGE") == "package_code"
-    with pytest.raises(InvalidArgument, match="REGION, DEPARTMENT or PACKAGE"):
-        domain.group_field("STATISTICS_GROUP_UNSPECIFIED")
+    assert domain.group_field(domain.StatisticsGroup.PACKAGE) == "package_code"
+    for unknown in (None, "STATISTICS_GROUP_UNSPECIFIED", "package"):
+        with pytest.raises(InvalidArgument, match="REGION, DEPARTMENT or PACKAGE"):
+            domain.group_field(unknown)
     assert domain.check_date("2024-02-29", "rated_from") == "2024-02-29"
     with pytest.raises(InvalidArgument, match="YYYY-MM-DD"):
         domain.check_date("2024/02/29", "rated_from")
@@ -95,11 +96,18 @@ def test_text_is_required_and_bounded(value, what):
 
 @pytest.mark.parametrize("env, days", [({}, 5), ({"ONETHING_BAD_REVIEW_DAYS": ""}, 5),
                                        ({"ONETHING_BAD_REVIEW_DAYS": "15"}, 15)])
-def test_bad_review_days_setting(env, days):
-    assert bad_review_days(env) == days
+def test_bad_review_days_setting(env, days, monkeypatch):
+    monkeypatch.delenv("ONETHING_BAD_REVIEW_DAYS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().bad_review_days == days
+    assert domain.DEFAULT_BAD_REVIEW_DAYS == 5
 
 
-@pytest.mark.parametrize("raw", ["0", "-3", "five", "1.5"])
-def test_bad_review_days_setting_refused(raw):
-    with pytest.raises(ValueError, match="ONETHING_BAD_REVIEW_DAYS"):
-        bad_review_days({"ONETHING_BAD_REVIEW_DAYS": raw})
+@pytest.mark.parametrize("raw, words", [("0", "must be more than 0"), ("-3", "must be more than 0"),
+                                        ("five", "is not a whole number"), ("1.5", "is not a whole number")])
+def test_bad_review_days_setting_refused(raw, words, monkeypatch):
+    monkeypatch.setenv("ONETHING_BAD_REVIEW_DAYS", raw)
+    with pytest.raises(SettingsError, match="ONETHING_BAD_REVIEW_DAYS") as err:
+        Settings()
+    assert words in str(err.value) and repr(raw if words == "is not a whole number" else int(raw)) in str(err.value)

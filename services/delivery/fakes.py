@@ -1,0 +1,117 @@
+"""The in-memory stand-in for delivery's store (services.delivery.store.DeliveryStore), for unit
+tests: the same methods and the same outbox rules (events published after a committed save, kept
+pending when the bus fails, published later by `sweep`), run against the same contract tests
+(tests/test_delivery_store_contract.py)."""
+import copy
+import time
+
+from services.delivery import domain
+
+
+def _backoff(attempts):
+    return min(2 ** attempts, 300)
+
+
+class MemoryDeliveryStore:
+    """`docs`: {case_no: {"body": the delivery (domain form), "outbox": [pending entries]}};
+    `revoked`: {licence id: {"case_no", "revoked_at", "reason"}}. Tests may read both."""
+
+    def __init__(self, bus=None):
+        self.bus = bus
+        self.docs = {}
+        self.revoked = {}
+
+    # -- deliveries ------------------------------------------------------------------------------
+
+    def get(self, case_no):
+        doc = self.docs.get(case_no)
+        return copy.deepcopy(doc["body"]) if doc else None
+
+    def insert(self, body, events=()):
+        if body["case_no"] in self.docs:
+            return False
+        events = copy.deepcopy(list(events))
+        self.docs[body["case_no"]] = {"body": _checked(body), "outbox": list(events)}
+        self.publish(body["case_no"], events)
+        return True
+
+    def update(self, case_no, expected_status, body, events=()):
+        doc = self.docs.get(case_no)
+        if doc is None or doc["body"]["status"] != domain.Status(expected_status):
+            return False
+        events = copy.deepcopy(list(events))
+        doc["body"] = _checked(body)
+        doc["outbox"].extend(events)
+        self.publish(case_no, events)
+        return True
+
+    def record_pickup_failure(self, case_no, max_attempts, locked_until):
+        body = self.docs[case_no]["body"]
+        body["pickup_failures"] = int(body.get("pickup_failures") or 0) + 1
+        if body["pickup_failures"] >= max_attempts:
+            failures, body["pickup_failures"], body["pickup_locked_until"] = body["pickup_failures"], 0, locked_until
+            return failures, True
+        return body["pickup_failures"], False
+
+    # -- revocations -----------------------------------------------------------------------------
+
+    def add_revocation(self, license_id, case_no, revoked_at, reason):
+        self.revoked.setdefault(license_id, {"case_no": case_no, "revoked_at": revoked_at, "reason": reason})
+
+    def revocations(self, case_no):
+        return {lid: {"revoked_at": r["revoked_at"] or "", "reason": r["reason"] or ""}
+                for lid, r in self.revoked.items() if r["case_no"] == case_no}
+
+    # -- the outbox (as services.common.mongo.OutboxStore) -----------------------------------------
+
+    def publish(self, case_no, entries):
+        """After a committed save: publish the entries it added, drop those the bus took."""
+        entries = list(entries or ())
+        if entries and self.bus is not None:
+            self._flush(case_no, entries)
+
+    def sweep(self, limit=100):
+        if self.bus is None:
+            return 0
+        now, sent = time.time(), 0
+        due = [case_no for case_no, doc in self.docs.items() if any(e["next_at"] <= now for e in doc["outbox"])]
+        for case_no in due[:limit]:
+            sent += self._flush(case_no, [e for e in self.docs[case_no]["outbox"] if e["next_at"] <= now])
+        return sent
+
+    def pending(self, case_no):
+        doc = self.docs.get(case_no)
+        return copy.deepcopy(doc["outbox"]) if doc else []
+
+    def _flush(self, case_no, entries):
+        from services.common.bus import Unroutable
+        outbox = self.docs[case_no]["outbox"]
+        sent = []
+        for entry in entries:
+            try:
+                self.bus.publish_entry(entry)
+            except Exception as exc:  # kept pending, tried again later, as the real store does
+                for kept in outbox:
+                    if kept["id"] == entry["id"]:
+                        kept["attempts"] = int(kept.get("attempts", 0)) + 1
+                        kept["next_at"] = time.time() + _backoff(kept["attempts"])
+                        kept["last_error"] = str(exc)[:200]
+                if isinstance(exc, Unroutable):
+                    continue
+                break
+            sent.append(entry["id"])
+        self.docs[case_no]["outbox"] = [e for e in outbox if e["id"] not in sent]
+        return len(sent)
+
+
+def _checked(body):
+    """A copy of the delivery, refusing what the real store could not write: a status or channel
+    outside the domain's enums (the store maps each to its stored string)."""
+    body = copy.deepcopy(body)
+    if "status" in body:
+        body["status"] = domain.Status(body["status"])
+    if "channel" in body:
+        body["channel"] = domain.Channel(body["channel"])
+    for h in body.get("history", []):
+        h["status"] = domain.Status(h["status"])
+    return body

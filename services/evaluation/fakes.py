@@ -1,0 +1,136 @@
+"""The in-memory evaluation store: the same port as store.EvaluationStore (and the same contract
+tests, tests/test_evaluation_store_contract.py), for unit tests and tools without MongoDB.
+
+Like the real store it keeps each rating's events in the rating's outbox, publishes them on its
+bus right after the save, leaves them pending when the bus fails, and `sweep()` publishes what was
+left. What it does not imitate is timing: a sweep takes every pending entry at once (the real
+store waits for an entry's next try)."""
+import copy
+import threading
+
+from services.evaluation import domain
+
+
+class FakeEvaluationStore:
+    def __init__(self, bus=None):
+        self.bus = bus
+        self.cases = {}      # case_no -> domain.Rateable
+        self.ratings = {}    # key -> {"body", "version", "outbox"}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    # -- the cases that may be rated ----------------------------------------------------------
+
+    def add_rateable(self, case):
+        with self._lock:
+            known = self.cases.get(case.case_no)
+            self.cases[case.case_no] = domain.Rateable(
+                case.case_no, case.applicant_id, case.region_code, case.package_code, case.lead_department,
+                withdrawn=bool(known and known.withdrawn))
+
+    def mark_withdrawn(self, case_no):
+        with self._lock:
+            known = self.cases.get(case_no) or domain.Rateable(case_no)
+            self.cases[case_no] = domain.Rateable(
+                case_no, known.applicant_id, known.region_code, known.package_code, known.lead_department,
+                withdrawn=True)
+
+    def rateable(self, case_no):
+        return self.cases.get(case_no)
+
+    # -- ratings ------------------------------------------------------------------------------
+
+    def add_rating(self, body, events):
+        with self._lock:
+            if any((r["body"]["case_no"], r["body"]["channel"]) == (body["case_no"], body["channel"])
+                   for r in self.ratings.values()):
+                return None
+            self._next += 1
+            key = self._next
+            self.ratings[key] = {"body": copy.deepcopy(body), "version": 1, "outbox": copy.deepcopy(list(events))}
+        self.publish(key, events)
+        return key
+
+    def rating(self, case_no):
+        return next((copy.deepcopy(r["body"]) for r in self.ratings.values() if r["body"]["case_no"] == case_no),
+                    None)
+
+    def rectifications(self, case_no, channel=""):
+        return [(domain.Revision(key, r["version"]), copy.deepcopy(r["body"])) for key, r in self.ratings.items()
+                if r["body"]["case_no"] == case_no and r["body"].get("bad_review")
+                and (not channel or r["body"]["channel"] == channel)]
+
+    def save_rectification(self, revision, expected_status, body, events):
+        with self._lock:
+            found = self.ratings.get(revision.key)
+            if (found is None or found["version"] != revision.version
+                    or (found["body"].get("rectification") or {}).get("status") != expected_status):
+                return False
+            found.update(body=copy.deepcopy(body), version=found["version"] + 1)
+            found["outbox"].extend(copy.deepcopy(list(events)))
+        self.publish(revision.key, events)
+        return True
+
+    def bad_reviews(self, department_code="", region_code="", open_only=False):
+        return [copy.deepcopy(b) for b in self._bodies()
+                if b.get("bad_review") and (not department_code or b.get("department_code") == department_code)
+                and (not region_code or b.get("region_code") == region_code)
+                and (not open_only or b["rectification"]["status"] == domain.RectificationStatus.OPEN)]
+
+    def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
+        rows: dict[str, dict] = {}
+        for b in self._bodies():
+            if (region_code and b.get("region_code") != region_code) or (
+                    department_code and b.get("department_code") != department_code) or (
+                    package_code and b.get("package_code") != package_code) or (
+                    rated_from and b.get("rated_on", "") < rated_from) or (
+                    rated_to and b.get("rated_on", "") > rated_to):
+                continue
+            key = b.get(field) or ""
+            row = rows.setdefault(key, {"key": key, "ratings": 0, "satisfied": 0, "bad": 0, "closed": 0,
+                                        "on_time": 0, "open": 0})
+            status = (b.get("rectification") or {}).get("status")
+            row["ratings"] += 1
+            row["satisfied"] += int(bool(b.get("satisfied")))
+            row["bad"] += int(bool(b.get("bad_review")))
+            row["closed"] += int(status == domain.RectificationStatus.CLOSED)
+            row["open"] += int(status == domain.RectificationStatus.OPEN)
+            row["on_time"] += int(bool((b.get("rectification") or {}).get("on_time")))
+        return list(rows.values())
+
+    def _bodies(self):
+        return [r["body"] for r in list(self.ratings.values())]
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def publish(self, key, entries):
+        """After a save: publish the entries it added, removing those the bus took; a failure
+        leaves them (and the ones after) pending for the sweep."""
+        entries = list(entries or ())
+        if not entries or self.bus is None:
+            return 0
+        sent = 0
+        for entry in entries:
+            try:
+                self.bus.publish_entry(entry)
+            except Exception:
+                with self._lock:
+                    for kept in self.ratings[key]["outbox"]:
+                        if kept["id"] == entry["id"]:
+                            kept["attempts"] = int(kept.get("attempts", 0)) + 1
+                break
+            with self._lock:
+                self.ratings[key]["outbox"] = [e for e in self.ratings[key]["outbox"] if e["id"] != entry["id"]]
+            sent += 1
+        return sent
+
+    def sweep(self, limit=100):
+        """Publish every pending entry; the number published."""
+        if self.bus is None:
+            return 0
+        keys = [key for key, r in list(self.ratings.items()) if r["outbox"]][:limit]
+        return sum(self.publish(key, self.pending(key)) for key in keys)
+
+    def pending(self, key):
+        found = self.ratings.get(key)
+        return copy.deepcopy(found["outbox"]) if found else []

@@ -1,0 +1,202 @@
+"""The evaluation store's contract, held by the in-memory fake (services/evaluation/fakes.py) and by
+the MongoDB store (integration: the real local server): rateable cases, ratings unique per case and
+channel, saves refused when the rating changed since it was read, events published after the save
+and removed, an event a failed publish left pending published by the sweep."""
+import time
+import uuid
+
+import pytest
+
+from services.common.bus import RecordingBus, outbox_entry
+from services.evaluation.domain import Grade, Rateable, RectificationStatus
+
+OPEN, CLOSED = RectificationStatus.OPEN, RectificationStatus.CLOSED
+
+
+class FailingBus:
+    """A broker that is away: every publish fails."""
+
+    def __init__(self):
+        self.tries = 0
+
+    def publish_entry(self, entry):
+        self.tries += 1
+        raise ConnectionError("broker away")
+
+
+@pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
+def make_store(request):
+    """A function bus -> a store of the kind under test, publishing on that bus."""
+    if request.param == "fake":
+        from services.evaluation.fakes import FakeEvaluationStore
+        return FakeEvaluationStore
+    request.getfixturevalue("test_env")
+    from services.common import mongo
+    from services.evaluation.store import EvaluationStore
+    mongo.connect("evaluation")
+    return EvaluationStore
+
+
+@pytest.fixture
+def bus():
+    return RecordingBus("evaluation")
+
+
+@pytest.fixture
+def store(make_store, bus):
+    return make_store(bus)
+
+
+def _unique(prefix="K"):
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def body(case_no, channel="online", grade=Grade.VERY_DISSATISFIED, region="440100", department="wsjk",
+         package="XSECS", rated_on="2024-03-04", status=OPEN):
+    bad = grade.bad
+    out = {"case_no": case_no, "applicant_id": "11010519491231002X", "channel": channel, "grade": grade,
+           "dimensions": {"整体满意度": 1} if channel == "online" else {}, "comment": "材料退回两次" if bad else "",
+           "bad_review": bad, "satisfied": grade.satisfied, "rated_at": "2024-03-04T02:00:00+00:00",
+           "rated_on": rated_on, "department_code": department, "region_code": region, "package_code": package}
+    if bad:
+        out["rectification"] = {
+            "case_no": case_no, "channel": channel, "department_code": department, "region_code": region,
+            "package_code": package, "grade": grade, "comment": out["comment"],
+            "opened_at": "2024-03-04T02:00:00+00:00", "deadline": "2024-03-11", "deadline_provisional": False,
+            "status": status, "callbacks": []}
+    return out
+
+
+def event(case_no, kind="evaluation_received"):
+    from onething.evaluation.v1 import events_pb2
+    return outbox_entry(kind, events_pb2.EvaluationReceived(case_no=case_no, grade=5, bad_review=True), case_no)
+
+
+def test_a_rateable_case_is_kept_and_adding_it_again_changes_nothing(store):
+    case_no = _unique()
+    assert store.rateable(case_no) is None
+    case = Rateable(case_no, "11010519491231002X", "440100", "XSECS", "wsjk")
+    store.add_rateable(case)
+    store.add_rateable(case)
+    assert store.rateable(case_no) == case
+
+
+def test_a_withdrawal_stays_whichever_report_comes_first(store):
+    first, later = _unique(), _unique()
+    store.add_rateable(Rateable(first, "A", "440100", "XSECS", "wsjk"))
+    store.mark_withdrawn(first)
+    store.mark_withdrawn(first)
+    assert store.rateable(first) == Rateable(first, "A", "440100", "XSECS", "wsjk", withdrawn=True)
+    store.mark_withdrawn(later)
+    store.add_rateable(Rateable(later, "B", "440300", "KBQY", "gaj"))
+    assert store.rateable(later) == Rateable(later, "B", "440300", "KBQY", "gaj", withdrawn=True)
+
+
+def test_a_rating_reads_back_with_its_enums_and_is_unique_per_channel(store):
+    case_no = _unique()
+    rated = body(case_no)
+    assert store.add_rating(rated, [event(case_no)]) is not None
+    assert store.rating(case_no) == rated
+    got = store.rating(case_no)
+    assert got["grade"] is Grade.VERY_DISSATISFIED and got["rectification"]["status"] is OPEN
+    assert store.add_rating(body(case_no, grade=Grade.SATISFIED), [event(case_no)]) is None  # same channel
+    assert store.rating(case_no) == rated
+    assert store.add_rating(body(case_no, channel="window", grade=Grade.SATISFIED), []) is not None
+    assert store.rating(_unique()) is None
+
+
+def test_rectifications_are_the_bad_ratings_of_a_case(store):
+    case_no = _unique()
+    store.add_rating(body(case_no, channel="online"), [])
+    store.add_rating(body(case_no, channel="window", grade=Grade.SATISFIED), [])
+    [(_, found)] = store.rectifications(case_no)
+    assert found["channel"] == "online" and found["rectification"]["status"] is OPEN
+    assert store.rectifications(case_no, "window") == [] and len(store.rectifications(case_no, "online")) == 1
+
+
+def test_a_save_is_refused_when_the_rating_changed_since_it_was_read(store):
+    case_no = _unique()
+    store.add_rating(body(case_no), [])
+    [(revision, found)] = store.rectifications(case_no)
+    first = dict(found, rectification=dict(found["rectification"], callbacks=[{"at": "t1", "by": "a", "note": "n"}]))
+    assert store.save_rectification(revision, OPEN, first, [])
+    second = dict(found, rectification=dict(found["rectification"], callbacks=[{"at": "t2", "by": "b", "note": "n"}]))
+    assert not store.save_rectification(revision, OPEN, second, [])  # the version read is stale
+    assert store.rating(case_no)["rectification"]["callbacks"] == [{"at": "t1", "by": "a", "note": "n"}]
+    [(fresh, _)] = store.rectifications(case_no)
+    closed = dict(first, rectification=dict(first["rectification"], status=CLOSED, on_time=True))
+    assert not store.save_rectification(fresh, CLOSED, closed, [])  # not in the state expected
+    assert store.save_rectification(fresh, OPEN, closed, [])
+    assert store.rating(case_no)["rectification"]["status"] is CLOSED
+
+
+def test_events_are_published_after_the_save_then_removed(store, bus):
+    case_no = _unique()
+    entries = [event(case_no), event(case_no, "bad_review_opened")]
+    key = store.add_rating(body(case_no), entries)
+    assert [(t, h["event_id"], h["case_no"]) for t, _, h in bus.published] == [
+        ("evaluation_received", entries[0]["id"], case_no), ("bad_review_opened", entries[1]["id"], case_no)]
+    assert bus.published[0][1] == entries[0]["payload"]
+    assert store.pending(key) == []
+    [(revision, found)] = store.rectifications(case_no)
+    closed = dict(found, rectification=dict(found["rectification"], status=CLOSED))
+    closing = event(case_no, "bad_review_closed")
+    assert store.save_rectification(revision, OPEN, closed, [closing])
+    assert bus.types()[-1] == "bad_review_closed" and bus.published[-1][2]["event_id"] == closing["id"]
+    assert store.pending(key) == []
+
+
+def test_a_refused_save_publishes_nothing(store, bus):
+    case_no = _unique()
+    key = store.add_rating(body(case_no), [])
+    [(revision, found)] = store.rectifications(case_no)
+    assert store.save_rectification(revision, OPEN, found, [])
+    assert not store.save_rectification(revision, OPEN, found, [event(case_no, "bad_review_closed")])
+    assert bus.published == [] and store.pending(key) == []
+
+
+def test_the_sweep_publishes_what_a_failed_publish_left(make_store):
+    failing = FailingBus()
+    store = make_store(failing)
+    case_no = _unique()
+    entry = event(case_no)
+    key = store.add_rating(body(case_no), [entry])  # committed; the publish failed
+    assert key is not None and failing.tries == 1
+    assert [e["id"] for e in store.pending(key)] == [entry["id"]]
+    assert store.pending(key)[0]["attempts"] == 1
+    recording = RecordingBus("evaluation")
+    store.bus = recording  # the broker is back
+    deadline = time.time() + 15  # the real store tries a failed entry again after its backoff
+    while time.time() < deadline and store.pending(key):
+        store.sweep()
+        time.sleep(0.2)
+    assert store.pending(key) == []
+    assert [h["event_id"] for _, _, h in recording.published if h["case_no"] == case_no] == [entry["id"]]
+
+
+def test_bad_reviews_filter_by_department_region_and_openness(store):
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    a, b, c = _unique("A"), _unique("B"), _unique("C")
+    store.add_rating(body(a, region=region, department="wsjk"), [])
+    store.add_rating(body(b, region=region, department="gaj", status=CLOSED), [])
+    store.add_rating(body(c, region=region, department="wsjk", grade=Grade.SATISFIED), [])
+    assert sorted(r["case_no"] for r in store.bad_reviews(region_code=region)) == sorted([a, b])
+    assert [r["case_no"] for r in store.bad_reviews("wsjk", region)] == [a]
+    assert [r["case_no"] for r in store.bad_reviews(region_code=region, open_only=True)] == [a]
+    assert store.bad_reviews(region_code=region, open_only=True)[0]["rectification"]["status"] is OPEN
+
+
+def test_statistics_group_by_a_field_within_the_filters(store):
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    package = _unique("P")
+    store.add_rating(body(_unique(), region=region, package=package, grade=Grade.SATISFIED), [])
+    closed = body(_unique(), region=region, package=package, department="gaj", status=CLOSED)
+    closed["rectification"]["on_time"] = True
+    store.add_rating(closed, [])
+    store.add_rating(body(_unique(), region=region, package=package, rated_on="2024-03-06"), [])
+    rows = sorted(store.statistics("department_code", region_code=region), key=lambda r: r["key"])
+    assert rows == [{"key": "gaj", "ratings": 1, "satisfied": 0, "bad": 1, "closed": 1, "on_time": 1, "open": 0},
+                    {"key": "wsjk", "ratings": 2, "satisfied": 1, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
+    assert store.statistics("package_code", package_code=package, rated_from="2024-03-05") == [
+        {"key": package, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
+    assert store.statistics("region_code", region_code=region, rated_to="2024-03-03") == []
