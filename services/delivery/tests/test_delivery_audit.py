@@ -4,14 +4,13 @@ unauthenticated), staff reads; never the pickup code, the address or the phone."
 import json
 
 import pytest
+from test_delivery_handlers import ADDRESS, CASE, CODE, bus, concluded, delivery, licenses, store  # noqa: F401
 
 from services.common import audit
 from services.common.auth import Actor
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.privacy import contains_personal_data
 from services.delivery import domain
-from test_delivery_handlers import (ADDRESS, CASE, CODE, bus, concluded, delivery, licenses,  # noqa: F401
-                                    store)
 
 CLERK = Actor("clerk-7", "clerk", "", "440100")
 
