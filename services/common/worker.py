@@ -300,7 +300,10 @@ class OutboxSweeper(DependencyProvider):
     def _handlers(self):
         for dependency in self.container.dependencies:
             if getattr(dependency, "attr_name", None) == self.component:
-                return dependency.instance
+                # a Component holds `instance`; nameko's replace_dependencies puts a provider
+                # holding `dependency` in its place
+                found = getattr(dependency, "instance", None)
+                return found if found is not None else getattr(dependency, "dependency", None)
         raise LookupError(f"{self.container.service_name} has no component called {self.component!r}")
 
     def sweep_once(self):

@@ -44,7 +44,7 @@ class CaseAccess:
             if exc.code() in _REFUSED:
                 return None
             raise Unavailable(f"the service that decides who may read this licence cannot be reached "
-                              f"({exc.code().name}); try again shortly")
+                              f"({exc.code().name}); try again shortly") from exc
 
     def case_visible(self, caller, case_no):
         """True when intake shows the case to this caller (its applicant; a clerk on their behalf)."""

@@ -5,15 +5,14 @@ does not exist. VerifyLicense is public: the identifier and the QR code's token,
 Revocation and key rotation by region authority, compared by the GB/T 2260 hierarchy."""
 import hmac
 
-from google.protobuf import json_format
-
-from onething.elicense.v1 import elicense_pb2 as pb, elicense_pb2_grpc as pb_grpc
+from onething.elicense.v1 import elicense_pb2 as pb
+from onething.elicense.v1 import elicense_pb2_grpc as pb_grpc
 from services.common import policy, telemetry
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.config import settings
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.privacy import mask_id
-from services.elicense import document
+from services.elicense import codec, document
 from services.elicense.access import CaseAccess
 from services.elicense.wiring import build_elicense
 
@@ -23,7 +22,7 @@ _PUBLIC_FIELDS = ("license_id", "type_code", "type_name", "license_no", "issuer_
 
 
 def to_proto(fields):
-    return json_format.ParseDict(fields, pb.License(), ignore_unknown_fields=True)
+    return codec.licence_to_proto(fields)
 
 
 def mask_name(name):

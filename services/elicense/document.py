@@ -12,6 +12,7 @@ from reportlab.lib.pagesizes import A5, landscape
 from reportlab.pdfgen import canvas
 
 from services.common.pdf import FONT
+from services.elicense import codec
 
 MARKER = "onething-license/1"
 
@@ -36,8 +37,8 @@ def render(fields, public_key_b64):
     c.setTitle(f"{fields['type_name']} {fields['license_no']}")
     c.setAuthor(fields["issuer_name"])
     c.setSubject(MARKER)
-    # the signed fields travel as base64 JSON in the keywords, ASCII only
-    data = {**fields, "public_key": public_key_b64}
+    # the signed fields travel as base64 JSON in the keywords, ASCII only (the status in its stored form)
+    data = {**codec.licence_to_stored(fields), "public_key": public_key_b64}
     c.setKeywords(f"{fields['license_id']} " + base64.b64encode(
         json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")).decode())
     c.setFont(FONT, 22)
@@ -77,4 +78,4 @@ def read(pdf_bytes):
         raise ValueError("this is not an onething licence document")
     keywords = meta.get("/Keywords", "")
     _, _, encoded = keywords.partition(" ")
-    return json.loads(base64.b64decode(encoded).decode("utf-8"))
+    return codec.licence_of_stored(json.loads(base64.b64decode(encoded).decode("utf-8")))

@@ -1,17 +1,132 @@
 """Electronic licences (电子证照): GB/T 36904-shaped identifiers, the canonical form that is signed,
 and verification. Keys and signatures are Ed25519 through the `cryptography` package."""
 import base64
+import dataclasses
 import datetime
+import enum
 import json
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.common.ids import mod37_36_check_char
 
 ROOT_OID = "1.2.156.3005.2"
-VALID, REVOKED, SUPERSEDED = "LICENSE_STATUS_VALID", "LICENSE_STATUS_REVOKED", "LICENSE_STATUS_SUPERSEDED"
+CST = datetime.timezone(datetime.timedelta(hours=8))  # licence dates are dates in China
+
+
+class LicenseStatus(str, enum.Enum):
+    """A licence is valid until it is revoked (by its issuer, or because its case was withdrawn) or
+    superseded (a later licence replaced it: the buyer's 不动产权证书 the seller's). How a status is
+    written outside (MongoDB, the PDF, the proto enum) is services.elicense.codec's business."""
+    VALID = "valid"
+    REVOKED = "revoked"
+    SUPERSEDED = "superseded"
+
+
+VALID, REVOKED, SUPERSEDED = LicenseStatus.VALID, LicenseStatus.REVOKED, LicenseStatus.SUPERSEDED
+
+
+class Decision(str, enum.Enum):
+    """A department's decision on an item (joint_review's opinion)."""
+    UNSPECIFIED = "unspecified"
+    APPROVE = "approve"
+    REJECT = "reject"
+    RECTIFY = "rectify"
+
+
+class ResultType(str, enum.Enum):
+    """What an item results in: only a licence item gets a licence."""
+    UNSPECIFIED = "unspecified"
+    LICENSE = "license"
+    RECORD = "record"
+    PAYMENT = "payment"
+
+
+@dataclasses.dataclass(frozen=True)
+class Party:
+    """Whom a licence is issued to: the item's holder party (the applicant, the newborn, the
+    deceased, the buyer, the enterprise …); `code_type`: GB/T 36903 type of `id_number`."""
+    role: str = ""
+    name: str = ""
+    id_number: str = ""
+    code_type: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Supersedes:
+    """The licences a result replaces: the valid ones of `license_type_code` held by `holder_code`;
+    `license_ids`: those the case named (empty: every one issued before the new licence)."""
+    holder_code: str = ""
+    license_type_code: str = ""
+    license_ids: tuple = ()
+    party: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Opinion:
+    """A department's opinion on one item of a case, as far as licences go."""
+    case_no: str
+    item_code: str
+    decision: Decision
+    result_type: ResultType
+    department_code: str = ""
+    region_code: str = ""
+    license_type_code: str = ""
+    license_type_name: str = ""
+    issuer_name: str = ""  # the implementing body's name
+    holder: Party = Party()
+    supersedes: Supersedes | None = None
+
+    @property
+    def issues_a_licence(self):
+        return self.decision is Decision.APPROVE and self.result_type is ResultType.LICENSE
+
+
+@dataclasses.dataclass(frozen=True)
+class Withdrawal:
+    """joint_review closed a withdrawn case: `license_ids` those it knows were issued for it."""
+    case_no: str
+    license_ids: tuple = ()
+    after_conclusion: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningKey:
+    """A region's Ed25519 key (base64 raw keys); only the active one signs, all of them verify."""
+    key_id: str
+    region_code: str
+    private_key: str
+    public_key: str
+    active: bool = True
+    created_at: float = 0.0
+
+
+# --- the events elicense publishes --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LicenseIssued:
+    license_id: str
+    case_no: str
+    item_code: str
+    type_code: str
+    holder_code: str
+    document_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LicenseRevoked:
+    """A licence no longer valid: revoked, or superseded (`superseded_by` the licence that replaced it)."""
+    license_id: str
+    case_no: str
+    holder_code: str
+    reason: str
+    revoked_by: str
+    superseded_by: str = ""
+
+
 SIGNED_FIELDS = ("license_id", "type_code", "type_name", "license_no", "issuer_name", "issuer_code", "valid_from",
                  "valid_to", "holder_name", "holder_code", "holder_code_type", "item_code", "case_no", "key_id")
 
@@ -91,7 +206,7 @@ def verify(fields, public_b64, today=None):
         return False, (f"the licence has been superseded by {fields.get('superseded_by') or 'a later licence'}"
                        f"{' on ' + fields['superseded_at'][:10] if fields.get('superseded_at') else ''}; "
                        "it is no longer valid")
-    today = today or datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date().isoformat()
+    today = today or datetime.datetime.now(CST).date().isoformat()
     if fields.get("valid_from") and today < fields["valid_from"]:
         return False, f"the licence is valid only from {fields['valid_from']}"
     if fields.get("valid_to") and today > fields["valid_to"]:

@@ -1,4 +1,9 @@
-"""Builds elicense's handlers from its adapters, in one place, for both roles."""
+"""Builds elicense's handlers from its adapters, in one place, for both roles. Every adapter can be
+handed in (tests: services.elicense.fakes); what is not is built for real:
+- `store`: the licence store, which publishes its own outbox on `bus` (used only for the store
+  built here: a store handed in brings its own);
+- `blobs`: object storage for the licence documents (bucket `results`);
+- `clock()`: now, as an aware datetime; `audit`: the audit log."""
 from services.common import mongo
 from services.common.audit import MongoAuditLog
 from services.common.blobs import Blobs
@@ -7,8 +12,12 @@ from services.elicense.handlers import BUCKET, Elicense
 from services.elicense.store import LicenseStore
 
 
-def build_elicense(bus=None):
-    mongo.connect("elicense")
-    blobs = Blobs()
-    blobs.ensure_bucket(BUCKET)
-    return Elicense(LicenseStore(), blobs, bus or Bus("elicense"), audit=MongoAuditLog("elicense"))
+def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None):
+    if store is None or audit is None:
+        mongo.connect("elicense")
+    if store is None:
+        store = LicenseStore(bus if bus is not None else Bus("elicense"))
+    if blobs is None:
+        blobs = Blobs()
+        blobs.ensure_bucket(BUCKET)
+    return Elicense(store, blobs, audit=audit if audit is not None else MongoAuditLog("elicense"), clock=clock)

@@ -1,11 +1,12 @@
-"""Fixtures the elicense handler tests share: a RecordingBus, the handlers over the module's own
-in-memory `store` (each test module defines it), and a flush that publishes the entries a handler
-gives it and empties that licence's outbox, as services.common.mongo.flush_outbox does."""
+"""Fixtures the elicense handler tests share: a RecordingBus, the one in-memory licence store
+(services.elicense.fakes) publishing on it, in-memory blobs, an audit log in memory, and the
+handlers built from them by the service's own wiring."""
 import pytest
 
+from services.common.audit import MemoryAuditLog
 from services.common.bus import RecordingBus
-from services.elicense import handlers
-from services.elicense.store import LicenseDoc
+from services.elicense.fakes import MemoryBlobs, MemoryLicenseStore
+from services.elicense.wiring import build_elicense
 
 
 @pytest.fixture
@@ -14,19 +15,16 @@ def bus():
 
 
 @pytest.fixture
-def blobs():
-    """No object storage unless a module needs one."""
-    return None
+def store(bus):
+    return MemoryLicenseStore(bus)
 
 
 @pytest.fixture
-def elicense(store, bus, blobs, monkeypatch):
-    def fake_flush(doc_cls, license_id, to_bus, entries=None):
-        assert doc_cls is LicenseDoc
-        for entry in entries:
-            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-        store.docs[license_id]["outbox"] = []
-        return len(entries)
+def blobs():
+    return MemoryBlobs()
 
-    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
-    return handlers.Elicense(store, blobs, bus)
+
+@pytest.fixture
+def elicense(store, blobs):
+    return build_elicense(store=store, blobs=blobs, audit=MemoryAuditLog("elicense"))
+

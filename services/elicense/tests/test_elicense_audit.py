@@ -1,21 +1,19 @@
 """What elicense writes to its audit log (the in-memory fake of the port): revocations by an officer
 and by a withdrawal, key rotations, staff reads; refusals with their status."""
-import types
-
 import pytest
+from test_elicense_withdrawal import CASE, add, withdrawn
 
 from services.common import audit
 from services.common.auth import Actor
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.privacy import contains_personal_data
-from test_elicense_withdrawal import CASE, store, withdrawn  # noqa: F401
 
 OFFICER = Actor("officer-3", "officer", "wsjk", "440100")
 OPERATOR = Actor("operator-1", "operator", "", "440100")
 
 
 def test_a_revocation_is_recorded_with_its_officer_and_a_second_one_as_refused(elicense, store):
-    store.add("L1")
+    add(store, "L1")
     elicense.revoke("L1", "签发有误", OFFICER.label(), actor=OFFICER)
     with pytest.raises(FailedPrecondition):
         elicense.revoke("L1", "again", OFFICER.label(), actor=OFFICER)
@@ -27,40 +25,24 @@ def test_a_revocation_is_recorded_with_its_officer_and_a_second_one_as_refused(e
 
 
 def test_revocations_of_a_withdrawal_are_recorded_as_the_service(elicense, store):
-    store.add("L1")
-    store.add("L2")
+    add(store, "L1")
+    add(store, "L2")
     elicense.on_session_withdrawn(withdrawn(["L1"]))
     assert [(r["target"], r["actor"]["sub"], r["actor"]["auth"]) for r in elicense.audit.records] == [
         ("L1", "joint_review:withdrawal", "service"), ("L2", "joint_review:withdrawal", "service")]
 
 
-class FakeKeys:
-    def __init__(self):
-        self.keys = []
-
-    def add_key(self, key_id, region_code, private_key, public_key, created_at=0.0):
-        key = types.SimpleNamespace(key_id=key_id, region_code=region_code, active=True)
-        self.keys.append(key)
-        return key
-
-    def deactivate_keys_before(self, region_code, created_at):
-        pass
-
-
-def test_a_key_rotation_is_recorded(bus):
-    from services.elicense import handlers
-    e = handlers.Elicense(FakeKeys(), None, bus)
-    key = e.rotate_key("440100", actor=OPERATOR)
+def test_a_key_rotation_is_recorded(elicense):
+    key = elicense.rotate_key("440100", actor=OPERATOR)
     with pytest.raises(InvalidArgument):
-        e.rotate_key("44", actor=OPERATOR)
-    ok, refused = e.audit.records
+        elicense.rotate_key("44", actor=OPERATOR)
+    ok, refused = elicense.audit.records
     assert (ok["action"], ok["target"], ok["details"]["key_id"]) == ("signing_key.rotate", "440100", key.key_id)
     assert ok["actor"]["role"] == "operator" and refused["outcome"] == "INVALID_ARGUMENT"
 
 
 def test_staff_reads_are_recorded_holders_are_masked(elicense, store):
-    store.add("L1")
-    store.by_holder = lambda code: [store.get("L1")]
+    add(store, "L1")
     elicense.get("L1", actor=OFFICER)
     elicense.get("L1")  # internal
     elicense.get("L1", actor=Actor("11010519491231002X", "applicant"))

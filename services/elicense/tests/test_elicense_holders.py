@@ -1,16 +1,13 @@
 """elicense issues each licence to its item's holder party, under the implementing body's name, and
 a transfer supersedes the previous certificate (unit: an in-memory licence store, blobs and a
 RecordingBus; signatures and PDFs are real)."""
-import copy
-import types
-
 import pytest
 
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common import ids
 from services.common.errors import FailedPrecondition
 from services.common.events import from_payload
-from services.elicense import domain, handlers
+from services.elicense import codec, domain
 from tools.client import citizen_id
 
 APPLICANT = citizen_id("44010619700303123")
@@ -20,82 +17,8 @@ SELLER = citizen_id("44010619800202123")
 ENTERPRISE_CODE = "91350100M000100Y43"
 
 
-class FakeLicenseStore:
-    """LicenseStore in memory, with the same compare-and-set rules."""
-
-    def __init__(self):
-        self.docs, self.keys, self.counters = {}, {}, {}
-
-    def _ns(self, doc):
-        return types.SimpleNamespace(license_id=doc["fields"]["license_id"], fields=copy.deepcopy(doc["fields"]))
-
-    def for_case_item(self, case_no, item_code):
-        return next((self._ns(d) for d in self.docs.values()
-                     if d["fields"]["case_no"] == case_no and d["fields"]["item_code"] == item_code), None)
-
-    def get(self, license_id):
-        return self._ns(self.docs[license_id]) if license_id in self.docs else None
-
-    def insert(self, fields, outbox):
-        if fields["license_id"] in self.docs or self.for_case_item(fields["case_no"], fields["item_code"]):
-            return False
-        self.docs[fields["license_id"]] = {"fields": copy.deepcopy(fields), "outbox": list(outbox)}
-        return True
-
-    def by_holder(self, holder_code):
-        return [self._ns(d) for d in self.docs.values() if d["fields"]["holder_code"] == holder_code]
-
-    def by_case(self, case_no):
-        return [self._ns(d) for d in self.docs.values() if d["fields"]["case_no"] == case_no]
-
-    def serial_for(self, key, reservation):
-        if reservation not in self.counters:
-            self.counters[reservation] = len(self.counters) + 1
-        return self.counters[reservation]
-
-    def active_key(self, region_code):
-        return self.keys.get(region_code)
-
-    def add_key(self, key_id, region_code, private_key, public_key, created_at=0.0):
-        self.keys[region_code] = types.SimpleNamespace(key_id=key_id, region_code=region_code,
-                                                       private_key=private_key, public_key=public_key, active=True)
-        return self.keys[region_code]
-
-    def key(self, key_id):
-        return next((k for k in self.keys.values() if k.key_id == key_id), None)
-
-    def _set(self, license_id, outbox, **changes):
-        doc = self.docs.get(license_id)
-        if doc is None or doc["fields"]["status"] != domain.VALID:
-            return False
-        doc["fields"].update(changes)
-        doc["outbox"].extend(outbox)
-        return True
-
-    def revoke(self, license_id, at, reason, outbox):
-        return self._set(license_id, outbox, status=domain.REVOKED, revoked_at=at, revoke_reason=reason)
-
-    def supersede(self, license_id, at, by_license_id, reason, outbox):
-        return self._set(license_id, outbox, status=domain.SUPERSEDED, superseded_at=at,
-                         superseded_by=by_license_id, supersede_reason=reason)
-
-
-class FakeBlobs:
-    def __init__(self):
-        self.objects = {}
-
-    def put(self, bucket, key, data, content_type=""):
-        self.objects[(bucket, key)] = data
-
-
-@pytest.fixture
-def store():
-    return FakeLicenseStore()
-
-
-@pytest.fixture
-def blobs():
-    return FakeBlobs()
+def status(store, license_id):
+    return store.get(license_id)["status"]
 
 
 def opinion(case_no, item="110000000001", type_code="CSYXZM", type_name="出生医学证明", department="wsjk",
@@ -106,7 +29,7 @@ def opinion(case_no, item="110000000001", type_code="CSYXZM", type_name="出生�
                "holder": NEWBORN if holder is None else holder}
     if supersedes:
         payload["supersedes"] = supersedes
-    return from_payload(review_events.OpinionRecorded, payload)
+    return codec.opinion_of(from_payload(review_events.OpinionRecorded, payload))
 
 
 def transfer(case_no, buyer=BUYER, seller=SELLER, license_ids=()):
@@ -155,7 +78,7 @@ def test_an_opinion_without_a_holder_issues_nothing_and_is_not_absorbed(elicense
     fails (not a domain refusal), so the worker retries and then dead-letters it for an operator."""
     with pytest.raises(ValueError, match="names no holder"):
         elicense.on_opinion(opinion("440100XSECS202611270003", holder={"role": "newborn"}))
-    assert store.docs == {} and bus.published == []
+    assert store.by_case("440100XSECS202611270003") == [] and bus.published == []
 
 
 # --- superseding --------------------------------------------------------------------------------
@@ -166,8 +89,8 @@ def test_the_buyers_certificate_supersedes_the_sellers(elicense, store, bus):
     start = len(bus.published)
     new = elicense.on_opinion(transfer("440100ESFGH202611270002", license_ids=[old["license_id"]]))
     assert new["holder_code"] == BUYER["id_number"] and new["status"] == domain.VALID
-    assert store.docs[old["license_id"]]["fields"]["status"] == domain.SUPERSEDED
-    assert store.docs[old["license_id"]]["fields"]["superseded_by"] == new["license_id"]
+    assert status(store, old["license_id"]) == domain.SUPERSEDED
+    assert store.get(old["license_id"])["superseded_by"] == new["license_id"]
     assert bus.types()[start:] == ["license_issued", "license_revoked"]
     revoked = bus.published[-1][1]
     assert revoked["license_id"] == old["license_id"] and revoked["superseded_by"] == new["license_id"]
@@ -182,8 +105,8 @@ def test_named_licences_only_when_the_case_named_some(elicense, store):
     first = sellers_certificate(elicense, "440100ESFGH202611270011")
     second = sellers_certificate(elicense, "440100ESFGH202611270012")  # another flat of the same seller
     elicense.on_opinion(transfer("440100ESFGH202611270013", license_ids=[second["license_id"]]))
-    assert store.docs[first["license_id"]]["fields"]["status"] == domain.VALID
-    assert store.docs[second["license_id"]]["fields"]["status"] == domain.SUPERSEDED
+    assert status(store, first["license_id"]) == domain.VALID
+    assert status(store, second["license_id"]) == domain.SUPERSEDED
 
 
 def test_without_named_licences_every_earlier_valid_one_of_the_type_is_superseded(elicense, store):
@@ -191,9 +114,9 @@ def test_without_named_licences_every_earlier_valid_one_of_the_type_is_supersede
     other_type = elicense.on_opinion(opinion("440100XSECS202611270004", holder={
         "role": "newborn", "name": "卖方乙", "id_number": SELLER}))  # the seller's 出生医学证明: another type
     new = elicense.on_opinion(transfer("440100ESFGH202611270002"))
-    assert store.docs[old["license_id"]]["fields"]["status"] == domain.SUPERSEDED
-    assert store.docs[other_type["license_id"]]["fields"]["status"] == domain.VALID
-    assert store.docs[new["license_id"]]["fields"]["status"] == domain.VALID
+    assert status(store, old["license_id"]) == domain.SUPERSEDED
+    assert status(store, other_type["license_id"]) == domain.VALID
+    assert status(store, new["license_id"]) == domain.VALID
 
 
 def test_a_licence_issued_after_the_new_one_is_not_superseded():
@@ -206,20 +129,20 @@ def test_a_licence_issued_after_the_new_one_is_not_superseded():
                                                          issued, "BDCQZ")] == ["OLD"]
 
 
-def test_a_redelivered_opinion_supersedes_nothing_twice_and_finishes_what_a_crash_left(elicense, store, bus,
-                                                                                      monkeypatch):
+def test_a_redelivered_opinion_supersedes_nothing_twice_and_finishes_what_a_crash_left(elicense, store, bus):
     old = sellers_certificate(elicense)
     event = transfer("440100ESFGH202611270002", license_ids=[old["license_id"]])
-    monkeypatch.setattr(elicense, "_supersede", lambda *a: (_ for _ in ()).throw(ConnectionError("mongo away")))
+
+    def store_away():
+        raise ConnectionError("mongo away")
+    store.interfere("by_holder", store_away)  # the superseding looks the seller's licences up first
     with pytest.raises(ConnectionError):  # issued, then the store went away before the superseding
         elicense.on_opinion(event)
-    assert store.docs[old["license_id"]]["fields"]["status"] == domain.VALID
-    monkeypatch.undo()
-    monkeypatch.setattr(handlers, "flush_outbox", lambda doc_cls, lid, to_bus, entries=None: [
-        to_bus.publish_raw(e["event_type"], e["payload"], {}) for e in entries])
+    assert status(store, old["license_id"]) == domain.VALID
+    assert bus.types()[-1] == "license_issued"
     start = len(bus.published)
     again = elicense.on_opinion(event)  # the redelivery: same licence, the superseding done now
-    assert store.docs[old["license_id"]]["fields"]["status"] == domain.SUPERSEDED
+    assert status(store, old["license_id"]) == domain.SUPERSEDED
     assert bus.types()[start:] == ["license_revoked"]
     assert elicense.on_opinion(event)["license_id"] == again["license_id"]
     assert bus.types()[start:] == ["license_revoked"]  # nothing more
@@ -231,8 +154,8 @@ def test_a_superseded_licence_cannot_be_revoked_and_a_withdrawal_leaves_it(elice
     with pytest.raises(FailedPrecondition, match="superseded"):
         elicense.revoke(old["license_id"], "登记错误", "officer-1")
     start = len(bus.published)
-    assert elicense.on_session_withdrawn(review_events.SessionWithdrawn(
-        case_no="440100ESFGH202611270001", after_conclusion=True)) == []
+    assert elicense.on_session_withdrawn(domain.Withdrawal(case_no="440100ESFGH202611270001",
+                                                           after_conclusion=True)) == []
     assert bus.published[start:] == []
 
 
@@ -241,4 +164,21 @@ def test_a_transfer_naming_no_seller_supersedes_nothing(elicense, store, bus):
     event = opinion("440100ESFGH202611270002", item="160000000002", type_code="BDCQZ", type_name="不动产权证书",
                     department="zrzy", holder=BUYER)
     elicense.on_opinion(event)
-    assert store.docs[old["license_id"]]["fields"]["status"] == domain.VALID
+    assert status(store, old["license_id"]) == domain.VALID
+
+
+def test_licence_dates_are_dates_in_china_by_the_handlers_clock(store, blobs):
+    """17:00 UTC on New Year's Eve is already 1 January in China: the licence is valid from then and
+    numbered in the new year's register; when it was issued is kept in UTC."""
+    import datetime
+
+    from services.common.audit import MemoryAuditLog
+    from services.elicense.wiring import build_elicense
+    new_years_eve = datetime.datetime(2026, 12, 31, 17, 0, tzinfo=datetime.UTC)
+    elicense = build_elicense(store=store, blobs=blobs, audit=MemoryAuditLog("elicense"), clock=lambda: new_years_eve)
+    lic = elicense.on_opinion(opinion("440100XSECS202612310001"))
+    assert lic["valid_from"] == "2027-01-01" and lic["license_no"] == "CSYXZM202700000001"
+    assert lic["issued_at"] == "2026-12-31T17:00:00+00:00"
+    assert elicense.verify(lic["license_id"])[0]
+    revoked = elicense.revoke(lic["license_id"], "登记错误", "officer-1")
+    assert revoked["revoked_at"] == "2026-12-31T17:00:00+00:00"

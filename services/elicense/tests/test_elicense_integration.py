@@ -5,6 +5,7 @@ import time
 import pytest
 
 from services.common.errors import NotFound
+from services.elicense.domain import LicenseStatus
 
 pytestmark = pytest.mark.integration
 
@@ -18,11 +19,12 @@ def elicense(test_env):
 def approved(case_no, decision="DECISION_APPROVE"):
     from onething.joint_review.v1 import events_pb2
     from services.common.events import from_payload
-    return from_payload(events_pb2.OpinionRecorded, {
+    from services.elicense.codec import opinion_of
+    return opinion_of(from_payload(events_pb2.OpinionRecorded, {
         "case_no": case_no, "item_code": "110000000001", "item_name": "出生医学证明签发", "department_code": "wsjk",
         "region_code": "440100", "decision": decision, "result_type": "RESULT_TYPE_LICENSE",
         "license_type_code": "CSYXZM", "license_type_name": "出生医学证明", "issuer_name": "广州市卫生健康委员会",
-        "holder": {"role": "newborn", "id_number": "11010519491231002X", "name": "李华", "code_type": "111"}})
+        "holder": {"role": "newborn", "id_number": "11010519491231002X", "name": "李华", "code_type": "111"}}))
 
 
 def test_one_licence_per_item_stored_signed_and_verifiable(elicense, probe):
@@ -66,7 +68,7 @@ def test_revocation_emits_an_event_and_verification_then_fails(elicense, probe):
     with pytest.raises(InvalidArgument):
         elicense.revoke(lic["license_id"], "  ", "officer-1")
     revoked = elicense.revoke(lic["license_id"], "出生信息登记错误", "officer-1")
-    assert revoked["status"] == "LICENSE_STATUS_REVOKED" and revoked["revoke_reason"] == "出生信息登记错误"
+    assert revoked["status"] == LicenseStatus.REVOKED and revoked["revoke_reason"] == "出生信息登记错误"
     valid, reason, _ = elicense.verify(lic["license_id"])
     assert not valid and "revoked" in reason
     with pytest.raises(FailedPrecondition):
@@ -99,7 +101,7 @@ def test_offline_command_agrees_with_verify_license(elicense, tmp_path):
     assert verify_license.main([str(forged), "--public-key", key.public_key]) == 1
     # expired: the offline check and the domain rule used by VerifyLicense agree
     (ok, why), _ = verify_license.verify_file(str(good), key.public_key, today="2999-01-01")
-    assert ok is True  # no end date: valid for good
+    assert ok is True, why  # no end date: valid for good
     expired = dict(lic, valid_to="2020-01-01")
     expired["signature"] = domain.sign(expired, key.private_key)
     path = tmp_path / "expired.pdf"
@@ -115,7 +117,9 @@ def test_offline_command_agrees_with_verify_license(elicense, tmp_path):
 
 def test_revocation_and_key_rotation_over_grpc_need_the_right_token(elicense):
     import grpc
-    from onething.elicense.v1 import elicense_pb2 as pb, elicense_pb2_grpc as pb_grpc
+
+    from onething.elicense.v1 import elicense_pb2 as pb
+    from onething.elicense.v1 import elicense_pb2_grpc as pb_grpc
     from services.common.grpc_server import ApiServer
     from services.elicense.api import ElicenseApi
     from tools.client import bearer, officer
@@ -133,7 +137,7 @@ def test_revocation_and_key_rotation_over_grpc_need_the_right_token(elicense):
                 with pytest.raises(grpc.RpcError) as err:
                     stub.RevokeLicense(req, metadata=metadata, timeout=5)
                 assert err.value.code() == code
-            assert elicense.get(lic["license_id"])["status"] == "LICENSE_STATUS_VALID"
+            assert elicense.get(lic["license_id"])["status"] == LicenseStatus.VALID
             revoked = stub.RevokeLicense(req, metadata=officer("wsjk", sub="officer-w"), timeout=5)
             assert revoked.status == pb.LICENSE_STATUS_REVOKED
             rotate = pb.RotateSigningKeyRequest(region_code="440100")
@@ -152,6 +156,7 @@ def test_a_transfer_supersedes_the_sellers_certificate_in_the_store(elicense, pr
     nothing."""
     from onething.joint_review.v1 import events_pb2
     from services.common.events import from_payload
+    from services.elicense.codec import opinion_of
     from tools.client import citizen_id
     stamp = int(time.time() * 1000)
     seller, buyer = citizen_id(f"4401061980{stamp % 10**7:07d}"[:17]), citizen_id(f"4401061990{stamp % 10**7:07d}"[:17])
@@ -163,15 +168,15 @@ def test_a_transfer_supersedes_the_sellers_certificate_in_the_store(elicense, pr
                    "holder": {"role": "buyer", "name": "某人", "id_number": to, "code_type": "111"}}
         if supersedes:
             payload["supersedes"] = supersedes
-        return from_payload(events_pb2.OpinionRecorded, payload)
+        return opinion_of(from_payload(events_pb2.OpinionRecorded, payload))
 
     old = elicense.on_opinion(transfer(f"E{stamp}S1", seller))
     event = transfer(f"E{stamp}S2", buyer, {"holder_code": seller, "license_type_code": "BDCQZ",
                                             "license_ids": [old["license_id"]], "party": "seller"})
     new = elicense.on_opinion(event)
     gone = elicense.get(old["license_id"])
-    assert gone["status"] == "LICENSE_STATUS_SUPERSEDED" and gone["superseded_by"] == new["license_id"]
-    assert elicense.get(new["license_id"])["status"] == "LICENSE_STATUS_VALID"
+    assert gone["status"] == LicenseStatus.SUPERSEDED and gone["superseded_by"] == new["license_id"]
+    assert elicense.get(new["license_id"])["status"] == LicenseStatus.VALID
     assert not elicense.verify(old["license_id"])[0]
     elicense.on_opinion(event)  # redelivered
     time.sleep(0.5)

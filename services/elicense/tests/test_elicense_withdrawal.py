@@ -1,58 +1,30 @@
 """elicense and a withdrawn case (unit: an in-memory licence store and a RecordingBus): no licence
 of a withdrawn case stays valid, each revoked once with its license_revoked."""
-import copy
-import types
-
-import pytest
-
 from onething.joint_review.v1 import events_pb2 as review_events
-from services.elicense import domain
+from services.elicense import codec, domain
 
 CASE = "440100XSECS202611260001"
+HOLDER = "11010519491231002X"
 
 
-class FakeLicenseStore:
-    def __init__(self):
-        self.docs = {}
-
-    def add(self, license_id, case_no=CASE, status=domain.VALID):
-        self.docs[license_id] = {"fields": {"license_id": license_id, "case_no": case_no, "status": status,
-                                            "holder_code": "11010519491231002X"}, "outbox": []}
-
-    def get(self, license_id):
-        doc = self.docs.get(license_id)
-        return types.SimpleNamespace(license_id=license_id, fields=copy.deepcopy(doc["fields"])) if doc else None
-
-    def by_case(self, case_no):
-        return [self.get(i) for i, d in self.docs.items() if d["fields"]["case_no"] == case_no]
-
-    def revoke(self, license_id, at, reason, outbox):
-        doc = self.docs.get(license_id)
-        if doc is None or doc["fields"]["status"] != domain.VALID:
-            return False
-        doc["fields"].update(status=domain.REVOKED, revoked_at=at, revoke_reason=reason)
-        doc["outbox"].extend(outbox)
-        return True
-
-
-@pytest.fixture
-def store():
-    return FakeLicenseStore()
-
-
+def add(store, license_id, case_no=CASE, status=domain.VALID):
+    """A licence kept already (only the fields these tests need), without events."""
+    assert store.insert({"license_id": license_id, "case_no": case_no, "item_code": f"item-{license_id}",
+                         "status": status, "holder_code": HOLDER})
 
 
 def withdrawn(license_ids=(), after=True, case_no=CASE):
-    return review_events.SessionWithdrawn(case_no=case_no, license_ids=list(license_ids), after_conclusion=after,
-                                          overridden="SESSION_STATUS_APPROVED" if after else "")
+    return codec.withdrawal_of(review_events.SessionWithdrawn(
+        case_no=case_no, license_ids=list(license_ids), after_conclusion=after,
+        overridden="SESSION_STATUS_APPROVED" if after else ""))
 
 
 def test_every_licence_of_a_withdrawn_case_is_revoked_once(elicense, store, bus):
-    store.add("L1")
-    store.add("L2")
-    store.add("L9", case_no="440100XSECS202611260002")  # another case's
+    add(store, "L1")
+    add(store, "L2")
+    add(store, "L9", case_no="440100XSECS202611260002")  # another case's
     assert sorted(elicense.on_session_withdrawn(withdrawn(["L1"]))) == ["L1", "L2"]  # L2 found by the case
-    assert {i: d["fields"]["status"] for i, d in store.docs.items()} == {
+    assert {i: store.get(i)["status"] for i in ("L1", "L2", "L9")} == {
         "L1": domain.REVOKED, "L2": domain.REVOKED, "L9": domain.VALID}
     assert bus.types() == ["license_revoked", "license_revoked"]
     payload = bus.published[0][1]
@@ -63,16 +35,19 @@ def test_every_licence_of_a_withdrawn_case_is_revoked_once(elicense, store, bus)
 
 
 def test_a_licence_revoked_already_is_left_as_it_is(elicense, store, bus):
-    store.add("L1", status=domain.REVOKED)
+    add(store, "L1", status=domain.REVOKED)
     assert elicense.on_session_withdrawn(withdrawn(["L1"], after=False)) == []
     assert bus.published == []
 
 
 def test_a_licence_revoked_meanwhile_is_skipped(elicense, store, bus):
-    store.add("L1")
-    store.revoke = lambda *a: False  # a concurrent redelivery revoked it between our look and our write
+    add(store, "L1")
+    # a concurrent redelivery revokes it between our look and our write
+    store.interfere("change_status", lambda: store.change_status(
+        "L1", domain.VALID, domain.REVOKED, {"revoked_at": "2026-11-26T10:00:00+00:00", "revoke_reason": "x"}))
     assert elicense.on_session_withdrawn(withdrawn(["L1"])) == []
     assert bus.published == []
+    assert store.get("L1")["revoke_reason"] == "x"  # the other writer's revocation stands
 
 
 def test_unknown_licences_and_a_case_without_any_change_nothing(elicense, store, bus):
