@@ -4,14 +4,20 @@ versions are for operators and SREs; publish, retire and reload for operators of
 from google.protobuf import json_format
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from services.catalog.definitions import STATUS_PROTO_NUMBERS
 from services.catalog.wiring import build_catalog
 from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.grpc_server import ApiServer
 
 
+def _encoded(view):
+    """A package or version view with its VersionStatus as the proto enum's number (encoded once, here)."""
+    return dict(view, status=STATUS_PROTO_NUMBERS[view["status"]]) if view.get("status") else view
+
+
 def to_proto(pkg):
-    return json_format.ParseDict(pkg, catalog_pb2.Package(), ignore_unknown_fields=True)
+    return json_format.ParseDict(_encoded(pkg), catalog_pb2.Package(), ignore_unknown_fields=True)
 
 
 def _args(request):
@@ -32,7 +38,8 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
             packages=[to_proto(p) for p in self.catalog.list_packages(request.region_code, audience)])
 
     def GetNotice(self, request, context):
-        return json_format.ParseDict(self.catalog.notice(**_args(request)), catalog_pb2.Notice(),
+        found = self.catalog.notice(**_args(request))
+        return json_format.ParseDict(dict(found, package=_encoded(found["package"])), catalog_pb2.Notice(),
                                      ignore_unknown_fields=True)
 
     def GetSavings(self, request, context):
@@ -45,7 +52,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
                                      catalog_pb2.CheckFormResponse())
 
     def ListVersions(self, request, context):
-        return json_format.ParseDict({"versions": self.catalog.versions(request.code)},
+        return json_format.ParseDict({"versions": [_encoded(v) for v in self.catalog.versions(request.code)]},
                                      catalog_pb2.ListVersionsResponse())
 
     @staticmethod
@@ -56,13 +63,13 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         return caller.audit_actor()
 
     def PublishPackage(self, request, context):
-        return json_format.ParseDict(self.catalog.publish(request.code, request.version,
-                                                          actor=self._operator()),
+        return json_format.ParseDict(_encoded(self.catalog.publish(request.code, request.version,
+                                                                   actor=self._operator())),
                                      catalog_pb2.PackageVersion())
 
     def RetirePackage(self, request, context):
-        return json_format.ParseDict(self.catalog.retire(request.code, request.version,
-                                                         actor=self._operator()),
+        return json_format.ParseDict(_encoded(self.catalog.retire(request.code, request.version,
+                                                                  actor=self._operator())),
                                      catalog_pb2.PackageVersion())
 
     def ReloadCatalog(self, request, context):

@@ -15,8 +15,9 @@ import os
 import mongoengine as me
 import yaml
 
+from services.catalog.definitions import STATUS_STORED, PackageVersion, VersionStatus, status_of_stored
 from services.common.errors import InvalidArgument
-from services.common.mongo import flush_outbox, plain
+from services.common.mongo import OutboxStore, plain
 
 ALIAS = "catalog"
 
@@ -26,15 +27,15 @@ def _read_yaml(path):
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path}: not valid YAML ({exc})".replace("\n", " "))
+        raise InvalidArgument(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise InvalidArgument(f"{path}: expected a mapping at the top")
     return data
 
 
 def read_catalog(path):
-    """Everything in the data folder, for domain.build_definitions."""
-    rel = lambda p: os.path.relpath(p, path)  # noqa: E731
+    """Everything in the data folder, for definitions.build_definitions."""
+    rel = lambda p: os.path.relpath(p, path)
     raw = {"departments": _read_yaml(os.path.join(path, "departments.yaml")),
            "fields": _read_yaml(os.path.join(path, "fields.yaml")) if os.path.exists(
                os.path.join(path, "fields.yaml")) else {},
@@ -69,8 +70,13 @@ def read_data_dir(path):
     return raw["departments"], packages
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+def _utc_now():
+    return datetime.datetime.now(datetime.UTC)
+
+
+def version_id(code, version):
+    """The id of a version's document, and so of the aggregate whose outbox it holds."""
+    return f"{code}:{version}"
 
 
 class PackageVersionDoc(me.Document):
@@ -79,63 +85,85 @@ class PackageVersionDoc(me.Document):
     id = me.StringField(primary_key=True)  # "<code>:<version>"
     code = me.StringField(required=True)
     version = me.IntField(required=True)
-    status = me.StringField(required=True)  # draft | published | retired
+    status = me.StringField(required=True)  # draft | published | retired (definitions.STATUS_STORED)
     digest = me.StringField(required=True)
     definition = me.DictField(required=True)
-    created_at = me.DateTimeField(default=_now)
+    created_at = me.DateTimeField(default=_utc_now)
     published_at = me.DateTimeField()
     retired_at = me.DateTimeField()
     outbox = me.ListField(me.DictField())
 
 
-def _view(doc):
+# the time each status is reached is kept in its own field
+_STAMPED = {VersionStatus.PUBLISHED: "published_at", VersionStatus.RETIRED: "retired_at"}
+
+
+def _version(doc):
     if doc is None:
         return None
-    return {"code": doc.code, "version": doc.version, "status": doc.status, "digest": doc.digest,
-            "definition": plain(doc.definition), "created_at": doc.created_at, "published_at": doc.published_at,
-            "retired_at": doc.retired_at}
+    return PackageVersion(code=doc.code, version=doc.version, status=status_of_stored(doc.status),
+                          digest=doc.digest, definition=plain(doc.definition), created_at=doc.created_at,
+                          published_at=doc.published_at, retired_at=doc.retired_at)
 
 
-class CatalogStore:
-    """Package versions. A version's definition is written once (a draft's may be replaced while it
-    is a draft); status moves draft -> published -> retired by compare-and-set updates."""
+class CatalogStore(OutboxStore):
+    """Package versions (definitions.PackageVersion). A version's definition is written once (a
+    draft's may be replaced while it is a draft); its status moves draft -> published -> retired by
+    compare-and-set updates. The events a write adds (none today: `package_published` had no
+    consumer) are published after the commit (OutboxStore); `clock` gives the times it stamps."""
 
-    def add_version(self, code, version, status, definition, digest, outbox=()):
-        now = _now()
+    document = PackageVersionDoc
+
+    def __init__(self, bus=None, clock=None):
+        super().__init__(bus)
+        self.clock = clock or _utc_now
+
+    def add_version(self, code, version, status, definition, digest, events=()):
+        """Store a new version; False when (code, version) exists already (nothing changes)."""
+        status, events, now = VersionStatus(status), list(events), self.clock()
         try:
-            PackageVersionDoc(id=f"{code}:{version}", code=code, version=version, status=status, digest=digest,
-                              definition=definition, created_at=now,
-                              published_at=now if status == "published" else None, outbox=list(outbox)).save(
-                force_insert=True)
+            PackageVersionDoc(id=version_id(code, version), code=code, version=version, status=STATUS_STORED[status],
+                              digest=digest, definition=definition, created_at=now,
+                              published_at=now if status is VersionStatus.PUBLISHED else None,
+                              outbox=events).save(force_insert=True)
         except me.NotUniqueError:
             return False
+        self.publish(version_id(code, version), events)
         return True
 
     def replace_draft(self, code, version, definition, digest):
-        return PackageVersionDoc.objects(id=f"{code}:{version}", status="draft").update_one(
-            set__definition=definition, set__digest=digest) == 1
+        """Replace a draft's definition; False when the version is no longer a draft."""
+        return PackageVersionDoc.objects(id=version_id(code, version), status=STATUS_STORED[VersionStatus.DRAFT]
+                                         ).update_one(set__definition=definition, set__digest=digest) == 1
+
+    def set_status(self, code, version, expected, status, events=()):
+        """Move a version from `expected` to `status`; False when it is not at `expected` (anymore)."""
+        expected, status, events = VersionStatus(expected), VersionStatus(status), list(events)
+        update = {"set__status": STATUS_STORED[status]}
+        if status in _STAMPED:
+            update[f"set__{_STAMPED[status]}"] = self.clock()
+        if events:
+            update["push_all__outbox"] = events
+        if PackageVersionDoc.objects(id=version_id(code, version), status=STATUS_STORED[expected]).update_one(
+                **update) != 1:
+            return False
+        self.publish(version_id(code, version), events)
+        return True
 
     def version(self, code, version):
-        return _view(PackageVersionDoc.objects(id=f"{code}:{version}").first())
+        return _version(PackageVersionDoc.objects(id=version_id(code, version)).first())
 
     def latest(self, code, status=None):
-        query = PackageVersionDoc.objects(code=code, status=status) if status else PackageVersionDoc.objects(code=code)
-        return _view(query.order_by("-version").first())
+        query = PackageVersionDoc.objects(code=code)
+        if status is not None:
+            query = query.filter(status=STATUS_STORED[VersionStatus(status)])
+        return _version(query.order_by("-version").first())
 
     def versions(self, code):
-        return [_view(d) for d in PackageVersionDoc.objects(code=code).order_by("version")]
+        return [_version(d) for d in PackageVersionDoc.objects(code=code).order_by("version")]
 
     def codes(self):
         return sorted(PackageVersionDoc.objects.distinct("code"))
-
-    def set_status(self, code, version, expected, status, outbox=()):
-        update = {f"set__{status}_at": _now(), "set__status": status}
-        if outbox:
-            update["push_all__outbox"] = list(outbox)
-        return PackageVersionDoc.objects(id=f"{code}:{version}", status=expected).update_one(**update) == 1
-
-    def flush_outbox(self, code, version, bus, entries=None):
-        return flush_outbox(PackageVersionDoc, f"{code}:{version}", bus, entries)
 
     def drop_retired_events(self, event_types):
         """Outbox entries of event types that no longer exist (`package_published`, which nothing

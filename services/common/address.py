@@ -1,9 +1,9 @@
 """Postal addresses for mail delivery: what must be there and in what shape."""
 import re
 
+from services.common.china import MOBILE_RE as _MOBILE
 from services.common.errors import InvalidArgument
 
-_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 _POSTCODE = re.compile(r"[0-9]{6}")
 _REGION = re.compile(r"[0-9]{6}")
 

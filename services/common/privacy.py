@@ -13,10 +13,12 @@ import logging
 import re
 import traceback
 
+from services.common.china import MOBILE_PATTERN
+
 # 17 digits and a digit or X (GB 11643), not inside a longer run of letters and digits
 CITIZEN_ID_RE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 # a mainland mobile number, 11 digits starting 13-19, not inside a longer run
-PHONE_RE = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
+PHONE_RE = re.compile(rf"(?<![0-9A-Za-z]){MOBILE_PATTERN}(?![0-9A-Za-z])")
 
 
 def mask_id(value):

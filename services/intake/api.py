@@ -2,6 +2,8 @@
 policy.py): the applicant's own token, or a window clerk's with the applicant present named in
 `x-on-behalf-of`; request fields that name an applicant are ignored (or, SubmitCase's
 applicant.id_number, must be that applicant's). Someone else's case is NOT_FOUND."""
+from typing import cast
+
 from google.protobuf import json_format
 
 from onething.intake.v1 import intake_pb2, intake_pb2_grpc
@@ -9,23 +11,36 @@ from services.common import policy, telemetry
 from services.common.config import region_prefix, settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
-from services.common.mongo import plain
+from services.intake import domain
 from services.intake.wiring import build_intake
 
 
-def case_to_proto(doc):
+def case_to_proto(case):
+    """The domain's case (domain.Case) as the api sends it: statuses as CaseStatus numbers."""
     return intake_pb2.Case(
-        case_no=doc.case_no, package_code=doc.package_code, package_version=doc.package_version,
-        region_code=doc.region_code, applicant=json_format.ParseDict(doc.applicant, intake_pb2.Case().applicant),
-        status=doc.status, form=doc.form, submitted_at=doc.submitted_at.isoformat(),
-        materials=[json_format.ParseDict(m, intake_pb2.Case().materials.add()) for m in doc.materials],
-        delivery=json_format.ParseDict(doc.delivery or {}, intake_pb2.Case().delivery),
-        history=[json_format.ParseDict(h, intake_pb2.StatusChange()) for h in doc.history],
-        license_ids=doc.license_ids, situations=doc.situations or {},
-        revoked_license_ids=doc.revoked_license_ids or [],
-        parties=[json_format.ParseDict(p, intake_pb2.Case().parties.add()) for p in (doc.parties or [])],
-        rectification=json_format.ParseDict(plain(doc.rectification or {}), intake_pb2.Rectification(),
-                                            ignore_unknown_fields=True))
+        case_no=case.case_no, package_code=case.package_code, package_version=case.package_version,
+        region_code=case.region_code, applicant=json_format.ParseDict(case.applicant, intake_pb2.Case().applicant),
+        status=_status(case.status), form=case.form, submitted_at=case.submitted_at.isoformat(),
+        materials=[json_format.ParseDict(m, intake_pb2.Case().materials.add()) for m in case.materials],
+        delivery=json_format.ParseDict(case.delivery or {}, intake_pb2.Case().delivery),
+        history=[intake_pb2.StatusChange(status=_status(h.status), at=h.at, note=h.note,
+                                         note_only=h.note_only) for h in case.history],
+        license_ids=case.license_ids, situations=case.situations or {},
+        revoked_license_ids=case.revoked_license_ids or [],
+        parties=[json_format.ParseDict(p, intake_pb2.Case().parties.add()) for p in (case.parties or [])],
+        rectification=_rectification(case.rectification))
+
+
+def _status(status: domain.CaseStatus) -> intake_pb2.CaseStatus:
+    """The CaseStatus number of a status (domain.PROTO_STATUS: explicit, not by name)."""
+    return cast(intake_pb2.CaseStatus, domain.PROTO_STATUS[status])
+
+
+def _rectification(rect):
+    rect = dict(rect or {})
+    if rect.get("resume_status"):
+        rect["resume_status"] = domain.PROTO_STATUS[rect["resume_status"]]
+    return json_format.ParseDict(rect, intake_pb2.Rectification(), ignore_unknown_fields=True)
 
 
 def _as_dict(message):
@@ -108,16 +123,16 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
         # slots, per caller and overall, and ends them after its time limit
         # (services/common/grpc_server.py; ONETHING_STREAM_WATCHES_*)
         caller = policy.current()
-        for doc in self.intake.watch(request.case_no, context.is_active, actor=caller.audit_actor(),
-                                     allow=self._allow(caller)):
-            yield case_to_proto(doc)
+        for case in self.intake.watch(request.case_no, context.is_active, actor=caller.audit_actor(),
+                                      allow=self._allow(caller)):
+            yield case_to_proto(case)
 
     def ListCases(self, request, context):
         caller = policy.current()
         req = dict(_as_dict(request), applicant_id=caller.require_applicant())  # the token's applicant
         prefix = region_prefix(caller.region) if caller.is_(policy.CLERK) else None
-        docs, token = self.intake.list_cases(req, actor=caller.audit_actor(), region_prefix=prefix)
-        return intake_pb2.ListCasesResponse(cases=[case_to_proto(d) for d in docs], next_page_token=token)
+        cases, token = self.intake.list_cases(req, actor=caller.audit_actor(), region_prefix=prefix)
+        return intake_pb2.ListCasesResponse(cases=[case_to_proto(c) for c in cases], next_page_token=token)
 
 
 def build(port=None):

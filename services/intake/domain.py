@@ -1,21 +1,52 @@
 """Intake rules: who may apply, what a submission must carry, how case numbers are built, and how a
-case's status moves. Pure functions over plain values."""
+case's status moves. Pure functions over plain values, and the case and upload as handlers see them."""
 import codecs
+import dataclasses
 import datetime
+import enum
 import hashlib
 import json
 import re
 
+from services.common import forms
 from services.common.address import check_address
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from services.common.privacy import mask_id
 from services.common.ids import (CODE_TYPE_CITIZEN_ID, CODE_TYPE_CREDIT_CODE, CODE_TYPES, citizen_id_problem,
                                  code_type_of, credit_code_problem)
 
+
+class CaseStatus(enum.StrEnum):
+    """Where a case (办件) is. The values are the domain's words; how a status is stored and how the
+    api sends it are the two mappings below, so neither a renamed proto value nor a renamed member
+    changes the data."""
+    SUBMITTED = "SUBMITTED"
+    IN_REVIEW = "IN_REVIEW"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    DELIVERED = "DELIVERED"
+    RATED = "RATED"
+    RECTIFYING = "RECTIFYING"  # waiting for the applicant to hand in named materials (补正)
+    WITHDRAWN = "WITHDRAWN"
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+
+
 SUBMITTED, IN_REVIEW, APPROVED, REJECTED, DELIVERED, RATED, RECTIFYING, WITHDRAWN, DELIVERY_FAILED = (
-    "CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED", "CASE_STATUS_REJECTED",
-    "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_WITHDRAWN",
-    "CASE_STATUS_DELIVERY_FAILED")
+    CaseStatus.SUBMITTED, CaseStatus.IN_REVIEW, CaseStatus.APPROVED, CaseStatus.REJECTED, CaseStatus.DELIVERED,
+    CaseStatus.RATED, CaseStatus.RECTIFYING, CaseStatus.WITHDRAWN, CaseStatus.DELIVERY_FAILED)
+
+# How the store writes a status (the case's, its history's, a rectification's resume_status): the
+# strings every stored case has carried since the first; they never change.
+STORED_STATUS = {
+    SUBMITTED: "CASE_STATUS_SUBMITTED", IN_REVIEW: "CASE_STATUS_IN_REVIEW", APPROVED: "CASE_STATUS_APPROVED",
+    REJECTED: "CASE_STATUS_REJECTED", DELIVERED: "CASE_STATUS_DELIVERED", RATED: "CASE_STATUS_RATED",
+    RECTIFYING: "CASE_STATUS_RECTIFYING", WITHDRAWN: "CASE_STATUS_WITHDRAWN",
+    DELIVERY_FAILED: "CASE_STATUS_DELIVERY_FAILED"}
+STATUS_OF_STORED = {stored: status for status, stored in STORED_STATUS.items()}
+
+# The numbers of onething.intake.v1.CaseStatus (protos/onething/intake/v1/intake.proto) the api sends.
+PROTO_STATUS = {SUBMITTED: 1, IN_REVIEW: 2, APPROVED: 3, REJECTED: 4, DELIVERED: 5, RATED: 6, RECTIFYING: 7,
+                WITHDRAWN: 8, DELIVERY_FAILED: 9}
 
 # A status may only move forward along this order; an older event arriving late changes nothing.
 # RECTIFYING sits beside IN_REVIEW (it pauses the review; supplement() and rectify() move in and out
@@ -77,7 +108,8 @@ def check_parties(package, parties):
     in capitals, code type filled in."""
     declared = {p["role"]: p for p in package.get("parties") or []}
     roles_named = ", ".join(declared) or "none"
-    out, seen_ids = [], {}
+    out: list[dict] = []
+    seen_ids: dict[str, str] = {}
     for i, party in enumerate(parties or []):
         role = (party.get("role") or "").strip()
         path = f"parties[{i}]"
@@ -224,79 +256,26 @@ def material_name(package, code):
     return next((m["name"] for m in package.get("materials", []) if m["code"] == code), code)
 
 
-# --- the one form (一表申请) --------------------------------------------------------------------
-
-_PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
-_REGION_RE = re.compile(r"[1-8][0-9]{5}")
-_BANK_RE = re.compile(r"[0-9]{12,30}")
-_NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-
-
-def _validator_problem(validator, value):
-    if validator == "citizen_id":
-        return citizen_id_problem(value)
-    if validator == "credit_code":
-        return credit_code_problem(value)
-    if validator == "phone" and not _PHONE_RE.fullmatch(value):
-        return "a mainland mobile number has 11 digits and starts with 13-19"
-    if validator == "region" and not _REGION_RE.fullmatch(value):
-        return "a region code is 6 digits (GB/T 2260, e.g. 440106)"
-    if validator == "bank_account" and not _BANK_RE.fullmatch(value):
-        return "a bank account number has 12 to 30 digits"
-    return None
-
-
-def _type_problem(field, value):
-    kind = field.get("type") or "string"
-    if kind == "date":
-        try:
-            datetime.date.fromisoformat(value)
-        except ValueError:
-            return "is not a date (YYYY-MM-DD)"
-        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-            return "is not a date (YYYY-MM-DD)"
-    elif kind == "number" and not _NUMBER_RE.fullmatch(value):
-        return "is not a number"
-    elif kind == "bool" and value not in ("true", "false"):
-        return "must be true or false"
-    elif kind == "choice" and value not in (field.get("choices") or []):
-        return f"must be one of {'、'.join(field.get('choices') or [])}"
-    return None
+# --- the one form (一表申请): the rules are services.common.forms, shared with the catalog's CheckForm
 
 
 def check_form(form_fields, form):
-    """The form against the package's merged form: required fields present, each value of its type,
-    its validator and its choices. Fields the package does not define are left alone; with no
-    form_fields there is nothing to check."""
-    form = form or {}
-    for field in form_fields or ():
-        key = field["key"]
-        label = f"{field.get('label') or key} ({key})"
-        zh_label = f"“{field.get('label') or key}”"
-        path = f"form[{json.dumps(key, ensure_ascii=False)}]"
-        value = (form.get(key) or "").strip()
-        if not value:
-            if field.get("required"):
-                raise _form_error(path, f"form: {label} is required", f"表单{zh_label}为必填项，请填写。", "REQUIRED")
-            continue
-        problem = _type_problem(field, value)
-        if problem:  # the value is not repeated: form values are personal data and end up in logs
-            raise _form_error(path, f"form: {label} {problem}", f"表单{zh_label}的格式不正确，请核对后重新填写。",
-                              "WRONG_TYPE")
-        problem = _validator_problem(field.get("validator") or "", value)
-        if problem:
-            hint = _ZH_VALIDATOR.get(field.get("validator"), "请核对后重新填写")
-            raise _form_error(path, f"form: {label}: {problem}", f"表单{zh_label}填写有误：{hint}。", "INVALID_VALUE")
+    """The form against the package's merged form (services.common.forms): required fields present,
+    each value of its type, its validator and its choices; the first problem refuses the submission.
+    Keys the package's form does not have are left alone; with no form_fields there is nothing to
+    check."""
+    refused = forms.refusals(forms.check(form_fields, form))
+    if refused:
+        raise _form_error(refused[0])
 
 
-_ZH_VALIDATOR = {"citizen_id": "请填写有效的居民身份证号码", "credit_code": "请填写有效的统一社会信用代码",
-                 "phone": "请填写 11 位手机号码", "region": "请填写 6 位行政区划代码",
-                 "bank_account": "请填写 12 至 30 位银行账号"}
-
-
-def _form_error(path, message, zh, reason):
-    return InvalidArgument(message, violations=[FieldViolation(path, message.removeprefix("form: "), zh, reason)],
-                           zh=zh)
+def _form_error(problem):
+    # the value is not repeated: form values are personal data and end up in logs
+    label = f"{problem.label} ({problem.key})"
+    message = f"form: {label}{':' if problem.reason == forms.INVALID_VALUE else ''} {problem.text}"
+    path = f"form[{json.dumps(problem.key, ensure_ascii=False)}]"
+    return InvalidArgument(message, violations=[FieldViolation(path, message.removeprefix("form: "), problem.zh,
+                                                               problem.reason)], zh=problem.zh)
 
 
 def check_situations(situations):
@@ -487,8 +466,10 @@ def content_key(sha256):
     return f"content/sha256/{sha256}"
 
 
-def today():
-    return datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).date()
+def today(now=None):
+    """The day in China (UTC+8) at `now`, an aware datetime (by default: the present)."""
+    china = datetime.timezone(datetime.timedelta(hours=8))
+    return (now.astimezone(china) if now is not None else datetime.datetime.now(china)).date()
 
 
 # What a material may be: scans as PDF, PNG or JPEG. Anything else (archives, executables, text,
@@ -526,3 +507,179 @@ def sniff_content_type(head):
         return "text/plain"
     except UnicodeDecodeError:
         return "application/octet-stream"
+
+
+# --- the case and the upload, as the handlers and the store exchange them ----------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """One material as uploaded: the bytes lie once, by content (object_key), however many uploads
+    carry them."""
+    upload_id: str
+    applicant_id: str
+    material_code: str
+    sha256: str
+    size: int
+    object_key: str
+    file_name: str = ""
+    content_type: str = ""
+    created_at: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a case's history: the status it moved to (for a note that changes nothing, the
+    status it kept: `note_only`), when (RFC 3339) and why."""
+    status: CaseStatus
+    at: str
+    note: str
+    note_only: bool = False
+
+
+@dataclasses.dataclass
+class Case:
+    """A case (办件). `rectification` (while RECTIFYING) is {material_codes, requests,
+    resume_status}; `noted` the keys of the events already recorded on it; `version` counts its
+    saved changes: a change is saved only while the stored case still has the version it was
+    decided on."""
+    case_no: str
+    package_code: str
+    package_version: int
+    region_code: str
+    applicant: dict
+    status: CaseStatus
+    submitted_at: datetime.datetime
+    form: dict = dataclasses.field(default_factory=dict)
+    materials: list = dataclasses.field(default_factory=list)
+    delivery: dict = dataclasses.field(default_factory=dict)
+    situations: dict = dataclasses.field(default_factory=dict)
+    parties: list = dataclasses.field(default_factory=list)
+    history: list = dataclasses.field(default_factory=list)
+    license_ids: list = dataclasses.field(default_factory=list)
+    revoked_license_ids: list = dataclasses.field(default_factory=list)
+    rectification: dict = dataclasses.field(default_factory=dict)
+    rectification_rounds: dict = dataclasses.field(default_factory=dict)
+    delivery_attempt: int = 0
+    noted: list = dataclasses.field(default_factory=list)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    version: int = 0
+
+    def changed(self, status, note, at, note_only=False, **fields):
+        """This case after one change: `status`, a history entry saying why, and `fields` replaced."""
+        entry = HistoryEntry(status=CaseStatus(status), at=at, note=note, note_only=note_only)
+        return dataclasses.replace(self, status=CaseStatus(status), history=[*self.history, entry], **fields)
+
+    def as_of(self, index):
+        """The case as it was at entry `index` of its history: that entry's status, the history up
+        to it; everything else as the case is now."""
+        return dataclasses.replace(self, status=self.history[index].status, history=list(self.history[:index + 1]))
+
+
+# --- what the other services report, as intake reads it (worker.py decodes each event into these) ----
+
+@dataclasses.dataclass(frozen=True)
+class CaseConcluded:
+    case_no: str
+    approved: bool = False
+    reason: str = ""
+    license_ids: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RectificationRequested:
+    case_no: str
+    item_code: str = ""
+    department_code: str = ""
+    material_codes: tuple = ()
+    reason: str = ""
+    round: int = 0  # 1 for the item's first rectification, 2 for the next…; 0: not counted
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionOpened:
+    case_no: str
+    item_codes: tuple = ()
+    department_codes: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOverdue:
+    case_no: str
+    item_code: str = ""
+    department_code: str = ""
+    elapsed_days: int = 0
+    limit_days: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConcluded:
+    case_no: str
+    kind: str = ""  # REVIEW, INSPECTION, ACCEPTANCE
+    passed: bool = False
+    report_key: str = ""
+    concluded_at: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionWithdrawn:
+    case_no: str
+    after_conclusion: bool = False
+    overridden: str = ""  # after_conclusion: the conclusion made void, "approved" or "rejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryDispatched:
+    case_no: str
+    attempt: int = 1
+    by_mail: bool = False
+    carrier: str = ""
+    tracking_number: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryReadyForPickup:
+    case_no: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryFailed:
+    case_no: str
+    attempt: int = 1
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryCompleted:
+    case_no: str
+    attempt: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationReceived:
+    case_no: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LicenseRevoked:
+    case_no: str
+    license_id: str = ""
+    reason: str = ""
+    superseded_by: str = ""  # the licence that replaced it (the buyer's certificate after a transfer)
+
+
+@dataclasses.dataclass(frozen=True)
+class BadReviewOpened:
+    case_no: str
+    channel: str = ""
+    department_code: str = ""
+    deadline: str = ""  # YYYY-MM-DD
+
+
+@dataclasses.dataclass(frozen=True)
+class BadReviewClosed:
+    case_no: str
+    channel: str = ""
+    department_code: str = ""
+    on_time: bool = False
+    result: str = ""

@@ -1,8 +1,12 @@
 """intake use cases: streamed uploads, case submission, supplements (补正), withdrawal, watching and
-listing cases, and the status a case has as the other services report on it. Store, blobs, bus,
-catalog and licences are passed in."""
+listing cases, and the status a case has as the other services report on it. Store, blobs,
+catalog, licences and clock are passed in (services/intake/wiring.py); the store saves a case with
+the version it was decided on and the events the change causes, and publishes them itself. Cases
+go in and out as domain values (domain.Case)."""
 import base64
 import binascii
+import copy
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -10,26 +14,28 @@ import logging
 import time
 import uuid
 
-from onething.common.v1 import common_pb2
 from onething.intake.v1 import events_pb2
 from services.common import telemetry
 from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, TooLarge, Unavailable
 from services.common.events import from_payload
-from services.common.mongo import flush_outbox, plain
 from services.intake import domain
-from services.intake.store import CaseDoc, now
 
 BUCKET = "materials"
 MAX_IDEMPOTENCY_KEY = 128
 log = logging.getLogger(__name__)
 
 
+def utc_now():
+    return datetime.datetime.now(datetime.UTC)
+
+
 class Intake:
-    def __init__(self, store, blobs, bus, catalog, max_upload_bytes, licences=None,
-                 watch_limit_s=600.0, watch_poll_s=0.2, audit=None):
-        self.store, self.blobs, self.bus, self.catalog = store, blobs, bus, catalog
+    def __init__(self, store, blobs, catalog, max_upload_bytes, licences=None,
+                 watch_limit_s=600.0, watch_poll_s=0.2, audit=None, clock=None):
+        self.store, self.blobs, self.catalog = store, blobs, catalog
+        self.clock = clock or utc_now  # an aware datetime: now
         # the audit log (services.common.audit): staff reads of cases
         self.audit = audit or MemoryAuditLog("intake")
         self.licences = licences
@@ -79,9 +85,10 @@ class Intake:
         if self.blobs.stat(BUCKET, key) is None:  # identical content is stored once
             self.blobs.put(BUCKET, key, b"".join(parts), content_type=ctype, metadata={"sha256": sha})
         upload_id = uuid.uuid4().hex
-        self.store.save_upload(upload_id=upload_id, applicant_id=applicant_id,
-                               material_code=header["material_code"], file_name=header.get("file_name", ""),
-                               content_type=ctype, sha256=sha, size=size, object_key=key)
+        self.store.save_upload(domain.Upload(
+            upload_id=upload_id, applicant_id=applicant_id, material_code=header["material_code"],
+            file_name=header.get("file_name", ""), content_type=ctype, sha256=sha, size=size, object_key=key,
+            created_at=self.clock()))
         return {"upload_id": upload_id, "sha256": sha, "size": size, "material_code": header["material_code"],
                 "content_type": ctype}
 
@@ -122,7 +129,8 @@ class Intake:
         covered = domain.check_materials(package, submitted, licences, holders)
 
         prefix = domain.case_prefix(package, region)
-        day = domain.today()
+        now = self.clock()
+        day = domain.today(now)
         case_no = domain.case_number(prefix, day, self.store.next_sequence(f"{prefix}{day:%Y%m%d}"))
         telemetry.mark_case(case_no)
         materials = [self._ref(u, package) for u in uploads]
@@ -132,20 +140,18 @@ class Intake:
             "case_no": case_no, "region_code": region, "applicant": applicant, "package": package,
             "materials": materials, "delivery": req.get("delivery") or {}, "form": form, "parties": parties,
             "acted_by": acted_by or "applicant"})
-        doc = CaseDoc(case_no=case_no, idempotency_key=key, request_hash=digest if key else None,
-                      package_code=package_code,
-                      package_version=int(package.get("version") or 0), region_code=region, applicant=applicant,
-                      status=domain.SUBMITTED, form=form, materials=materials, situations=situations,
-                      delivery=req.get("delivery") or {}, parties=parties,
-                      history=[{"status": domain.SUBMITTED, "at": now().isoformat(),
-                                "note": "submitted" + (f" by {by}" if by else "")}],
-                      outbox=[outbox_entry("case_submitted", event, case_no)])
+        case = domain.Case(
+            case_no=case_no, idempotency_key=key, request_hash=digest if key else None, package_code=package_code,
+            package_version=int(package.get("version") or 0), region_code=region, applicant=applicant,
+            status=domain.SUBMITTED, submitted_at=now, form=form, materials=materials, situations=situations,
+            delivery=req.get("delivery") or {}, parties=parties,
+            history=[domain.HistoryEntry(domain.SUBMITTED, now.isoformat(), "submitted" + (f" by {by}" if by else ""))])
         self._write_manifest(case_no, materials)  # first, so a case never exists without it
-        if not self.store.insert_case(doc):  # another request with the same key won the race
+        if not self.store.insert_case(case, [outbox_entry("case_submitted", event, case_no)]):
+            # another request with the same key won the race
             self.blobs.delete(BUCKET, self.manifest_key(case_no))
             return domain.check_same_request(self.store.by_idempotency_key(key), digest,
                                              req.get("idempotency_key") or "")
-        flush_outbox(CaseDoc, case_no, self.bus, doc.outbox)
         return self.store.case(case_no)
 
     @staticmethod
@@ -205,7 +211,7 @@ class Intake:
         except Unavailable as exc:
             log.warning("elicense unavailable, asking for every material: %s", exc.message)
             return []
-        return domain.valid_licences(held, domain.today())
+        return domain.valid_licences(held, domain.today(self.clock()))
 
     def get_case(self, case_no, actor=None, allow=None):
         """The case; read by a member of staff (`actor`: a clerk, an officer), the read is audited.
@@ -213,52 +219,57 @@ class Intake:
         case they may not see is answered exactly as one that does not exist."""
         with self.audit.read(actor, "case.read", case_no):
             domain.check_case_no(case_no)
-            doc = self.store.case(case_no)
-            if doc is None or (allow is not None and not allow((doc.applicant or {}).get("id_number", ""),
-                                                              doc.region_code)):
+            case = self.store.case(case_no)
+            if case is None or (allow is not None and not allow((case.applicant or {}).get("id_number", ""),
+                                                                case.region_code)):
                 raise NotFound(f"there is no case {case_no}")
-        return doc
+        return case
 
     # 补正 ----------------------------------------------------------------------------------
     def supplement(self, req, allow=None, acted_by="", by=""):
         """Hand in exactly the materials the rectification named; the case resumes where it was and
         `case_supplemented` tells the departments."""
-        doc = self.get_case(req.get("case_no", ""), allow=allow)
+        case = self.get_case(req.get("case_no", ""), allow=allow)
         applicant_id = req.get("applicant_id", "")
-        domain.check_owner(doc.applicant.get("id_number"), applicant_id, "supplement")
+        domain.check_owner(case.applicant.get("id_number"), applicant_id, "supplement")
         subs = req.get("materials", [])
         if any(not s.get("material_code") for s in subs):
             raise InvalidArgument("name the material of every upload handed in (material_code)")
-        rect = plain(doc.rectification or {})
-        domain.check_supplement(doc.status, rect, [s["material_code"] for s in subs])
+        rect = copy.deepcopy(case.rectification or {})
+        domain.check_supplement(case.status, rect, [s["material_code"] for s in subs])
         uploads = self._uploads(subs, applicant_id)
-        names = {m["material_code"]: m.get("name", "") for m in doc.materials}
+        names = {m["material_code"]: m.get("name", "") for m in case.materials}
         package = {"materials": [{"code": c, "name": n} for c, n in names.items()]}
         new = {u.material_code: self._ref(u, package) for u in uploads}
-        materials = [new.pop(m["material_code"], plain(m)) for m in doc.materials] + list(new.values())
+        materials = [new.pop(m["material_code"], copy.deepcopy(m)) for m in case.materials] + list(new.values())
         replaced = [m for m in materials if m["material_code"] in rect["material_codes"]]
         items = []
         for r in rect.get("requests", []):
             if r["item_code"] and r["item_code"] not in items:
                 items.append(r["item_code"])
         rounds = {r["item_code"]: int(r["round"]) for r in rect.get("requests", []) if r.get("round")}
-        event = events_pb2.CaseSupplemented(case_no=doc.case_no, item_codes=items, rounds=rounds,
+        event = events_pb2.CaseSupplemented(case_no=case.case_no, item_codes=items, rounds=rounds,
                                             acted_by=acted_by or "applicant")
         for m in replaced:
             event.materials.add(**m)
-        outbox = [outbox_entry("case_supplemented", event, doc.case_no)]
-        resume = rect.get("resume_status") or domain.SUBMITTED
-        ok = self.store.update_case(doc.case_no, domain.RECTIFYING, {"status": resume, "materials": materials},
-                                    f"supplemented {', '.join(rect['material_codes'])}" + (f" by {by}" if by else ""),
-                                    outbox=outbox,
-                                    unset=["rectification"], expect_requests=len(rect.get("requests", [])))
-        if not ok:
-            now_status = self.store.case(doc.case_no).status
-            raise FailedPrecondition(f"the case changed meanwhile (it is {now_status.removeprefix('CASE_STATUS_')} "
-                                     "now); look at it again before supplementing")
-        self._write_manifest(doc.case_no, materials)
-        flush_outbox(CaseDoc, doc.case_no, self.bus, outbox)
-        return self.store.case(doc.case_no)
+        events = [outbox_entry("case_supplemented", event, case.case_no)]
+        note = f"supplemented {', '.join(rect['material_codes'])}" + (f" by {by}" if by else "")
+        for _ in range(5):
+            resume = case.rectification.get("resume_status") or domain.SUBMITTED  # where it was, as of now
+            changed = case.changed(resume, note, self.clock().isoformat(), materials=materials, rectification={})
+            if self.store.save(changed, case.version, events):
+                break
+            case = self.store.case(case.case_no)
+            # the rectification answered is no longer the case's (a new request, a conclusion, a
+            # withdrawal came first): the applicant must look again; a note added meanwhile is not
+            if case.status != domain.RECTIFYING or \
+                    len(case.rectification.get("requests", [])) != len(rect.get("requests", [])):
+                raise FailedPrecondition(f"the case changed meanwhile (it is {case.status} now); look at it again "
+                                         "before supplementing")
+        else:
+            raise Unavailable("the case keeps changing; try again shortly")
+        self._write_manifest(case.case_no, materials)
+        return self.store.case(case.case_no)
 
     def rectification_requested(self, event):
         """A department named materials to hand in again: the case waits for them (RECTIFYING).
@@ -266,42 +277,43 @@ class Intake:
         telemetry.mark_case(event.case_no)
         request = {"item_code": event.item_code, "department_code": event.department_code,
                    "material_codes": list(event.material_codes), "reason": event.reason,
-                   "at": now().isoformat(), "round": event.round}
-        for _ in range(5):
-            doc = self.store.case(event.case_no)
-            if doc is None:
+                   "at": self.clock().isoformat(), "round": event.round}
+        for _ in range(10):
+            case = self.store.case(event.case_no)
+            if case is None:
                 return False
-            current = plain(doc.rectification or {})
-            if event.round and plain(doc.rectification_rounds or {}).get(event.item_code, 0) >= event.round:
+            if event.round and case.rectification_rounds.get(event.item_code, 0) >= event.round:
                 return False  # this round was asked (and perhaps answered) already: a redelivery
-            rect = domain.rectify({"status": doc.status, "rectification": current}, request)
+            rect = domain.rectify({"status": case.status, "rectification": copy.deepcopy(case.rectification)},
+                                  request)
             if rect is None:
                 return False
             note = f"rectification: {event.department_code} asks for {', '.join(request['material_codes'])}" + (
                 f" ({event.reason})" if event.reason else "")
-            if self.store.set_rectification(event.case_no, doc.status, current, domain.RECTIFYING, rect, note,
-                                            rounds={event.item_code: event.round} if event.round else None):
+            rounds = dict(case.rectification_rounds)
+            if event.round:
+                rounds[event.item_code] = event.round
+            changed = case.changed(domain.RECTIFYING, note, self.clock().isoformat(), rectification=rect,
+                                   rectification_rounds=rounds)
+            if self.store.save(changed, case.version):
                 return True
-        return False
+        raise RuntimeError(f"case {event.case_no} kept changing under us")  # the event is tried again
 
     # withdrawal ----------------------------------------------------------------------------
     def withdraw(self, req, allow=None, acted_by="", by=""):
-        doc = self.get_case(req.get("case_no", ""), allow=allow)
+        case = self.get_case(req.get("case_no", ""), allow=allow)
         applicant_id, reason = req.get("applicant_id", ""), (req.get("reason") or "").strip()
-        domain.check_owner(doc.applicant.get("id_number"), applicant_id, "withdraw")
+        domain.check_owner(case.applicant.get("id_number"), applicant_id, "withdraw")
+        note = "withdrawn" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
         for _ in range(5):
-            domain.check_withdraw(doc.status, reason)
-            event = events_pb2.CaseWithdrawn(case_no=doc.case_no, reason=reason, applicant_id=applicant_id,
-                                             region_code=doc.region_code, package_code=doc.package_code,
+            domain.check_withdraw(case.status, reason)
+            event = events_pb2.CaseWithdrawn(case_no=case.case_no, reason=reason, applicant_id=applicant_id,
+                                             region_code=case.region_code, package_code=case.package_code,
                                              acted_by=acted_by or "applicant")
-            outbox = [outbox_entry("case_withdrawn", event, doc.case_no)]
-            if self.store.update_case(doc.case_no, doc.status, {"status": domain.WITHDRAWN},
-                                      "withdrawn" + (f" by {by}" if by else "") + (f": {reason}" if reason else ""),
-                                      outbox=outbox,
-                                      unset=["rectification"]):
-                flush_outbox(CaseDoc, doc.case_no, self.bus, outbox)
-                return self.store.case(doc.case_no)
-            doc = self.store.case(doc.case_no)  # its status moved meanwhile: decide again
+            changed = case.changed(domain.WITHDRAWN, note, self.clock().isoformat(), rectification={})
+            if self.store.save(changed, case.version, [outbox_entry("case_withdrawn", event, case.case_no)]):
+                return self.store.case(case.case_no)
+            case = self.store.case(case.case_no)  # it changed meanwhile: decide again
         raise Unavailable("the case keeps changing; try again shortly")
 
     # reading -------------------------------------------------------------------------------
@@ -310,24 +322,24 @@ class Intake:
         final status, the time limit passes or the caller goes away. Read from the case's history,
         which every change appends to, so changes that follow each other between two looks are
         all sent, none skipped; notes that leave the status as it is (note_only) are not sent."""
-        doc = self.get_case(case_no, actor=actor, allow=allow)
-        yield doc
+        case = self.get_case(case_no, actor=actor, allow=allow)
+        yield case
         deadline = time.monotonic() + self.watch_limit_s
-        sent, status = len(doc.history), doc.status
+        sent, status = len(case.history), case.status
         while status not in domain.FINAL and time.monotonic() < deadline and is_active():
             time.sleep(self.watch_poll_s)
-            doc = self.store.case(case_no)
-            if doc is None:
+            case = self.store.case(case_no)
+            if case is None:
                 return
-            for i in range(sent, len(doc.history)):
-                if doc.history[i].get("note_only"):
+            for i in range(sent, len(case.history)):
+                if case.history[i].note_only:
                     continue
-                view = CaseAsOf(doc, i)
+                view = case.as_of(i)
                 yield view
                 if view.status in domain.FINAL:
                     return
-            sent = len(doc.history)
-            status = doc.status
+            sent = len(case.history)
+            status = case.status
 
     def list_cases(self, req, actor=None, region_prefix=None):
         """An applicant's cases, newest first; `region_prefix` (a clerk's region, as
@@ -338,15 +350,15 @@ class Intake:
             domain.check_applicant_id(applicant_id)
             size = domain.page_size(int(req.get("page_size") or 0))
             after = self._decode_token(req.get("page_token") or "")
-            docs = self.store.cases_of(applicant_id, size + 1, after, region_prefix=region_prefix)
-            details["case_nos"] = [d.case_no for d in docs[:size]]
+            cases = self.store.cases_of(applicant_id, size + 1, after, region_prefix=region_prefix)
+            details["case_nos"] = [c.case_no for c in cases[:size]]
         token = ""
-        if len(docs) > size:
-            docs = docs[:size]
-            last = docs[-1]
+        if len(cases) > size:
+            cases = cases[:size]
+            last = cases[-1]
             token = base64.urlsafe_b64encode(json.dumps(
                 {"at": last.submitted_at.isoformat(), "no": last.case_no}).encode()).decode()
-        return docs, token
+        return cases, token
 
     @staticmethod
     def _decode_token(token):
@@ -358,22 +370,27 @@ class Intake:
             domain.check_case_no(data["no"])
             return at, data["no"]
         except (ValueError, KeyError, TypeError, binascii.Error, InvalidArgument):
-            raise InvalidArgument("page_token is not one this service gave out; start again without it")
+            raise InvalidArgument("page_token is not one this service gave out; start again without it") from None
 
     # what the other services report ------------------------------------------------------
-    def _move(self, case_no, status, note, license_ids=None):
-        for _ in range(5):
-            doc = self.store.case(case_no)
-            if doc is None:
+    def _move(self, case_no, status, note, license_ids=()):
+        """Move the case forward to `status` (never backwards), adding the licences the move brings."""
+        for _ in range(10):
+            case = self.store.case(case_no)
+            if case is None:
                 return False
-            if domain.advance(doc.status, status) is None:
-                if license_ids and doc.status in (domain.DELIVERED, domain.RATED, domain.DELIVERY_FAILED):
+            added = _added(case.license_ids, license_ids)
+            if domain.advance(case.status, status) is None:
+                if added and case.status in (domain.DELIVERED, domain.RATED, domain.DELIVERY_FAILED):
                     # reported out of order (delivery first): keep the licences anyway
-                    self.store.add_licenses(case_no, license_ids)
+                    if not self.store.save(dataclasses.replace(case, license_ids=case.license_ids + added),
+                                           case.version):
+                        continue
                 return False
-            if self.store.move_status(case_no, doc.status, status, note, license_ids=license_ids):
+            changed = case.changed(status, note, self.clock().isoformat(), license_ids=case.license_ids + added)
+            if self.store.save(changed, case.version):
                 return True
-        return False
+        raise RuntimeError(f"case {case_no} kept changing under us")  # the event is tried again
 
     def case_concluded(self, event):
         status = domain.APPROVED if event.approved else domain.REJECTED
@@ -387,21 +404,24 @@ class Intake:
 
     # events recorded on the case (idempotent: each event's key is recorded with its change) --
     def _record(self, case_no, key, decide):
-        """Apply what one event means for the case: `decide(doc)` gives (status, note, store
-        options) or None when the event changes nothing. Compare-and-set on the status and on the
-        event's key, retried when another change came first; a redelivered event changes nothing."""
+        """Apply what one event means for the case: `decide(case)` gives (status, note, the case's
+        fields it changes) or None when the event changes nothing. Saved with the case's version and
+        the event's key, decided again when another change came first; a redelivered event changes
+        nothing. A note that keeps the status is `note_only`."""
         if not case_no:
             return False
         telemetry.mark_case(case_no)
         for _ in range(10):
-            doc = self.store.case(case_no)
-            if doc is None or key in (doc.noted or []):
+            case = self.store.case(case_no)
+            if case is None or key in case.noted:
                 return False
-            decision = decide(doc)
+            decision = decide(case)
             if decision is None:
                 return False
-            status, note, options = decision
-            if self.store.record(case_no, doc.status, status, note, key, **options):
+            status, note, fields = decision
+            changed = case.changed(status, note, self.clock().isoformat(), note_only=status == case.status,
+                                   noted=[*case.noted, key], **fields)
+            if self.store.save(changed, case.version):
                 return True
         raise RuntimeError(f"case {case_no} kept changing under us")
 
@@ -410,13 +430,12 @@ class Intake:
         waiting for materials already returns to IN_REVIEW once supplemented."""
         note = f"review opened: {len(event.item_codes)} items with {', '.join(event.department_codes)}"
 
-        def decide(doc):
-            if doc.status == domain.SUBMITTED:
+        def decide(case):
+            if case.status == domain.SUBMITTED:
                 return domain.IN_REVIEW, note, {}
-            resume = (doc.rectification or {}).get("resume_status")
-            if doc.status == domain.RECTIFYING and resume == domain.SUBMITTED:
-                return doc.status, note, {"set_fields": {"rectification.resume_status": domain.IN_REVIEW},
-                                          "expect": {"rectification.resume_status": domain.SUBMITTED}}
+            resume = case.rectification.get("resume_status")
+            if case.status == domain.RECTIFYING and resume == domain.SUBMITTED:
+                return case.status, note, {"rectification": dict(case.rectification, resume_status=domain.IN_REVIEW)}
             return None
 
         return self._record(event.case_no, "session_opened", decide)
@@ -426,7 +445,7 @@ class Intake:
         note = (f"督办: department {event.department_code} is past its promised limit for item {event.item_code} "
                 f"({event.elapsed_days} of {event.limit_days} working days); escalated")
         return self._record(event.case_no, f"task_overdue:{event.item_code}",
-                            lambda doc: (doc.status, note, {}))
+                            lambda case: (case.status, note, {}))
 
     def session_concluded(self, event):
         """A joint session (the joint site inspection) finished: its outcome goes into the history."""
@@ -438,17 +457,17 @@ class Intake:
         else:
             note = f"joint session {event.kind} concluded" + ("" if event.passed else " with defects")
         key = f"session_concluded:{event.kind}:{event.concluded_at or event.report_key}"
-        return self._record(event.case_no, key, lambda doc: (doc.status, note, {}))
+        return self._record(event.case_no, key, lambda case: (case.status, note, {}))
 
     def session_withdrawn(self, event):
         """joint_review closed the withdrawn case. Only a withdrawal that arrived after the
         departments had concluded adds something the applicant must know: that conclusion is void."""
         if not event.after_conclusion:
             return False
-        what = event.overridden.removeprefix("SESSION_STATUS_").lower() or "concluded"
+        what = event.overridden or "concluded"
         note = (f"the withdrawal reached the departments after they had concluded the case ({what}); "
                 "that conclusion is void: its licences are revoked and nothing is delivered")
-        return self._record(event.case_no, "session_withdrawn", lambda doc: (doc.status, note, {}))
+        return self._record(event.case_no, "session_withdrawn", lambda case: (case.status, note, {}))
 
     def delivery_failed(self, event):
         """The results could not be delivered: the applicant sees DELIVERY_FAILED until delivery
@@ -457,9 +476,10 @@ class Intake:
         note = f"results could not be delivered: {event.reason}" + (
             "; give the window a corrected address to have them sent again" if event.reason else "")
 
-        def decide(doc):
-            status = domain.after_failure(doc.status, attempt, doc.delivery_attempt or 0)
-            return None if status is None else (status, note, {"raise_attempt": attempt})
+        def decide(case):
+            status = domain.after_failure(case.status, attempt, case.delivery_attempt)
+            return None if status is None else (status, note, {"delivery_attempt": max(case.delivery_attempt,
+                                                                                        attempt)})
 
         return self._record(event.case_no, f"delivery_failed:{attempt}", decide)
 
@@ -468,23 +488,22 @@ class Intake:
         failure, the case is APPROVED again. ELECTRONIC links are issued and completed at once:
         delivery_completed says all there is."""
         attempt = event.attempt or 1
-        mail = event.channel == common_pb2.DELIVERY_CHANNEL_MAIL
         sent = f"handed to {event.carrier}, tracking number {event.tracking_number}" if event.carrier else "dispatched"
         note = (f"results sent again to the corrected address: {sent}" if attempt > 1 else f"results {sent}")
 
-        def decide(doc):
-            status = domain.after_dispatch(doc.status, attempt, doc.delivery_attempt or 0)
-            if status is None or (status == doc.status and not mail):
+        def decide(case):
+            status = domain.after_dispatch(case.status, attempt, case.delivery_attempt)
+            if status is None or (status == case.status and not event.by_mail):
                 return None
-            return status, note, {"raise_attempt": attempt}
+            return status, note, {"delivery_attempt": max(case.delivery_attempt, attempt)}
 
         return self._record(event.case_no, f"delivery_dispatched:{attempt}", decide)
 
     def delivery_ready_for_pickup(self, event):
         note = "results wait at the window: show the pickup code (GetDelivery) to collect them"
 
-        def decide(doc):
-            return (doc.status, note, {}) if doc.status in domain.OPEN + (domain.APPROVED,) else None
+        def decide(case):
+            return (case.status, note, {}) if case.status in (*domain.OPEN, domain.APPROVED) else None
 
         return self._record(event.case_no, "delivery_ready_for_pickup", decide)
 
@@ -496,28 +515,25 @@ class Intake:
             note = f"licence {event.license_id} superseded by {event.superseded_by}: it is no longer valid"
         else:
             note = f"licence {event.license_id} revoked" + (f": {event.reason}" if event.reason else "")
-        return self._record(event.case_no, f"license_revoked:{event.license_id}",
-                            lambda doc: (doc.status, note, {"add_to_set": {"revoked_license_ids": event.license_id}}))
+        return self._record(event.case_no, f"license_revoked:{event.license_id}", lambda case: (
+            case.status, note, {"revoked_license_ids": case.revoked_license_ids + _added(case.revoked_license_ids,
+                                                                                         [event.license_id])}))
 
     def bad_review_opened(self, event):
         note = (f"差评 ({event.channel}) received: department {event.department_code} must put it right "
                 f"by {event.deadline}")
-        return self._record(event.case_no, f"bad_review_opened:{event.channel}", lambda doc: (doc.status, note, {}))
+        return self._record(event.case_no, f"bad_review_opened:{event.channel}", lambda case: (case.status, note, {}))
 
     def bad_review_closed(self, event):
         note = (f"差评 ({event.channel}) put right by department {event.department_code} "
                 f"({'on time' if event.on_time else 'late'}): {event.result}")
-        return self._record(event.case_no, f"bad_review_closed:{event.channel}", lambda doc: (doc.status, note, {}))
+        return self._record(event.case_no, f"bad_review_closed:{event.channel}", lambda case: (case.status, note, {}))
 
 
-class CaseAsOf:
-    """A case as it was at entry `index` of its history: that entry's status, the history up to it;
-    everything else as the case is now."""
-
-    def __init__(self, doc, index):
-        self._doc = doc
-        self.history = list(doc.history[:index + 1])
-        self.status = self.history[-1]["status"]
-
-    def __getattr__(self, name):
-        return getattr(self._doc, name)
+def _added(present, more):
+    """Those of `more` not in `present` yet, each once, in order (a set's add)."""
+    out = []
+    for value in more or ():
+        if value not in present and value not in out:
+            out.append(value)
+    return out

@@ -1,14 +1,20 @@
-"""intake's MongoDB store (database `<prefix>intake`)."""
+"""intake's MongoDB store (database `<prefix>intake`): the persistence port of the handlers. It takes
+and gives domain values (domain.Case, domain.Upload) and maps them explicitly to what is stored, so
+stored cases read the same whatever the domain or the proto call things. A case is saved whole,
+with the version it was decided on and the events its change causes (kept in its `outbox` in the
+same write, published once the write is committed; see services.common.mongo.OutboxStore)."""
 import datetime
 
 import mongoengine as me
-from services.common.mongo import next_counter
+
+from services.common.mongo import OutboxStore, next_counter, plain
+from services.intake import domain
 
 ALIAS = "intake"
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc)
+def _now():
+    return datetime.datetime.now(datetime.UTC)
 
 
 class UploadDoc(me.Document):
@@ -21,7 +27,7 @@ class UploadDoc(me.Document):
     sha256 = me.StringField(required=True)
     size = me.IntField(required=True)
     object_key = me.StringField(required=True)
-    created_at = me.DateTimeField(default=now)
+    created_at = me.DateTimeField(default=_now)
 
 
 class CaseDoc(me.Document):
@@ -43,12 +49,13 @@ class CaseDoc(me.Document):
     license_ids = me.ListField(me.StringField())
     situations = me.DictField()
     rectification = me.DictField()     # while RECTIFYING: named materials, requests, resume_status
-    submitted_at = me.DateTimeField(default=now)
+    submitted_at = me.DateTimeField(default=_now)
     rectification_rounds = me.DictField()  # item → the last rectification round asked
     revoked_license_ids = me.ListField(me.StringField())  # licences of the case elicense revoked
     delivery_attempt = me.IntField(default=0)  # the latest delivery attempt intake has heard of
-    noted = me.ListField(me.StringField())     # the events already recorded (see IntakeStore.record)
+    noted = me.ListField(me.StringField())     # the events already recorded on the case
     parties = me.ListField(me.DictField())     # whom the case is about besides the applicant (role, name, id_number, code_type)
+    version = me.IntField(default=0)           # saved changes; cases stored before it was kept have none (0)
     outbox = me.ListField(me.DictField())
 
 
@@ -58,87 +65,144 @@ class Counter(me.Document):
     value = me.IntField(default=0)
 
 
-class IntakeStore:
-    def save_upload(self, **fields):
-        UploadDoc(**fields).save(force_insert=True)
+# --- the stored forms ---------------------------------------------------------------------------------
+
+def stored_history(entry):
+    out = {"status": domain.STORED_STATUS[entry.status], "at": entry.at, "note": entry.note}
+    if entry.note_only:
+        out["note_only"] = True
+    return out
+
+
+def history_entry(stored):
+    return domain.HistoryEntry(status=domain.STATUS_OF_STORED[stored["status"]], at=stored.get("at", ""),
+                               note=stored.get("note", ""), note_only=bool(stored.get("note_only")))
+
+
+def stored_rectification(rect):
+    out = dict(rect or {})
+    if out.get("resume_status"):
+        out["resume_status"] = domain.STORED_STATUS[domain.CaseStatus(out["resume_status"])]
+    return out
+
+
+def rectification(stored):
+    out = plain(stored or {})
+    if out.get("resume_status"):
+        out["resume_status"] = domain.STATUS_OF_STORED[out["resume_status"]]
+    return out
+
+
+# what a save may change: everything but the case's identity and what its submission fixed
+_CHANGING = ("status", "history", "materials", "license_ids", "revoked_license_ids", "rectification",
+             "rectification_rounds", "delivery_attempt", "noted")
+
+
+def stored_case(case):
+    """The stored fields of a case (no `_id`, no outbox); absent keys are left out, not null (the
+    idempotency key's index is sparse)."""
+    out = {"package_code": case.package_code, "package_version": int(case.package_version or 0),
+           "region_code": case.region_code, "applicant": dict(case.applicant or {}),
+           "status": domain.STORED_STATUS[case.status], "form": dict(case.form or {}),
+           "materials": [dict(m) for m in case.materials], "delivery": dict(case.delivery or {}),
+           "history": [stored_history(h) for h in case.history], "license_ids": list(case.license_ids),
+           "situations": dict(case.situations or {}), "rectification": stored_rectification(case.rectification),
+           "submitted_at": case.submitted_at, "rectification_rounds": dict(case.rectification_rounds or {}),
+           "revoked_license_ids": list(case.revoked_license_ids), "delivery_attempt": int(case.delivery_attempt or 0),
+           "noted": list(case.noted), "parties": [dict(p) for p in case.parties]}
+    if case.idempotency_key:
+        out["idempotency_key"] = case.idempotency_key
+    if case.request_hash:
+        out["request_hash"] = case.request_hash
+    return out
+
+
+def case_of(doc):
+    """The domain's case of a stored one (a CaseDoc)."""
+    if doc is None:
+        return None
+    return domain.Case(
+        case_no=doc.case_no, package_code=doc.package_code, package_version=doc.package_version or 0,
+        region_code=doc.region_code, applicant=plain(doc.applicant or {}),
+        status=domain.STATUS_OF_STORED[doc.status], submitted_at=doc.submitted_at, form=plain(doc.form or {}),
+        materials=plain(list(doc.materials or [])), delivery=plain(doc.delivery or {}),
+        situations=plain(doc.situations or {}), parties=plain(list(doc.parties or [])),
+        history=[history_entry(h) for h in doc.history or []], license_ids=list(doc.license_ids or []),
+        revoked_license_ids=list(doc.revoked_license_ids or []), rectification=rectification(doc.rectification),
+        rectification_rounds=plain(doc.rectification_rounds or {}), delivery_attempt=doc.delivery_attempt or 0,
+        noted=list(doc.noted or []), idempotency_key=doc.idempotency_key or None,
+        request_hash=doc.request_hash or None, version=doc.version or 0)
+
+
+def upload_of(doc):
+    if doc is None:
+        return None
+    return domain.Upload(upload_id=doc.upload_id, applicant_id=doc.applicant_id, material_code=doc.material_code,
+                         sha256=doc.sha256, size=doc.size, object_key=doc.object_key, file_name=doc.file_name or "",
+                         content_type=doc.content_type or "", created_at=doc.created_at)
+
+
+class IntakeStore(OutboxStore):
+    """Cases and uploads. Every change of a case is a compare-and-set on its version: a save whose
+    case changed meanwhile is refused (False) and the handler decides again on the case as it is
+    now. The events a save carries are published after it is committed; what a broker outage or a
+    dead process leaves pending is published by `sweep()`."""
+
+    document = CaseDoc
+
+    def save_upload(self, upload):
+        UploadDoc(upload_id=upload.upload_id, applicant_id=upload.applicant_id, material_code=upload.material_code,
+                  file_name=upload.file_name, content_type=upload.content_type, sha256=upload.sha256,
+                  size=upload.size, object_key=upload.object_key,
+                  created_at=upload.created_at or _now()).save(force_insert=True)
 
     def upload(self, upload_id):
-        return UploadDoc.objects(upload_id=upload_id).first()
+        return upload_of(UploadDoc.objects(upload_id=upload_id).first())
 
     def next_sequence(self, key):
         """The next number of `key`, atomically (concurrent first submissions of a day included)."""
         return next_counter(Counter._get_collection(), key)
 
     def by_idempotency_key(self, key):
-        return CaseDoc.objects(idempotency_key=key).first() if key else None
+        return case_of(CaseDoc.objects(idempotency_key=key).first()) if key else None
 
-    def insert_case(self, doc):
-        """Insert; False when the idempotency key is already taken."""
+    def insert_case(self, case, events=()):
+        """Insert a new case (version 1) with its events; False when its idempotency key (or
+        number) is taken already."""
+        events = list(events)
+        fields = stored_case(case)
+        if not fields["rectification"]:
+            del fields["rectification"]
         try:
-            doc.save(force_insert=True)
+            CaseDoc(case_no=case.case_no, version=1, outbox=events, **fields).save(force_insert=True)
         except me.NotUniqueError:
             return False
+        self.publish(case.case_no, events)
         return True
 
     def case(self, case_no):
-        return CaseDoc.objects(case_no=case_no).first()
+        return case_of(CaseDoc.objects(case_no=case_no).first())
 
-    def add_licenses(self, case_no, license_ids):
-        CaseDoc.objects(case_no=case_no).update_one(add_to_set__license_ids=list(license_ids))
-
-    def move_status(self, case_no, expected, status, note, outbox=None, license_ids=None):
-        """Compare-and-set on the status so concurrent events cannot move a case backwards."""
-        update = {"set__status": status,
-                  "push__history": {"status": status, "at": now().isoformat(), "note": note}}
-        if license_ids:
-            update["add_to_set__license_ids"] = list(license_ids)
-        if outbox:
-            update["push_all__outbox"] = outbox
-        return CaseDoc.objects(case_no=case_no, status=expected).update_one(**update) == 1
-
-    def update_case(self, case_no, expected_status, set_fields, note, outbox=None, unset=(), expect_requests=None):
-        """Compare-and-set: change the case only while it still has `expected_status` (and, for a
-        rectification, the same requests), so concurrent changes never overwrite each other."""
-        query = {"_id": case_no, "status": expected_status}
-        if expect_requests is not None:
-            query["rectification.requests"] = {"$size": expect_requests}
-        update = {"$set": dict(set_fields),
-                  "$push": {"history": {"status": set_fields.get("status", expected_status),
-                                        "at": now().isoformat(), "note": note}}}
-        if outbox:
-            update["$push"]["outbox"] = {"$each": list(outbox)}
-        if unset:
-            update["$unset"] = {f: "" for f in unset}
-        return CaseDoc._get_collection().update_one(query, update).modified_count == 1
-
-    def record(self, case_no, expected_status, status, note, key, set_fields=None, add_to_set=None, raise_attempt=0,
-               expect=None):
-        """One change an event makes, compare-and-set: only while the case still has
-        `expected_status` (and the `expect` values) and has not recorded `key` yet, so a redelivered
-        event changes nothing. Appends a history entry (`note_only` when the status stays), remembers
-        `key`, sets `set_fields`, adds `add_to_set` values and raises delivery_attempt to
-        `raise_attempt`. True when it changed the case."""
-        query = {"_id": case_no, "status": expected_status, "noted": {"$ne": key}, **(expect or {})}
-        entry = {"status": status, "at": now().isoformat(), "note": note}
-        if status == expected_status:
-            entry["note_only"] = True
-        update = {"$set": {"status": status, **(set_fields or {})}, "$push": {"history": entry},
-                  "$addToSet": {"noted": key, **(add_to_set or {})}}
-        if raise_attempt:
-            update["$max"] = {"delivery_attempt": int(raise_attempt)}
-        return CaseDoc._get_collection().update_one(query, update).modified_count == 1
-
-    def set_rectification(self, case_no, expected_status, expected_rectification, status, rectification, note,
-                          rounds=None):
-        query = {"_id": case_no, "status": expected_status}
-        if expected_status == "CASE_STATUS_RECTIFYING":
-            query["rectification.requests"] = {"$size": len(expected_rectification.get("requests", []))}
-        changes = {"status": status, "rectification": rectification}
-        for item, n in (rounds or {}).items():
-            changes[f"rectification_rounds.{item}"] = n
-        update = {"$set": changes,
-                  "$push": {"history": {"status": status, "at": now().isoformat(), "note": note}}}
-        return CaseDoc._get_collection().update_one(query, update).modified_count == 1
+    def save(self, case, expected_version, events=()):
+        """Write the case's changes (status, history, materials, licences, rectification, recorded
+        events, delivery attempt) and add `events` to its outbox, only while the stored case still
+        has `expected_version`; then publish those events. True when it was written."""
+        events = list(events)
+        fields = stored_case(case)
+        changes = {name: fields[name] for name in _CHANGING}
+        update = {"$set": changes, "$inc": {"version": 1}}
+        if not changes["rectification"]:  # kept only while there is one, as it always was
+            del changes["rectification"]
+            update["$unset"] = {"rectification": ""}
+        if events:
+            update["$push"] = {"outbox": {"$each": events}}
+        # a case stored before versions were kept has none: version 0
+        version = {"$in": [0, None]} if not expected_version else int(expected_version)
+        written = CaseDoc._get_collection().update_one({"_id": case.case_no, "version": version}, update)
+        if written.modified_count != 1:
+            return False
+        self.publish(case.case_no, events)
+        return True
 
     def cases_of(self, applicant_id, limit, after=None, region_prefix=None):
         """An applicant's cases, newest first; `after` = (submitted_at, case_no) of the last one seen;
@@ -151,4 +215,4 @@ class IntakeStore:
             at, case_no = after
             qs = qs.filter(__raw__={"$or": [{"submitted_at": {"$lt": at}},
                                             {"submitted_at": at, "_id": {"$lt": case_no}}]})
-        return list(qs.order_by("-submitted_at", "-case_no").limit(limit))
+        return [case_of(d) for d in qs.order_by("-submitted_at", "-case_no").limit(limit)]

@@ -9,9 +9,6 @@ import pytest
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog.api import CatalogApi
-from services.catalog.handlers import Catalog
-from services.catalog.memstore import MemoryCatalogStore
-from services.common.bus import RecordingBus
 from services.common.grpc_server import ApiServer
 from tools import catalog_cli
 
@@ -19,8 +16,8 @@ DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
-def server(local_idp):
-    catalog = Catalog(MemoryCatalogStore(), RecordingBus("catalog"), data_dir=str(DATA))
+def server(local_idp, make_catalog):
+    catalog = make_catalog(DATA)
     catalog.load()
     name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     srv = ApiServer(0, [(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogApi(catalog))], [name]).start()

@@ -1,11 +1,11 @@
 """What the catalog writes to its audit log (the in-memory fake of the port): publish, retire and
 reload with who asked, refusals with their status."""
 import pytest
+from test_catalog_versions import edit, shorten_social_card
 
 from services.common import audit
 from services.common.auth import Actor
 from services.common.errors import FailedPrecondition
-from test_catalog_versions import bus, catalog, data, edit, shorten_social_card  # noqa: F401
 
 OPERATOR = Actor("operator-1", "operator", "", "440100")
 

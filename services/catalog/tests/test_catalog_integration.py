@@ -7,6 +7,8 @@ import time
 import pytest
 import yaml
 
+from services.catalog.definitions import VersionStatus
+
 pytestmark = pytest.mark.integration
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
@@ -14,15 +16,14 @@ DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 @pytest.fixture
 def catalog(test_env, tmp_path):
-    from services.catalog.handlers import Catalog
-    from services.catalog.store import CatalogStore, PackageVersionDoc
+    from services.catalog.store import PackageVersionDoc
+    from services.catalog.wiring import build_catalog
     from services.common import mongo
-    from services.common.bus import Bus
     mongo.connect("catalog")
     PackageVersionDoc.drop_collection()
     data = tmp_path / "data"
     shutil.copytree(DATA, data)
-    c = Catalog(CatalogStore(), Bus("catalog"), data_dir=str(data))
+    c = build_catalog(data_dir=str(data), serves=lambda region: True)  # the real store, bus and audit log
     c.data = data
     yield c
     PackageVersionDoc.drop_collection()
@@ -42,11 +43,11 @@ def test_load_publish_and_version_pinning_on_mongo(catalog, probe):
     assert catalog.get_package("XSECS", "440300")["version"] == 1
 
     assert catalog.publish("XSECS")["version"] == 2
-    card = lambda pkg: next(i for i in pkg["items"] if i["code"] == "110000000005")  # noqa: E731
+    card = lambda pkg: next(i for i in pkg["items"] if i["code"] == "110000000005")
     assert card(catalog.get_package("XSECS", "440300"))["promised_limit_days"] == 4
     old = catalog.get_package("XSECS", "440300", version=1)
-    assert card(old)["promised_limit_days"] == 5 and old["status"] == "VERSION_STATUS_RETIRED"
-    assert [v["status"] for v in catalog.versions("XSECS")] == ["VERSION_STATUS_RETIRED", "VERSION_STATUS_PUBLISHED"]
+    assert card(old)["promised_limit_days"] == 5 and old["status"] is VersionStatus.RETIRED
+    assert [v["status"] for v in catalog.versions("XSECS")] == [VersionStatus.RETIRED, VersionStatus.PUBLISHED]
 
     from services.catalog.store import PackageVersionDoc
     assert PackageVersionDoc.objects(outbox__0__exists=True).count() == 0

@@ -2,36 +2,16 @@
 stays on its version, the catalog publishes no events (package_published had no consumer and was
 removed), and data folders that do not validate are refused as a whole."""
 import pathlib
-import shutil
 
 import pytest
 import yaml
 
-from services.catalog.handlers import Catalog
-from services.catalog.memstore import MemoryCatalogStore
+from services.catalog.definitions import VersionStatus
+from services.catalog.fakes import MemoryCatalogStore
 from services.common.bus import RecordingBus
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
-
-
-@pytest.fixture
-def data(tmp_path):
-    target = tmp_path / "data"
-    shutil.copytree(DATA, target)
-    return target
-
-
-@pytest.fixture
-def bus():
-    return RecordingBus("catalog")
-
-
-@pytest.fixture
-def catalog(data, bus):
-    c = Catalog(MemoryCatalogStore(), bus, data_dir=str(data))
-    c.load()
-    return c
 
 
 def edit(path, change):
@@ -51,7 +31,7 @@ def shorten_social_card(days):
 def test_first_load_publishes_version_one_of_every_package_and_emits_no_event(catalog, bus):
     codes = catalog.store.codes()
     assert len(codes) >= 12
-    assert {catalog.versions(c)[0]["status"] for c in codes} == {"VERSION_STATUS_PUBLISHED"}
+    assert {catalog.versions(c)[0]["status"] for c in codes} == {VersionStatus.PUBLISHED}
     assert catalog.get_package("RCYJ", "440300")["version"] == 1
     assert bus.published == [] and catalog.store.pending() == []
 
@@ -82,7 +62,7 @@ def test_a_second_edit_replaces_the_draft(catalog, data):
     edit(data / "packages" / "newborn.yaml", shorten_social_card(6))
     assert ("XSECS", 2, "draft_updated") in catalog.reload()
     assert [(v["version"], v["status"]) for v in catalog.versions("XSECS")] == [
-        (1, "VERSION_STATUS_PUBLISHED"), (2, "VERSION_STATUS_DRAFT")]
+        (1, VersionStatus.PUBLISHED), (2, VersionStatus.DRAFT)]
 
 
 def test_overlay_edit_also_makes_a_draft(catalog, data):
@@ -95,14 +75,14 @@ def test_publish_makes_the_draft_current_and_a_case_keeps_its_version(catalog, d
     edit(data / "packages" / "newborn.yaml", shorten_social_card(4))
     catalog.reload()
     published = catalog.publish("XSECS")
-    assert (published["version"], published["status"]) == (2, "VERSION_STATUS_PUBLISHED")
+    assert (published["version"], published["status"]) == (2, VersionStatus.PUBLISHED)
     assert published["published_at"]
     assert bus.published == []  # nothing consumes a publication: cases carry their version's snapshot
     latest = catalog.get_package("XSECS", "440300")
     old = catalog.get_package("XSECS", "440300", version=1)
-    card = lambda pkg: next(i for i in pkg["items"] if i["code"] == "110000000005")  # noqa: E731
+    card = lambda pkg: next(i for i in pkg["items"] if i["code"] == "110000000005")
     assert (latest["version"], card(latest)["promised_limit_days"]) == (2, 4)
-    assert (old["version"], card(old)["promised_limit_days"], old["status"]) == (1, 5, "VERSION_STATUS_RETIRED")
+    assert (old["version"], card(old)["promised_limit_days"], old["status"]) == (1, 5, VersionStatus.RETIRED)
     # reloading the same files now finds them equal to version 2
     assert ("XSECS", 2, "unchanged") in catalog.reload()
 
@@ -118,13 +98,13 @@ def test_publish_without_a_draft_is_refused(catalog):
 
 def test_retire_withdraws_the_package_and_reload_does_not_bring_it_back(catalog):
     retired = catalog.retire("XSECS")
-    assert (retired["version"], retired["status"]) == (1, "VERSION_STATUS_RETIRED")
+    assert (retired["version"], retired["status"]) == (1, VersionStatus.RETIRED)
     with pytest.raises(NotFound, match="retired"):
         catalog.get_package("XSECS", "440100")
     assert "XSECS" not in [p["code"] for p in catalog.list_packages("440100")]
     assert catalog.get_package("XSECS", "440100", version=1)["version"] == 1  # cases on it still read it
     assert ("XSECS", 1, "unchanged") in catalog.reload()
-    assert catalog.retire("XSECS", 1)["status"] == "VERSION_STATUS_RETIRED"  # idempotent
+    assert catalog.retire("XSECS", 1)["status"] == VersionStatus.RETIRED  # idempotent
 
 
 def test_retire_refuses_a_draft_and_unknown_versions(catalog, data):
@@ -150,9 +130,9 @@ class BrokenBus(RecordingBus):
         raise ConnectionError("broker away")
 
 
-def test_loading_and_publishing_need_no_broker(data):
-    store = MemoryCatalogStore()
-    catalog = Catalog(store, BrokenBus(), data_dir=str(data))
+def test_loading_and_publishing_need_no_broker(data, make_catalog):
+    store = MemoryCatalogStore(BrokenBus())
+    catalog = make_catalog(data, store=store)
     catalog.load()
     edit(data / "packages" / "newborn.yaml", shorten_social_card(4))
     catalog.reload()
@@ -209,7 +189,7 @@ def test_a_bad_data_folder_is_refused_and_changes_nothing(catalog, data, bus, pa
 
 def test_unreadable_yaml_and_unknown_kind_are_named(catalog, data):
     (data / "overlays" / "440300" / "broken.yaml").write_text("kind: [overlay\n", encoding="utf-8")
-    with pytest.raises(InvalidArgument, match="broken.yaml: not valid YAML"):
+    with pytest.raises(InvalidArgument, match=r"broken\.yaml: not valid YAML"):
         catalog.reload()
     (data / "overlays" / "440300" / "broken.yaml").write_text("kind: patch\n", encoding="utf-8")
     with pytest.raises(InvalidArgument, match="kind must be"):

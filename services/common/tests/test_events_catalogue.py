@@ -7,6 +7,8 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SERVICES = ROOT / "services"
 PUBLISH = re.compile(r'outbox_entry\(\s*"([a-z_]+)"')
+# a service may name its event types in one table (elicense's codec: {message class: event type})
+PUBLISH_TABLE = re.compile(r"EVENT_TYPES\s*=\s*\{([^}]*)\}")
 CONSUME = re.compile(r'@event_handler\(\s*"([a-z_]+)",\s*(?:"([a-z_]+)"|(task_routing_key)\()')
 
 
@@ -21,6 +23,9 @@ def published():
         text = path.read_text(encoding="utf-8")
         for event in PUBLISH.findall(text):
             found[event] = path.parent.name
+        for table in PUBLISH_TABLE.findall(text):
+            for event in re.findall(r'"([a-z_]+)"', table):
+                found[event] = path.parent.name
         if "outbox_entry(task_routing_key(" in text:  # task_assigned.<department>.<region>
             found["task_assigned"] = path.parent.name
     return found

@@ -1,12 +1,15 @@
 """intake's elicense adapter and the handler parts that need no server, with fakes."""
-import types
+import dataclasses
+import datetime
 
 import grpc
 import pytest
 
 from onething.elicense.v1 import elicense_pb2
 from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.intake import domain
 from services.intake.elicense_client import ElicenseClient
+from services.intake.fakes import FakeIntakeStore
 from services.intake.handlers import Intake
 
 
@@ -68,7 +71,7 @@ class Licences:
 
 
 def _intake(licences=None, store=None):
-    return Intake(store, None, None, None, 1024, licences=licences, watch_limit_s=5, watch_poll_s=0.001)
+    return Intake(store, None, None, 1024, licences=licences, watch_limit_s=5, watch_poll_s=0.001)
 
 
 def test_unreachable_elicense_means_every_material_is_asked_for(caplog):
@@ -86,31 +89,42 @@ def test_only_valid_licences_are_used():
     assert [l["license_id"] for l in got] == ["A"]
 
 
-class SequenceStore:
-    """Returns the given case states one after another (the last one for ever). A state is the
-    case's history: a list of statuses, a ("note", status) pair for a note that keeps the status."""
+class ChangingStore(FakeIntakeStore):
+    """The shared fake store, with a case that changes between two looks: before its n-th read the
+    case's history is taken to the n-th of `states` (the last one for ever), each new entry saved
+    as a change of the case. A state is the case's history: a list of statuses, a ("note",
+    status) pair for a note that keeps the status; None: there is no such case."""
 
     def __init__(self, states):
+        super().__init__()
         self.states, self.reads = list(states), 0
+        if self.states[0] is not None:
+            self.insert_case(domain.Case(case_no=CASE_NO, package_code="XSECS", package_version=1,
+                                         region_code="440100", applicant={"id_number": "X"}, status=SUB,
+                                         submitted_at=datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC),
+                                         history=[domain.HistoryEntry(SUB, "t0", "submitted")]))
 
     def case(self, case_no):
         self.reads += 1
         state = self.states[min(self.reads - 1, len(self.states) - 1)]
-        if state is None:
-            return None
-        history = [{"status": h[1], "note": "a note", "note_only": True} if isinstance(h, tuple)
-                   else {"status": h, "note": ""} for h in state]
-        return types.SimpleNamespace(case_no=case_no, status=history[-1]["status"], history=history,
-                                     applicant={"id_number": "X"})
+        case = super().case(case_no)
+        for change in (state or [])[len(case.history) if case else 0:]:
+            note_only = isinstance(change, tuple)
+            status = change[1] if note_only else change
+            assert self.save(case.changed(status, "a note" if note_only else "", "t", note_only=note_only),
+                             case.version)
+            case = super().case(case_no)
+        return case
 
 
 CASE_NO = "440100XSECS202611260001"
-SUB, REV, RECT, APP, FAIL, DEL, REJ = (f"CASE_STATUS_{s}" for s in (
-    "SUBMITTED", "IN_REVIEW", "RECTIFYING", "APPROVED", "DELIVERY_FAILED", "DELIVERED", "REJECTED"))
+SUB, REV, RECT, APP, FAIL, DEL, REJ, RATED = (
+    domain.SUBMITTED, domain.IN_REVIEW, domain.RECTIFYING, domain.APPROVED, domain.DELIVERY_FAILED, domain.DELIVERED,
+    domain.REJECTED, domain.RATED)
 
 
 def test_watch_sends_the_case_then_each_change_and_ends_at_a_final_status():
-    store = SequenceStore([[SUB], [SUB], [SUB, RECT], [SUB, RECT], [SUB, RECT, SUB], [SUB, RECT, SUB, REJ],
+    store = ChangingStore([[SUB], [SUB], [SUB, RECT], [SUB, RECT], [SUB, RECT, SUB], [SUB, RECT, SUB, REJ],
                            [SUB, RECT, SUB, REJ, DEL]])
     got = [d.status for d in _intake(store=store).watch(CASE_NO)]
     assert got == [SUB, RECT, SUB, REJ]
@@ -118,41 +132,70 @@ def test_watch_sends_the_case_then_each_change_and_ends_at_a_final_status():
 
 def test_watch_sends_every_change_that_happened_between_two_looks_in_order():
     """Polling the status alone would jump from SUBMITTED to DELIVERED here; the history has them all."""
-    store = SequenceStore([[SUB], [SUB, REV, APP, FAIL, APP, DEL], [SUB, REV, APP, FAIL, APP, DEL, "CASE_STATUS_RATED"]])
+    store = ChangingStore([[SUB], [SUB, REV, APP, FAIL, APP, DEL], [SUB, REV, APP, FAIL, APP, DEL, RATED]])
     got = list(_intake(store=store).watch(CASE_NO))
-    assert [d.status for d in got] == [SUB, REV, APP, FAIL, APP, DEL, "CASE_STATUS_RATED"]
+    assert [d.status for d in got] == [SUB, REV, APP, FAIL, APP, DEL, RATED]
     # each message is the case as of its change: its history ends with that change
     assert [len(d.history) for d in got] == [1, 2, 3, 4, 5, 6, 7]
-    assert got[3].history[-1]["status"] == FAIL and got[3].case_no == CASE_NO and got[3].applicant == {"id_number": "X"}
+    assert got[3].history[-1].status == FAIL and got[3].case_no == CASE_NO and got[3].applicant == {"id_number": "X"}
 
 
 def test_watch_sends_no_message_for_a_note_and_none_twice():
-    store = SequenceStore([[SUB], [SUB, ("note", SUB)], [SUB, ("note", SUB), REV, ("note", REV)],
+    store = ChangingStore([[SUB], [SUB, ("note", SUB)], [SUB, ("note", SUB), REV, ("note", REV)],
                            [SUB, ("note", SUB), REV, ("note", REV)], [SUB, ("note", SUB), REV, ("note", REV), REJ]])
     got = [d.status for d in _intake(store=store).watch(CASE_NO)]
     assert got == [SUB, REV, REJ]
 
 
 def test_watch_stops_at_the_first_final_status_even_if_more_follows_in_the_same_look():
-    store = SequenceStore([[SUB], [SUB, REJ, ("note", REJ)]])
+    store = ChangingStore([[SUB], [SUB, REJ, ("note", REJ)]])
     assert [d.status for d in _intake(store=store).watch(CASE_NO)] == [SUB, REJ]
 
 
 def test_watch_ends_when_the_caller_goes_away():
-    store = SequenceStore([[SUB]])
+    store = ChangingStore([[SUB]])
     active = iter([True, True, False])
     got = list(_intake(store=store).watch(CASE_NO, lambda: next(active)))
     assert len(got) == 1 and store.reads == 3
 
 
 def test_watch_ends_after_the_time_limit():
-    intake = _intake(store=SequenceStore([[SUB]]))
+    intake = _intake(store=ChangingStore([[SUB]]))
     intake.watch_limit_s = 0.05
     assert len(list(intake.watch(CASE_NO))) == 1
 
 
 def test_watch_of_an_unknown_or_malformed_case_fails_before_sending_anything():
     with pytest.raises(NotFound):
-        next(_intake(store=SequenceStore([None])).watch(CASE_NO))
+        next(_intake(store=ChangingStore([None])).watch(CASE_NO))
     with pytest.raises(InvalidArgument):
-        next(_intake(store=SequenceStore([None])).watch("nope"))
+        next(_intake(store=ChangingStore([None])).watch("nope"))
+
+
+def test_the_api_sends_a_case_with_its_statuses_as_the_protos_numbers():
+    from onething.intake.v1 import intake_pb2
+    from services.intake.api import case_to_proto
+    at = datetime.datetime(2026, 11, 26, 2, 0, 0, 123000, tzinfo=datetime.UTC)
+    rect = {"material_codes": ["M02"], "resume_status": REV,
+            "requests": [{"item_code": "I1", "department_code": "gaj", "material_codes": ["M02"], "reason": "模糊",
+                          "at": "t1", "round": 1}]}
+    case = domain.Case(case_no=CASE_NO, package_code="XSECS", package_version=3, region_code="440100",
+                       applicant={"id_number": "X", "name": "李华"}, status=RECT, submitted_at=at,
+                       form={"child_name": "李小明"}, delivery={"channel": "DELIVERY_CHANNEL_WINDOW"},
+                       materials=[{"material_code": "M01", "name": "身份证", "license_id": "L0"}],
+                       history=[domain.HistoryEntry(SUB, "t0", "submitted"), domain.HistoryEntry(REV, "t1", "opened"),
+                                domain.HistoryEntry(RECT, "t2", "rectification"),
+                                domain.HistoryEntry(RECT, "t3", "督办", note_only=True)],
+                       license_ids=["L0"], revoked_license_ids=["L0"], rectification=rect,
+                       parties=[{"role": "buyer", "name": "买方", "id_number": "Y", "code_type": "111"}])
+    shown = case_to_proto(case)
+    S = intake_pb2
+    assert shown.status == S.CASE_STATUS_RECTIFYING and shown.submitted_at == "2026-11-26T02:00:00.123000+00:00"
+    assert [(h.status, h.at, h.note, h.note_only) for h in shown.history] == [
+        (S.CASE_STATUS_SUBMITTED, "t0", "submitted", False), (S.CASE_STATUS_IN_REVIEW, "t1", "opened", False),
+        (S.CASE_STATUS_RECTIFYING, "t2", "rectification", False), (S.CASE_STATUS_RECTIFYING, "t3", "督办", True)]
+    assert shown.rectification.resume_status == S.CASE_STATUS_IN_REVIEW
+    assert list(shown.rectification.material_codes) == ["M02"] and shown.rectification.requests[0].item_code == "I1"
+    assert shown.delivery.channel == 2 and shown.materials[0].license_id == "L0" and shown.parties[0].role == "buyer"
+    assert dict(shown.form) == {"child_name": "李小明"} and list(shown.revoked_license_ids) == ["L0"]
+    assert case_to_proto(dataclasses.replace(case, rectification={})).rectification == S.Rectification()

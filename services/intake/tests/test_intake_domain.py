@@ -6,7 +6,7 @@ import pathlib
 import pytest
 import yaml
 
-from services.catalog.domain import resolve
+from services.catalog.resolution import resolve
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.intake import domain
 

@@ -1,7 +1,6 @@
 """intake's handlers against the real servers: SecantusDB, SeaweedFS and RabbitMQ (this run's own
 vhost, databases and buckets). The catalog and the licence source are in-process stand-ins with a
 fixed 新生儿出生-like package, so these tests do not move when the seed catalog is edited."""
-import copy
 import hashlib
 import json
 import threading
@@ -9,8 +8,9 @@ import time
 
 import pytest
 
-from services.common.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, TooLarge,
-                                    Unavailable)
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, TooLarge
+from services.intake import domain
+from services.intake.fakes import FakeCatalog, FakeLicences
 from tools.client import citizen_id
 
 pytestmark = pytest.mark.integration
@@ -32,40 +32,18 @@ PACKAGE = {
 }
 
 
-class FakeCatalog:
-    def __init__(self):
-        self.package, self.calls = copy.deepcopy(PACKAGE), []
-
-    def get_package(self, code, region_code, situations=None):
-        self.calls.append((code, region_code, dict(situations or {})))
-        if code != self.package["code"]:
-            raise NotFound(f"there is no package {code!r} in region {region_code}")
-        return copy.deepcopy(self.package)
-
-
-class FakeLicences:
-    def __init__(self):
-        self.held, self.down = {}, False
-
-    def licences_of(self, holder):
-        if self.down:
-            raise Unavailable("elicense cannot be reached (UNAVAILABLE)")
-        return list(self.held.get(holder, []))
-
-
 @pytest.fixture(scope="module")
 def intake(test_env):
     from services.intake.wiring import build_intake
-    handlers = build_intake(with_catalog=False)
-    handlers.catalog, handlers.licences = FakeCatalog(), FakeLicences()
+    handlers = build_intake(with_catalog=False, catalog=FakeCatalog(PACKAGE), licences=FakeLicences())
     handlers.max_upload_bytes = 64 * 1024
     return handlers
 
 
 @pytest.fixture(autouse=True)
 def fresh_fakes(intake):
-    intake.catalog.__init__()
-    intake.licences.__init__()
+    intake.catalog.reset()
+    intake.licences.reset()
 
 
 def pdf(label=""):
@@ -107,8 +85,10 @@ def wait_events(probe, case_no, n=1, timeout=5):
 
 
 def snapshot(intake, case_no):
-    doc = intake.store.case(case_no)
-    return doc.to_mongo().to_dict(), intake.blobs.get("materials", f"cases/{case_no}/manifest.json")
+    """The case as stored (every field, its outbox and version included) and its manifest."""
+    from services.intake.store import CaseDoc
+    return (CaseDoc._get_collection().find_one({"_id": case_no}),
+            intake.blobs.get("materials", f"cases/{case_no}/manifest.json"))
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -194,7 +174,7 @@ def test_wrong_type_is_refused_after_its_first_bytes(intake):
 
 def test_submit_creates_one_case_with_a_manifest_and_one_event(intake, probe):
     case = intake.submit(request(intake, situations={"maternity": "yes"}))
-    assert case.case_no.startswith("440100XSECS") and case.status == "CASE_STATUS_SUBMITTED"
+    assert case.case_no.startswith("440100XSECS") and case.status == domain.SUBMITTED
     assert intake.catalog.calls[-1] == ("XSECS", "440100", {"maternity": "yes"})
     assert case.situations == {"maternity": "yes"} and case.package_version == 3
     assert intake.blobs.list("materials", f"cases/{case.case_no}/") == [f"cases/{case.case_no}/manifest.json"]
@@ -207,11 +187,10 @@ def test_submit_creates_one_case_with_a_manifest_and_one_event(intake, probe):
     events = wait_events(probe, case.case_no)
     assert [k for k, _ in events] == ["case_submitted"]
     assert events[0][1]["package"]["code"] == "XSECS" and len(events[0][1]["materials"]) == 4
-    assert intake.store.case(case.case_no).outbox == []
+    assert intake.store.pending(case.case_no) == []
 
 
 def test_case_number_extends_the_implementing_code_with_the_date_and_a_sequence(intake):
-    from services.intake import domain
     intake.catalog.package["implementing_code"] = "11440100MB2C91234X1440100000001"
     a = intake.submit(request(intake)).case_no
     b = intake.submit(request(intake)).case_no
@@ -356,8 +335,7 @@ def test_without_a_valid_licence_the_material_is_asked_for(intake, situation):
 
 
 def _rectify(intake, case_no, codes=("M02",), item="110000000003", dept="gaj"):
-    from onething.joint_review.v1 import events_pb2
-    return intake.rectification_requested(events_pb2.RectificationRequested(
+    return intake.rectification_requested(domain.RectificationRequested(
         case_no=case_no, item_code=item, department_code=dept, material_codes=list(codes), reason="照片模糊"))
 
 
@@ -372,15 +350,15 @@ def test_rectification_waits_for_the_named_materials_and_supplement_resumes(inta
     assert not _rectify(intake, case.case_no, ("M02",))  # redelivered: nothing changes
     assert _rectify(intake, case.case_no, ("M03", "M02"), item="110000000006", dept="ybj")
     doc = intake.get_case(case.case_no)
-    assert doc.status == "CASE_STATUS_RECTIFYING"
+    assert doc.status == domain.RECTIFYING
     assert doc.rectification["material_codes"] == ["M02", "M03"]
-    assert doc.rectification["resume_status"] == "CASE_STATUS_SUBMITTED"
+    assert doc.rectification["resume_status"] == domain.SUBMITTED
     assert len(doc.history) == 3
 
     new_m02 = pdf("new M02")
     subs = _subs(intake, ["M02"], data=new_m02) + _subs(intake, ["M03"])
     done = intake.supplement({"case_no": case.case_no, "applicant_id": APPLICANT["id_number"], "materials": subs})
-    assert done.status == "CASE_STATUS_SUBMITTED" and not done.rectification
+    assert done.status == domain.SUBMITTED and not done.rectification
     now = {m["material_code"]: m for m in done.materials}
     assert list(now) == ["M01", "M02", "M03", "M04"]
     assert now["M01"] == old["M01"] and now["M04"] == old["M04"]
@@ -392,7 +370,7 @@ def test_rectification_waits_for_the_named_materials_and_supplement_resumes(inta
     body = events[1][1]
     assert body["item_codes"] == ["110000000003", "110000000006"]
     assert [m["material_code"] for m in body["materials"]] == ["M02", "M03"]
-    assert intake.store.case(case.case_no).outbox == []
+    assert intake.store.pending(case.case_no) == []
 
 
 def _rectifying_case(intake, codes=("M02", "M03")):
@@ -455,11 +433,10 @@ def test_supplement_of_a_case_not_waiting_for_materials_is_refused(intake, probe
 
 
 def test_rectification_of_a_concluded_case_changes_nothing(intake):
-    from onething.joint_review.v1 import events_pb2
     case = intake.submit(request(intake))
-    assert intake.case_concluded(events_pb2.CaseConcluded(case_no=case.case_no, approved=True))
+    assert intake.case_concluded(domain.CaseConcluded(case_no=case.case_no, approved=True))
     assert not _rectify(intake, case.case_no)
-    assert intake.get_case(case.case_no).status == "CASE_STATUS_APPROVED"
+    assert intake.get_case(case.case_no).status == domain.APPROVED
     assert not _rectify(intake, "440100XSECS209901019999")
 
 
@@ -468,19 +445,18 @@ def test_rectification_of_a_concluded_case_changes_nothing(intake):
 
 @pytest.mark.parametrize("rectifying", [False, True])
 def test_withdraw_before_conclusion_and_a_late_conclusion_changes_nothing(intake, probe, rectifying):
-    from onething.joint_review.v1 import events_pb2
     case_no = _rectifying_case(intake) if rectifying else intake.submit(request(intake)).case_no
     done = intake.withdraw({"case_no": case_no, "applicant_id": APPLICANT["id_number"], "reason": "不再办理"})
-    assert done.status == "CASE_STATUS_WITHDRAWN" and done.history[-1]["note"] == "withdrawn: 不再办理"
+    assert done.status == domain.WITHDRAWN and done.history[-1].note == "withdrawn: 不再办理"
     assert not done.rectification
     events = wait_events(probe, case_no, 2)
     assert [k for k, _ in events] == ["case_submitted", "case_withdrawn"]
     assert events[1][1] == {"case_no": case_no, "reason": "不再办理", "applicant_id": APPLICANT["id_number"],
                             "region_code": "440100", "package_code": "XSECS", "acted_by": "applicant"}
-    assert not intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=True, license_ids=["L"]))
+    assert not intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=True, license_ids=["L"]))
     assert not _rectify(intake, case_no)
     stored = intake.get_case(case_no)
-    assert stored.status == "CASE_STATUS_WITHDRAWN" and stored.license_ids == []
+    assert stored.status == domain.WITHDRAWN and stored.license_ids == []
 
 
 @pytest.mark.parametrize("kind, error, words", [
@@ -492,13 +468,12 @@ def test_withdraw_before_conclusion_and_a_late_conclusion_changes_nothing(intake
     ("unknown case", NotFound, "no case"),
 ])
 def test_refused_withdrawal_changes_nothing_and_publishes_nothing(intake, probe, kind, error, words):
-    from onething.joint_review.v1 import events_pb2
     case_no = intake.submit(request(intake)).case_no
     req = {"case_no": case_no, "applicant_id": APPLICANT["id_number"], "reason": ""}
     if kind == "other applicant":
         req["applicant_id"] = OTHER["id_number"]
     elif kind in ("approved", "rejected"):
-        intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=kind == "approved"))
+        intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=kind == "approved"))
     elif kind == "withdrawn":
         intake.withdraw(dict(req))
     elif kind == "long reason":
@@ -519,7 +494,6 @@ def test_refused_withdrawal_changes_nothing_and_publishes_nothing(intake, probe,
 
 
 def test_watch_streams_each_status_change_until_a_final_status(intake):
-    from onething.joint_review.v1 import events_pb2
     case_no = intake.submit(request(intake)).case_no
     seen = []
     watcher = threading.Thread(target=lambda: seen.extend(d.status for d in intake.watch(case_no)))
@@ -527,10 +501,10 @@ def test_watch_streams_each_status_change_until_a_final_status(intake):
     time.sleep(0.5)
     _rectify(intake, case_no, ("M02",))
     time.sleep(0.5)
-    intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=False, reason="不符合条件"))
+    intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=False, reason="不符合条件"))
     watcher.join(10)
     assert not watcher.is_alive()
-    assert seen == ["CASE_STATUS_SUBMITTED", "CASE_STATUS_RECTIFYING", "CASE_STATUS_REJECTED"]
+    assert seen == [domain.SUBMITTED, domain.RECTIFYING, domain.REJECTED]
 
 
 def test_list_cases_newest_first_in_pages(intake):
@@ -556,32 +530,28 @@ def test_list_cases_refuses_bad_requests(intake, req, words):
 
 
 def test_status_only_moves_forward(intake):
-    from onething.joint_review.v1 import events_pb2
     case = intake.submit(request(intake))
-    assert intake.case_concluded(events_pb2.CaseConcluded(case_no=case.case_no, approved=True, license_ids=["L1"]))
-    assert not intake.case_concluded(events_pb2.CaseConcluded(case_no=case.case_no, approved=False))
+    assert intake.case_concluded(domain.CaseConcluded(case_no=case.case_no, approved=True, license_ids=["L1"]))
+    assert not intake.case_concluded(domain.CaseConcluded(case_no=case.case_no, approved=False))
     stored = intake.get_case(case.case_no)
-    assert stored.status == "CASE_STATUS_APPROVED" and stored.license_ids == ["L1"]
+    assert stored.status == domain.APPROVED and stored.license_ids == ["L1"]
     with pytest.raises(NotFound):
         intake.get_case("440100XSECS202001010001")
 
 
 def test_licences_are_kept_when_delivery_is_reported_before_the_conclusion(intake):
-    from onething.delivery.v1 import events_pb2 as delivery_events
-    from onething.joint_review.v1 import events_pb2
     case = intake.submit(request(intake))
-    assert intake.delivery_completed(delivery_events.DeliveryCompleted(case_no=case.case_no))
-    assert not intake.case_concluded(events_pb2.CaseConcluded(case_no=case.case_no, approved=True,
+    assert intake.delivery_completed(domain.DeliveryCompleted(case_no=case.case_no))
+    assert not intake.case_concluded(domain.CaseConcluded(case_no=case.case_no, approved=True,
                                                               license_ids=["L1", "L2"]))
     stored = intake.get_case(case.case_no)
-    assert stored.status == "CASE_STATUS_DELIVERED" and sorted(stored.license_ids) == ["L1", "L2"]
+    assert stored.status == domain.DELIVERED and sorted(stored.license_ids) == ["L1", "L2"]
 
 
 def test_a_redelivered_rectification_round_is_not_asked_again_and_the_supplement_names_its_round(intake, probe):
-    from onething.joint_review.v1 import events_pb2
 
     def ask(round_):
-        return intake.rectification_requested(events_pb2.RectificationRequested(
+        return intake.rectification_requested(domain.RectificationRequested(
             case_no=case_no, item_code="110000000003", department_code="gaj", material_codes=["M02"],
             reason="照片模糊", round=round_))
 
@@ -589,47 +559,42 @@ def test_a_redelivered_rectification_round_is_not_asked_again_and_the_supplement
     assert ask(1) and not ask(1)
     done = intake.supplement({"case_no": case_no, "applicant_id": APPLICANT["id_number"],
                               "materials": _subs(intake, ["M02"])})
-    assert done.status == "CASE_STATUS_SUBMITTED"
+    assert done.status == domain.SUBMITTED
     assert not ask(1)                                   # the old request arriving again
-    assert intake.get_case(case_no).status == "CASE_STATUS_SUBMITTED"
+    assert intake.get_case(case_no).status == domain.SUBMITTED
     supplemented = [b for k, b in wait_events(probe, case_no, 2) if k == "case_supplemented"]
     assert supplemented and supplemented[0]["rounds"] == {"110000000003": 1}
-    assert ask(2) and intake.get_case(case_no).status == "CASE_STATUS_RECTIFYING"  # a new round is asked
+    assert ask(2) and intake.get_case(case_no).status == domain.RECTIFYING  # a new round is asked
 
 
 # --- what the other services report, recorded on the real store -------------------------------
 
 
 def test_review_delivery_failure_redispatch_and_revocation_on_the_case(intake):
-    from onething.common.v1 import common_pb2
-    from onething.delivery.v1 import events_pb2 as delivery_events
-    from onething.elicense.v1 import events_pb2 as license_events
     from onething.intake.v1 import intake_pb2
-    from onething.joint_review.v1 import events_pb2
     from services.intake.api import case_to_proto
     case_no = intake.submit(request(intake)).case_no
-    mail = common_pb2.DELIVERY_CHANNEL_MAIL
     steps = [
-        (intake.session_opened, events_pb2.SessionOpened(case_no=case_no, item_codes=["I1"], department_codes=["gaj"])),
-        (intake.task_overdue, events_pb2.TaskOverdue(case_no=case_no, item_code="I1", department_code="gaj",
+        (intake.session_opened, domain.SessionOpened(case_no=case_no, item_codes=["I1"], department_codes=["gaj"])),
+        (intake.task_overdue, domain.TaskOverdue(case_no=case_no, item_code="I1", department_code="gaj",
                                                      elapsed_days=6, limit_days=5)),
-        (intake.case_concluded, events_pb2.CaseConcluded(case_no=case_no, approved=True, license_ids=["L1", "L2"])),
-        (intake.delivery_dispatched, delivery_events.DeliveryDispatched(
-            case_no=case_no, channel=mail, carrier="EMS", tracking_number="EA473124829CN", attempt=1)),
-        (intake.delivery_failed, delivery_events.DeliveryFailed(case_no=case_no, channel=mail, reason="查无此人",
+        (intake.case_concluded, domain.CaseConcluded(case_no=case_no, approved=True, license_ids=["L1", "L2"])),
+        (intake.delivery_dispatched, domain.DeliveryDispatched(
+            case_no=case_no, by_mail=True, carrier="EMS", tracking_number="EA473124829CN", attempt=1)),
+        (intake.delivery_failed, domain.DeliveryFailed(case_no=case_no, reason="查无此人",
                                                                 attempt=1)),
     ]
     for handler, event in steps:
         assert handler(event), handler.__name__
         assert not handler(event), handler.__name__  # redelivered: nothing changes
     failed = intake.get_case(case_no)
-    assert failed.status == "CASE_STATUS_DELIVERY_FAILED" and failed.delivery_attempt == 1
-    assert intake.license_revoked(license_events.LicenseRevoked(license_id="L1", case_no=case_no, reason="信息有误"))
-    assert not intake.license_revoked(license_events.LicenseRevoked(license_id="L1", case_no=case_no))
-    assert intake.delivery_dispatched(delivery_events.DeliveryDispatched(
-        case_no=case_no, channel=mail, carrier="SF", tracking_number="SF1234567890123", attempt=2))
-    assert not intake.delivery_failed(delivery_events.DeliveryFailed(case_no=case_no, channel=mail, attempt=1))
-    assert intake.delivery_completed(delivery_events.DeliveryCompleted(case_no=case_no, channel=mail, attempt=2))
+    assert failed.status == domain.DELIVERY_FAILED and failed.delivery_attempt == 1
+    assert intake.license_revoked(domain.LicenseRevoked(license_id="L1", case_no=case_no, reason="信息有误"))
+    assert not intake.license_revoked(domain.LicenseRevoked(license_id="L1", case_no=case_no))
+    assert intake.delivery_dispatched(domain.DeliveryDispatched(
+        case_no=case_no, by_mail=True, carrier="SF", tracking_number="SF1234567890123", attempt=2))
+    assert not intake.delivery_failed(domain.DeliveryFailed(case_no=case_no, attempt=1))
+    assert intake.delivery_completed(domain.DeliveryCompleted(case_no=case_no, attempt=2))
 
     shown = case_to_proto(intake.get_case(case_no))
     S = intake_pb2
@@ -643,9 +608,6 @@ def test_review_delivery_failure_redispatch_and_revocation_on_the_case(intake):
 
 
 def test_watch_sends_changes_that_follow_each_other_within_one_poll(intake):
-    from onething.delivery.v1 import events_pb2 as delivery_events
-    from onething.evaluation.v1 import events_pb2 as evaluation_events
-    from onething.joint_review.v1 import events_pb2
     case_no = intake.submit(request(intake)).case_no
     intake.watch_poll_s = 0.5
     seen = []
@@ -654,20 +616,20 @@ def test_watch_sends_changes_that_follow_each_other_within_one_poll(intake):
         watcher.start()
         time.sleep(0.2)
         # four changes inside one poll interval: a status poll would see only the last
-        intake.session_opened(events_pb2.SessionOpened(case_no=case_no))
-        intake.task_overdue(events_pb2.TaskOverdue(case_no=case_no, item_code="I1"))
-        intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=True))
-        intake.delivery_failed(delivery_events.DeliveryFailed(case_no=case_no, attempt=1, reason="查无此人"))
-        intake.delivery_completed(delivery_events.DeliveryCompleted(case_no=case_no, attempt=2))
+        intake.session_opened(domain.SessionOpened(case_no=case_no))
+        intake.task_overdue(domain.TaskOverdue(case_no=case_no, item_code="I1"))
+        intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=True))
+        intake.delivery_failed(domain.DeliveryFailed(case_no=case_no, attempt=1, reason="查无此人"))
+        intake.delivery_completed(domain.DeliveryCompleted(case_no=case_no, attempt=2))
         time.sleep(0.3)
-        intake.case_concluded(events_pb2.CaseConcluded(case_no=case_no, approved=False))  # changes nothing
-        intake.evaluation_received(evaluation_events.EvaluationReceived(case_no=case_no))
+        intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=False))  # changes nothing
+        intake.evaluation_received(domain.EvaluationReceived(case_no=case_no))
         watcher.join(10)
     finally:
         intake.watch_poll_s = 0.2
     assert not watcher.is_alive()
-    assert seen == ["CASE_STATUS_SUBMITTED", "CASE_STATUS_IN_REVIEW", "CASE_STATUS_APPROVED",
-                    "CASE_STATUS_DELIVERY_FAILED", "CASE_STATUS_DELIVERED", "CASE_STATUS_RATED"]
+    assert seen == [domain.SUBMITTED, domain.IN_REVIEW, domain.APPROVED,
+                    domain.DELIVERY_FAILED, domain.DELIVERED, domain.RATED]
 
 
 # --- parties (当事人) -----------------------------------------------------------------------------

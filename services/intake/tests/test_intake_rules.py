@@ -308,10 +308,24 @@ def test_manifest_lists_every_material_with_its_content_or_licence():
 
 
 def test_statuses_of_the_proto_are_the_domains():
+    """Every status of the domain has its CaseStatus number (the api sends it) and its stored string."""
     from onething.intake.v1 import intake_pb2
+    assert set(ALL) == set(domain.CaseStatus) == set(domain.PROTO_STATUS) == set(domain.STORED_STATUS)
     for status in ALL:
-        assert intake_pb2.CaseStatus.Value(status)
+        assert intake_pb2.CaseStatus.Name(domain.PROTO_STATUS[status]) == f"CASE_STATUS_{status.value}"
+    assert len(set(domain.PROTO_STATUS.values())) == len(ALL)
     assert set(itertools.chain(domain.OPEN, domain.FINAL)) <= set(ALL)
+
+
+def test_stored_statuses_are_the_strings_cases_have_always_carried():
+    """Data written before (and by tools reading the database) keeps its meaning."""
+    assert domain.STORED_STATUS == {
+        domain.SUBMITTED: "CASE_STATUS_SUBMITTED", domain.IN_REVIEW: "CASE_STATUS_IN_REVIEW",
+        domain.APPROVED: "CASE_STATUS_APPROVED", domain.REJECTED: "CASE_STATUS_REJECTED",
+        domain.DELIVERED: "CASE_STATUS_DELIVERED", domain.RATED: "CASE_STATUS_RATED",
+        domain.RECTIFYING: "CASE_STATUS_RECTIFYING", domain.WITHDRAWN: "CASE_STATUS_WITHDRAWN",
+        domain.DELIVERY_FAILED: "CASE_STATUS_DELIVERY_FAILED"}
+    assert all(domain.STATUS_OF_STORED[stored] is status for status, stored in domain.STORED_STATUS.items())
 
 
 def test_mail_delivery_address_is_checked_at_submission():

@@ -1,0 +1,244 @@
+"""In-memory stand-ins for intake's adapters, for unit tests: THE fake of the store (run against the
+same contract tests as IntakeStore: tests/test_intake_store_contract.py), object storage, the
+catalog, elicense, a bus that can be away, and a clock that moves only when told."""
+import copy
+import datetime
+import threading
+import time
+
+from services.common.bus import RecordingBus, Unroutable
+from services.common.config import settings
+from services.common.errors import NotFound, Unavailable
+
+
+def _backoff(attempts):
+    return min(2 ** attempts, 300)
+
+
+class FakeIntakeStore:
+    """IntakeStore in memory, with the same rules: a case is inserted once per number and per
+    idempotency key; a save is a compare-and-set on the case's version; the events a save carries
+    wait in the case's outbox, are published on `bus` after the save and removed once the bus took
+    them; a failed publish stays pending with its next try pushed back, for `sweep()`. Cases go in
+    and come out as copies, as from a database."""
+
+    def __init__(self, bus=None):
+        self.bus = bus
+        self._cases, self._outboxes, self._uploads, self._counters = {}, {}, {}, {}
+        self._lock = threading.RLock()
+
+    # uploads and numbers -------------------------------------------------------------------------
+    def save_upload(self, upload):
+        with self._lock:
+            if upload.upload_id in self._uploads:
+                raise KeyError(f"upload {upload.upload_id} exists")
+            self._uploads[upload.upload_id] = upload
+
+    def upload(self, upload_id):
+        return self._uploads.get(upload_id)
+
+    def next_sequence(self, key):
+        with self._lock:
+            self._counters[key] = self._counters.get(key, 0) + 1
+            return self._counters[key]
+
+    # cases ---------------------------------------------------------------------------------------
+    def insert_case(self, case, events=()):
+        events = [dict(e) for e in events]
+        with self._lock:
+            if case.case_no in self._cases or (case.idempotency_key and any(
+                    c.idempotency_key == case.idempotency_key for c in self._cases.values())):
+                return False
+            self._cases[case.case_no] = copy.deepcopy(case)
+            self._cases[case.case_no].version = 1
+            self._outboxes[case.case_no] = list(events)
+        self.publish(case.case_no, events)
+        return True
+
+    def case(self, case_no):
+        with self._lock:
+            return copy.deepcopy(self._cases.get(case_no))
+
+    def by_idempotency_key(self, key):
+        if not key:
+            return None
+        with self._lock:
+            return next((copy.deepcopy(c) for c in self._cases.values() if c.idempotency_key == key), None)
+
+    def save(self, case, expected_version, events=()):
+        events = [dict(e) for e in events]
+        with self._lock:
+            stored = self._cases.get(case.case_no)
+            if stored is None or stored.version != int(expected_version or 0):
+                return False
+            saved = copy.deepcopy(case)
+            # what its submission fixed stays as it was
+            for name in ("package_code", "package_version", "region_code", "applicant", "form", "delivery",
+                         "situations", "parties", "submitted_at", "idempotency_key", "request_hash"):
+                setattr(saved, name, copy.deepcopy(getattr(stored, name)))
+            saved.version = stored.version + 1
+            self._cases[case.case_no] = saved
+            self._outboxes[case.case_no].extend(events)
+        self.publish(case.case_no, events)
+        return True
+
+    def cases_of(self, applicant_id, limit, after=None, region_prefix=None):
+        with self._lock:
+            found = [c for c in self._cases.values() if (c.applicant or {}).get("id_number") == applicant_id]
+        if region_prefix is not None:
+            found = [c for c in found if c.region_code.startswith(region_prefix) and c.region_code.isdigit()]
+        if after is not None:
+            at, case_no = after
+            found = [c for c in found if c.submitted_at < at or (c.submitted_at == at and c.case_no < case_no)]
+        found.sort(key=lambda c: (c.submitted_at, c.case_no), reverse=True)
+        return [copy.deepcopy(c) for c in found[:limit]]
+
+    # the outbox ----------------------------------------------------------------------------------
+    def publish(self, case_no, entries):
+        """After a committed save: publish the entries it added (never other writers')."""
+        entries = list(entries or ())
+        if entries and self.bus is not None:
+            self._flush(case_no, entries)
+
+    def pending(self, case_no):
+        with self._lock:
+            return copy.deepcopy(self._outboxes.get(case_no, []))
+
+    def sweep(self, limit=100):
+        """Publish the due entries of every case (a new entry is due `sweep_grace_seconds` after it
+        was written, a failed one after its backoff); the number published."""
+        if self.bus is None:
+            return 0
+        grace, now = settings().sweep_grace_seconds, time.time()
+        with self._lock:
+            due = {no: [e for e in box if _due(e, now, grace)] for no, box in self._outboxes.items()}
+        sent = 0
+        for case_no, entries in list(due.items())[:limit]:
+            if entries:
+                sent += self._flush(case_no, entries)
+        return sent
+
+    def _flush(self, case_no, entries):
+        sent = []
+        for entry in entries:
+            try:
+                self.bus.publish_entry(entry)
+            except Unroutable as exc:
+                self._failed(case_no, entry, exc)
+                continue
+            except Exception as exc:  # the broker away: the sweep tries again
+                self._failed(case_no, entry, exc)
+                break
+            sent.append(entry["id"])
+        with self._lock:
+            self._outboxes[case_no] = [e for e in self._outboxes.get(case_no, []) if e["id"] not in sent]
+        return len(sent)
+
+    def _failed(self, case_no, entry, error):
+        with self._lock:
+            for e in self._outboxes.get(case_no, []):
+                if e["id"] == entry["id"]:
+                    e["attempts"] = int(e.get("attempts", 0)) + 1
+                    e["next_at"] = time.time() + _backoff(e["attempts"])
+                    e["last_error"] = str(error)[:200]
+
+    def make_due(self, case_no):
+        """Test aid: every pending entry of the case due now (as if its retry time had come)."""
+        with self._lock:
+            for e in self._outboxes.get(case_no, []):
+                e["next_at"] = 0
+
+
+def _due(entry, now, grace):
+    if "next_at" in entry:
+        return entry["next_at"] <= now
+    return entry.get("at", 0) < now - grace
+
+
+class FlakyBus(RecordingBus):
+    """A RecordingBus that can be away (`away = True`): publishes then fail as a broker outage does."""
+
+    def __init__(self, service="intake"):
+        super().__init__(service)
+        self.away = False
+
+    def publish_raw(self, event_type, payload, headers):
+        if self.away:
+            raise ConnectionError("the broker is away")
+        super().publish_raw(event_type, payload, headers)
+
+
+class MemoryBlobs:
+    """Object storage in memory (services.common.blobs.Blobs' methods that intake uses)."""
+
+    def __init__(self):
+        self.objects = {}  # (bucket, key) -> (bytes, content type, metadata)
+        self.puts = []
+
+    def ensure_bucket(self, bucket):
+        pass
+
+    def put(self, bucket, key, data, content_type="application/octet-stream", metadata=None):
+        self.objects[(bucket, key)] = (bytes(data), content_type, dict(metadata or {}))
+        self.puts.append((bucket, key))
+
+    def get(self, bucket, key):
+        if (bucket, key) not in self.objects:
+            raise KeyError(f"no object {bucket}/{key}")
+        return self.objects[(bucket, key)][0]
+
+    def stat(self, bucket, key):
+        found = self.objects.get((bucket, key))
+        return None if found is None else {"size": len(found[0]), "content_type": found[1], "metadata": found[2]}
+
+    def delete(self, bucket, key):
+        self.objects.pop((bucket, key), None)
+
+    def list(self, bucket, prefix):
+        return sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+
+
+class FakeCatalog:
+    """The catalog's GetPackage for one package (a copy each time); `calls` remembers the look-ups."""
+
+    def __init__(self, package):
+        self._original = copy.deepcopy(package)
+        self.reset()
+
+    def reset(self):
+        self.package, self.calls = copy.deepcopy(self._original), []
+
+    def get_package(self, code, region_code, situations=None):
+        self.calls.append((code, region_code, dict(situations or {})))
+        if code != self.package["code"]:
+            raise NotFound(f"there is no package {code!r} in region {region_code}")
+        return copy.deepcopy(self.package)
+
+
+class FakeLicences:
+    """elicense's licences of a holder: `held[holder] = [licence dicts]`; `down` makes it unreachable."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.held, self.down = {}, False
+
+    def licences_of(self, holder):
+        if self.down:
+            raise Unavailable("elicense cannot be reached (UNAVAILABLE)")
+        return copy.deepcopy(list(self.held.get(holder, [])))
+
+
+class Clock:
+    """Now, as the test says: starts at `start` (an aware datetime), moves by `advance()`."""
+
+    def __init__(self, start=datetime.datetime(2026, 11, 26, 2, 0, tzinfo=datetime.UTC)):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        self.now += datetime.timedelta(**delta)
+        return self.now

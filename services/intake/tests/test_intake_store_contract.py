@@ -1,0 +1,324 @@
+"""What every intake store promises (the port the handlers use), run against the shared in-memory
+fake (services.intake.fakes.FakeIntakeStore) and the real MongoDB store alike: a case inserted and
+read back as the domain's values, inserted once per number and idempotency key; a save refused
+when the version it was decided on is stale; the events a save adds published after the commit and
+removed, kept pending when the bus fails or the writer died, and published by the sweep once due;
+uploads, sequence numbers and an applicant's cases in pages. The last tests are the real store's
+own: the stored strings are those cases have always carried, and a case stored before versions
+were kept can still be changed."""
+import dataclasses
+import datetime
+import uuid
+
+import pytest
+
+from onething.intake.v1 import events_pb2
+from services.common.bus import Unroutable, outbox_entry
+from services.intake import domain
+from services.intake.fakes import FakeIntakeStore, FlakyBus
+
+UTC = datetime.UTC
+T0 = datetime.datetime(2026, 11, 26, 2, 0, 0, 123000, tzinfo=UTC)  # whole milliseconds, as MongoDB keeps them
+
+
+@pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
+def kind(request):
+    if request.param == "mongo":
+        from services.common import mongo
+        request.getfixturevalue("test_env")
+        mongo.connect("intake")
+    return request.param
+
+
+@pytest.fixture
+def bus():
+    return FlakyBus()
+
+
+@pytest.fixture
+def store(kind, bus):
+    if kind == "fake":
+        return FakeIntakeStore(bus)
+    from services.intake.store import IntakeStore
+    return IntakeStore(bus)
+
+
+@pytest.fixture
+def make_due(kind, store):
+    """Every pending entry of a case due now, as if its retry time had come."""
+    if kind == "fake":
+        return store.make_due
+
+    def due(case_no):
+        from services.intake.store import CaseDoc
+        coll = CaseDoc._get_collection()
+        outbox = coll.find_one({"_id": case_no}, {"outbox": 1}).get("outbox") or []
+        coll.update_one({"_id": case_no}, {"$set": {"outbox": [dict(e, next_at=0) for e in outbox]}})
+    return due
+
+
+def _with(case, **changes):
+    return dataclasses.replace(case, **changes)
+
+
+def new_case_no():
+    return f"440100XSECS{uuid.uuid4().int % 10 ** 12:012d}"
+
+
+def a_case(case_no=None, key=None, applicant_id="11010519491231002X", at=T0, region="440100", **fields):
+    case = domain.Case(
+        case_no=case_no or new_case_no(), package_code="XSECS", package_version=3, region_code=region,
+        applicant={"id_number": applicant_id, "name": "李华"}, status=domain.SUBMITTED, submitted_at=at,
+        form={"child_name": "李小明"}, delivery={"channel": "DELIVERY_CHANNEL_ELECTRONIC"},
+        situations={"maternity": "yes"}, parties=[{"role": "buyer", "name": "买方", "id_number": "X1",
+                                                   "code_type": "111"}],
+        materials=[{"material_code": "M01", "name": "身份证", "object_key": "content/sha256/ab", "sha256": "ab",
+                    "size": 3, "content_type": "application/pdf"}],
+        history=[domain.HistoryEntry(domain.SUBMITTED, at.isoformat(), "submitted")],
+        idempotency_key=key, request_hash="d" * 64 if key else None)
+    for name, value in fields.items():
+        setattr(case, name, value)
+    return case
+
+
+def sent(bus, case_no):
+    """What the bus took for one case: (event type, event id). The real store's database is shared
+    by this run's tests, so a sweep may well publish other cases' leftovers too."""
+    return [(t, h["event_id"]) for t, _, h in bus.published if h.get("case_no") == case_no]
+
+
+def submitted(case_no):
+    return outbox_entry("case_submitted", events_pb2.CaseSubmitted(case_no=case_no, region_code="440100"), case_no)
+
+
+def withdrawn(case_no):
+    return outbox_entry("case_withdrawn", events_pb2.CaseWithdrawn(case_no=case_no, reason="不再办理"), case_no)
+
+
+# --- cases -----------------------------------------------------------------------------------------
+
+
+def test_a_case_reads_back_as_it_was_inserted_at_version_one(store):
+    case = a_case(key="11010519491231002X:k1", rectification_rounds={"I1": 1}, delivery_attempt=2,
+                  license_ids=["L1"], noted=["session_opened"])
+    assert store.insert_case(case)
+    got = store.case(case.case_no)
+    assert got == _with(case, version=1)
+    assert got.status is domain.SUBMITTED and got.history[0].status is domain.SUBMITTED
+    assert store.case(new_case_no()) is None
+
+
+def test_a_case_is_inserted_once_per_number_and_per_idempotency_key(store, bus):
+    key = f"11010519491231002X:{uuid.uuid4().hex}"
+    first = a_case(key=key)
+    assert store.insert_case(first, [submitted(first.case_no)])
+    assert not store.insert_case(a_case(key=key), [submitted("other")])             # the key is taken
+    assert not store.insert_case(a_case(first.case_no), [submitted(first.case_no)])  # the number too
+    assert store.by_idempotency_key(key).case_no == first.case_no
+    assert store.by_idempotency_key(None) is None and store.by_idempotency_key(f"x:{uuid.uuid4().hex}") is None
+    assert bus.types() == ["case_submitted"]  # the refused inserts published nothing
+
+
+def test_cases_without_a_key_do_not_collide(store):
+    assert store.insert_case(a_case()) and store.insert_case(a_case())
+
+
+def test_a_save_writes_the_change_and_a_stale_one_is_refused(store):
+    case = a_case()
+    store.insert_case(case)
+    first = store.case(case.case_no)
+    rect = {"material_codes": ["M02"], "resume_status": domain.IN_REVIEW,
+            "requests": [{"item_code": "I1", "department_code": "gaj", "material_codes": ["M02"], "reason": "模糊",
+                          "at": "2026-11-26T03:00:00+00:00", "round": 1}]}
+    moved = first.changed(domain.RECTIFYING, "rectification: gaj asks for M02", "2026-11-26T03:00:00+00:00",
+                          rectification=rect, rectification_rounds={"I1": 1})
+    assert store.save(moved, first.version)
+    got = store.case(case.case_no)
+    assert got == _with(moved, version=2)
+    assert got.rectification["resume_status"] is domain.IN_REVIEW and got.history[-1].status is domain.RECTIFYING
+    # decided on the case as it was before that save: refused, nothing changes
+    late = first.changed(domain.WITHDRAWN, "withdrawn", "2026-11-26T03:00:01+00:00")
+    assert not store.save(late, first.version)
+    assert store.case(case.case_no) == got
+    assert not store.save(_with(late, case_no=new_case_no()), 1)  # no such case
+
+
+def test_a_note_that_keeps_the_status_is_kept_as_one(store):
+    case = a_case()
+    store.insert_case(case)
+    noted = case.changed(domain.SUBMITTED, "督办", "2026-11-26T04:00:00+00:00", note_only=True,
+                         noted=["task_overdue:I1"])
+    assert store.save(noted, 1)
+    got = store.case(case.case_no)
+    assert got.history[-1] == domain.HistoryEntry(domain.SUBMITTED, "2026-11-26T04:00:00+00:00", "督办", True)
+    assert not got.history[0].note_only and got.noted == ["task_overdue:I1"]
+
+
+def test_a_save_clears_the_rectification_and_changes_only_what_may_change(store):
+    case = a_case(status=domain.RECTIFYING, rectification={"material_codes": ["M02"], "requests": [],
+                                                           "resume_status": domain.SUBMITTED})
+    store.insert_case(case)
+    done = case.changed(domain.SUBMITTED, "supplemented M02", "t", rectification={},
+                        materials=[{"material_code": "M02", "name": "户口簿"}])
+    # what the submission fixed is not the save's to change
+    done = _with(done, form={"child_name": "changed"}, applicant={"id_number": "X"}, package_code="OTHER")
+    assert store.save(done, 1)
+    got = store.case(case.case_no)
+    assert got.rectification == {} and got.status is domain.SUBMITTED
+    assert got.materials == [{"material_code": "M02", "name": "户口簿"}]
+    assert got.form == case.form and got.applicant == case.applicant and got.package_code == "XSECS"
+
+
+# --- the outbox --------------------------------------------------------------------------------------
+
+
+def test_the_events_of_a_save_are_published_after_it_and_removed(store, bus):
+    case = a_case()
+    assert store.insert_case(case, [submitted(case.case_no)])
+    entry = withdrawn(case.case_no)
+    assert store.save(case.changed(domain.WITHDRAWN, "withdrawn", "t"), 1, [entry])
+    assert bus.types() == ["case_submitted", "case_withdrawn"]
+    assert bus.published[1][2]["event_id"] == entry["id"] and bus.published[1][2]["case_no"] == case.case_no
+    assert store.pending(case.case_no) == []
+    store.sweep()
+    assert len(sent(bus, case.case_no)) == 2  # nothing is sent twice
+
+
+def test_a_refused_save_keeps_and_publishes_none_of_its_events(store, bus):
+    case = a_case()
+    store.insert_case(case)
+    assert not store.save(case.changed(domain.WITHDRAWN, "withdrawn", "t"), 7, [withdrawn(case.case_no)])
+    assert bus.published == [] and store.pending(case.case_no) == []
+
+
+def test_an_event_the_bus_did_not_take_stays_pending_and_the_sweep_sends_it_when_due(store, bus, make_due):
+    case = a_case()
+    bus.away = True
+    assert store.insert_case(case, [submitted(case.case_no)])  # committed all the same
+    [left] = store.pending(case.case_no)
+    assert left["event_type"] == "case_submitted" and left["attempts"] == 1 and bus.published == []
+    bus.away = False
+    store.sweep()
+    assert sent(bus, case.case_no) == [] and len(store.pending(case.case_no)) == 1  # its retry time has not come
+    make_due(case.case_no)
+    assert store.sweep() >= 1
+    assert sent(bus, case.case_no) == [("case_submitted", left["id"])]
+    store.sweep()
+    assert store.pending(case.case_no) == [] and len(sent(bus, case.case_no)) == 1
+
+
+def test_what_a_writer_that_died_left_is_swept_after_its_grace(store, bus, make_due):
+    case = a_case()
+    store.insert_case(case)
+    writer_bus, store.bus = store.bus, None  # the writer died between its commit and its publish
+    assert store.save(case.changed(domain.WITHDRAWN, "withdrawn", "t"), 1, [withdrawn(case.case_no)])
+    store.bus = writer_bus
+    assert [e["event_type"] for e in store.pending(case.case_no)] == ["case_withdrawn"]
+    store.sweep()
+    assert sent(bus, case.case_no) == []  # a live writer might still publish it: not within the grace
+    make_due(case.case_no)
+    assert store.sweep() >= 1
+    assert [t for t, _ in sent(bus, case.case_no)] == ["case_withdrawn"] and store.pending(case.case_no) == []
+
+
+def test_an_unroutable_event_stays_pending_and_does_not_hold_the_next_back(store, bus):
+    class PickyBus(FlakyBus):
+        def publish_entry(self, entry):
+            if entry["event_type"] == "case_submitted":
+                raise Unroutable("no queue is bound for intake.events/case_submitted")
+            super().publish_entry(entry)
+
+    picky = PickyBus()
+    store.bus = picky
+    case = a_case()
+    store.insert_case(case)
+    assert store.save(case.changed(domain.WITHDRAWN, "withdrawn", "t"), 1,
+                      [submitted(case.case_no), withdrawn(case.case_no)])
+    assert picky.types() == ["case_withdrawn"]
+    [left] = store.pending(case.case_no)
+    assert left["event_type"] == "case_submitted" and left["attempts"] == 1
+
+
+# --- uploads, numbers, listing -------------------------------------------------------------------------
+
+
+def test_an_upload_reads_back_as_it_was_saved(store):
+    up = domain.Upload(upload_id=uuid.uuid4().hex, applicant_id="11010519491231002X", material_code="M01",
+                       sha256="ab" * 32, size=12, object_key="content/sha256/" + "ab" * 32, file_name="a.pdf",
+                       content_type="application/pdf", created_at=T0)
+    store.save_upload(up)
+    assert store.upload(up.upload_id) == up
+    assert store.upload(uuid.uuid4().hex) is None
+
+
+def test_sequence_numbers_count_per_key(store):
+    key, other = f"440100XSECS{uuid.uuid4().hex}", f"440100XSECS{uuid.uuid4().hex}"
+    assert [store.next_sequence(key) for _ in range(3)] == [1, 2, 3]
+    assert store.next_sequence(other) == 1
+
+
+def test_an_applicants_cases_newest_first_in_pages_and_by_region(store):
+    applicant = uuid.uuid4().hex
+    made = [a_case(applicant_id=applicant, at=T0 + datetime.timedelta(minutes=n)) for n in range(3)]
+    same_time = a_case(applicant_id=applicant, at=made[2].submitted_at)
+    county = a_case(applicant_id=applicant, at=T0 - datetime.timedelta(days=1), region="440106")
+    elsewhere = a_case(applicant_id=applicant, at=T0 - datetime.timedelta(days=2), region="110101")
+    for case in (*made, same_time, county, elsewhere):
+        store.insert_case(case)
+    store.insert_case(a_case())  # another applicant's
+    newest = sorted([made[2].case_no, same_time.case_no], reverse=True)
+    everything = [c.case_no for c in store.cases_of(applicant, 10)]
+    assert everything == [*newest, made[1].case_no, made[0].case_no, county.case_no, elsewhere.case_no]
+    page = store.cases_of(applicant, 2)
+    assert [c.case_no for c in page] == everything[:2]
+    rest = store.cases_of(applicant, 10, after=(page[-1].submitted_at, page[-1].case_no))
+    assert [c.case_no for c in rest] == everything[2:]
+    assert [c.case_no for c in store.cases_of(applicant, 10, region_prefix="4401")] == everything[:5]
+    assert store.cases_of(uuid.uuid4().hex, 10) == []
+
+
+# --- the real store's own ---------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_the_stored_case_carries_the_strings_cases_always_carried(test_env):
+    from services.common import mongo
+    from services.intake.store import CaseDoc, IntakeStore
+    mongo.connect("intake")
+    store = IntakeStore()
+    rect = {"material_codes": ["M02"], "requests": [], "resume_status": domain.SUBMITTED}
+    case = a_case(status=domain.RECTIFYING, rectification=rect,
+                  history=[domain.HistoryEntry(domain.SUBMITTED, "t0", "submitted"),
+                           domain.HistoryEntry(domain.RECTIFYING, "t1", "rectification"),
+                           domain.HistoryEntry(domain.RECTIFYING, "t2", "督办", note_only=True)])
+    store.insert_case(case)
+    raw = CaseDoc._get_collection().find_one({"_id": case.case_no})
+    assert raw["status"] == "CASE_STATUS_RECTIFYING"
+    assert raw["rectification"]["resume_status"] == "CASE_STATUS_SUBMITTED"
+    assert raw["history"] == [{"status": "CASE_STATUS_SUBMITTED", "at": "t0", "note": "submitted"},
+                              {"status": "CASE_STATUS_RECTIFYING", "at": "t1", "note": "rectification"},
+                              {"status": "CASE_STATUS_RECTIFYING", "at": "t2", "note": "督办", "note_only": True}]
+    assert "idempotency_key" not in raw and raw["version"] == 1  # no null in the sparse unique index
+    store.save(case.changed(domain.SUBMITTED, "supplemented", "t3", rectification={}), 1)
+    raw = CaseDoc._get_collection().find_one({"_id": case.case_no})
+    assert "rectification" not in raw and raw["status"] == "CASE_STATUS_SUBMITTED" and raw["version"] == 2
+
+
+@pytest.mark.integration
+def test_a_case_stored_before_versions_were_kept_reads_as_version_0_and_can_change(test_env):
+    from services.common import mongo
+    from services.intake.store import CaseDoc, IntakeStore
+    mongo.connect("intake")
+    store = IntakeStore()
+    case_no = new_case_no()
+    CaseDoc._get_collection().insert_one({
+        "_id": case_no, "package_code": "XSECS", "package_version": 3, "region_code": "440100",
+        "applicant": {"id_number": "11010519491231002X"}, "status": "CASE_STATUS_IN_REVIEW", "submitted_at": T0,
+        "history": [{"status": "CASE_STATUS_SUBMITTED", "at": "t0", "note": "submitted"},
+                    {"status": "CASE_STATUS_IN_REVIEW", "at": "t1", "note": "review opened"}], "outbox": []})
+    old = store.case(case_no)
+    assert old.version == 0 and old.status is domain.IN_REVIEW and old.rectification == {} and old.noted == []
+    assert store.save(old.changed(domain.APPROVED, "concluded", "t2", license_ids=["L1"]), 0)
+    assert not store.save(old.changed(domain.REJECTED, "concluded", "t2"), 0)  # now it has a version
+    got = store.case(case_no)
+    assert got.version == 1 and got.status is domain.APPROVED and got.license_ids == ["L1"]
