@@ -48,7 +48,7 @@ def _forged(sub, role, **claims):
 
 
 def _expired(sub, role):
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=3)
     return (("authorization", "Bearer " + auth.mint(sub, role, hours=1, issued_at=past)),)
 
 
@@ -133,8 +133,8 @@ def _calls(client, w):
     X, Y, lic = w["x"], w["y"], w["lic"]
     R, D, E, L, I, C = joint_review_pb2, delivery_pb2, evaluation_pb2, elicense_pb2, intake_pb2, catalog_pb2
     pkg = C.GetPackageRequest(code="XSECS", region_code=REGION)
-    wsjk = lambda: bearer("officer-wsjk", "officer", "wsjk", REGION)  # noqa: E731 - X's first item, Y's 差评
-    gaj = lambda: bearer("officer-gaj", "officer", "gaj", REGION)     # noqa: E731 - its task needs the licence
+    wsjk = lambda: bearer("officer-wsjk", "officer", "wsjk", REGION)
+    gaj = lambda: bearer("officer-gaj", "officer", "gaj", REGION)
     upload = [I.UploadMaterialRequest(header=I.UploadHeader(material_code="M01", file_name="a.pdf")),
               I.UploadMaterialRequest(chunk=demo_pdf("matrix"))]
     return {
@@ -391,8 +391,9 @@ def test_a_clerk_acts_for_the_applicant_present_and_is_recorded_so(client, probe
     submitted = next(b for k, b in probe.for_case(case.case_no) if k == "case_submitted")
     assert submitted["acted_by"] == "clerk:clerk-w"
     # the audit log records the clerk on behalf of the applicant
-    from tools import audit as audit_tool
     import io
+
+    from tools import audit as audit_tool
     client.intake.GetCase(intake_pb2.GetCaseRequest(case_no=case.case_no), metadata=at_window, timeout=10)
     out = io.StringIO()
     audit_tool.main(["list", "--case", case.case_no, "--service", "intake", "--json"], out=out, err=out)

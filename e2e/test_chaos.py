@@ -1,7 +1,6 @@
 """A small chaos run inside `make test` (the full run is `make chaos`): cases driven through the
 suite while random processes are killed with SIGKILL and the broker, MongoDB and S3 servers are
 restarted; afterwards nothing is lost, doubled or left behind."""
-import os
 
 import pytest
 

@@ -13,7 +13,8 @@ from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
 from onething.elicense.v1 import elicense_pb2
 from onething.intake.v1 import intake_pb2
-from onething.joint_review.v1 import events_pb2 as review_events, joint_review_pb2
+from onething.joint_review.v1 import events_pb2 as review_events
+from onething.joint_review.v1 import joint_review_pb2
 from services.common.bus import Bus
 from tools.client import citizen_id, officer
 

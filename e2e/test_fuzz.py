@@ -13,7 +13,6 @@ ONETHING_FUZZ_EXAMPLES=500 ONETHING_TEST_PORT_BASE=53051 .venv/bin/python -m pyt
 """
 import collections
 import importlib
-import os
 import time
 
 import grpc
@@ -23,7 +22,9 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from services.common import limits
 from services.common.config import settings

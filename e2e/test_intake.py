@@ -62,7 +62,7 @@ def _in_threads(fn, n):
     def run(i):
         try:
             results[i] = fn(i)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:

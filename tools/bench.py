@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import random
-import socket
 import sys
 import threading
 import time
@@ -133,9 +132,9 @@ class ConcludedListener:
                     while not self._stop.is_set():
                         try:
                             conn.drain_events(timeout=0.25)
-                        except socket.timeout:
+                        except TimeoutError:
                             pass
-        except Exception as exc:  # noqa: BLE001 - reported to the waiting workers and the user
+        except Exception as exc:
             with self.cond:
                 self.error = f"{type(exc).__name__}: {exc}"
                 self.cond.notify_all()
@@ -155,9 +154,9 @@ def preflight():
     try:
         infra_suite.wait_serving(timeout=10)
         infra_suite.wait_consuming(timeout=10)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SystemExit(f"the suite is not ready ({exc}).\nstart it with: "
-                         ".venv/bin/python -m infra.local up && .venv/bin/python -m infra.suite up")
+                         ".venv/bin/python -m infra.local up && .venv/bin/python -m infra.suite up") from None
 
 
 def run_suite(n, concurrency, timeout):
@@ -189,7 +188,7 @@ def run_suite(n, concurrency, timeout):
             r["error"] = f"{exc.code().name}: {exc.details()}"
             abort.set()
             return
-        except Exception as exc:  # noqa: BLE001 - reported with the other failures
+        except Exception as exc:
             r["error"] = f"{type(exc).__name__}: {exc}"
             abort.set()
             return
@@ -344,7 +343,7 @@ def run_amqp_round_trip(amqp_uri, confirms):
                         raise RuntimeError(f"message {i} was not consumed within 10 s")
                     try:
                         cconn.drain_events(timeout=1)
-                    except socket.timeout:
+                    except TimeoutError:
                         pass
                 lat.append((got[0] - t) * 1000)
             rate = AMQP_ROUND_TRIPS / (time.perf_counter() - start)

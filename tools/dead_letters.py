@@ -40,7 +40,7 @@ def _reading(uri=None):
     goes back to the queue when the channel closes."""
     from kombu import Connection
     with Connection(uri or settings().amqp_uri) as kconn:  # make sure the queue exists
-        exchange, queue = dead_letter_entities()
+        _exchange, queue = dead_letter_entities()
         queue(kconn.default_channel).declare()
     conn = _connect(uri or settings().amqp_uri)
     channel = conn.channel()

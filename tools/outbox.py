@@ -41,7 +41,7 @@ def main(argv=None):
     for service, coll, doc_id, e in rows:
         age = now - e.get("at", now)
         old += age > args.older_than
-        at = datetime.datetime.fromtimestamp(e.get("at", now), datetime.timezone.utc).strftime("%H:%M:%S")
+        at = datetime.datetime.fromtimestamp(e.get("at", now), datetime.UTC).strftime("%H:%M:%S")
         print(f"{service}.{coll} {doc_id} {e.get('event_type')} event {e.get('id')} written {at} "
               f"({age:.0f} s ago) attempts {e.get('attempts', 0)}"
               + (f"\n    last error: {e['last_error']}" if e.get("last_error") else ""))

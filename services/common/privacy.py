@@ -66,7 +66,7 @@ def install_log_masking():
         record = previous(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string: logging reports it as it would
+        except Exception:
             return record
         masked = mask_text(message)
         if masked != message or record.args:
@@ -74,7 +74,7 @@ def install_log_masking():
         if record.exc_info and not record.exc_text:
             try:
                 record.exc_text = mask_text("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         return record
 

@@ -71,7 +71,7 @@ def read(pdf_bytes):
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
     try:
-        meta = PdfReader(io.BytesIO(pdf_bytes)).metadata or {}
+        meta: dict = PdfReader(io.BytesIO(pdf_bytes)).metadata or {}
     except PyPdfError as exc:
         raise ValueError(f"not a readable PDF ({exc})") from exc
     if meta.get("/Subject") != MARKER:

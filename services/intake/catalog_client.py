@@ -18,8 +18,8 @@ class CatalogClient:
                                                                      situations=situations or {}))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(exc.details())
+                raise NotFound(exc.details()) from None
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(exc.details())
-            raise Unavailable(f"the catalog cannot be reached ({exc.code().name}); try again shortly")
+                raise InvalidArgument(exc.details()) from None
+            raise Unavailable(f"the catalog cannot be reached ({exc.code().name}); try again shortly") from None
         return json_format.MessageToDict(pkg, preserving_proto_field_name=True)

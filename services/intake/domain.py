@@ -11,9 +11,15 @@ import re
 from services.common import forms
 from services.common.address import check_address
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
+from services.common.ids import (
+    CODE_TYPE_CITIZEN_ID,
+    CODE_TYPE_CREDIT_CODE,
+    CODE_TYPES,
+    citizen_id_problem,
+    code_type_of,
+    credit_code_problem,
+)
 from services.common.privacy import mask_id
-from services.common.ids import (CODE_TYPE_CITIZEN_ID, CODE_TYPE_CREDIT_CODE, CODE_TYPES, citizen_id_problem,
-                                 code_type_of, credit_code_problem)
 
 
 class CaseStatus(enum.StrEnum):
@@ -375,7 +381,7 @@ def after_dispatch(status, attempt, last_attempt):
     """The status a `delivery_dispatched` of `attempt` leaves the case in, or None when it is old
     news: after a failure, a re-dispatch (a later attempt) brings the case back to APPROVED; any
     other dispatch of a case not yet delivered leaves its status as it is."""
-    if attempt < last_attempt or status not in OPEN + (APPROVED, DELIVERY_FAILED):
+    if attempt < last_attempt or status not in (*OPEN, APPROVED, DELIVERY_FAILED):
         return None
     if status == DELIVERY_FAILED:
         return APPROVED if attempt > last_attempt else None

@@ -23,6 +23,6 @@ class ElicenseClient:
                                           timeout=self.timeout, metadata=self.metadata())
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(exc.details())
-            raise Unavailable(f"elicense cannot be reached ({exc.code().name})")
+                raise InvalidArgument(exc.details()) from None
+            raise Unavailable(f"elicense cannot be reached ({exc.code().name})") from None
         return [json_format.MessageToDict(l, preserving_proto_field_name=True) for l in resp.licenses]

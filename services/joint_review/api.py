@@ -6,13 +6,14 @@ import datetime
 
 from google.protobuf import json_format
 
-from onething.common.v1 import common_pb2
-from onething.joint_review.v1 import joint_review_pb2 as pb, joint_review_pb2_grpc as pb_grpc
+from onething.joint_review.v1 import joint_review_pb2 as pb
+from onething.joint_review.v1 import joint_review_pb2_grpc as pb_grpc
 from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.joint_review import domain
+from services.joint_review.handlers import session_status_name
 from services.joint_review.wiring import build_review
 
 
@@ -22,8 +23,10 @@ def _today():
 
 def task_to_proto(task, today=None):
     today = today or _today()
-    data = {k: v for k, v in task.items() if k not in ("clock", "rectification")}
+    data = {k: v for k, v in task.items() if k not in ("clock", "rectification", "state", "decision")}
     msg = json_format.ParseDict(data, pb.Task(), ignore_unknown_fields=True)
+    msg.state = domain.TASK_STATE_PROTO[task["state"]]
+    msg.decision = domain.DECISION_PROTO.get(task.get("decision"), 0)
     if task.get("clock"):
         msg.clock.CopyFrom(json_format.ParseDict(
             domain.clock_view(task["clock"], today, task.get("statutory_limit_days", 0)), pb.Clock()))
@@ -35,9 +38,11 @@ def task_to_proto(task, today=None):
 
 def session_to_proto(s, case=None):
     today = _today()
-    msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"], status=s["status"],
+    msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"],
+                     status=pb.SessionStatus.ValueType(domain.SESSION_STATUS_PROTO[s["status"]]),
                      opened_at=s["opened_at"], concluded_at=s["concluded_at"],
-                     lead_department=s.get("lead_department", ""), withdrawn_after=s.get("withdrawn_after", ""),
+                     lead_department=s.get("lead_department", ""),
+                     withdrawn_after=session_status_name(s.get("withdrawn_after")),
                      withdrawn_at=s.get("withdrawn_at", ""),
                      tasks=[task_to_proto(dict(t, case_no=s["case_no"], needed_license_ids=domain.needed_license_ids(
                          s, t, (case or {}).get("materials") or ())), today) for t in s["tasks"]])
@@ -95,7 +100,7 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
         actor = self._officer(context, request.department_code)
         if request.region_code and request.region_code != actor.region:
             raise PermissionDenied(f"officer {actor.sub} works in {actor.region}, not {request.region_code}")
-        state = pb.TaskState.Name(request.state) if request.state else None
+        state = domain.task_state_from_proto(request.state)  # None (unspecified): all
         today = _today()
         return pb.ListTasksResponse(tasks=[task_to_proto(t, today) for t in self.review.list_tasks(
             actor.department, actor.region, state, actor=actor)])
@@ -112,7 +117,7 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
             raise InvalidArgument("an opinion names the case and the item")
         self._session_of_region(actor, request.case_no)
         task = self.review.record_opinion(request.case_no, request.item_code, actor.department,
-                                          common_pb2.Decision.Name(request.decision), request.reason, actor.sub,
+                                          domain.decision_from_proto(request.decision), request.reason, actor.sub,
                                           list(request.material_codes), list(request.defects), actor=actor)
         return task_to_proto(task)
 

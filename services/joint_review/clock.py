@@ -30,7 +30,7 @@ def pause(clock, today, reason):
         return False
     clock["paused_since"] = today.isoformat()
     clock["paused_for"] = reason
-    clock["reasons"] = clock.get("reasons", []) + [reason]
+    clock["reasons"] = [*clock.get("reasons", []), reason]
     return True
 
 

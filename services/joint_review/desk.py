@@ -8,7 +8,7 @@ import time
 
 from nameko.rpc import RpcProxy
 
-from services.common.audit import AuditActor, SERVICE
+from services.common.audit import SERVICE, AuditActor
 from services.common.config import refuse_defaults_in_production, settings
 from services.common.errors import FailedPrecondition
 from services.common.worker import Component, Inbox, Tracing, event_handler, with_timeout

@@ -7,22 +7,144 @@ opinions, licences, supplements and inspection findings arrive. Pure functions o
             "reason", "decided_by", "claimed_by", "license_id", "result_type", "license_inputs",
             "inspection", "clock", "rectification", "overdue", ...}
 
+"status" is a SessionStatus, a task's "state" a TaskState and its "decision" a Decision (None until
+one is recorded); the store keeps them as the strings of *_STORED (stored_session/session_from_stored),
+api.py and the events as the proto numbers of *_PROTO.
+
 `now` is an ISO 8601 timestamp with its offset; clocks count working days of the date it falls on
 in China Standard Time.
 """
 import datetime
+import enum
+from typing import NamedTuple
 
 from services.common import ids
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.joint_review import clock
 
+
+class TaskState(enum.StrEnum):
+    """Where a department's task stands."""
+    PENDING = "pending"          # waiting on its prerequisites
+    ASSIGNED = "assigned"        # at the department's desk
+    APPROVED = "approved"        # approved, its licence not issued yet
+    DONE = "done"
+    REJECTED = "rejected"
+    CLOSED = "closed"            # the case ended otherwise
+    RECTIFYING = "rectifying"    # waiting for the applicant's supplement
+
+
+class SessionStatus(enum.StrEnum):
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class Decision(enum.StrEnum):
+    """A department's opinion on its task."""
+    APPROVE = "approve"
+    REJECT = "reject"
+    RECTIFY = "rectify"
+
+
+# The one mapping to the proto enums' numbers (onething.joint_review.v1.TaskState / SessionStatus,
+# onething.common.v1.Decision), for api.py and the events; 0 (UNSPECIFIED) is no value.
+TASK_STATE_PROTO = {TaskState.PENDING: 1, TaskState.ASSIGNED: 2, TaskState.APPROVED: 3, TaskState.DONE: 4,
+                    TaskState.REJECTED: 5, TaskState.CLOSED: 6, TaskState.RECTIFYING: 7}
+SESSION_STATUS_PROTO = {SessionStatus.OPEN: 1, SessionStatus.APPROVED: 2, SessionStatus.REJECTED: 3,
+                        SessionStatus.WITHDRAWN: 4}
+DECISION_PROTO = {Decision.APPROVE: 1, Decision.REJECT: 2, Decision.RECTIFY: 3}
+
+# The one mapping to the strings stored sessions hold (the store's; they never change, so sessions
+# saved by earlier versions read as they are, whatever the protos come to call the values).
+TASK_STATE_STORED = {TaskState.PENDING: "TASK_STATE_PENDING", TaskState.ASSIGNED: "TASK_STATE_ASSIGNED",
+                     TaskState.APPROVED: "TASK_STATE_APPROVED", TaskState.DONE: "TASK_STATE_DONE",
+                     TaskState.REJECTED: "TASK_STATE_REJECTED", TaskState.CLOSED: "TASK_STATE_CLOSED",
+                     TaskState.RECTIFYING: "TASK_STATE_RECTIFYING"}
+SESSION_STATUS_STORED = {SessionStatus.OPEN: "SESSION_STATUS_OPEN", SessionStatus.APPROVED: "SESSION_STATUS_APPROVED",
+                         SessionStatus.REJECTED: "SESSION_STATUS_REJECTED",
+                         SessionStatus.WITHDRAWN: "SESSION_STATUS_WITHDRAWN"}
+DECISION_STORED = {Decision.APPROVE: "DECISION_APPROVE", Decision.REJECT: "DECISION_REJECT",
+                   Decision.RECTIFY: "DECISION_RECTIFY"}
+
+
+def _reverse(mapping):
+    return {v: k for k, v in mapping.items()}
+
+
+_TASK_STATE_OF_PROTO, _SESSION_STATUS_OF_PROTO, _DECISION_OF_PROTO = (
+    _reverse(TASK_STATE_PROTO), _reverse(SESSION_STATUS_PROTO), _reverse(DECISION_PROTO))
+_TASK_STATE_OF_STORED, _SESSION_STATUS_OF_STORED, _DECISION_OF_STORED = (
+    _reverse(TASK_STATE_STORED), _reverse(SESSION_STATUS_STORED), _reverse(DECISION_STORED))
+
+
+def task_state_from_proto(number):
+    """The TaskState of a proto number; None for 0 (unspecified)."""
+    return _TASK_STATE_OF_PROTO.get(number)
+
+
+def decision_from_proto(number):
+    """The Decision of a proto number; None for 0 (unspecified), which record_opinion refuses."""
+    return _DECISION_OF_PROTO.get(number)
+
+
+def session_status_from_proto(number):
+    return _SESSION_STATUS_OF_PROTO.get(number)
+
+
+def stored_session(session):
+    """A session as the store keeps it: states, statuses and decisions as their stored strings
+    (a copy; the session itself is not changed)."""
+    body = dict(session, tasks=[dict(t, state=TASK_STATE_STORED[TaskState(t["state"])],
+                                     decision=DECISION_STORED[Decision(t["decision"])] if t.get("decision") else "")
+                                for t in session["tasks"]])
+    body["status"] = SESSION_STATUS_STORED[SessionStatus(session["status"])]
+    if session.get("withdrawn_after"):
+        body["withdrawn_after"] = SESSION_STATUS_STORED[SessionStatus(session["withdrawn_after"])]
+    return body
+
+
+def session_from_stored(body):
+    """The session of a stored body (see stored_session): typed values in place of the strings.
+    A string the mapping does not know is refused (ValueError), never guessed."""
+    def one(reverse, value, kind):
+        try:
+            return reverse[value]
+        except KeyError:
+            raise ValueError(f"a stored session holds {value!r}, which is no {kind}") from None
+
+    session = dict(body, tasks=[dict(t, state=one(_TASK_STATE_OF_STORED, t["state"], "task state"),
+                                     decision=one(_DECISION_OF_STORED, t["decision"], "decision")
+                                     if t.get("decision") else None)
+                                for t in body.get("tasks") or []])
+    session["status"] = one(_SESSION_STATUS_OF_STORED, body["status"], "session status")
+    if body.get("withdrawn_after"):
+        session["withdrawn_after"] = one(_SESSION_STATUS_OF_STORED, body["withdrawn_after"], "session status")
+    return session
+
+
+class Conflict(Exception):
+    """Someone else saved the session first (the store's version check): load it again and retry."""
+
+
+class StoredSession(NamedTuple):
+    """What the store gives back for a case: the session, what joint_review keeps of the case
+    (applicant, materials, delivery …) and the version a save must name. All None: no session."""
+    session: dict | None
+    case: dict | None
+    version: int | None
+
+
+NO_SESSION = StoredSession(None, None, None)
+
 PENDING, ASSIGNED, APPROVED, DONE, REJECTED, CLOSED, RECTIFYING = (
-    "TASK_STATE_PENDING", "TASK_STATE_ASSIGNED", "TASK_STATE_APPROVED", "TASK_STATE_DONE",
-    "TASK_STATE_REJECTED", "TASK_STATE_CLOSED", "TASK_STATE_RECTIFYING")
+    TaskState.PENDING, TaskState.ASSIGNED, TaskState.APPROVED, TaskState.DONE, TaskState.REJECTED, TaskState.CLOSED,
+    TaskState.RECTIFYING)
 OPEN_TASK_STATES = (PENDING, ASSIGNED, APPROVED, RECTIFYING)
 OPEN, S_APPROVED, S_REJECTED, S_WITHDRAWN = (
-    "SESSION_STATUS_OPEN", "SESSION_STATUS_APPROVED", "SESSION_STATUS_REJECTED", "SESSION_STATUS_WITHDRAWN")
-APPROVE, REJECT, RECTIFY = "DECISION_APPROVE", "DECISION_REJECT", "DECISION_RECTIFY"
+    SessionStatus.OPEN, SessionStatus.APPROVED, SessionStatus.REJECTED, SessionStatus.WITHDRAWN)
+APPROVE, REJECT, RECTIFY = Decision.APPROVE, Decision.REJECT, Decision.RECTIFY
 LICENSE = "RESULT_TYPE_LICENSE"
 APPLICANT = "applicant"
 OFFICER_PAUSES = ("HEARING", "TESTING")
@@ -52,7 +174,7 @@ def new_session(case_no, region_code, package, now, materials=()):
             "promised_limit_days": int(item.get("promised_limit_days") or 0),
             "statutory_limit_days": int(item.get("statutory_limit_days") or 0),
             "inspection": bool(item.get("inspection")),
-            "optional": bool(item.get("optional")), "state": PENDING, "decision": "", "reason": "",
+            "optional": bool(item.get("optional")), "state": PENDING, "decision": None, "reason": "",
             "decided_by": "", "claimed_by": "", "license_id": "", "assigned_at": "", "decided_at": "",
             "clock": None, "rectification": None, "overdue": False, "rounds": 0,
             "holder_party": result.get("holder_party") or APPLICANT,
@@ -120,7 +242,7 @@ def _own_task(session, item_code, department_code):
 
 
 def _state_word(state):
-    return state.split("_")[-1].lower()
+    return TaskState(state).value
 
 
 def claim(session, item_code, department_code, officer):
@@ -140,7 +262,7 @@ def record_opinion(session, item_code, department_code, decision, reason, by, no
     """Apply one department's decision. Returns False when the same decision was already recorded
     (a redelivered message), True when it changed the session."""
     task = _own_task(session, item_code, department_code)
-    if decision not in (APPROVE, REJECT, RECTIFY):
+    if not isinstance(decision, Decision):  # a typed value, decoded by the caller; not a bare string
         raise InvalidArgument("the decision must be APPROVE, REJECT or RECTIFY")
     if decision == REJECT and not (reason or "").strip():
         raise InvalidArgument("a rejection needs a reason the applicant can act on")
@@ -194,7 +316,7 @@ def supplemented(session, material_codes, now, rounds=None):
         if rounds and rounds.get(task["item_code"], task["rounds"]) != task["rounds"]:
             continue
         if set(rect["material_codes"]) <= supplied:
-            task.update(state=ASSIGNED, decision="", decided_at="", claimed_by="")
+            task.update(state=ASSIGNED, decision=None, decided_at="", claimed_by="")
             rect["supplied_at"] = now
             clock.resume(task["clock"], today_of(now), "RECTIFICATION")
             resumed.append(task)
@@ -324,7 +446,7 @@ def advance(session, now):
     if session["status"] != OPEN:
         return []
     by_code = {t["item_code"]: t for t in session["tasks"]}
-    effects = [("rectify", t) for t in session["tasks"]
+    effects: list[tuple] = [("rectify", t) for t in session["tasks"]
                if t["state"] == RECTIFYING and t["rectification"] and not t["rectification"].get("announced")]
     for _, t in effects:
         t["rectification"]["announced"] = True

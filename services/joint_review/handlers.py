@@ -1,26 +1,43 @@
 """joint_review use cases: open a session for a submitted case, record opinions (from a desk's rule
 or an officer), rectification rounds, the joint site inspection, licences as they are issued,
-withdrawal, legal clocks, and the events that follow. No framework here: store, blobs and bus are
-passed in."""
+withdrawal, legal clocks, and the events that follow. No framework here: the store (the persistence
+port: it saves a session with its expected version and its new events, and publishes them), blobs,
+the audit log and the clock are passed in (wiring.py)."""
 import datetime
 
 from google.protobuf import json_format
 
-from onething.joint_review.v1 import events_pb2
+from onething.common.v1 import common_pb2
+from onething.joint_review.v1 import events_pb2, joint_review_pb2
 from services.common import pdf, telemetry
 from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.events import from_payload
-from services.common.mongo import flush_outbox
 from services.joint_review import domain
-from services.joint_review.store import Conflict, SessionDoc
+from services.joint_review.domain import Conflict
 
 RESULTS = "results"
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+def system_clock():
+    """The clock adapter: the time now, timezone-aware."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def decision_name(decision):
+    """A Decision as the protos and the audit log spell it (DECISION_UNSPECIFIED for none)."""
+    return common_pb2.Decision.Name(domain.DECISION_PROTO.get(decision, 0))
+
+
+def task_state_name(state):
+    """A TaskState as the protos and the audit log spell it (TASK_STATE_ASSIGNED …)."""
+    return joint_review_pb2.TaskState.Name(domain.TASK_STATE_PROTO[state])
+
+
+def session_status_name(status):
+    """A SessionStatus as the events' string fields spell it (SESSION_STATUS_APPROVED …)."""
+    return joint_review_pb2.SessionStatus.Name(domain.SESSION_STATUS_PROTO[status]) if status else ""
 
 
 def task_routing_key(department_code, region_code):
@@ -28,23 +45,30 @@ def task_routing_key(department_code, region_code):
 
 
 class JointReview:
-    def __init__(self, store, bus, blobs=None, audit=None):
-        self.store, self.bus, self.blobs = store, bus, blobs
+    def __init__(self, store, blobs=None, audit=None, clock=None, serves=None):
+        self.store, self.blobs = store, blobs
         # the audit log (services.common.audit): decisions, claims, inspections, clocks and staff reads
         self.audit = audit or MemoryAuditLog("joint_review")
-        self.serves = None  # region_code -> bool: which regions this site reviews (None: all)
+        self.clock = clock or system_clock  # () -> aware datetime
+        self.serves = serves  # region_code -> bool: which regions this site reviews (None: all)
+
+    def _now(self):
+        return self.clock().astimezone(datetime.UTC).isoformat()
+
+    def _today(self):
+        return self.clock().astimezone(domain.CST).date()
 
     # case lifecycle ------------------------------------------------------------------------
     def open_session(self, event):
         """case_submitted → a session whose first tasks go to their departments' desks."""
         telemetry.mark_case(event.case_no)
-        existing, _, _ = self.store.load(event.case_no)
+        existing = self.store.load(event.case_no).session
         if existing is not None:
             return existing
         if self.serves is not None and not self.serves(event.region_code):
             raise FailedPrecondition(f"this site does not review cases of region {event.region_code!r}")
         pkg = from_dict(event.package)
-        now = _now()
+        now = self._now()
         materials = [from_dict(m) for m in event.materials]
         session = domain.new_session(event.case_no, event.region_code, pkg, now, materials)
         case = {"applicant": from_dict(event.applicant), "materials": materials,
@@ -57,9 +81,8 @@ class JointReview:
             item_codes=[t["item_code"] for t in session["tasks"]],
             department_codes=sorted({t["department_code"] for t in session["tasks"]}), opened_at=now)
         outbox.append(outbox_entry("session_opened", opened, event.case_no))
-        if self.store.create(session, case, outbox):
-            flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
-        return self.store.load(event.case_no)[0]
+        self.store.create(session, case, outbox)
+        return self.store.load(event.case_no).session
 
     def case_supplemented(self, event):
         """The applicant handed in what was asked: the departments that asked review again."""
@@ -67,7 +90,7 @@ class JointReview:
         supplied = [from_dict(m) for m in event.materials]
 
         def change(session, case):
-            resumed = domain.supplemented(session, [m["material_code"] for m in supplied], _now(),
+            resumed = domain.supplemented(session, [m["material_code"] for m in supplied], self._now(),
                                           dict(event.rounds))
             if not resumed:
                 return None
@@ -85,7 +108,7 @@ class JointReview:
         telemetry.mark_case(event.case_no)
 
         def change(session, case):
-            if not domain.withdraw(session, _now()):
+            if not domain.withdraw(session, self._now()):
                 return None
             return [self._withdrawn(session, domain.all_licenses(session), event.reason)]
 
@@ -94,10 +117,8 @@ class JointReview:
             if session is not None:
                 return session
             # the withdrawal overtook case_submitted: a closed session, so the late case opens nothing
-            session = domain.withdrawn_before_opening(event.case_no, event.region_code, _now())
-            outbox = [self._withdrawn(session, [], event.reason)]
-            if self.store.create(session, {}, outbox):
-                flush_outbox(SessionDoc, event.case_no, self.bus, outbox)
+            session = domain.withdrawn_before_opening(event.case_no, event.region_code, self._now())
+            if self.store.create(session, {}, [self._withdrawn(session, [], event.reason)]):
                 return session
             # case_submitted opened the session meanwhile: withdraw that one
         raise RuntimeError(f"session {event.case_no} kept changing under us")
@@ -121,7 +142,8 @@ class JointReview:
     def _withdrawn(session, license_ids, reason):
         msg = events_pb2.SessionWithdrawn(
             case_no=session["case_no"], region_code=session["region_code"], license_ids=list(license_ids),
-            after_conclusion=bool(session.get("withdrawn_after")), overridden=session.get("withdrawn_after", ""),
+            after_conclusion=bool(session.get("withdrawn_after")),
+            overridden=session_status_name(session.get("withdrawn_after")),
             withdrawn_at=session.get("withdrawn_at", ""), reason=reason or "")
         return outbox_entry("session_withdrawn", msg, session["case_no"])
 
@@ -138,18 +160,19 @@ class JointReview:
         """A department's decision, from its desk's rule or an officer (`actor`: who, for the audit log)."""
         telemetry.mark_case(case_no)
         with self.audit.attempt(actor, "opinion.record", case_no, item_code=item_code, department_code=department_code,
-                                decision=decision, material_codes=list(materials)):
+                                decision=decision_name(decision), material_codes=list(materials)):
             return self._record_opinion(case_no, item_code, department_code, decision, reason, by, materials, defects)
 
     def _record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials, defects):
         def change(session, case):
-            if not domain.record_opinion(session, item_code, department_code, decision, reason, by, _now(),
+            if not domain.record_opinion(session, item_code, department_code, decision, reason, by, self._now(),
                                          materials, defects):
                 return None
             task = domain.task_of(session, item_code)
             opinion = {
                 "case_no": case_no, "item_code": item_code, "item_name": task["item_name"],
-                "department_code": department_code, "region_code": task["region_code"], "decision": decision,
+                "department_code": department_code, "region_code": task["region_code"],
+                "decision": domain.DECISION_PROTO[decision],
                 "reason": reason or "", "decided_by": by or "", "result_type": task["result_type"],
                 "license_type_code": task["license_type_code"], "license_type_name": task["license_type_name"]}
             if decision == domain.APPROVE and task["result_type"] == domain.LICENSE:
@@ -165,13 +188,13 @@ class JointReview:
         with self.audit.attempt(actor, "clock.suspend", case_no, item_code=item_code, department_code=department_code,
                                 reason=reason):
             session = self._update(case_no, lambda s, c: domain.suspend(s, item_code, department_code, reason,
-                                                                        _now()) and [])
+                                                                        self._now()) and [])
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
     def resume_clock(self, case_no, item_code, department_code, actor=None):
         telemetry.mark_case(case_no)
         with self.audit.attempt(actor, "clock.resume", case_no, item_code=item_code, department_code=department_code):
-            session = self._update(case_no, lambda s, c: domain.resume(s, item_code, department_code, _now()) and [])
+            session = self._update(case_no, lambda s, c: domain.resume(s, item_code, department_code, self._now()) and [])
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
     def schedule_inspection(self, case_no, department_code, at, place, by, actor=None):
@@ -179,7 +202,7 @@ class JointReview:
         # the place is an address: not in the audit record (the session keeps it)
         with self.audit.attempt(actor, "inspection.schedule", case_no, department_code=department_code, at=at):
             return self._update(case_no, lambda s, c: domain.schedule_inspection(s, department_code, at, place, by,
-                                                                                 _now()) and [])
+                                                                                 self._now()) and [])
 
     def record_findings(self, case_no, department_code, passed, notes, by, actor=None):
         """The last department's findings produce the merged inspection report in S3."""
@@ -190,7 +213,7 @@ class JointReview:
 
     def _record_findings(self, case_no, department_code, passed, notes, by):
         def change(session, case):
-            if not domain.record_findings(session, department_code, passed, notes, by, _now()):
+            if not domain.record_findings(session, department_code, passed, notes, by, self._now()):
                 return []
             insp = session["inspection"]
             key = f"inspections/{case_no}/joint-inspection-report.pdf"
@@ -213,10 +236,10 @@ class JointReview:
 
     def check_clocks(self, today=None):
         """Escalate (督办) every task that has just gone past its promised limit."""
-        today = today or datetime.datetime.now(domain.CST).date()
-        escalated = []
+        today = today or self._today()
+        escalated: list[tuple[str, str]] = []
         for case_no in self.store.open_case_numbers():
-            def change(session, case):
+            def change(session, case, case_no=case_no):
                 late = domain.check_clocks(session, today)
                 if not late:
                     return None
@@ -245,7 +268,7 @@ class JointReview:
 
     def list_tasks(self, department_code, region_code, state=None, actor=None):
         with self.audit.read(actor, "tasks.list", "", department_code=department_code, region_code=region_code,
-                             state=state or "") as details:
+                             state=task_state_name(state) if state else "") as details:
             tasks = self.store.tasks(department_code, region_code, state)
             details["case_nos"] = sorted({t["case_no"] for t in tasks})
         return tasks
@@ -262,7 +285,7 @@ class JointReview:
             outbox = change(session, case)
             if outbox is None:
                 return session
-            outbox += self._effects(session, case, domain.advance(session, _now()))
+            outbox += self._effects(session, case, domain.advance(session, self._now()))
             try:
                 if case_changes:
                     self.store.save(session, version, outbox, case=case)
@@ -270,7 +293,6 @@ class JointReview:
                     self.store.save(session, version, outbox)
             except Conflict:
                 continue
-            flush_outbox(SessionDoc, case_no, self.bus, outbox)
             return session
         raise RuntimeError(f"session {case_no} kept changing under us")
 

@@ -1,8 +1,16 @@
-"""joint_review's MongoDB store (database `<prefix>joint_review`): one document per session, its
-tasks inside, saved with a version check so concurrent opinions never overwrite each other."""
+"""joint_review's MongoDB store (database `<prefix>joint_review`), its persistence port: one document
+per session, its tasks inside, saved with a version check so concurrent opinions never overwrite each
+other, and with the events the change causes in the same atomic write (the outbox). After a committed
+write the store publishes those events itself (services.common.mongo.OutboxStore); what a process
+that died, or a broker outage, leaves pending is published by the worker's OutboxSweeper.
+
+The session's typed values (domain.TaskState, SessionStatus, Decision) are kept as the strings of
+domain.*_STORED: documents written by earlier versions read as they are."""
 import mongoengine as me
 
-from services.common.mongo import plain
+from services.common.mongo import OutboxStore, plain
+from services.joint_review import domain
+from services.joint_review.domain import Conflict, StoredSession
 
 ALIAS = "joint_review"
 
@@ -12,43 +20,63 @@ class SessionDoc(me.Document):
             "indexes": ["body.tasks.department_code", "body.status", "outbox.at", "outbox.next_at"]}
     case_no = me.StringField(primary_key=True)
     version = me.IntField(default=0)
-    body = me.DictField()          # the session as the domain sees it
+    body = me.DictField()          # the session as the domain sees it, in its stored form
     case = me.DictField()          # applicant, materials, delivery: what tasks and results need
     outbox = me.ListField(me.DictField())
 
 
-class Conflict(Exception):
-    """Someone else saved the session first; load it again and retry."""
+class SessionStore(OutboxStore):
+    """Sessions by case number. `create` and `save` take the events (outbox entries,
+    services.common.bus.outbox_entry) the change causes and publish them once it is committed."""
 
+    document = SessionDoc
 
-class ReviewStore:
     def load(self, case_no):
+        """StoredSession(session, case, version); all None when the case has no session."""
         doc = SessionDoc.objects(case_no=case_no).first()
-        return (plain(doc.body), plain(doc.case), doc.version) if doc else (None, None, None)
+        if doc is None:
+            return domain.NO_SESSION
+        return StoredSession(domain.session_from_stored(plain(doc.body)), plain(doc.case), doc.version)
 
-    def create(self, body, case, outbox):
+    def create(self, session, case, events=()):
+        """The session's first version (0) with its events; False when the case has one already
+        (nothing is written, nothing published)."""
+        events = list(events)
         try:
-            SessionDoc(case_no=body["case_no"], version=0, body=body, case=case, outbox=outbox).save(force_insert=True)
+            SessionDoc(case_no=session["case_no"], version=0, body=domain.stored_session(session), case=case,
+                       outbox=events).save(force_insert=True)
         except me.NotUniqueError:
             return False
+        self.publish(session["case_no"], events)
         return True
 
-    def save(self, body, version, outbox, case=None):
-        changes = {"set__body": body, "set__version": version + 1, "push_all__outbox": outbox}
+    def save(self, session, expected_version, events=(), case=None):
+        """The session (and the case, when given) as version `expected_version` + 1, with its
+        events; Conflict when the stored version is not `expected_version` any more (someone else
+        saved first: nothing is written, nothing published)."""
+        events = list(events)
+        changes = {"set__body": domain.stored_session(session), "set__version": expected_version + 1,
+                   "push_all__outbox": events}
         if case is not None:
             changes["set__case"] = case
-        updated = SessionDoc.objects(case_no=body["case_no"], version=version).update_one(**changes)
+        updated = SessionDoc.objects(case_no=session["case_no"], version=expected_version).update_one(**changes)
         if updated != 1:
-            raise Conflict(body["case_no"])
+            raise Conflict(session["case_no"])
+        self.publish(session["case_no"], events)
+        return expected_version + 1
 
     def open_case_numbers(self):
-        return [d.case_no for d in SessionDoc.objects(body__status="SESSION_STATUS_OPEN").only("case_no")]
+        stored_open = domain.SESSION_STATUS_STORED[domain.SessionStatus.OPEN]
+        return [d.case_no for d in SessionDoc.objects(body__status=stored_open).only("case_no")]
 
     def tasks(self, department_code, region_code, state=None):
+        """A department's tasks in a region (each with its case_no), of one TaskState or all."""
         found = []
-        for doc in SessionDoc.objects(body__tasks__department_code=department_code).only("body"):
-            for task in plain(doc.body)["tasks"]:
+        for doc in SessionDoc.objects(body__tasks__department_code=department_code).only("case_no", "body"):
+            session = domain.session_from_stored(plain(doc.body))
+            for task in session["tasks"]:
                 if task["department_code"] == department_code and task["region_code"] == region_code and (
                         not state or task["state"] == state):
                     found.append(dict(task, case_no=doc.case_no))
         return found
+

@@ -1,15 +1,14 @@
 """joint_review worker role (`nameko run`): opens a session for each submitted case and takes the
-licences elicense issues."""
+licences elicense issues. Each handler decodes its event once (services.common.events.from_payload)
+and hands it to its use case; the OutboxSweeper publishes what a committed save left pending."""
 
 from nameko.timer import timer
 
 from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
-from services.common import mongo
-from services.common.events import from_payload
 from services.common.config import refuse_defaults_in_production, settings
-from services.common.worker import SWEEP_SECONDS, Inbox, Component, Tracing, event_handler
-from services.joint_review.store import SessionDoc
+from services.common.events import from_payload
+from services.common.worker import Component, Inbox, OutboxSweeper, Tracing, event_handler
 from services.joint_review.wiring import build_review
 
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
@@ -22,6 +21,7 @@ class JointReviewWorker:
     tracing = Tracing()
     inbox = Inbox("joint_review")
     review = Component(build_review)
+    sweeper = OutboxSweeper("review")  # sweeps review.store
 
     @event_handler("intake", "case_submitted")
     def on_case_submitted(self, payload):
@@ -37,12 +37,9 @@ class JointReviewWorker:
 
     @timer(interval=CLOCK_CHECK_SECONDS)
     def check_clocks(self):
+        """Escalation (督办) of tasks past their promised limit: not an outbox sweep."""
         self.review.check_clocks()
 
     @event_handler("elicense", "license_issued")
     def on_license_issued(self, payload):
         self.review.license_issued(from_payload(license_events.LicenseIssued, payload))
-
-    @timer(interval=SWEEP_SECONDS)
-    def sweep_outbox(self):
-        mongo.sweep_outbox(SessionDoc, self.review.bus)

@@ -85,7 +85,8 @@ def test_workers_sweep_their_outbox_with_the_one_sweeper():
 
 
 def test_the_registry_names_every_service_folder():
-    from services.common.registry import NAMES as REGISTERED, SERVICES as ENTRIES
+    from services.common.registry import NAMES as REGISTERED
+    from services.common.registry import SERVICES as ENTRIES
     folders = {p.parent.name for p in SERVICES.glob("*/worker.py")} - {"common"}
     assert set(REGISTERED) == folders
     for entry in ENTRIES:

@@ -203,7 +203,7 @@ def test_late_in_review_after_approval_changes_nothing():
     (b"GIF89a\x01\x00\x01\x00", "image/gif"),
     (b"PK\x03\x04\x14\x00\x06\x00", "application/zip"),
     (b"hello, world\n", "text/plain"),
-    ("父母居民身份证".encode("utf-8")[:15], "text/plain"),
+    ("父母居民身份证".encode()[:15], "text/plain"),
     (b"\x00\x01\x02\xfe\xff\x80", "application/octet-stream"),
 ])
 def test_sniff_by_magic_bytes(head, ctype):
@@ -225,7 +225,7 @@ def test_sniff_needs_the_whole_magic():
 def test_sniff_utf8_text_cut_inside_a_character_is_text():
     # BUG (services/intake/domain.py:93): the handler sniffs data[:16]; a Chinese UTF-8 text file
     # whose 16th byte falls inside a character (3 bytes each) is reported as octet-stream.
-    head = "新生儿出生一件事材料清单".encode("utf-8")[:16]
+    head = "新生儿出生一件事材料清单".encode()[:16]
     assert domain.sniff_content_type(head) == "text/plain"
 
 

@@ -180,7 +180,7 @@ def test_submit_creates_one_case_with_a_manifest_and_one_event(intake, probe):
     assert intake.blobs.list("materials", f"cases/{case.case_no}/") == [f"cases/{case.case_no}/manifest.json"]
     manifest = json.loads(intake.blobs.get("materials", f"cases/{case.case_no}/manifest.json"))
     assert [m["material_code"] for m in manifest["materials"]] == ["M01", "M02", "M03", "M04"]
-    for m, listed in zip(case.materials, manifest["materials"]):
+    for m, listed in zip(case.materials, manifest["materials"], strict=True):
         assert listed["object_key"] == m["object_key"] == f"content/sha256/{m['sha256']}"
         assert listed["sha256"] == m["sha256"] and listed["content_type"] == "application/pdf" and listed["size"] > 0
         assert hashlib.sha256(intake.blobs.get("materials", m["object_key"])).hexdigest() == m["sha256"]
@@ -259,7 +259,7 @@ def _concurrently(fn, args):
     def run(a):
         try:
             results.append(fn(a))
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
     threads = [threading.Thread(target=run, args=(a,)) for a in args]
     for t in threads:

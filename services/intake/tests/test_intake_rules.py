@@ -330,6 +330,7 @@ def test_stored_statuses_are_the_strings_cases_have_always_carried():
 
 def test_mail_delivery_address_is_checked_at_submission():
     import pytest as _pytest
+
     from services.common.errors import InvalidArgument as _Invalid
     from services.intake import domain as _d
     good = {"recipient": "李华", "phone": "13800138000", "region_code": "440106", "line": "天河路 100 号 1 栋",

@@ -5,14 +5,13 @@ import json
 import logging
 
 import pytest
+from test_review_handlers import APPLICANT, C01, C02, C03, CASE_NO, REGION, bus, package, review, store, submitted  # noqa: F401
 
 from services.common import audit
 from services.common.auth import Actor
 from services.common.errors import FailedPrecondition, PermissionDenied
 from services.common.privacy import contains_personal_data
 from services.joint_review import domain
-from test_review_handlers import (APPLICANT, C01, C02, C03, CASE_NO, REGION, bus, package, review, store,  # noqa: F401
-                                  submitted)
 
 OFFICER = Actor("officer-7", "officer", "jkzx", REGION)
 DESK = audit.AuditActor(f"desk:wsjk:{REGION}", "service", "wsjk", REGION, auth=audit.SERVICE)
@@ -32,7 +31,8 @@ def test_an_officers_claim_and_opinion_are_recorded_with_the_actor_from_the_toke
     assert opinion["action"] == "opinion.record" and opinion["outcome"] == "ok"
     assert opinion["actor"] == {"sub": "officer-7", "role": "officer", "department": "jkzx", "region": REGION,
                                 "on_behalf_of": "", "auth": "token"}
-    assert opinion["details"] == {"item_code": C02, "department_code": "jkzx", "decision": domain.APPROVE,
+    # the decision as the audit log has always spelt it (the proto name), not the domain's enum value
+    assert opinion["details"] == {"item_code": C02, "department_code": "jkzx", "decision": "DECISION_APPROVE",
                                   "material_codes": []}
     assert "材料齐全" not in json.dumps(opinion, ensure_ascii=False)  # free text stays with the task
     assert review.audit.verify() is None
@@ -95,3 +95,13 @@ def test_handlers_log_no_identity_numbers_or_phones(review, package, caplog):
     assert not contains_personal_data(str(refused.value))
     assert APPLICANT["id_number"] and not contains_personal_data(caplog.text)
     assert not contains_personal_data(json.dumps(review.audit.records, ensure_ascii=False))
+
+
+def test_a_listing_by_state_records_the_state_as_the_audit_log_has_always_spelt_it(review, package):
+    review.open_session(submitted(package))
+    tasks = review.list_tasks("wsjk", REGION, domain.ASSIGNED, actor=Actor("officer-8", "officer", "wsjk", REGION))
+    assert {t["item_code"] for t in tasks} == {C01, "110000000007"}
+    [listed] = records(review, "tasks.list")
+    assert listed["details"]["state"] == "TASK_STATE_ASSIGNED" and listed["details"]["case_nos"] == [CASE_NO]
+    review.list_tasks("wsjk", REGION, actor=Actor("officer-8", "officer", "wsjk", REGION))
+    assert records(review, "tasks.list")[-1]["details"]["state"] == ""

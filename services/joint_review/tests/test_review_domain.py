@@ -5,7 +5,7 @@ import pathlib
 import pytest
 import yaml
 
-from services.catalog.domain import resolve
+from services.catalog.resolution import resolve
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.joint_review import domain
 
@@ -278,7 +278,7 @@ TRANSFER = "160000000002"
 @pytest.fixture(scope="module")
 def house():
     """二手房 in 广州 with the city's implementing bodies (the catalog's full resolution)."""
-    from services.catalog.domain import build_definitions
+    from services.catalog.definitions import build_definitions
     from services.catalog.store import read_catalog
     return resolve(build_definitions(read_catalog(str(DATA)))["ESFGH"], "440100", {})
 

@@ -1,20 +1,20 @@
-"""JointReview use cases over an in-memory store and a RecordingBus (no MongoDB, no broker)."""
-import copy
+"""JointReview use cases over the in-memory store and a RecordingBus (no MongoDB, no broker)."""
 import json
 import pathlib
 
 import pytest
 import yaml
 
-from onething.intake.v1 import events_pb2 as intake_events
 from onething.elicense.v1 import events_pb2 as license_events
-from services.catalog.domain import resolve
+from onething.intake.v1 import events_pb2 as intake_events
+from services.catalog.resolution import resolve
 from services.common.bus import RecordingBus
 from services.common.errors import NotFound, PermissionDenied
 from services.common.events import from_payload
 from services.elicense.domain import identifier_valid, license_identifier
 from services.joint_review import desk_rules, domain, handlers
-from services.joint_review.store import Conflict, SessionDoc
+from services.joint_review.domain import Conflict
+from services.joint_review.fakes import FakeSessionStore
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "catalog" / "data"
 REGION = "440100"
@@ -27,76 +27,20 @@ LIC01 = license_identifier("CSYXZM", "440100WSJK", "202400000001")
 LIC05 = license_identifier("SBK", "440100RSJ", "202400000001")
 
 
-class FakeReviewStore:
-    """ReviewStore in memory: documents keyed by case number, saved under a version check."""
-
-    def __init__(self):
-        self.docs = {}
-        self.saves = 0
-
-    def load(self, case_no):
-        doc = self.docs.get(case_no)
-        if doc is None:
-            return None, None, None
-        return copy.deepcopy(doc["body"]), copy.deepcopy(doc["case"]), doc["version"]
-
-    def create(self, body, case, outbox):
-        if body["case_no"] in self.docs:
-            return False
-        self.docs[body["case_no"]] = {"version": 0, "body": copy.deepcopy(body), "case": copy.deepcopy(case),
-                                      "outbox": copy.deepcopy(outbox)}
-        return True
-
-    def save(self, body, version, outbox, case=None):
-        self.saves += 1
-        doc = self.docs.get(body["case_no"])
-        if doc is None or doc["version"] != version:
-            raise Conflict(body["case_no"])
-        doc["body"], doc["version"] = copy.deepcopy(body), version + 1
-        if case is not None:
-            doc["case"] = copy.deepcopy(case)
-        doc["outbox"].extend(copy.deepcopy(outbox))
-
-    def open_case_numbers(self):
-        return [no for no, d in self.docs.items() if d["body"]["status"] == "SESSION_STATUS_OPEN"]
-
-    def tasks(self, department_code, region_code, state=None):
-        found = []
-        for case_no, doc in self.docs.items():
-            for task in doc["body"]["tasks"]:
-                if task["department_code"] == department_code and task["region_code"] == region_code and (
-                        not state or task["state"] == state):
-                    found.append(dict(copy.deepcopy(task), case_no=case_no))
-        return found
-
-
-@pytest.fixture
-def store():
-    return FakeReviewStore()
-
-
 @pytest.fixture
 def bus():
     return RecordingBus("joint_review")
 
 
 @pytest.fixture
-def review(store, bus, monkeypatch):
-    def fake_flush(doc_cls, case_no, to_bus, entries=None):
-        """Like services.common.mongo.flush_outbox: publish the given entries (all pending ones when
-        none are given) and pull each from the stored outbox."""
-        assert doc_cls is SessionDoc
-        doc = store.docs.get(case_no)
-        if entries is None:
-            entries = list(doc["outbox"]) if doc is not None else []
-        for entry in entries:
-            to_bus.publish_raw(entry["event_type"], entry["payload"], {"case_no": entry.get("case_no", "")})
-            if doc is not None:
-                doc["outbox"] = [e for e in doc["outbox"] if e["id"] != entry["id"]]
-        return len(entries)
+def store(bus):
+    """The one in-memory fake of the store (services/joint_review/fakes.py), publishing on `bus`."""
+    return FakeSessionStore(bus)
 
-    monkeypatch.setattr(handlers, "flush_outbox", fake_flush)
-    return handlers.JointReview(store, bus)
+
+@pytest.fixture
+def review(store):
+    return handlers.JointReview(store)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +83,7 @@ def test_open_session_assigns_first_tasks_to_their_desks(review, store, bus, pac
     opened = bus.published[-1][1]  # intake moves the case to IN_REVIEW on it
     assert opened["case_no"] == CASE_NO and opened["region_code"] == REGION and opened["package_code"] == "XSECS"
     assert len(opened["item_codes"]) == 7 and set(opened["department_codes"]) == {"wsjk", "jkzx", "gaj", "ybj", "rsj"}
-    assert all(headers == {"case_no": CASE_NO} for _, _, headers in bus.published)
+    assert all(headers["case_no"] == CASE_NO and headers["event_id"] for _, _, headers in bus.published)
     assert store.docs[CASE_NO]["outbox"] == []
 
 
@@ -343,7 +287,7 @@ def test_save_that_always_conflicts_gives_up(review, store, package):
 def test_a_withdrawal_that_overtakes_the_submission_keeps_the_case_from_opening(review, bus, package):
     review.case_withdrawn(intake_events.CaseWithdrawn(case_no="W1", region_code="440100"))
     session = review.open_session(submitted(package, "W1"))
-    assert session["status"] == "SESSION_STATUS_WITHDRAWN" and session["tasks"] == []
+    assert session["status"] == domain.S_WITHDRAWN and session["tasks"] == []
     assert not [t for t in bus.types() if t.startswith("task_assigned")]
 
 
@@ -399,7 +343,8 @@ def test_a_withdrawal_after_the_conclusion_wins_and_makes_the_conclusion_void(re
     assert session["status"] == domain.S_WITHDRAWN and session["withdrawn_after"] == conclusion
     assert store.docs[CASE_NO]["version"] == version + 1  # decided by one compare-and-set on the session
     [event] = sent(bus, "session_withdrawn")
-    assert event["after_conclusion"] is True and event["overridden"] == conclusion
+    assert event["after_conclusion"] is True and event["overridden"] == {
+        domain.S_APPROVED: "SESSION_STATUS_APPROVED", domain.S_REJECTED: "SESSION_STATUS_REJECTED"}[conclusion]
     assert event["license_ids"] == ([LIC01, LIC05] if conclusion == domain.S_APPROVED else [LIC01])
     count = len(bus.published)
     review.case_withdrawn(withdrawn())
@@ -462,6 +407,7 @@ def test_a_withdrawal_that_can_neither_find_nor_create_its_session_is_left_to_th
 
 def test_an_overdue_task_is_escalated_once_and_flagged_in_the_departments_list(review, bus, package):
     import datetime
+
     from services.joint_review.api import task_to_proto
     review.open_session(submitted(package))
     later = datetime.date.today() + datetime.timedelta(days=60)

@@ -6,9 +6,10 @@ import time
 import pytest
 import yaml
 
-from services.catalog import domain as catalog_domain
+from services.catalog import resolution as catalog_resolution
 from services.common.config import settings
 from services.common.events import from_payload
+from services.joint_review import domain
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def newborn():
     with open(os.path.join(data, "departments.yaml"), encoding="utf-8") as fh:
         departments = yaml.safe_load(fh)
     with open(os.path.join(data, "packages", "newborn.yaml"), encoding="utf-8") as fh:
-        return catalog_domain.resolve(yaml.safe_load(fh), "440100", departments)
+        return catalog_resolution.resolve(yaml.safe_load(fh), "440100", departments)
 
 
 def submitted(case_no):
@@ -48,7 +49,7 @@ def test_concurrent_opinions_are_all_kept_and_the_case_concludes_once(review, pr
     def approve(item):
         task = next(t for t in review.get_session(case_no)["tasks"] if t["item_code"] == item)
         try:
-            review.record_opinion(case_no, item, task["department_code"], "DECISION_APPROVE", "ok", "test")
+            review.record_opinion(case_no, item, task["department_code"], domain.APPROVE, "ok", "test")
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -60,14 +61,14 @@ def test_concurrent_opinions_are_all_kept_and_the_case_concludes_once(review, pr
     assert not errors
     session = review.get_session(case_no)
     states = {t["item_code"]: t["state"] for t in session["tasks"]}
-    assert states["110000000001"] == "TASK_STATE_APPROVED"  # waits for its licence
-    assert all(states[i] == "TASK_STATE_DONE" for i in first[1:])
+    assert states["110000000001"] == domain.APPROVED  # waits for its licence
+    assert all(states[i] == domain.DONE for i in first[1:])
     review.license_issued(events_pb2.LicenseIssued(case_no=case_no, item_code="110000000001", license_id="LIC-1"))
     for item in ("110000000003", "110000000004", "110000000005"):
         approve(item)
     review.license_issued(events_pb2.LicenseIssued(case_no=case_no, item_code="110000000005", license_id="LIC-2"))
     session = review.get_session(case_no)
-    assert session["status"] == "SESSION_STATUS_APPROVED"
+    assert session["status"] == domain.S_APPROVED
     time.sleep(0.5)
     keys = [k for k, _ in probe.for_case(case_no)]
     assert keys.count("case_concluded") == 1 and keys.count("opinion_recorded") == 7

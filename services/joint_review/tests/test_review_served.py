@@ -2,8 +2,7 @@
 import pytest
 
 from services.common.errors import FailedPrecondition
-from services.joint_review.tests.test_review_handlers import (  # noqa: F401 - fixtures
-    FakeReviewStore, bus, package, review, store, submitted)
+from services.joint_review.tests.test_review_handlers import bus, package, review, store, submitted  # noqa: F401 - fixtures
 
 
 def test_a_case_of_a_region_the_site_does_not_serve_opens_no_session(review, store, bus, package):

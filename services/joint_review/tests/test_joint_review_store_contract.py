@@ -1,0 +1,272 @@
+"""The store's contract, run against the in-memory fake (services/joint_review/fakes.py) and the real
+MongoDB store alike: sessions read back typed at the version saved, a save naming a stale version
+is refused and writes nothing, the events of a committed change are published and then removed, an
+event the bus refused (or a writer that died) is left for the sweep, and sessions are stored with
+the strings earlier versions stored."""
+import time
+import uuid
+
+import pytest
+
+from onething.joint_review.v1 import events_pb2
+from services.common.bus import RecordingBus, outbox_entry
+from services.joint_review import domain
+from services.joint_review.domain import Conflict, Decision, SessionStatus, TaskState
+from services.joint_review.fakes import FakeSessionStore
+
+T0 = "2025-09-22T09:00:00+08:00"
+PACKAGE = {"code": "JGYS", "name": "工程建设项目竣工联合验收", "lead_department": "zjj", "promised_limit_days": 10,
+           "items": [{"code": "A1", "name": "规划核实", "department_code": "zrzy", "promised_limit_days": 5},
+                     {"code": "A2", "name": "消防验收", "department_code": "zjj", "promised_limit_days": 5,
+                      "prerequisites": ["A1"]}]}
+CASE = {"applicant": {"name": "某公司"}, "materials": [{"material_code": "G1"}], "package_code": "JGYS"}
+
+
+class Backend:
+    """A store under test and a look at what it keeps, in its stored form."""
+
+    def __init__(self, store, raw, put_raw):
+        self.store, self.raw, self.put_raw = store, raw, put_raw
+
+
+def _fake():
+    store = FakeSessionStore()
+
+    def put_raw(case_no, body, case, version):
+        store.docs[case_no] = {"version": version, "body": body, "case": case, "outbox": []}
+    return Backend(store, lambda case_no: store.docs[case_no], put_raw)
+
+
+def _mongo(request):
+    request.getfixturevalue("test_env")
+    from services.common import mongo
+    from services.joint_review.store import SessionDoc, SessionStore
+    mongo.connect("joint_review")
+    coll = SessionDoc._get_collection()
+
+    def put_raw(case_no, body, case, version):
+        coll.insert_one({"_id": case_no, "version": version, "body": body, "case": case, "outbox": []})
+    return Backend(SessionStore(), lambda case_no: coll.find_one({"_id": case_no}), put_raw)
+
+
+@pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
+def backend(request):
+    return _fake() if request.param == "fake" else _mongo(request)
+
+
+@pytest.fixture
+def store(backend):
+    return backend.store
+
+
+class FailingBus:
+    """A broker that is away."""
+
+    def __init__(self):
+        self.tries = 0
+
+    def publish_entry(self, entry):
+        self.tries += 1
+        raise ConnectionError("broker away")
+
+
+def new_case_no():
+    return f"C{uuid.uuid4().hex[:12]}"
+
+
+def opened(case_no):
+    session = domain.new_session(case_no, "440100", PACKAGE, T0)
+    domain.advance(session, T0)
+    return session
+
+
+def event(case_no, item="A1"):
+    return outbox_entry("task_assigned.zrzy.440100", events_pb2.TaskAssigned(case_no=case_no, item_code=item),
+                        case_no)
+
+
+def decided(session, item="A1"):
+    domain.record_opinion(session, item, domain.task_of(session, item)["department_code"], Decision.APPROVE, "",
+                          "o-1", T0)
+    domain.advance(session, T0)
+    return session
+
+
+# --- insert and read -----------------------------------------------------------------------------
+
+
+def test_a_created_session_reads_back_typed_at_version_0(store):
+    case_no = new_case_no()
+    session = opened(case_no)
+    assert store.create(session, CASE, []) is True
+    loaded = store.load(case_no)
+    assert loaded == (session, CASE, 0)
+    assert loaded.session == session and loaded.version == 0
+    assert isinstance(loaded.session["status"], SessionStatus)
+    assert [type(t["state"]) for t in loaded.session["tasks"]] == [TaskState, TaskState]
+    assert domain.task_of(loaded.session, "A1")["decision"] is None
+
+
+def test_a_case_without_a_session_loads_as_nothing(store):
+    assert store.load(new_case_no()) == (None, None, None)
+
+
+def test_creating_a_session_again_changes_nothing(store, backend):
+    case_no = new_case_no()
+    bus = RecordingBus("joint_review")
+    store.bus = bus
+    first = opened(case_no)
+    assert store.create(first, CASE, [event(case_no)]) is True
+    other = dict(opened(case_no), package_code="OTHER")
+    assert store.create(other, {"applicant": {}}, [event(case_no, "A2")]) is False
+    assert store.load(case_no) == (first, CASE, 0)
+    assert [p["item_code"] for _, p, _ in bus.published] == ["A1"]  # the refused insert published nothing
+    assert backend.raw(case_no)["outbox"] == []
+
+
+# --- conditional update ---------------------------------------------------------------------------
+
+
+def test_a_save_naming_the_current_version_writes_the_next(store):
+    case_no = new_case_no()
+    store.create(opened(case_no), CASE, [])
+    session, _, version = store.load(case_no)
+    assert store.save(decided(session), version, []) == 1
+    again = store.load(case_no)
+    assert again.version == 1 and again.case == CASE  # the case is kept when not given
+    assert domain.task_of(again.session, "A1")["decision"] is Decision.APPROVE
+    assert domain.task_of(again.session, "A2")["state"] is TaskState.ASSIGNED
+    store.save(again.session, 1, [], case=dict(CASE, materials=[]))
+    assert store.load(case_no).case["materials"] == [] and store.load(case_no).version == 2
+
+
+def test_a_save_naming_a_stale_version_is_refused_and_writes_nothing(store, backend):
+    case_no = new_case_no()
+    bus = RecordingBus("joint_review")
+    store.bus = bus
+    store.create(opened(case_no), CASE, [])
+    session, _, version = store.load(case_no)
+    store.save(decided(session), version, [])                      # another writer got in first
+    stale = opened(case_no)
+    with pytest.raises(Conflict):
+        store.save(stale, version, [event(case_no, "A2")], case={"applicant": {}})
+    kept = store.load(case_no)
+    assert kept.version == 1 and kept.case == CASE
+    assert domain.task_of(kept.session, "A1")["state"] is TaskState.DONE
+    assert bus.published == [] and backend.raw(case_no)["outbox"] == []  # the refused change's event is not kept
+    with pytest.raises(Conflict):
+        store.save(opened(new_case_no()), 0, [])                   # no such session
+
+
+# --- the stored form --------------------------------------------------------------------------------
+
+
+def test_sessions_are_stored_with_the_strings_earlier_versions_stored(store, backend):
+    case_no = new_case_no()
+    store.create(opened(case_no), CASE, [])
+    session, _, version = store.load(case_no)
+    store.save(decided(session), version, [])
+    body = backend.raw(case_no)["body"]
+    assert body["status"] == "SESSION_STATUS_OPEN"
+    assert [(t["item_code"], t["state"], t["decision"]) for t in body["tasks"]] == [
+        ("A1", "TASK_STATE_DONE", "DECISION_APPROVE"), ("A2", "TASK_STATE_ASSIGNED", "")]
+
+
+def test_a_session_stored_by_an_earlier_version_reads_typed(store, backend):
+    case_no = new_case_no()
+    task = {k: v for k, v in opened(case_no)["tasks"][0].items()}
+    legacy = dict(opened(case_no), status="SESSION_STATUS_WITHDRAWN", withdrawn_after="SESSION_STATUS_APPROVED",
+                  tasks=[dict(task, state="TASK_STATE_DONE", decision="DECISION_APPROVE"),
+                         dict(task, item_code="A2", state="TASK_STATE_CLOSED", decision="")])
+    backend.put_raw(case_no, legacy, CASE, 7)
+    loaded = store.load(case_no)
+    assert loaded.version == 7 and loaded.session["status"] is SessionStatus.WITHDRAWN
+    assert loaded.session["withdrawn_after"] is SessionStatus.APPROVED
+    assert [(t["state"], t["decision"]) for t in loaded.session["tasks"]] == [
+        (TaskState.DONE, Decision.APPROVE), (TaskState.CLOSED, None)]
+    loaded.session["tasks"][1]["reason"] = "read and saved again"
+    store.save(loaded.session, 7, [])
+    assert backend.raw(case_no)["body"]["tasks"] == [legacy["tasks"][0], dict(legacy["tasks"][1],
+                                                                              reason="read and saved again")]
+    assert backend.raw(case_no)["body"]["withdrawn_after"] == "SESSION_STATUS_APPROVED"
+
+
+# --- the outbox ---------------------------------------------------------------------------------------
+
+
+def test_the_events_of_a_save_are_published_after_it_and_then_removed(store):
+    case_no = new_case_no()
+    bus = RecordingBus("joint_review")
+    store.bus = bus
+    created = event(case_no)
+    store.create(opened(case_no), CASE, [created])
+    session, _, version = store.load(case_no)
+    first, second = event(case_no, "A2"), outbox_entry("session_concluded", events_pb2.SessionConcluded(
+        case_no=case_no, kind="INSPECTION"), case_no)
+    store.save(decided(session), version, [first, second])
+    assert [(t, h["event_id"], h["case_no"]) for t, _, h in bus.published] == [
+        ("task_assigned.zrzy.440100", created["id"], case_no), ("task_assigned.zrzy.440100", first["id"], case_no),
+        ("session_concluded", second["id"], case_no)]
+    assert bus.published[1][1] == {"case_no": case_no, "item_code": "A2"}
+    assert store.pending(case_no) == []
+    store.sweep()
+    assert len(bus.published) == 3  # nothing of it left for the sweep
+
+
+def test_an_event_the_bus_refused_stays_pending_until_the_sweep_publishes_it(store):
+    case_no = new_case_no()
+    failing = FailingBus()
+    store.bus = failing
+    store.create(opened(case_no), CASE, [])
+    session, _, version = store.load(case_no)
+    entry = event(case_no, "A2")
+    assert store.save(decided(session), version, [entry]) == 1      # committed all the same, nothing raised
+    assert failing.tries == 1 and store.load(case_no).version == 1
+    [pending] = store.pending(case_no)
+    assert pending["id"] == entry["id"] and pending["attempts"] == 1 and pending["next_at"] > time.time()
+    bus = RecordingBus("joint_review")
+    store.bus = bus
+    store.sweep()
+    assert case_no not in [h["case_no"] for _, _, h in bus.published]  # not due yet: it waits out its backoff
+    time.sleep(max(0.0, pending["next_at"] - time.time()) + 0.1)
+    store.sweep()
+    assert [(t, h["event_id"]) for t, _, h in bus.published if h["case_no"] == case_no] == [
+        ("task_assigned.zrzy.440100", entry["id"])]
+    assert store.pending(case_no) == []
+
+
+def test_the_events_of_a_writer_that_died_are_published_by_the_sweep_once(store, monkeypatch):
+    monkeypatch.setenv("ONETHING_SWEEP_GRACE_SECONDS", "0")       # due as soon as written
+    case_no = new_case_no()
+    store.bus = None                                                # it died before publishing
+    entries = [event(case_no), event(case_no, "A2")]
+    store.create(opened(case_no), CASE, entries)
+    assert [e["id"] for e in store.pending(case_no)] == [e["id"] for e in entries]
+    bus = RecordingBus("joint_review")
+    store.bus = bus
+    assert store.sweep() >= 2
+    mine = [h["event_id"] for _, _, h in bus.published if h["case_no"] == case_no]
+    assert mine == [e["id"] for e in entries]
+    assert store.pending(case_no) == []
+    store.sweep()
+    assert [h["event_id"] for _, _, h in bus.published if h["case_no"] == case_no] == mine  # once
+
+
+# --- queries --------------------------------------------------------------------------------------------
+
+
+def test_open_sessions_and_a_departments_tasks(store):
+    open_no, withdrawn_no = new_case_no(), new_case_no()
+    store.create(opened(open_no), CASE, [])
+    gone = opened(withdrawn_no)
+    domain.withdraw(gone, T0)
+    store.create(gone, CASE, [])
+    numbers = store.open_case_numbers()
+    assert open_no in numbers and withdrawn_no not in numbers
+    mine = [t for t in store.tasks("zrzy", "440100") if t["case_no"] in (open_no, withdrawn_no)]
+    assert sorted((t["case_no"], t["item_code"], t["state"]) for t in mine) == sorted([
+        (open_no, "A1", TaskState.ASSIGNED), (withdrawn_no, "A1", TaskState.CLOSED)])
+    assigned = [t for t in store.tasks("zrzy", "440100", TaskState.ASSIGNED) if t["case_no"] in (open_no, withdrawn_no)]
+    assert [t["case_no"] for t in assigned] == [open_no]
+    assert not [t for t in store.tasks("zrzy", "440300") if t["case_no"] == open_no]
+    assert not [t for t in store.tasks("zjj", "440100", TaskState.ASSIGNED) if t["case_no"] == open_no]
