@@ -81,6 +81,7 @@ class EventProbe:
 
     def __init__(self, amqp_uri):
         from kombu import Connection, Queue
+
         from services.common.bus import event_exchange
         self.events = []
         self._lock = threading.Lock()
