@@ -45,12 +45,25 @@ class Clock:
         return T0 + datetime.timedelta(minutes=self.calls - 1)
 
 
+@pytest.fixture(scope="module")
+def _left_clean():
+    """The contract tests write package versions with made-up definitions into this run's catalog
+    database; the suite the e2e tests start afterwards lists every package there, so they are
+    removed when the module ends."""
+    used = []
+    yield used
+    if used:
+        from services.catalog.store import PackageVersionDoc
+        PackageVersionDoc._get_collection().delete_many({})
+
+
 @pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
-def kind(request):
+def kind(request, _left_clean):
     if request.param == "mongo":
         from services.common import mongo
         request.getfixturevalue("test_env")
         mongo.connect("catalog")
+        _left_clean.append(True)
     return request.param
 
 
@@ -229,10 +242,11 @@ def test_entries_of_event_types_that_no_longer_exist_are_dropped(make_store):
 
 
 @pytest.fixture
-def mongo_store(test_env):
+def mongo_store(test_env, _left_clean):
     from services.catalog.store import CatalogStore
     from services.common import mongo
     mongo.connect("catalog")
+    _left_clean.append(True)
     return CatalogStore(RecordingBus("catalog"))
 
 
