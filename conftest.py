@@ -55,6 +55,31 @@ def test_env():
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def own_database(test_env):
+    """`own_database("intake")` connects that service's store to a database of its own for one test
+    and drops it afterwards. A store's contract tests write made-up aggregates and leave events
+    pending on purpose; in this run's shared databases the suite the e2e tests start would list
+    them, sweep them and act on them."""
+    import mongoengine
+
+    from services.common import mongo
+    from services.common.config import settings
+    used = []
+
+    def use(service):
+        name = f"{settings().db_name(service)}_contract"
+        mongo.disconnect(service)
+        mongo.connect(service, db_name=name)
+        used.append((service, name))
+        return name
+
+    yield use
+    for service, name in used:
+        mongoengine.get_connection(service).drop_database(name)
+        mongo.disconnect(service)
+
+
 def _drop_databases(uri, prefix):
     import pymongo
     with pymongo.MongoClient(uri) as client:

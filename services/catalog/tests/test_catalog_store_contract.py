@@ -45,25 +45,10 @@ class Clock:
         return T0 + datetime.timedelta(minutes=self.calls - 1)
 
 
-@pytest.fixture(scope="module")
-def _left_clean():
-    """The contract tests write package versions with made-up definitions into this run's catalog
-    database; the suite the e2e tests start afterwards lists every package there, so they are
-    removed when the module ends."""
-    used = []
-    yield used
-    if used:
-        from services.catalog.store import PackageVersionDoc
-        PackageVersionDoc._get_collection().delete_many({})
-
-
 @pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
-def kind(request, _left_clean):
+def kind(request):
     if request.param == "mongo":
-        from services.common import mongo
-        request.getfixturevalue("test_env")
-        mongo.connect("catalog")
-        _left_clean.append(True)
+        request.getfixturevalue("own_database")("catalog")
     return request.param
 
 
@@ -242,11 +227,9 @@ def test_entries_of_event_types_that_no_longer_exist_are_dropped(make_store):
 
 
 @pytest.fixture
-def mongo_store(test_env, _left_clean):
+def mongo_store(own_database):
     from services.catalog.store import CatalogStore
-    from services.common import mongo
-    mongo.connect("catalog")
-    _left_clean.append(True)
+    own_database("catalog")
     return CatalogStore(RecordingBus("catalog"))
 
 

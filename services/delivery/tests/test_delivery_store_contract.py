@@ -31,9 +31,7 @@ class FlakyBus(RecordingBus):
 @pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
 def kind(request):
     if request.param == "mongo":
-        from services.common import mongo
-        request.getfixturevalue("test_env")
-        mongo.connect("delivery")
+        request.getfixturevalue("own_database")("delivery")
     return request.param
 
 
@@ -206,10 +204,9 @@ def test_wrong_pickup_codes_are_counted_and_lock_at_the_limit(store):
 
 
 @pytest.fixture
-def mongo_store(test_env):
-    from services.common import mongo
+def mongo_store(own_database):
     from services.delivery.store import DeliveryStore
-    mongo.connect("delivery")
+    own_database("delivery")
     return DeliveryStore(RecordingBus("delivery"))
 
 

@@ -29,10 +29,8 @@ def make_store(request):
     if request.param == "memory":
         from services.elicense.fakes import MemoryLicenseStore
         return MemoryLicenseStore
-    request.getfixturevalue("test_env")
-    from services.common import mongo
     from services.elicense.store import LicenseStore
-    mongo.connect("elicense")
+    request.getfixturevalue("own_database")("elicense")
     return LicenseStore
 
 
@@ -201,12 +199,11 @@ def test_keys_are_added_once_and_only_the_newest_stays_active(store):
 
 
 @pytest.mark.integration
-def test_statuses_are_stored_as_they_always_were(test_env):
+def test_statuses_are_stored_as_they_always_were(own_database):
     """Stored strings are data: a status is kept as LICENSE_STATUS_*, and documents written before
     the domain had its enum read as they are."""
-    from services.common import mongo
     from services.elicense.store import LicenseDoc, LicenseStore
-    mongo.connect("elicense")
+    own_database("elicense")
     store = LicenseStore(None)
     fields = licence()
     store.insert(fields)

@@ -30,10 +30,8 @@ def make_store(request):
     if request.param == "fake":
         from services.evaluation.fakes import FakeEvaluationStore
         return FakeEvaluationStore
-    request.getfixturevalue("test_env")
-    from services.common import mongo
     from services.evaluation.store import EvaluationStore
-    mongo.connect("evaluation")
+    request.getfixturevalue("own_database")("evaluation")
     return EvaluationStore
 
 

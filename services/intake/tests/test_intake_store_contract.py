@@ -24,9 +24,7 @@ T0 = datetime.datetime(2026, 11, 26, 2, 0, 0, 123000, tzinfo=UTC)  # whole milli
 @pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
 def kind(request):
     if request.param == "mongo":
-        from services.common import mongo
-        request.getfixturevalue("test_env")
-        mongo.connect("intake")
+        request.getfixturevalue("own_database")("intake")
     return request.param
 
 
@@ -281,10 +279,9 @@ def test_an_applicants_cases_newest_first_in_pages_and_by_region(store):
 
 
 @pytest.mark.integration
-def test_the_stored_case_carries_the_strings_cases_always_carried(test_env):
-    from services.common import mongo
+def test_the_stored_case_carries_the_strings_cases_always_carried(own_database):
     from services.intake.store import CaseDoc, IntakeStore
-    mongo.connect("intake")
+    own_database("intake")
     store = IntakeStore()
     rect = {"material_codes": ["M02"], "requests": [], "resume_status": domain.SUBMITTED}
     case = a_case(status=domain.RECTIFYING, rectification=rect,
@@ -305,10 +302,9 @@ def test_the_stored_case_carries_the_strings_cases_always_carried(test_env):
 
 
 @pytest.mark.integration
-def test_a_case_stored_before_versions_were_kept_reads_as_version_0_and_can_change(test_env):
-    from services.common import mongo
+def test_a_case_stored_before_versions_were_kept_reads_as_version_0_and_can_change(own_database):
     from services.intake.store import CaseDoc, IntakeStore
-    mongo.connect("intake")
+    own_database("intake")
     store = IntakeStore()
     case_no = new_case_no()
     CaseDoc._get_collection().insert_one({

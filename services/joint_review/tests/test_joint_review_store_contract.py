@@ -38,10 +38,8 @@ def _fake():
 
 
 def _mongo(request):
-    request.getfixturevalue("test_env")
-    from services.common import mongo
     from services.joint_review.store import SessionDoc, SessionStore
-    mongo.connect("joint_review")
+    request.getfixturevalue("own_database")("joint_review")
     coll = SessionDoc._get_collection()
 
     def put_raw(case_no, body, case, version):
