@@ -10,10 +10,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services.common import china
 from services.common.ids import mod37_36_check_char
 
 ROOT_OID = "1.2.156.3005.2"
-CST = datetime.timezone(datetime.timedelta(hours=8))  # licence dates are dates in China
+CST = china.CST  # licence dates are dates in China
 
 
 class LicenseStatus(str, enum.Enum):

@@ -9,6 +9,7 @@ import re as _re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from services.common import china
 from services.common.errors import InvalidArgument
 from services.common.workdays import add_workdays
 
@@ -130,8 +131,7 @@ def check(grade, channel, dimensions, comment):
 
 
 # -- 差评整改 (rectification of a bad review) ----------------------------------------------------
-# China Standard Time: UTC+8 all year (no daylight saving since 1991), so a fixed offset is exact.
-SHANGHAI = _dt.timezone(_dt.timedelta(hours=8), "Asia/Shanghai")
+SHANGHAI = china.SHANGHAI  # China Standard Time (services/common/china.py)
 DEFAULT_BAD_REVIEW_DAYS = 5
 _DEPARTMENT = _re.compile(r"[a-z][a-z0-9_]{1,31}")
 _DATE = _re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -139,11 +139,7 @@ _DATE = _re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 def local_date(moment):
     """The calendar day in Asia/Shanghai of an aware datetime (or an RFC 3339 string)."""
-    if isinstance(moment, str):
-        moment = _dt.datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        raise ValueError("a moment without a time zone is ambiguous")
-    return moment.astimezone(SHANGHAI).date()
+    return china.day_of(moment)
 
 
 def rectification_deadline(rated_at, days):
