@@ -79,8 +79,19 @@ def channel_of_stored(text):
 # -- what other services report, as delivery needs it (decoded from their events in worker.py) --
 
 @dataclass(frozen=True)
+class ResultDocument:
+    """One licence of a concluded case, as elicense issued it: where its signed document is."""
+    license_id: str
+    item_code: str = ""
+    type_code: str = ""
+    document_key: str = ""  # empty: not known to joint_review (a session older than the keys)
+
+
+@dataclass(frozen=True)
 class CaseConcluded:
-    """joint_review concluded a case; an approved one is delivered by the channel the applicant chose."""
+    """joint_review concluded a case; an approved one is delivered by the channel the applicant chose.
+    `results`: its licences' documents (one per licence id); events sent before joint_review gave
+    them have none."""
     case_no: str
     approved: bool
     channel: Channel = Channel.UNSPECIFIED
@@ -90,6 +101,11 @@ class CaseConcluded:
     region_code: str = ""
     package_code: str = ""
     lead_department: str = ""
+    results: tuple[ResultDocument, ...] = ()
+
+    def document_key(self, license_id):
+        """The document key the event gives for a licence; "" when it gives none (ask elicense)."""
+        return next((r.document_key for r in self.results if r.license_id == license_id and r.document_key), "")
 
 
 @dataclass(frozen=True)

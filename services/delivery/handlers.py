@@ -1,9 +1,10 @@
 """delivery use cases: when a case is approved, send its results by the channel the applicant
 chose; then the clerk and the carrier move WINDOW and MAIL deliveries on. No framework here;
-`licenses(id)` looks a licence up at elicense (over the bus). What other services report comes
-in as the domain's values (domain.CaseConcluded, SessionWithdrawn, LicenseRevoked), decoded by
-worker.py; a delivery goes out as a dict whose status and channel are domain.Status and
-domain.Channel (api.py encodes it).
+`licenses(id)` looks a licence up at elicense (over the bus), only for a licence whose document
+key case_concluded does not give (events and sessions from before joint_review kept the keys).
+What other services report comes in as the domain's values (domain.CaseConcluded,
+SessionWithdrawn, LicenseRevoked), decoded by worker.py; a delivery goes out as a dict whose
+status and channel are domain.Status and domain.Channel (api.py encodes it).
 
 Every change appends to the delivery's history and hands the store its events with it: the store
 (the port, services.delivery.store or services.delivery.fakes) saves both in one atomic update,
@@ -62,8 +63,11 @@ class Delivery:
         results = []
         revoked = self.store.revocations(event.case_no)
         for license_id in event.license_ids:
-            lic = licenses(license_id) or {}
-            key = lic.get("document_key", "")
+            key = event.document_key(license_id)
+            # the event names the document; only an event from before joint_review gave the keys
+            # (or a session stored before it kept them) makes delivery ask elicense
+            lic = {} if key else (licenses(license_id) or {})
+            key = key or lic.get("document_key", "")
             item = {"license_id": license_id, "object_key": key}
             if lic.get("status") == REVOKED and license_id not in revoked:
                 revoked[license_id] = {"revoked_at": lic.get("revoked_at", ""), "reason": lic.get("revoke_reason", "")}

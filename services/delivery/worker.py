@@ -22,7 +22,9 @@ def case_concluded(payload):
         case_no=event.case_no, approved=event.approved, channel=domain.channel_of_number(event.delivery.channel),
         address=json_format.MessageToDict(event.delivery.address, preserving_proto_field_name=True),
         license_ids=tuple(event.license_ids), applicant_id=event.applicant.id_number,
-        region_code=event.region_code, package_code=event.package_code, lead_department=event.lead_department)
+        region_code=event.region_code, package_code=event.package_code, lead_department=event.lead_department,
+        results=tuple(domain.ResultDocument(license_id=r.license_id, item_code=r.item_code, type_code=r.type_code,
+                                            document_key=r.document_key) for r in event.results))
 
 
 def session_withdrawn(payload):

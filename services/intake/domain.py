@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 
-from services.common import forms
+from services.common import china, forms
 from services.common.address import check_address
 from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from services.common.ids import (
@@ -262,6 +262,60 @@ def material_name(package, code):
     return next((m["name"] for m in package.get("materials", []) if m["code"] == code), code)
 
 
+# --- the package snapshot a case carries to the review (case_submitted) ----------------------------
+
+
+def package_snapshot(package):
+    """The package version a case is submitted under, as `case_submitted` carries it (the fields of
+    onething.intake.v1.PackageSnapshot, JSON names): taken once, at submission, from the catalog's
+    package, with what the review of the case reads of it (the items as the departments' tasks,
+    their order and limits, the departments, the results and the parties they go to, the materials
+    a result's supersedes looks at) and nothing else of the catalog's message."""
+    return _pruned({
+        "code": package.get("code"), "name": package.get("name"), "version": package.get("version"),
+        "lead_department": package.get("lead_department"),
+        "departments": [{"code": d.get("code"), "name": d.get("name")} for d in package.get("departments") or []],
+        "items": [_snapshot_item(item) for item in package.get("items") or []],
+        "materials": [_snapshot_material(m) for m in package.get("materials") or []],
+        "waived_materials": [_snapshot_material(m) for m in package.get("waived_materials") or []],
+        "promised_limit_days": package.get("promised_limit_days"),
+        "statutory_limit_days": package.get("statutory_limit_days")})
+
+
+def _snapshot_item(item):
+    result = item.get("result") or {}
+    supersedes = result.get("supersedes") or {}
+    return {
+        "code": item.get("code"), "name": item.get("name"), "department_code": item.get("department_code"),
+        "prerequisites": list(item.get("prerequisites") or []),
+        "material_codes": list(item.get("material_codes") or []),
+        "license_inputs": list(item.get("license_inputs") or []),
+        "result": {"type": result.get("type"), "license_type_code": result.get("license_type_code"),
+                   "license_type_name": result.get("license_type_name"), "holder_party": result.get("holder_party"),
+                   "supersedes": {"party": supersedes.get("party"),
+                                  "license_type_code": supersedes.get("license_type_code")}},
+        "statutory_limit_days": item.get("statutory_limit_days"), "promised_limit_days": item.get("promised_limit_days"),
+        "optional": item.get("optional"), "inspection": item.get("inspection"),
+        "implementing_body": {"name": (item.get("implementing_body") or {}).get("name")}}
+
+
+def _snapshot_material(material):
+    return {"code": material.get("code"), "party": material.get("party"),
+            "license_type_code": material.get("license_type_code")}
+
+
+def _pruned(value):
+    """`value` without what is not set (None, "", 0, False, empty lists and objects), as the JSON of a
+    protobuf message leaves it out: a snapshot then reads the same whether the catalog's package
+    said a default or left it out."""
+    if isinstance(value, dict):
+        kept = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, "", 0, False, [], {})}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
 # --- the one form (一表申请): the rules are services.common.forms, shared with the catalog's CheckForm
 
 
@@ -474,8 +528,7 @@ def content_key(sha256):
 
 def today(now=None):
     """The day in China (UTC+8) at `now`, an aware datetime (by default: the present)."""
-    china = datetime.timezone(datetime.timedelta(hours=8))
-    return (now.astimezone(china) if now is not None else datetime.datetime.now(china)).date()
+    return china.day_of(now) if now is not None else china.today()
 
 
 # What a material may be: scans as PDF, PNG or JPEG. Anything else (archives, executables, text,

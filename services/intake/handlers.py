@@ -137,9 +137,9 @@ class Intake:
         materials += [{"material_code": code, "name": domain.material_name(package, code),
                        "license_id": lic["license_id"]} for code, lic in covered.items()]
         event = from_payload(events_pb2.CaseSubmitted, {
-            "case_no": case_no, "region_code": region, "applicant": applicant, "package": package,
-            "materials": materials, "delivery": req.get("delivery") or {}, "form": form, "parties": parties,
-            "acted_by": acted_by or "applicant"})
+            "case_no": case_no, "region_code": region, "applicant": applicant,
+            "package_snapshot": domain.package_snapshot(package), "materials": materials,
+            "delivery": req.get("delivery") or {}, "form": form, "parties": parties, "acted_by": acted_by or "applicant"})
         case = domain.Case(
             case_no=case_no, idempotency_key=key, request_hash=digest if key else None, package_code=package_code,
             package_version=int(package.get("version") or 0), region_code=region, applicant=applicant,

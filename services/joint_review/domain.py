@@ -4,8 +4,9 @@ opinions, licences, supplements and inspection findings arrive. Pure functions o
     {"case_no", "region_code", "package_code", "lead_department", "status", "tasks": [task, ...],
      "inspection": {...}, "clock": {...}}
     task = {"item_code", "item_name", "department_code", "prerequisites", "state", "decision",
-            "reason", "decided_by", "claimed_by", "license_id", "result_type", "license_inputs",
-            "inspection", "clock", "rectification", "overdue", ...}
+            "reason", "decided_by", "claimed_by", "license_id", "license_issued_type_code",
+            "license_document_key", "result_type", "license_inputs", "inspection", "clock",
+            "rectification", "overdue", ...}
 
 "status" is a SessionStatus, a task's "state" a TaskState and its "decision" a Decision (None until
 one is recorded); the store keeps them as the strings of *_STORED (stored_session/session_from_stored),
@@ -18,7 +19,7 @@ import datetime
 import enum
 from typing import NamedTuple
 
-from services.common import ids
+from services.common import china, ids
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.joint_review import clock
 
@@ -138,6 +139,21 @@ class StoredSession(NamedTuple):
 
 NO_SESSION = StoredSession(None, None, None)
 
+
+class CaseSubmitted(NamedTuple):
+    """A case intake submitted, as the review takes it (decoded once from case_submitted, in
+    worker.py). `package` is the snapshot of the package version it was submitted under, with the
+    keys new_session reads (code, name, lead_department, departments, items, materials,
+    waived_materials, limits); `materials` the case's MaterialRefs; `applicant`, `parties` and
+    `delivery` as the case names them. All plain values, as the store keeps them."""
+    case_no: str
+    region_code: str
+    package: dict
+    materials: tuple[dict, ...]
+    applicant: dict
+    parties: tuple[dict, ...]
+    delivery: dict
+
 PENDING, ASSIGNED, APPROVED, DONE, REJECTED, CLOSED, RECTIFYING = (
     TaskState.PENDING, TaskState.ASSIGNED, TaskState.APPROVED, TaskState.DONE, TaskState.REJECTED, TaskState.CLOSED,
     TaskState.RECTIFYING)
@@ -149,7 +165,7 @@ LICENSE = "RESULT_TYPE_LICENSE"
 APPLICANT = "applicant"
 OFFICER_PAUSES = ("HEARING", "TESTING")
 CASE_CEILING_DAYS = 45  # 行政许可法: unified or joint handling within 45 working days
-CST = datetime.timezone(datetime.timedelta(hours=8))
+CST = china.CST  # China Standard Time (services/common/china.py)
 
 
 def today_of(now):
@@ -323,11 +339,15 @@ def supplemented(session, material_codes, now, rounds=None):
     return resumed
 
 
-def license_issued(session, item_code, license_id):
+def license_issued(session, item_code, license_id, type_code="", document_key=""):
+    """elicense issued the item's licence: the task keeps its id, its type and its signed document's
+    key (what case_concluded hands delivery, see results). Returns False when the task has that
+    licence already (a redelivered event)."""
     task = task_of(session, item_code)
     if task["license_id"] == license_id:
         return False
-    task["license_id"] = license_id
+    task.update(license_id=license_id, license_issued_type_code=type_code or "",
+                license_document_key=document_key or "")
     if task["state"] == APPROVED:
         task["state"] = DONE
     return True
@@ -512,6 +532,17 @@ def licenses_for(session, task):
 
 def all_licenses(session):
     return [t["license_id"] for t in session["tasks"] if t["license_id"]]
+
+
+def results(session):
+    """The case's licences as case_concluded hands them over, one per licence id in the order of
+    all_licenses: {license_id, item_code, type_code, document_key}. A session stored before the
+    keys were kept has the ids only: its results carry the item, the type the item's result names
+    and an empty document_key (delivery then looks the licence up at elicense)."""
+    return [{"license_id": t["license_id"], "item_code": t["item_code"],
+             "type_code": t.get("license_issued_type_code") or t.get("license_type_code") or "",
+             "document_key": t.get("license_document_key") or ""}
+            for t in session["tasks"] if t["license_id"]]
 
 
 def needed_license_ids(session, task, materials=()):

@@ -59,30 +59,32 @@ class JointReview:
         return self.clock().astimezone(domain.CST).date()
 
     # case lifecycle ------------------------------------------------------------------------
-    def open_session(self, event):
-        """case_submitted → a session whose first tasks go to their departments' desks."""
-        telemetry.mark_case(event.case_no)
-        existing = self.store.load(event.case_no).session
+    def open_session(self, submitted):
+        """case_submitted (a domain.CaseSubmitted, decoded by the worker) → a session whose first
+        tasks go to their departments' desks."""
+        case_no, region_code = submitted.case_no, submitted.region_code
+        telemetry.mark_case(case_no)
+        existing = self.store.load(case_no).session
         if existing is not None:
             return existing
-        if self.serves is not None and not self.serves(event.region_code):
-            raise FailedPrecondition(f"this site does not review cases of region {event.region_code!r}")
-        pkg = from_dict(event.package)
+        if self.serves is not None and not self.serves(region_code):
+            raise FailedPrecondition(f"this site does not review cases of region {region_code!r}")
+        pkg = submitted.package
         now = self._now()
-        materials = [from_dict(m) for m in event.materials]
-        session = domain.new_session(event.case_no, event.region_code, pkg, now, materials)
-        case = {"applicant": from_dict(event.applicant), "materials": materials,
-                "parties": [from_dict(p) for p in event.parties],
-                "delivery": from_dict(event.delivery), "package_code": pkg["code"],
+        materials = [dict(m) for m in submitted.materials]
+        session = domain.new_session(case_no, region_code, pkg, now, materials)
+        case = {"applicant": dict(submitted.applicant), "materials": materials,
+                "parties": [dict(p) for p in submitted.parties],
+                "delivery": dict(submitted.delivery), "package_code": pkg["code"],
                 "package_name": pkg.get("name", ""), "lead_department": pkg.get("lead_department", "")}
         outbox = self._effects(session, case, domain.advance(session, now))
         opened = events_pb2.SessionOpened(
-            case_no=event.case_no, region_code=event.region_code, package_code=pkg["code"],
+            case_no=case_no, region_code=region_code, package_code=pkg["code"],
             item_codes=[t["item_code"] for t in session["tasks"]],
             department_codes=sorted({t["department_code"] for t in session["tasks"]}), opened_at=now)
-        outbox.append(outbox_entry("session_opened", opened, event.case_no))
+        outbox.append(outbox_entry("session_opened", opened, case_no))
         self.store.create(session, case, outbox)
-        return self.store.load(event.case_no).session
+        return self.store.load(case_no).session
 
     def case_supplemented(self, event):
         """The applicant handed in what was asked: the departments that asked review again."""
@@ -124,13 +126,15 @@ class JointReview:
         raise RuntimeError(f"session {event.case_no} kept changing under us")
 
     def license_issued(self, event):
-        """A licence elicense issued: the item is done. A licence issued for an opinion given before
-        a withdrawal arrives after it: it is recorded and `session_withdrawn` names it, so that
-        elicense revokes it too (no licence stays valid for a withdrawn case)."""
+        """A licence elicense issued: the item is done; its type and document key are kept for
+        case_concluded's results. A licence issued for an opinion given before a withdrawal arrives
+        after it: it is recorded and `session_withdrawn` names it, so that elicense revokes it too
+        (no licence stays valid for a withdrawn case)."""
         telemetry.mark_case(event.case_no)
 
         def change(session, case):
-            if not domain.license_issued(session, event.item_code, event.license_id):
+            if not domain.license_issued(session, event.item_code, event.license_id, event.type_code,
+                                         event.document_key):
                 return None
             if session["status"] == domain.S_WITHDRAWN:
                 return [self._withdrawn(session, [event.license_id], "")]
@@ -324,7 +328,8 @@ class JointReview:
                 _, approved, reason = effect
                 msg = from_payload(events_pb2.CaseConcluded, {
                     "case_no": session["case_no"], "approved": approved, "reason": reason,
-                    "license_ids": domain.all_licenses(session), "applicant": case["applicant"],
+                    "license_ids": domain.all_licenses(session), "results": domain.results(session),
+                    "applicant": case["applicant"],
                     "delivery": case["delivery"], "region_code": session["region_code"],
                     "package_code": session["package_code"], "lead_department": case.get("lead_department", "")})
                 out.append(outbox_entry("case_concluded", msg, session["case_no"]))

@@ -7,13 +7,30 @@ from nameko.timer import timer
 from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
 from services.common.config import refuse_defaults_in_production, settings
-from services.common.events import from_payload
+from services.common.events import from_payload, to_payload
 from services.common.worker import Component, Inbox, OutboxSweeper, Tracing, event_handler
+from services.joint_review import domain
 from services.joint_review.wiring import build_review
 
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 CLOCK_CHECK_SECONDS = settings().clock_check_seconds
+
+
+def case_submitted(payload):
+    """case_submitted, decoded once into the domain's value. The package snapshot is intake's
+    `package_snapshot`; an event sent before intake filled it (still in a queue, or redelivered)
+    has the catalog's `package` only, which reads as a snapshot through the same message (its
+    fields are named alike): both open the same session."""
+    e = from_payload(intake_events.CaseSubmitted, payload)
+    if e.HasField("package_snapshot"):
+        snapshot = e.package_snapshot
+    else:  # the deprecated field, for events of an earlier intake
+        snapshot = from_payload(intake_events.PackageSnapshot, to_payload(e.package))
+    return domain.CaseSubmitted(
+        case_no=e.case_no, region_code=e.region_code, package=to_payload(snapshot),
+        materials=tuple(to_payload(m) for m in e.materials), applicant=to_payload(e.applicant),
+        parties=tuple(to_payload(p) for p in e.parties), delivery=to_payload(e.delivery))
 
 
 class JointReviewWorker:
@@ -25,7 +42,7 @@ class JointReviewWorker:
 
     @event_handler("intake", "case_submitted")
     def on_case_submitted(self, payload):
-        self.review.open_session(from_payload(intake_events.CaseSubmitted, payload))
+        self.review.open_session(case_submitted(payload))
 
     @event_handler("intake", "case_supplemented")
     def on_case_supplemented(self, payload):

@@ -39,10 +39,28 @@ def delivery(store):
     return handlers.Delivery(store, FakeBlobs(), pickup_code=lambda: CODE)
 
 
-def concluded(channel, address=None, approved=True, case_no=CASE):
+def concluded(channel, address=None, approved=True, case_no=CASE, results=()):
     return domain.CaseConcluded(case_no=case_no, approved=approved, channel=channel, address=dict(address or {}),
                                 license_ids=("L1", "L2"), applicant_id="11010519491231002X",
-                                region_code="440100", package_code="XSECS", lead_department="wsjk")
+                                region_code="440100", package_code="XSECS", lead_department="wsjk",
+                                results=tuple(results))
+
+
+def result(license_id, document_key=None):
+    """A licence as case_concluded gives it; document_key "": a session stored before the keys."""
+    return domain.ResultDocument(license_id=license_id, item_code=f"item-{license_id}", type_code="CSYXZM",
+                                 document_key=f"results/{license_id}.pdf" if document_key is None else document_key)
+
+
+class Elicense:
+    """elicense's get_license, recording what it was asked."""
+
+    def __init__(self):
+        self.asked = []
+
+    def __call__(self, license_id):
+        self.asked.append(license_id)
+        return licenses(license_id)
 
 
 def licenses(license_id):
@@ -397,6 +415,45 @@ def test_a_licence_elicense_reports_revoked_at_delivery_gets_no_link(delivery, s
     body = delivery.on_case_concluded(concluded(domain.ELECTRONIC), lookup)
     assert body["results"][0]["revoked"] and "download_url" not in store.docs[CASE]["body"]["results"][0]
     assert body["results"][1]["download_url"]
+
+
+# --- the documents: from case_concluded's results; elicense only for what they do not give -------
+
+
+def test_results_with_document_keys_are_delivered_without_asking_elicense(delivery, bus):
+    elicense = Elicense()
+    body = delivery.on_case_concluded(concluded(domain.ELECTRONIC, results=[result("L1"), result("L2")]), elicense)
+    assert elicense.asked == []
+    assert [r["object_key"] for r in body["results"]] == ["results/L1.pdf", "results/L2.pdf"]
+    assert [r["download_url"] for r in body["results"]] == [
+        "https://s3.example/results/results/L1.pdf?X-Amz-Expires=86400",
+        "https://s3.example/results/results/L2.pdf?X-Amz-Expires=86400"]
+    assert bus.types() == ["delivery_dispatched", "delivery_completed"]
+
+
+def test_a_result_without_a_document_key_is_looked_up_at_elicense(delivery):
+    elicense = Elicense()
+    body = delivery.on_case_concluded(concluded(domain.WINDOW, results=[result("L1", ""), result("L2")]), elicense)
+    assert elicense.asked == ["L1"]  # only the licence a session stored before the keys names without one
+    assert [r["object_key"] for r in body["results"]] == [f"licenses/{CASE}/L1.pdf", "results/L2.pdf"]
+
+
+def test_an_event_from_before_the_results_looks_every_licence_up_at_elicense(delivery):
+    elicense = Elicense()
+    body = delivery.on_case_concluded(concluded(domain.ELECTRONIC), elicense)
+    assert elicense.asked == ["L1", "L2"]
+    assert [r["object_key"] for r in body["results"]] == [f"licenses/{CASE}/L1.pdf", f"licenses/{CASE}/L2.pdf"]
+
+
+def test_a_licence_revoked_before_a_delivery_with_results_gets_no_link(delivery):
+    delivery.on_license_revoked(revoked("L2"))
+    elicense = Elicense()
+    body = delivery.on_case_concluded(concluded(domain.ELECTRONIC, results=[result("L1"), result("L2")]), elicense)
+    l1, l2 = body["results"]
+    assert elicense.asked == []
+    assert l1["download_url"] and l2["revoked"] and l2["revoke_reason"] == "信息有误" and "download_url" not in l2
+    assert delivery.on_license_revoked(revoked("L1"))  # and one revoked after it loses its link
+    assert all(r["revoked"] and "download_url" not in r for r in delivery.get(CASE)["results"])
 
 
 def test_a_revocation_without_a_licence_id_is_ignored(delivery, store):

@@ -67,6 +67,21 @@ def test_case_concluded_is_decoded_into_the_domains_values_and_delivered():
     elicense.get_license.assert_called_once_with("L1")
 
 
+def test_case_concluded_results_are_decoded_with_their_document_keys():
+    delivery = handlers_mock()
+    worker = worker_factory(DeliveryWorker, delivery=delivery)
+    worker.on_case_concluded(case_concluded(results=[
+        review_events.ResultDocument(license_id="L1", item_code="110000000001", type_code="CSYXZM",
+                                     document_key="licenses/L1.pdf"),
+        review_events.ResultDocument(license_id="L2", item_code="110000000005", type_code="SBK")]))
+    event = delivery.on_case_concluded.call_args.args[0]
+    assert event.results == (
+        domain.ResultDocument(license_id="L1", item_code="110000000001", type_code="CSYXZM",
+                              document_key="licenses/L1.pdf"),
+        domain.ResultDocument(license_id="L2", item_code="110000000005", type_code="SBK", document_key=""))
+    assert event.document_key("L1") == "licenses/L1.pdf" and event.document_key("L2") == ""
+
+
 @pytest.mark.parametrize("number, channel", [(common_pb2.DELIVERY_CHANNEL_ELECTRONIC, domain.ELECTRONIC),
                                              (common_pb2.DELIVERY_CHANNEL_WINDOW, domain.WINDOW),
                                              (common_pb2.DELIVERY_CHANNEL_UNSPECIFIED, domain.Channel.UNSPECIFIED),
@@ -92,6 +107,27 @@ def test_a_case_concluded_event_reaches_the_store_and_its_event_the_bus():
     assert body["status"] is domain.READY_FOR_PICKUP and body["channel"] is domain.WINDOW
     assert [r["object_key"] for r in body["results"]] == ["licenses/L1.pdf", "licenses/L2.pdf"]
     assert bus.types() == ["delivery_ready_for_pickup"] and store.pending(CASE) == []
+
+
+def test_a_case_concluded_with_its_documents_is_delivered_without_asking_elicense():
+    """Through the real use case: the keys come with the event; elicense is asked only for a
+    licence whose result has none (a session stored before joint_review kept them)."""
+    store = MemoryDeliveryStore(RecordingBus("delivery"))
+    elicense = mock.Mock()
+    elicense.get_license.side_effect = lambda lid: {"document_key": f"licenses/{lid}.pdf"}
+    worker = worker_factory(DeliveryWorker, delivery=Delivery(store, FakeBlobs(), pickup_code=lambda: CODE),
+                            elicense=elicense)
+    worker.on_case_concluded(case_concluded(common_pb2.DELIVERY_CHANNEL_ELECTRONIC, results=[
+        review_events.ResultDocument(license_id="L1", item_code="110000000001", document_key="results/L1.pdf"),
+        review_events.ResultDocument(license_id="L2", item_code="110000000005", document_key="results/L2.pdf")]))
+    assert [r["object_key"] for r in store.get(CASE)["results"]] == ["results/L1.pdf", "results/L2.pdf"]
+    elicense.get_license.assert_not_called()
+
+    worker.on_case_concluded(case_concluded(common_pb2.DELIVERY_CHANNEL_ELECTRONIC, case_no="C2", results=[
+        review_events.ResultDocument(license_id="L1", item_code="110000000001"),
+        review_events.ResultDocument(license_id="L2", item_code="110000000005", document_key="results/L2.pdf")]))
+    assert [r["object_key"] for r in store.get("C2")["results"]] == ["licenses/L1.pdf", "results/L2.pdf"]
+    elicense.get_license.assert_called_once_with("L1")
 
 
 def test_session_withdrawn_is_decoded_and_cancels():

@@ -186,7 +186,8 @@ def test_submit_creates_one_case_with_a_manifest_and_one_event(intake, probe):
         assert hashlib.sha256(intake.blobs.get("materials", m["object_key"])).hexdigest() == m["sha256"]
     events = wait_events(probe, case.case_no)
     assert [k for k, _ in events] == ["case_submitted"]
-    assert events[0][1]["package"]["code"] == "XSECS" and len(events[0][1]["materials"]) == 4
+    assert events[0][1]["package_snapshot"]["code"] == "XSECS" and len(events[0][1]["materials"]) == 4
+    assert "package" not in events[0][1]  # the catalog's message no longer travels
     assert intake.store.pending(case.case_no) == []
 
 
@@ -655,7 +656,9 @@ def test_parties_are_kept_on_the_case_and_travel_in_case_submitted(intake, probe
         ("buyer", BUYER["id_number"], "111"), ("seller", SELLER["id_number"], "111")]
     event = wait_events(probe, case.case_no)[0][1]
     assert [p["role"] for p in event["parties"]] == ["buyer", "seller"]
-    assert event["package"]["parties"][0]["role"] == "buyer"
+    # the snapshot names whom each material is about (the seller's certificate), not the catalog's roles
+    assert {"code": "M03", "party": "seller", "license_type_code": "BDCQZ"} in event["package_snapshot"]["materials"]
+    assert "package" not in event
 
 
 @pytest.mark.parametrize("parties, words", [

@@ -123,7 +123,9 @@ def test_submit_keeps_one_case_writes_its_manifest_and_publishes_one_event(s):
     assert s.catalog.calls == [("XSECS", "440100", {"maternity": "yes"})]
     assert [m["material_code"] for m in s.manifest(case.case_no)["materials"]] == ["M01", "M02", "M03"]
     [(kind, body)] = s.events(case.case_no)
-    assert kind == "case_submitted" and body["package"]["code"] == "XSECS" and body["acted_by"] == "applicant"
+    assert kind == "case_submitted" and body["package_snapshot"]["code"] == "XSECS" and body["acted_by"] == "applicant"
+    # intake's own snapshot of the package version, taken once; no longer the catalog's message
+    assert body["package_snapshot"] == domain.package_snapshot(PACKAGE) and "package" not in body
     assert [m["material_code"] for m in body["materials"]] == ["M01", "M02", "M03"]
     assert s.store.pending(case.case_no) == []
 

@@ -21,15 +21,23 @@ from services.common.worker import OutboxSweeper
 from services.joint_review import domain
 from services.joint_review.handlers import JointReview
 from services.joint_review.tests.test_review_handlers import (  # noqa: F401 - the package fixture
+    APPLICANT,
     C01,
     C02,
     C03,
+    C04,
+    C05,
+    C06,
+    C07,
     CASE_NO,
     DEPT,
     LIC01,
+    LIC05,
+    NEWBORN,
     REGION,
     package,
     submitted,
+    submitted_event,
 )
 from services.joint_review.worker import JointReviewWorker
 
@@ -48,7 +56,8 @@ def withdrawn(case_no=CASE_NO):
 
 def issued(item_code=C01, license_id=LIC01, case_no=CASE_NO):
     return license_events.LicenseIssued(license_id=license_id, case_no=case_no, item_code=item_code,
-                                        type_code="CSYXZM", holder_code="440106202611200014")
+                                        type_code="CSYXZM", holder_code="440106202611200014",
+                                        document_key=f"licenses/{license_id}.pdf")
 
 
 @pytest.fixture
@@ -69,20 +78,38 @@ def sent(bus, kind, start=0):
 
 
 @pytest.mark.parametrize("entrypoint, use_case, message", [
-    ("on_case_submitted", "open_session", None),
     ("on_case_supplemented", "case_supplemented", supplemented()),
     ("on_case_withdrawn", "case_withdrawn", withdrawn()),
     ("on_license_issued", "license_issued", issued()),
 ])
-def test_each_handler_decodes_its_event_and_calls_its_use_case_with_it(worker, spy, package, entrypoint, use_case,
-                                                                        message):
-    message = message or submitted(package)
+def test_each_handler_decodes_its_event_and_calls_its_use_case_with_it(worker, spy, entrypoint, use_case, message):
     container = worker(spy)
     with entrypoint_hook(container, entrypoint) as hook:
         hook(to_payload(message))
     getattr(spy, use_case).assert_called_once_with(message)  # the decoded protobuf message, field for field
     called = [name for name, _, _ in spy.method_calls]
     assert called == [use_case]
+
+
+@pytest.mark.parametrize("old_style", [False, True], ids=["package_snapshot", "package (an earlier intake)"])
+def test_case_submitted_is_decoded_once_into_the_submitted_case(worker, spy, package, old_style):
+    """Decoded once, into domain.CaseSubmitted: the snapshot intake took of the package, or, for an
+    event an earlier intake sent, the catalog's package read as one (what new_session reads of it)."""
+    container = worker(spy)
+    with entrypoint_hook(container, "on_case_submitted") as hook:
+        hook(to_payload(submitted_event(package, old_style=old_style)))
+    [call] = spy.open_session.call_args_list
+    [case] = call.args
+    assert isinstance(case, domain.CaseSubmitted) and (case.case_no, case.region_code) == (CASE_NO, REGION)
+    assert case.applicant == APPLICANT and case.parties == (NEWBORN,)
+    assert case.delivery == {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}
+    assert [(m["material_code"], m["size"]) for m in case.materials] == [  # int64: a string, as the JSON has it
+        ("M01", "1024"), ("M02", "1024"), ("M03", "1024"), ("M04", "1024")]
+    pkg = case.package
+    assert (pkg["code"], pkg["name"], pkg["lead_department"]) == ("XSECS", package["name"], "wsjk")
+    assert [(i["code"], i["department_code"], i.get("prerequisites", [])) for i in pkg["items"]] == [
+        (i["code"], i["department_code"], i["prerequisites"]) for i in package["items"]]
+    assert [name for name, _, _ in spy.method_calls] == ["open_session"]
 
 
 def test_an_event_of_a_newer_producer_is_decoded_all_the_same(worker, spy):
@@ -100,7 +127,7 @@ def test_case_submitted_opens_the_session_and_assigns_the_first_tasks(worker, re
                                                                       package):
     container = worker(review_of_fakes)
     with entrypoint_hook(container, "on_case_submitted") as hook:
-        hook(to_payload(submitted(package)))
+        hook(to_payload(submitted_event(package)))
     session = review_of_fakes.get_session(CASE_NO)
     assert session["status"] is domain.SessionStatus.OPEN
     assert recording_bus.types()[-1] == "session_opened"
@@ -132,9 +159,35 @@ def test_license_issued_completes_the_item_and_unlocks_the_next(worker, review_o
     with entrypoint_hook(container, "on_license_issued") as hook:
         hook(to_payload(issued()))
     session = review_of_fakes.get_session(CASE_NO)
-    assert domain.task_of(session, C01)["state"] is domain.TaskState.DONE
+    task = domain.task_of(session, C01)
+    assert task["state"] is domain.TaskState.DONE
+    # the licence's type and document are kept with its id, for case_concluded's results
+    assert (task["license_id"], task["license_issued_type_code"], task["license_document_key"]) == (
+        LIC01, "CSYXZM", f"licenses/{LIC01}.pdf")
     [unlocked] = sent(recording_bus, f"task_assigned.gaj.{REGION}")
     assert unlocked["item_code"] == C03 and unlocked["license_ids"] == [LIC01]
+
+
+def test_the_last_licence_concludes_the_case_with_every_licence_and_its_document(worker, review_of_fakes,
+                                                                                 recording_bus, package):
+    review_of_fakes.open_session(submitted(package))
+    container = worker(review_of_fakes)
+    review_of_fakes.record_opinion(CASE_NO, C01, DEPT[C01], domain.APPROVE, "", "desk:wsjk:440100")
+    with entrypoint_hook(container, "on_license_issued") as hook:
+        hook(to_payload(issued()))
+    for code in (C02, C06, C07, C03, C04, C05):
+        review_of_fakes.record_opinion(CASE_NO, code, DEPT[code], domain.APPROVE, "", f"desk:{DEPT[code]}:{REGION}")
+    assert sent(recording_bus, "case_concluded") == []
+    social_security = license_events.LicenseIssued(license_id=LIC05, case_no=CASE_NO, item_code=C05, type_code="SBK",
+                                                   holder_code="440106202611200014",
+                                                   document_key=f"licenses/{LIC05}.pdf")
+    with entrypoint_hook(container, "on_license_issued") as hook:
+        hook(to_payload(social_security))
+    [concluded] = sent(recording_bus, "case_concluded")
+    assert concluded["license_ids"] == [LIC01, LIC05]
+    assert concluded["results"] == [
+        {"license_id": LIC01, "item_code": C01, "type_code": "CSYXZM", "document_key": f"licenses/{LIC01}.pdf"},
+        {"license_id": LIC05, "item_code": C05, "type_code": "SBK", "document_key": f"licenses/{LIC05}.pdf"}]
 
 
 def test_case_withdrawn_closes_the_session_once(worker, review_of_fakes, recording_bus, package):

@@ -113,6 +113,28 @@ def test_licence_issued_twice_changes_nothing(session):
     assert session == snapshot
 
 
+def test_a_licence_keeps_its_type_and_document_key_for_the_results(session):
+    approve(session, C01)
+    assert domain.license_issued(session, C01, LIC01, "CSYXZM", f"licenses/{LIC01}.pdf") is True
+    t01 = domain.task_of(session, C01)
+    assert t01["license_issued_type_code"] == "CSYXZM" and t01["license_document_key"] == f"licenses/{LIC01}.pdf"
+    assert domain.results(session) == [{"license_id": LIC01, "item_code": C01, "type_code": "CSYXZM",
+                                        "document_key": f"licenses/{LIC01}.pdf"}]
+
+
+def test_results_of_a_session_stored_with_licence_ids_only_have_no_document_key(session):
+    """A session stored before the keys were kept: its tasks have license_id and nothing more."""
+    run_to_the_end(session)
+    domain.license_issued(session, C05, LIC05, "SBK", f"licenses/{LIC05}.pdf")
+    for task in session["tasks"]:
+        if task["item_code"] == C01:
+            del task["license_issued_type_code"], task["license_document_key"]
+    assert domain.results(session) == [
+        {"license_id": LIC01, "item_code": C01, "type_code": "CSYXZM", "document_key": ""},  # the item's type
+        {"license_id": LIC05, "item_code": C05, "type_code": "SBK", "document_key": f"licenses/{LIC05}.pdf"}]
+    assert [r["license_id"] for r in domain.results(session)] == domain.all_licenses(session)
+
+
 def test_licenses_for_only_gives_wanted_types(session):
     approve(session, C01)
     domain.license_issued(session, C01, LIC01)

@@ -7,14 +7,17 @@ import yaml
 
 from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
+from onething.joint_review.v1 import events_pb2 as review_events
 from services.catalog.resolution import resolve
 from services.common.bus import RecordingBus
 from services.common.errors import NotFound, PermissionDenied
-from services.common.events import from_payload
+from services.common.events import from_payload, to_payload
 from services.elicense.domain import identifier_valid, license_identifier
+from services.intake.domain import package_snapshot
 from services.joint_review import desk_rules, domain, handlers
 from services.joint_review.domain import Conflict
 from services.joint_review.fakes import FakeSessionStore
+from services.joint_review.worker import case_submitted
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "catalog" / "data"
 REGION = "440100"
@@ -50,17 +53,32 @@ def package():
     return resolve(pkg, REGION, departments)
 
 
-def submitted(package, case_no=CASE_NO):
+def submitted_event(package, case_no=CASE_NO, old_style=False):
+    """case_submitted as intake sends it, with the snapshot intake takes of the catalog's package
+    (services.intake.domain.package_snapshot); `old_style`: as an intake before the snapshot sent
+    it, the catalog's package in the deprecated `package` field only."""
     materials = [{"material_code": c, "name": n, "object_key": f"cases/{case_no}/{c}/u{c}", "sha256": "ab" * 32,
                   "size": 1024, "content_type": "application/pdf"}
                  for c, n in (("M01", "父母居民身份证"), ("M02", "居民户口簿"), ("M03", "结婚证"), ("M04", "母亲银行卡"))]
+    snapshot = {"package": package} if old_style else {"package_snapshot": package_snapshot(package)}
     return from_payload(intake_events.CaseSubmitted, {
-        "case_no": case_no, "region_code": REGION, "applicant": APPLICANT, "package": package,
+        "case_no": case_no, "region_code": REGION, "applicant": APPLICANT, **snapshot,
         "materials": materials, "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}, "parties": [NEWBORN]})
 
 
-def issued(item_code, license_id, case_no=CASE_NO):
-    return license_events.LicenseIssued(license_id=license_id, case_no=case_no, item_code=item_code)
+def submitted(package, case_no=CASE_NO, old_style=False):
+    """The submitted case as the worker decodes case_submitted (worker.case_submitted): what
+    open_session takes."""
+    return case_submitted(to_payload(submitted_event(package, case_no, old_style)))
+
+
+def issued(item_code, license_id, case_no=CASE_NO, type_code="", document_key=""):
+    return license_events.LicenseIssued(license_id=license_id, case_no=case_no, item_code=item_code,
+                                        type_code=type_code, document_key=document_key)
+
+
+def doc_key(license_id):
+    return f"licenses/{license_id}.pdf"
 
 
 def approve(review, code, case_no=CASE_NO):
@@ -227,6 +245,43 @@ def test_full_run_concludes_approved_once_with_both_licences(review, bus, packag
     assert assigned_items(bus) == [C01, C02, C06, C07, C03, C04, C05]
     assert bus.types().count("opinion_recorded") == 7
     assert review.get_session(CASE_NO)["status"] == domain.S_APPROVED
+
+
+def run_with_keys(review, package, before_last=None):
+    """A case to its approval, elicense's license_issued events carrying type and document key;
+    `before_last(review)` runs before the last licence arrives."""
+    review.open_session(submitted(package))
+    approve(review, C01)
+    review.license_issued(issued(C01, LIC01, type_code="CSYXZM", document_key=doc_key(LIC01)))
+    for code in (C02, C06, C07, C03, C04, C05):
+        approve(review, code)
+    if before_last:
+        before_last(review)
+    review.license_issued(issued(C05, LIC05, type_code="SBK", document_key=doc_key(LIC05)))
+
+
+def test_case_concluded_carries_the_results_with_their_document_keys(review, bus, package):
+    run_with_keys(review, package)
+    [concluded] = [p for t, p, _ in bus.published if t == "case_concluded"]
+    assert concluded["license_ids"] == [LIC01, LIC05]
+    assert concluded["results"] == [  # one per licence id, in their order
+        {"license_id": LIC01, "item_code": C01, "type_code": "CSYXZM", "document_key": doc_key(LIC01)},
+        {"license_id": LIC05, "item_code": C05, "type_code": "SBK", "document_key": doc_key(LIC05)}]
+
+
+def test_a_session_stored_before_the_keys_concludes_with_results_without_keys(review, store, bus, package):
+    def stored_by_the_earlier_version(review):
+        for task in store.docs[CASE_NO]["body"]["tasks"]:  # what an earlier version stored: the id alone
+            task.pop("license_issued_type_code", None)
+            task.pop("license_document_key", None)
+
+    run_with_keys(review, package, before_last=stored_by_the_earlier_version)
+    [concluded] = [from_payload(review_events.CaseConcluded, p) for t, p, _ in bus.published
+                   if t == "case_concluded"]
+    assert [(r.license_id, r.item_code, r.type_code, r.document_key) for r in concluded.results] == [
+        (LIC01, C01, "CSYXZM", ""),            # stored with its id only: delivery asks elicense for it
+        (LIC05, C05, "SBK", doc_key(LIC05))]   # issued after the upgrade: its key is there
+    assert list(concluded.license_ids) == [LIC01, LIC05]
 
 
 def test_rejection_concludes_the_case_rejected(review, bus, package):

@@ -8,7 +8,6 @@ import yaml
 
 from services.catalog import resolution as catalog_resolution
 from services.common.config import settings
-from services.common.events import from_payload
 from services.joint_review import domain
 
 pytestmark = pytest.mark.integration
@@ -30,9 +29,11 @@ def newborn():
 
 
 def submitted(case_no):
-    from onething.intake.v1 import events_pb2
-    return from_payload(events_pb2.CaseSubmitted, {
-        "case_no": case_no, "region_code": "440100", "package": newborn(),
+    """case_submitted as intake sends it (its package snapshot), decoded as the worker decodes it."""
+    from services.intake.domain import package_snapshot
+    from services.joint_review.worker import case_submitted
+    return case_submitted({
+        "case_no": case_no, "region_code": "440100", "package_snapshot": package_snapshot(newborn()),
         "applicant": {"id_number": "11010519491231002X", "name": "李华"},
         "materials": [{"material_code": c, "object_key": f"cases/{case_no}/{c}"} for c in ("M01", "M02", "M03", "M04")],
         "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}})
