@@ -3,7 +3,10 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PROTOS := $(shell find protos -name '*.proto')
+PROTOS := $(shell find protos/onething -name '*.proto')
+# google/type/date.proto (google.type.Date) comes with googleapis-common-protos, which also gives its
+# generated Python: it is copied beside our protos for protoc and buf (git-ignored), never generated
+GOOGLE_TYPES := protos/google/type/date.proto
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
@@ -20,7 +23,11 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-gen/.stamp: $(PROTOS) $(STAMP)
+$(GOOGLE_TYPES): $(STAMP)
+	mkdir -p $(dir $@)
+	cp "$$($(BIN)/python -c 'import google.type.date_pb2 as d, os; print(os.path.dirname(d.__file__))')/$(notdir $@)" $@
+
+gen/.stamp: $(PROTOS) $(GOOGLE_TYPES) $(STAMP)
 	rm -rf gen && mkdir -p gen
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS)
 	find gen -type d -exec touch {}/__init__.py \;
@@ -33,7 +40,7 @@ protos: gen/.stamp
 # buf comes from npm, pinned, into tools/buf; once there, no network is needed.
 BUF_VERSION := 1.75.0
 BUF := tools/buf/node_modules/.bin/buf
-contracts:
+contracts: $(GOOGLE_TYPES)
 	@test "$$($(BUF) --version 2>/dev/null)" = "$(BUF_VERSION)" || \
 	  npm install --prefix tools/buf --silent --no-audit --no-fund --ignore-scripts @bufbuild/buf@$(BUF_VERSION)
 	$(BUF) lint protos
