@@ -175,11 +175,13 @@ def _calls(client, w):
         "JointReviewService/ClaimTask": (client.review.ClaimTask, R.ClaimTaskRequest(
             case_no=X, item_code="110000000001"), "unary", wsjk, S.FAILED_PRECONDITION),
         "JointReviewService/ScheduleInspection": (client.review.ScheduleInspection, R.ScheduleInspectionRequest(
-            case_no=X, at="2026-12-01T10:00:00+08:00", place="现场"), "unary", wsjk, S.FAILED_PRECONDITION),
+            case_no=X, at=datetime.datetime.fromisoformat("2026-12-01T10:00:00+08:00"), place="现场"), "unary", wsjk,
+            S.FAILED_PRECONDITION),
         "JointReviewService/RecordFindings": (client.review.RecordFindings, R.RecordFindingsRequest(
             case_no=X, passed=True), "unary", wsjk, S.FAILED_PRECONDITION),
         "JointReviewService/SuspendClock": (client.review.SuspendClock, R.SuspendClockRequest(
-            case_no=X, item_code="110000000001", reason="HEARING"), "unary", wsjk, S.FAILED_PRECONDITION),
+            case_no=X, item_code="110000000001", reason=R.CLOCK_PAUSE_REASON_HEARING), "unary", wsjk,
+            S.FAILED_PRECONDITION),
         "JointReviewService/ResumeClock": (client.review.ResumeClock, R.ResumeClockRequest(
             case_no=X, item_code="110000000001"), "unary", wsjk, S.FAILED_PRECONDITION),
         # elicense
@@ -201,17 +203,17 @@ def _calls(client, w):
         "DeliveryService/ConfirmPickup": (client.delivery.ConfirmPickup, D.ConfirmPickupRequest(
             case_no=X, pickup_code=_wrong(w["code"])), "unary", None, S.PERMISSION_DENIED),  # the code is wrong
         "DeliveryService/RecordDispatch": (client.delivery.RecordDispatch, D.RecordDispatchRequest(
-            case_no=X, carrier="EMS", tracking_number="EA473124829CN"), "unary", None, S.FAILED_PRECONDITION),
+            case_no=X, carrier=D.CARRIER_EMS, tracking_number="EA473124829CN"), "unary", None, S.FAILED_PRECONDITION),
         "DeliveryService/RecordDelivered": (client.delivery.RecordDelivered, D.RecordDeliveredRequest(
             case_no=X, tracking_number="EA473124829CN", signed_by="许晴"), "unary", None, S.FAILED_PRECONDITION),
         "DeliveryService/RecordUndeliverable": (client.delivery.RecordUndeliverable, D.RecordUndeliverableRequest(
             case_no=X, tracking_number="EA473124829CN", reason="查无此人"), "unary", None, S.FAILED_PRECONDITION),
         "DeliveryService/Redispatch": (client.delivery.Redispatch, D.RedispatchRequest(
-            case_no=X, address=ADDRESS, carrier="SF", tracking_number="SF1234567890123"), "unary", None,
+            case_no=X, address=ADDRESS, carrier=D.CARRIER_SF, tracking_number="SF1234567890123"), "unary", None,
             S.FAILED_PRECONDITION),
         # evaluation (Y was rated with a 差评 for wsjk)
         "EvaluationService/SubmitEvaluation": (client.evaluation.SubmitEvaluation, E.SubmitEvaluationRequest(
-            case_no=Y, channel="online", grade=E.GRADE_SATISFIED), "unary", None, S.ALREADY_EXISTS),
+            case_no=Y, channel=E.CHANNEL_ONLINE, grade=E.GRADE_SATISFIED), "unary", None, S.ALREADY_EXISTS),
         "EvaluationService/GetEvaluation": (client.evaluation.GetEvaluation, E.GetEvaluationRequest(case_no=Y),
                                             "unary", wsjk, OK),
         "EvaluationService/RecordCallback": (client.evaluation.RecordCallback, E.RecordCallbackRequest(

@@ -190,7 +190,7 @@ def test_a_withdrawal_after_the_conclusion_wins_and_nothing_stays_issued_or_deli
 
         session = _until(lambda: (lambda s: s if s.status == joint_review_pb2.SESSION_STATUS_WITHDRAWN else None)(
             client.session(no)), timeout=30, what="the withdrawn session")
-        assert session.withdrawn_after == "SESSION_STATUS_APPROVED"
+        assert joint_review_pb2.SessionStatus.Name(session.withdrawn_after) == "SESSION_STATUS_APPROVED"
         _until(lambda: all(l.status == elicense_pb2.LICENSE_STATUS_REVOKED for l in client.licenses(no)), timeout=30,
                what="every licence revoked")
         assert not any(client.verify(l.license_id).valid for l in client.licenses(no))

@@ -1,6 +1,7 @@
 """End to end: departments working together on enterprise packages, over gRPC with officers' tokens:
 开办餐饮店 with situations under the 广州 overlay; 工程建设项目竣工联合验收 with a joint site
 inspection, a rectification round and the joint acceptance opinion; a rejection that ends a case."""
+import datetime
 import time
 
 import grpc
@@ -79,7 +80,8 @@ def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # the lead department (住建) schedules one joint site visit; only the lead may
-    req = R.ScheduleInspectionRequest(case_no=no, at="2026-12-01T09:30:00+08:00", place="广州市天河区某项目现场")
+    req = R.ScheduleInspectionRequest(case_no=no, at=datetime.datetime.fromisoformat("2026-12-01T09:30:00+08:00"),
+                                      place="广州市天河区某项目现场")
     with pytest.raises(grpc.RpcError) as err:
         client.review.ScheduleInspection(req, metadata=officer("zrzy"), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -89,7 +91,7 @@ def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(
     for dept in ("zrzy", "zjj", "rf", "cjda"):
         session = client.review.RecordFindings(R.RecordFindingsRequest(
             case_no=no, passed=True, notes=f"{dept} 现场核查符合要求"), metadata=officer(dept), timeout=10)
-    assert session.inspection.status == "DONE" and session.inspection.report_key
+    assert session.inspection.status == R.INSPECTION_STATUS_DONE and session.inspection.report_key
     blobs = Blobs()
     assert blobs.get("results", session.inspection.report_key).startswith(b"%PDF")
 
@@ -159,7 +161,8 @@ def test_officers_list_their_own_tasks_and_suspend_a_clock_for_a_hearing(client)
         client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code="170000000005"),
                                 metadata=officer("cjda", sub="officer-b"), timeout=10)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "officer-a" in err.value.details()
-    task = client.review.SuspendClock(R.SuspendClockRequest(case_no=no, item_code="170000000005", reason="HEARING"),
+    task = client.review.SuspendClock(R.SuspendClockRequest(case_no=no, item_code="170000000005",
+                                                            reason=R.CLOCK_PAUSE_REASON_HEARING),
                                       metadata=officer("cjda"), timeout=10)
     assert task.clock.paused
     task = client.review.ResumeClock(R.ResumeClockRequest(case_no=no, item_code="170000000005"),

@@ -14,7 +14,7 @@ from onething.elicense.v1 import elicense_pb2
 from onething.intake.v1 import intake_pb2 as S
 from services.common.config import settings
 from services.common.ids import CODE_TYPE_CITIZEN_ID, CODE_TYPE_CREDIT_CODE, credit_code_check_char
-from tools.client import applicant_md, citizen_id
+from tools.client import applicant_md, citizen_id, holder_code_type
 
 pytestmark = pytest.mark.e2e
 FINAL = {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED}
@@ -54,7 +54,7 @@ def test_after_death_certificates_go_to_the_deceased(client):
     licences = {l.type_code: l for l in client.licenses(case.case_no)}
     assert set(licences) == {"SWYXZM", "HHZM"}
     for lic in licences.values():
-        assert (lic.holder_name, lic.holder_code, lic.holder_code_type) == (
+        assert (lic.holder_name, lic.holder_code, holder_code_type(lic)) == (
             deceased.name, deceased.id_number, CODE_TYPE_CITIZEN_ID)
         assert client.verify(lic.license_id).valid
     assert licences["SWYXZM"].issuer_name == "广州市卫生健康委员会"   # the implementing body, not a code
@@ -91,7 +91,7 @@ def test_a_transfer_issues_the_buyer_and_supersedes_the_sellers_certificate_whoe
     first = delivered(client, apply(client, first_seller, "ESFGH",
                                     [party("buyer", owner), party("seller", first_seller)]))
     [owners] = [l for l in client.licenses(first.case_no) if l.type_code == "BDCQZ"]
-    assert (owners.holder_code, owners.holder_name, owners.holder_code_type) == (
+    assert (owners.holder_code, owners.holder_name, holder_code_type(owners)) == (
         owner.id_number, owner.name, CODE_TYPE_CITIZEN_ID)
     assert owners.issuer_name == "广州市规划和自然资源局" and client.verify(owners.license_id).valid
 
@@ -133,7 +133,7 @@ def test_an_enterprise_licence_carries_the_credit_code_type(client):
     company = common_pb2.Applicant(id_number=body + credit_code_check_char(body), name="广州一件事科技有限公司")
     case = delivered(client, apply(client, company, "KBQY", [party("enterprise", company)]))
     [licence] = [l for l in client.licenses(case.case_no) if l.type_code == "YYZZ"]
-    assert (licence.holder_code, licence.holder_name, licence.holder_code_type) == (
+    assert (licence.holder_code, licence.holder_name, holder_code_type(licence)) == (
         company.id_number, company.name, CODE_TYPE_CREDIT_CODE)
     assert licence.issuer_name == "广州市市场监督管理局"
     assert client.verify(licence.license_id).valid

@@ -25,6 +25,14 @@ AUDIENCES = {"person": catalog_pb2.AUDIENCE_PERSON, "enterprise": catalog_pb2.AU
 AUDIENCE_NAMES = {catalog_pb2.AUDIENCE_PERSON: "个人 PERSON", catalog_pb2.AUDIENCE_ENTERPRISE: "企业 ENTERPRISE"}
 STATUS_NAMES = {catalog_pb2.VERSION_STATUS_DRAFT: "draft", catalog_pb2.VERSION_STATUS_PUBLISHED: "published",
                 catalog_pb2.VERSION_STATUS_RETIRED: "retired"}
+OUTCOME_NAMES = {catalog_pb2.RELOAD_OUTCOME_PUBLISHED: "published", catalog_pb2.RELOAD_OUTCOME_DRAFTED: "drafted",
+                 catalog_pb2.RELOAD_OUTCOME_DRAFT_UPDATED: "draft_updated",
+                 catalog_pb2.RELOAD_OUTCOME_UNCHANGED: "unchanged"}
+
+
+def _moment(version, field):
+    """A PackageVersion's Timestamp field as RFC 3339 (UTC), "-" when unset."""
+    return getattr(version, field).ToJsonString() if version.HasField(field) else "-"
 
 
 def _situations(pairs):
@@ -106,11 +114,11 @@ def run(argv, stub, out):
         for v in stub.ListVersions(catalog_pb2.ListVersionsRequest(code=args.code), timeout=10,
                                    metadata=_operator_metadata(args)).versions:
             print(f"  {v.code} v{v.version} {STATUS_NAMES.get(v.status, '?'):<10} {v.digest[:12]} "
-                  f"published {v.published_at or '-'} retired {v.retired_at or '-'}", file=out)
+                  f"published {_moment(v, 'published_at')} retired {_moment(v, 'retired_at')}", file=out)
     elif args.command == "reload":
         for c in stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=30,
                                     metadata=_operator_metadata(args)).changes:
-            print(f"  {c.code:<8} v{c.version:<3} {c.outcome}", file=out)
+            print(f"  {c.code:<8} v{c.version:<3} {OUTCOME_NAMES.get(c.outcome, '?')}", file=out)
     else:
         rpc = stub.PublishPackage if args.command == "publish" else stub.RetirePackage
         req_cls = catalog_pb2.PublishPackageRequest if args.command == "publish" else catalog_pb2.RetirePackageRequest

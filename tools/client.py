@@ -15,6 +15,7 @@ import time
 import uuid
 
 import grpc
+from google.type import date_pb2
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from onething.common.v1 import common_pb2
@@ -26,13 +27,45 @@ from onething.joint_review.v1 import joint_review_pb2, joint_review_pb2_grpc
 from services.common.config import settings
 from services.common.grpc_client import _CallDetails, channel
 from services.common.ids import citizen_id_check_digit, credit_code_check_char, credit_code_problem
+from services.elicense import codec as elicense_codec
 
 NEWBORN = "XSECS"
 CHUNK = 64 * 1024
+# a carrier as callers name it ("EMS", "SF", ...) -> onething.delivery.v1.Carrier; a name not here is
+# sent as CARRIER_UNSPECIFIED (delivery refuses it: INVALID_ARGUMENT naming the carriers)
+CARRIER = {"EMS": delivery_pb2.CARRIER_EMS, "SF": delivery_pb2.CARRIER_SF, "JD": delivery_pb2.CARRIER_JD,
+           "ZTO": delivery_pb2.CARRIER_ZTO, "YTO": delivery_pb2.CARRIER_YTO, "STO": delivery_pb2.CARRIER_STO,
+           "YUNDA": delivery_pb2.CARRIER_YUNDA}
+
+
+def _carrier(carrier):
+    """A carrier's name (or already its number) as onething.delivery.v1.Carrier."""
+    if isinstance(carrier, int):
+        return carrier
+    return CARRIER.get((carrier or "").strip().upper(), delivery_pb2.CARRIER_UNSPECIFIED)
+
+
+# a rating's channel as callers name it -> onething.evaluation.v1.Channel ("": none named)
+RATING_CHANNEL = {"": evaluation_pb2.CHANNEL_UNSPECIFIED, "online": evaluation_pb2.CHANNEL_ONLINE,
+                  "window": evaluation_pb2.CHANNEL_WINDOW}
+
+
+def _statistics_day(day):
+    """A google.type.Date of "YYYY-MM-DD" ("" is none: an empty Date)."""
+    if not day:
+        return date_pb2.Date()
+    year, month, dd = (int(part) for part in day.split("-"))
+    return date_pb2.Date(year=year, month=month, day=dd)
 
 
 def citizen_id(first17="44010619900101123"):
     return first17 + citizen_id_check_digit(first17)
+
+
+def holder_code_type(licence):
+    """A licence's holder code type as GB/T 36903 writes it ("111", "001"; "" none) from the api's
+    onething.elicense.v1.HolderCodeType (the one table: services.elicense.codec)."""
+    return elicense_codec.code_type_of_proto(licence.holder_code_type)
 
 
 def retry_delay(exc):
@@ -134,9 +167,11 @@ class _Identity(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientIntercep
 _DEMO_VALUES = {"child_name": "李小明", "birth_date": "2026-11-20", "birth_place": "广州市妇女儿童医疗中心",
                 "mother_name": "王芳", "father_name": "李华", "mother_id": "440106199203031234"[:17],
                 "father_id": "44010619900101123"}
-_BY_VALIDATOR = {"phone": "13800000000", "region": "440106", "bank_account": "6222020200112233",
-                 "credit_code": "91350100M000100Y43"}
-_BY_TYPE = {"date": "2026-11-20", "number": "1", "bool": "true"}
+_BY_VALIDATOR = {catalog_pb2.FIELD_VALIDATOR_PHONE: "13800000000", catalog_pb2.FIELD_VALIDATOR_REGION: "440106",
+                 catalog_pb2.FIELD_VALIDATOR_BANK_ACCOUNT: "6222020200112233",
+                 catalog_pb2.FIELD_VALIDATOR_CREDIT_CODE: "91350100M000100Y43"}
+_BY_TYPE = {catalog_pb2.FIELD_TYPE_DATE: "2026-11-20", catalog_pb2.FIELD_TYPE_NUMBER: "1",
+            catalog_pb2.FIELD_TYPE_BOOL: "true"}
 
 
 def demo_parties(package, applicant, seed=""):
@@ -148,7 +183,7 @@ def demo_parties(package, applicant, seed=""):
     for n, role in enumerate(package.parties if package is not None else ()):
         if not role.required:
             continue
-        if role.id_kind == "credit_code":
+        if role.id_kind == catalog_pb2.ID_KIND_CREDIT_CODE:
             if credit_code_problem(applicant.id_number) is None:
                 number, name = applicant.id_number, applicant.name
             else:
@@ -173,9 +208,11 @@ def demo_form(package, applicant=None, parties=()):
         role = key[:-3] if key.endswith("_id") else ""
         if field.key == "applicant_name" and applicant is not None:
             form[key] = applicant.name
-        elif role in by_role and field.validator in ("citizen_id", "credit_code", ""):
+        elif role in by_role and field.validator in (catalog_pb2.FIELD_VALIDATOR_CITIZEN_ID,
+                                                     catalog_pb2.FIELD_VALIDATOR_CREDIT_CODE,
+                                                     catalog_pb2.FIELD_VALIDATOR_UNSPECIFIED):
             form[key] = by_role[role].id_number
-        elif field.validator == "citizen_id":
+        elif field.validator == catalog_pb2.FIELD_VALIDATOR_CITIZEN_ID:
             person = applicant is not None and applicant.id_number[:17].isdigit()
             form[key] = citizen_id(_DEMO_VALUES.get(key, applicant.id_number[:17] if person else "44010619900101123"))
         elif field.validator in _BY_VALIDATOR:
@@ -387,7 +424,8 @@ class Suite:
 
     def record_dispatch(self, case_no, carrier, tracking_number, clerk_id="clerk-1"):
         return self.delivery.RecordDispatch(delivery_pb2.RecordDispatchRequest(
-            case_no=case_no, carrier=carrier, tracking_number=tracking_number, clerk_id=clerk_id), timeout=10)
+            case_no=case_no, carrier=_carrier(carrier), tracking_number=tracking_number, clerk_id=clerk_id),
+            timeout=10)
 
     def record_delivered(self, case_no, tracking_number, signed_by):
         return self.delivery.RecordDelivered(delivery_pb2.RecordDeliveredRequest(
@@ -399,30 +437,34 @@ class Suite:
 
     def redispatch(self, case_no, address, carrier, tracking_number, clerk_id="clerk-1"):
         return self.delivery.Redispatch(delivery_pb2.RedispatchRequest(
-            case_no=case_no, address=address, carrier=carrier, tracking_number=tracking_number,
+            case_no=case_no, address=address, carrier=_carrier(carrier), tracking_number=tracking_number,
             clerk_id=clerk_id), timeout=10)
 
     # -- 差评 rectification and statistics --
 
     def record_callback(self, case_no, note, by, channel=""):
         return self.evaluation.RecordCallback(evaluation_pb2.RecordCallbackRequest(
-            case_no=case_no, note=note, by=by, channel=channel), timeout=10)
+            case_no=case_no, note=note, by=by, channel=RATING_CHANNEL[channel]), timeout=10)
 
     def close_rectification(self, case_no, result, by, channel=""):
         return self.evaluation.CloseRectification(evaluation_pb2.CloseRectificationRequest(
-            case_no=case_no, result=result, by=by, channel=channel), timeout=10)
+            case_no=case_no, result=result, by=by, channel=RATING_CHANNEL[channel]), timeout=10)
 
     def bad_reviews(self, department_code="", region_code="", open_only=False):
         return self.evaluation.ListBadReviews(evaluation_pb2.ListBadReviewsRequest(
             department_code=department_code, region_code=region_code, open_only=open_only), timeout=10).rectifications
 
     def statistics(self, group_by, **filters):
+        """`filters`: region/department/package codes; rated_from/rated_to as "YYYY-MM-DD" (or a Date)."""
+        for day in ("rated_from", "rated_to"):
+            if isinstance(filters.get(day), str):
+                filters[day] = _statistics_day(filters[day])
         return self.evaluation.GetStatistics(evaluation_pb2.GetStatisticsRequest(group_by=group_by, **filters),
                                              timeout=10).rows
 
     def rate(self, case_no, applicant_id, grade=evaluation_pb2.GRADE_VERY_SATISFIED, comment="", department_code=""):
         return self.evaluation.SubmitEvaluation(evaluation_pb2.SubmitEvaluationRequest(
-            case_no=case_no, applicant_id=applicant_id, channel="online", grade=grade,
+            case_no=case_no, applicant_id=applicant_id, channel=RATING_CHANNEL["online"], grade=grade,
             dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment, department_code=department_code), timeout=10)
 
     def newborn_case(self, applicant=None, key="", skip=(), newborn=None):

@@ -4,20 +4,20 @@ versions are for operators and SREs; publish, retire and reload for operators of
 from google.protobuf import json_format
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from services.catalog.definitions import STATUS_PROTO_NUMBERS
+from services.catalog import codec
 from services.catalog.wiring import build_catalog
 from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.grpc_server import ApiServer
 
 
-def _encoded(view):
-    """A package or version view with its VersionStatus as the proto enum's number (encoded once, here)."""
-    return dict(view, status=STATUS_PROTO_NUMBERS[view["status"]]) if view.get("status") else view
-
-
 def to_proto(pkg):
-    return json_format.ParseDict(_encoded(pkg), catalog_pb2.Package(), ignore_unknown_fields=True)
+    """A resolved package as catalog.v1.Package: its enums and moments encoded once, here (services.catalog.codec)."""
+    return json_format.ParseDict(codec.package(pkg), catalog_pb2.Package(), ignore_unknown_fields=True)
+
+
+def _version(view):
+    return json_format.ParseDict(codec.version(view), catalog_pb2.PackageVersion())
 
 
 def _args(request):
@@ -39,7 +39,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
 
     def GetNotice(self, request, context):
         found = self.catalog.notice(**_args(request))
-        return json_format.ParseDict(dict(found, package=_encoded(found["package"])), catalog_pb2.Notice(),
+        return json_format.ParseDict(dict(found, package=codec.package(found["package"])), catalog_pb2.Notice(),
                                      ignore_unknown_fields=True)
 
     def GetSavings(self, request, context):
@@ -52,8 +52,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
                                      catalog_pb2.CheckFormResponse())
 
     def ListVersions(self, request, context):
-        return json_format.ParseDict({"versions": [_encoded(v) for v in self.catalog.versions(request.code)]},
-                                     catalog_pb2.ListVersionsResponse())
+        return catalog_pb2.ListVersionsResponse(versions=[_version(v) for v in self.catalog.versions(request.code)])
 
     @staticmethod
     def _operator():
@@ -63,18 +62,13 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
         return caller.audit_actor()
 
     def PublishPackage(self, request, context):
-        return json_format.ParseDict(_encoded(self.catalog.publish(request.code, request.version,
-                                                                   actor=self._operator())),
-                                     catalog_pb2.PackageVersion())
+        return _version(self.catalog.publish(request.code, request.version, actor=self._operator()))
 
     def RetirePackage(self, request, context):
-        return json_format.ParseDict(_encoded(self.catalog.retire(request.code, request.version,
-                                                                  actor=self._operator())),
-                                     catalog_pb2.PackageVersion())
+        return _version(self.catalog.retire(request.code, request.version, actor=self._operator()))
 
     def ReloadCatalog(self, request, context):
-        changes = [{"code": c, "version": v, "outcome": o} for c, v, o in self.catalog.reload(
-            actor=self._operator())]
+        changes = [codec.reload_change(c, v, o) for c, v, o in self.catalog.reload(actor=self._operator())]
         return json_format.ParseDict({"changes": changes}, catalog_pb2.ReloadCatalogResponse())
 
 

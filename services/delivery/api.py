@@ -11,15 +11,29 @@ from services.common.config import settings
 from services.common.errors import NotFound, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.privacy import mask_id
-from services.delivery import domain
+from services.delivery import domain, wire
 from services.delivery.wiring import build_delivery
 
 
+def _with_times(item, *names):
+    """`item` with its ISO moments `names` as RFC 3339 strings (json_format makes Timestamps of
+    them); an empty one left out (unset)."""
+    out = {k: v for k, v in item.items() if k not in names}
+    for name in names:
+        moment = wire.rfc3339_of_iso(item.get(name))
+        if moment is not None:
+            out[name] = moment
+    return out
+
+
 def to_proto(body):
-    """The delivery (status and channel as the domain's enums) as the api answers it."""
+    """The delivery (status and channel as the domain's enums, the carrier by its short name and the
+    moments as ISO strings, as the store keeps them) as the api answers it."""
     data = dict(body, status=domain.STATUS_NUMBERS[domain.Status(body["status"])],
                 channel=domain.CHANNEL_NUMBERS[domain.Channel(body["channel"])],
-                history=[dict(h, status=domain.STATUS_NUMBERS[domain.Status(h["status"])])
+                carrier=domain.carrier_number(body.get("carrier", "")),
+                results=[_with_times(r, "expires_at", "revoked_at") for r in body.get("results", [])],
+                history=[_with_times(dict(h, status=domain.STATUS_NUMBERS[domain.Status(h["status"])]), "at")
                          for h in body.get("history", [])])
     return json_format.ParseDict(data, pb.Delivery(), ignore_unknown_fields=True)
 
@@ -73,8 +87,8 @@ class DeliveryApi(pb_grpc.DeliveryServiceServicer):
     def RecordDispatch(self, request, context):
         caller = policy.current()
         return to_proto(staff_view(self.delivery.record_dispatch(
-            request.case_no, request.carrier, request.tracking_number, caller.sub, actor=caller.audit_actor(),
-            allow=self._clerk_of_region(caller))))
+            request.case_no, domain.carrier_of_number(request.carrier), request.tracking_number, caller.sub,
+            actor=caller.audit_actor(), allow=self._clerk_of_region(caller))))
 
     def RecordDelivered(self, request, context):
         caller = policy.current()
@@ -90,7 +104,7 @@ class DeliveryApi(pb_grpc.DeliveryServiceServicer):
         caller = policy.current()
         address = json_format.MessageToDict(request.address, preserving_proto_field_name=True)
         return to_proto(staff_view(self.delivery.redispatch(
-            request.case_no, address, request.carrier, request.tracking_number, caller.sub,
+            request.case_no, address, domain.carrier_of_number(request.carrier), request.tracking_number, caller.sub,
             actor=caller.audit_actor(), allow=self._clerk_of_region(caller))))
 
 

@@ -138,6 +138,10 @@ CARRIERS = {
     "STO": _GENERIC,
     "YUNDA": _GENERIC,
 }
+# On the wire: the numbers of onething.delivery.v1.Carrier (api.py decodes requests with them, api.py and
+# the events encode with them). In the store a carrier is its short name, the keys of CARRIERS, as always.
+CARRIER_NUMBERS = {"EMS": 1, "SF": 2, "JD": 3, "ZTO": 4, "YTO": 5, "STO": 6, "YUNDA": 7}
+_CARRIER_OF_NUMBER = {n: c for c, n in CARRIER_NUMBERS.items()}
 _S10 = re.compile(r"[A-Z]{2}([0-9]{8})([0-9])[A-Z]{2}")
 _S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
 
@@ -160,6 +164,25 @@ def s10_check_digit(serial8):
     total = sum(int(d) * w for d, w in zip(serial8, _S10_WEIGHTS, strict=False))
     check = 11 - total % 11
     return {10: 0, 11: 5}.get(check, check)
+
+
+def carrier_of_number(number):
+    """The carrier a request names, as normalise_tracking takes it: its short name; "" for none
+    (CARRIER_UNSPECIFIED); a number no carrier has stays that number, as text, so normalise_tracking
+    refuses it like any other unknown carrier ("unknown carrier '99'; use one of EMS, SF, ...")."""
+    if not number:
+        return ""
+    return _CARRIER_OF_NUMBER.get(number, str(number))
+
+
+def carrier_number(carrier):
+    """A delivery's carrier (its short name, as stored) on the wire: 0 for none."""
+    if not carrier:
+        return 0
+    try:
+        return CARRIER_NUMBERS[carrier]
+    except KeyError:
+        raise ValueError(f"{carrier!r} is not a stored carrier") from None
 
 
 def normalise_tracking(carrier, tracking_number):

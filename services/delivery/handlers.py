@@ -20,7 +20,7 @@ from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
 from services.common.errors import Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.privacy import mask_id
-from services.delivery import domain
+from services.delivery import domain, wire
 
 RESULTS = "results"
 REVOKED = "LICENSE_STATUS_REVOKED"
@@ -121,8 +121,8 @@ class Delivery:
         return outbox_entry("delivery_completed", events_pb2.DeliveryCompleted(
             case_no=body["case_no"], channel=_channel_number(body["channel"]), applicant_id=body["applicant_id"],
             region_code=body.get("region_code", ""), package_code=body.get("package_code", ""),
-            lead_department=body.get("lead_department", ""), completed_at=at, completed_by=by,
-            attempt=body.get("attempt", 1)), body["case_no"])
+            lead_department=body.get("lead_department", ""), completed_at=wire.timestamp_of_iso(at),
+            completed_by=by, attempt=body.get("attempt", 1)), body["case_no"])
 
     # -- the clerk and the carrier -------------------------------------------------------------
 
@@ -192,8 +192,8 @@ class Delivery:
         body = self._load(case_no, allow)
         domain.check_dispatch(body)
         event = events_pb2.DeliveryDispatched(case_no=case_no, channel=_channel_number(body["channel"]),
-                                              carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
-                                              attempt=body.get("attempt", 1))
+                                              carrier=domain.carrier_number(carrier), tracking_number=number,
+                                              dispatched_by=clerk_id, attempt=body.get("attempt", 1))
         return self._move(body, domain.DISPATCHED, self.clock().isoformat(),
                           f"handed to {carrier}, tracking number {number}", clerk_id,
                           [outbox_entry("delivery_dispatched", event, case_no)], carrier=carrier,
@@ -244,8 +244,8 @@ class Delivery:
         domain.check_redispatch(body)
         attempt = int(body.get("attempt", 1)) + 1
         event = events_pb2.DeliveryDispatched(case_no=case_no, channel=_channel_number(domain.MAIL),
-                                              carrier=carrier, tracking_number=number, dispatched_by=clerk_id,
-                                              attempt=attempt)
+                                              carrier=domain.carrier_number(carrier), tracking_number=number,
+                                              dispatched_by=clerk_id, attempt=attempt)
         return self._move(body, domain.DISPATCHED, self.clock().isoformat(),
                           f"sent again to the corrected address: handed to {carrier}, tracking number {number}",
                           clerk_id, [outbox_entry("delivery_dispatched", event, case_no)], channel=domain.MAIL,

@@ -3,14 +3,21 @@
   look-up `get_license` answers it): these strings are data kept for years, so they are spelt out
   here and stay what they are whatever the proto enums are called;
 - protobuf: the incoming events decoded once (worker.py), the licence encoded for the api once
-  (api.py), the events elicense publishes encoded for the outbox (store.py)."""
+  (api.py), the events elicense publishes encoded for the outbox (store.py). The api shows the
+  licence's moments as Timestamps, its validity dates as google.type.Date and its holder code type
+  as the HolderCodeType enum; what is kept, signed and embedded in the PDF stays the strings it
+  always was (RFC 3339, "YYYY-MM-DD", "111"/"001"): only the presentation is typed."""
 import dataclasses
+import datetime
+import re
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
+from google.type import date_pb2
 
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import elicense_pb2 as pb
 from onething.elicense.v1 import events_pb2
+from services.common import ids
 from services.elicense.domain import (
     Decision,
     LicenseIssued,
@@ -62,6 +69,89 @@ def licence_of_stored(stored):
     return out
 
 
+# --- typed values: the kept strings as protobuf values, and back -------------------------------
+# Used by the api (encode) and by clients that want the kept form back (tools/client.py).
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def timestamp_of_iso(value):
+    """An RFC 3339 / ISO 8601 moment as kept ("2026-11-27T09:00:00.123456+00:00") as a Timestamp;
+    None for "" (unset). A moment without an offset is taken as UTC (elicense writes UTC)."""
+    if not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not an RFC 3339 moment") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(moment)
+    return out
+
+
+def iso_of_timestamp(value):
+    """A Timestamp as the kept form (UTC, `datetime.isoformat()`: "...+00:00"); "" for None."""
+    if value is None:
+        return ""
+    if not 0 <= value.nanos < 1_000_000_000:
+        raise ValueError(f"a Timestamp's nanos must be within 0..999999999, not {value.nanos}")
+    try:
+        return value.ToDatetime(tzinfo=datetime.UTC).isoformat()
+    except (OverflowError, ValueError):
+        raise ValueError(f"the Timestamp {value.seconds}s is out of range (years 1..9999)") from None
+
+
+def date_of_iso(value):
+    """A calendar day as kept ("YYYY-MM-DD") as a google.type.Date; None for "" (unset: for
+    valid_to, no end)."""
+    if not value:
+        return None
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date of the calendar") from None
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def iso_of_date(value):
+    """A google.type.Date as the kept form ("YYYY-MM-DD"); "" for None or the all-zero Date. A
+    partial date (no month or day) is no licence date: ValueError."""
+    if value is None or (value.year, value.month, value.day) == (0, 0, 0):
+        return ""
+    try:
+        return datetime.date(value.year, value.month, value.day).isoformat()
+    except ValueError:
+        raise ValueError(f"{value.year:04d}-{value.month:02d}-{value.day:02d} is not a date of the calendar "
+                         "(year 1..9999, month 1..12, a day of that month)") from None
+
+
+# GB/T 36903 holder code types (services.common.ids.CODE_TYPES, a closed set: intake refuses any other
+# and elicense derives one of them from the identifier's shape) <-> the api's HolderCodeType
+CODE_TYPE_PROTO = {ids.CODE_TYPE_CITIZEN_ID: pb.HOLDER_CODE_TYPE_CITIZEN_ID,
+                   ids.CODE_TYPE_CREDIT_CODE: pb.HOLDER_CODE_TYPE_CREDIT_CODE}
+_CODE_TYPE_OF_PROTO = {number: code for code, number in CODE_TYPE_PROTO.items()}
+
+
+def code_type_to_proto(code_type):
+    """"111"/"001" as HolderCodeType; anything else (none kept: the set is closed) UNSPECIFIED."""
+    return CODE_TYPE_PROTO.get(code_type or "", pb.HOLDER_CODE_TYPE_UNSPECIFIED)
+
+
+def code_type_of_proto(number):
+    """HolderCodeType as the GB/T 36903 code ("111"/"001"); "" for UNSPECIFIED."""
+    if number == pb.HOLDER_CODE_TYPE_UNSPECIFIED:
+        return ""
+    try:
+        return _CODE_TYPE_OF_PROTO[number]
+    except KeyError:
+        raise ValueError(f"holder_code_type must be one of "
+                         f"{', '.join(pb.HolderCodeType.Name(n) for n in _CODE_TYPE_OF_PROTO)}, not {number}") from None
+
+
 # --- protobuf -----------------------------------------------------------------------------------
 
 STATUS_PROTO = {LicenseStatus.VALID: pb.LICENSE_STATUS_VALID,
@@ -77,14 +167,46 @@ EVENT_TYPES = {LicenseIssued: "license_issued", LicenseRevoked: "license_revoked
 _EVENT_MESSAGES = {LicenseIssued: events_pb2.LicenseIssued, LicenseRevoked: events_pb2.LicenseRevoked}
 
 
+_TIMESTAMPS = ("revoked_at", "superseded_at", "issued_at")
+_DATES = ("valid_from", "valid_to")
+
+
 def licence_to_proto(fields):
-    """The licence for the api (fields it does not know are left out)."""
+    """The licence for the api (fields it does not know are left out): moments as Timestamps,
+    validity dates as Dates (no end: valid_to unset), the holder code type as HolderCodeType."""
     fields = dict(fields)
     status = fields.pop("status", None)
+    moments = {name: fields.pop(name, "") for name in _TIMESTAMPS}
+    days = {name: fields.pop(name, "") for name in _DATES}
+    code_type = fields.pop("holder_code_type", "")
     message = json_format.ParseDict(fields, pb.License(), ignore_unknown_fields=True)
     if status is not None:
         message.status = STATUS_PROTO[LicenseStatus(status)]
+    for name, value in moments.items():
+        if (moment := timestamp_of_iso(value)) is not None:
+            getattr(message, name).CopyFrom(moment)
+    for name, value in days.items():
+        if (day := date_of_iso(value)) is not None:
+            getattr(message, name).CopyFrom(day)
+    message.holder_code_type = code_type_to_proto(code_type)
     return message
+
+
+_STATUS_OF_PROTO = {number: status for status, number in STATUS_PROTO.items()}
+
+
+def licence_of_proto(message):
+    """The api's licence back in the kept forms (strings; the status as a LicenseStatus, None when
+    unspecified): for clients that compare with what was signed (tools/client.py)."""
+    fields = json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                       always_print_fields_with_no_presence=True)
+    fields["status"] = _STATUS_OF_PROTO.get(message.status)
+    for name in _TIMESTAMPS:
+        fields[name] = iso_of_timestamp(getattr(message, name) if message.HasField(name) else None)
+    for name in _DATES:
+        fields[name] = iso_of_date(getattr(message, name) if message.HasField(name) else None)
+    fields["holder_code_type"] = code_type_of_proto(message.holder_code_type)
+    return fields
 
 
 def party_of(message):

@@ -1,7 +1,9 @@
 """evaluation api role: native grpcio server. The case's applicant rates it (a clerk on their
 behalf); officers of the department a 差评 is counted for call back and close it, and list their
 department's; operators see their region's; the actor is the token's, never a request field
-(services/common/policy.py)."""
+(services/common/policy.py). Moments, days and the channel are typed on the wire (Timestamp,
+google.type.Date, Channel) and mapped from and to the domain's plain values here, once
+(services/evaluation/contracts.py)."""
 from google.protobuf import json_format
 
 from onething.evaluation.v1 import evaluation_pb2 as pb
@@ -11,22 +13,44 @@ from services.common.config import settings
 from services.common.errors import PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.privacy import mask_id
-from services.evaluation import domain
+from services.evaluation import contracts, domain
 from services.evaluation.wiring import build_evaluation
+
+# the fields of a rating / rectification whose proto type is not what json_format reads from the
+# domain's plain values: set one by one (services/evaluation/contracts.py)
+_TYPED = ("channel", "rated_at", "opened_at", "deadline", "closed_at", "callbacks", "rectification")
+
+
+def _set(message, field, value):
+    if value is not None:
+        getattr(message, field).CopyFrom(value)
+
+
+def _plain(body):
+    return {k: v for k, v in body.items() if k not in _TYPED}
 
 
 def rectification(rect):
     """A rectification (domain values) as its proto message."""
-    return json_format.ParseDict(dict(rect, grade=domain.GRADE_PROTO[rect["grade"]],
-                                      status=domain.STATUS_PROTO[rect["status"]]),
-                                 pb.Rectification(), ignore_unknown_fields=True)
+    message = json_format.ParseDict(dict(_plain(rect), grade=domain.GRADE_PROTO[rect["grade"]],
+                                         status=domain.STATUS_PROTO[rect["status"]]),
+                                    pb.Rectification(), ignore_unknown_fields=True)
+    message.channel = contracts.channel_to_proto(rect.get("channel", ""))
+    _set(message, "opened_at", contracts.timestamp_of(rect.get("opened_at")))
+    _set(message, "deadline", contracts.date_of(rect.get("deadline")))
+    _set(message, "closed_at", contracts.timestamp_of(rect.get("closed_at")))
+    for call in rect.get("callbacks") or []:
+        added = message.callbacks.add(by=call.get("by", ""), note=call.get("note", ""))
+        _set(added, "at", contracts.timestamp_of(call.get("at")))
+    return message
 
 
 def to_proto(body):
     """A rating (domain values) as its proto message."""
-    fields = {k: v for k, v in body.items() if k != "rectification"}
-    message = json_format.ParseDict(dict(fields, grade=domain.GRADE_PROTO[body["grade"]]), pb.Evaluation(),
+    message = json_format.ParseDict(dict(_plain(body), grade=domain.GRADE_PROTO[body["grade"]]), pb.Evaluation(),
                                     ignore_unknown_fields=True)
+    message.channel = contracts.channel_to_proto(body.get("channel", ""))
+    _set(message, "rated_at", contracts.timestamp_of(body.get("rated_at")))
     if body.get("rectification") is not None:
         message.rectification.CopyFrom(rectification(body["rectification"]))
     return message
@@ -49,7 +73,8 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
     def SubmitEvaluation(self, request, context):
         caller = policy.current()
         applicant_id = caller.require_applicant()  # request.applicant_id is ignored
-        return to_proto(self.evaluation.submit(request.case_no, applicant_id, request.channel,
+        return to_proto(self.evaluation.submit(request.case_no, applicant_id,
+                                               contracts.channel_from_proto(request.channel),
                                                domain.grade_from_proto(request.grade), dict(request.dimensions),
                                                request.comment, request.department_code,
                                                allow=lambda case: caller.owns(case.applicant_id, case.region_code),
@@ -74,12 +99,14 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
     def RecordCallback(self, request, context):
         caller = policy.current()  # the officer is the token's subject (request.by is ignored)
         return rectification(self.evaluation.record_callback(request.case_no, request.note, caller.sub,
-                                                             request.channel, actor=caller.audit_actor(),
+                                                             contracts.channel_from_proto(request.channel),
+                                                             actor=caller.audit_actor(),
                                                              allow=_department_concerned(caller)))
 
     def CloseRectification(self, request, context):
         caller = policy.current()
-        return rectification(self.evaluation.close(request.case_no, request.result, caller.sub, request.channel,
+        return rectification(self.evaluation.close(request.case_no, request.result, caller.sub,
+                                                   contracts.channel_from_proto(request.channel),
                                                    actor=caller.audit_actor(), allow=_department_concerned(caller)))
 
     def ListBadReviews(self, request, context):
@@ -102,8 +129,9 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
 
     def GetStatistics(self, request, context):
         rows = self.evaluation.statistics(domain.group_from_proto(request.group_by), request.region_code,
-                                          request.department_code, request.package_code, request.rated_from,
-                                          request.rated_to)
+                                          request.department_code, request.package_code,
+                                          contracts.request_day(request, "rated_from"),
+                                          contracts.request_day(request, "rated_to"))
         return pb.GetStatisticsResponse(rows=[pb.StatisticsRow(**r) for r in rows])
 
 

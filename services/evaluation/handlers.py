@@ -13,7 +13,7 @@ from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.privacy import mask_id
-from services.evaluation import domain
+from services.evaluation import contracts, domain
 
 OPEN, CLOSED = domain.RectificationStatus.OPEN, domain.RectificationStatus.CLOSED
 
@@ -88,9 +88,9 @@ class Evaluation:
                 "comment": body["comment"], "opened_at": now.isoformat(), "deadline": deadline.isoformat(),
                 "deadline_provisional": not known, "status": OPEN, "callbacks": []}
             outbox.append(outbox_entry("bad_review_opened", events_pb2.BadReviewOpened(
-                case_no=case_no, channel=channel, grade=_proto_grade(grade), department_code=department,
-                region_code=body["region_code"], package_code=body["package_code"],
-                deadline=deadline.isoformat(), opened_at=now.isoformat()), case_no))
+                case_no=case_no, channel=contracts.channel_to_proto(channel), grade=_proto_grade(grade),
+                department_code=department, region_code=body["region_code"], package_code=body["package_code"],
+                deadline=contracts.date_of(deadline), opened_at=contracts.timestamp_of(now)), case_no))
         if self.store.add_rating(body, outbox) is None:
             raise AlreadyExists(f"case {case_no} has already been rated on the {channel} channel")
         return body
@@ -164,9 +164,10 @@ class Evaluation:
         on_time = domain.closed_on_time(now, rect["deadline"])
         rect.update(status=CLOSED, closed_at=now.isoformat(), closed_by=by, result=result, on_time=on_time)
         event = events_pb2.BadReviewClosed(
-            case_no=case_no, channel=rect["channel"], department_code=rect["department_code"],
-            region_code=rect["region_code"], package_code=rect["package_code"], deadline=rect["deadline"],
-            closed_at=rect["closed_at"], closed_by=by, on_time=on_time, result=result)
+            case_no=case_no, channel=contracts.channel_to_proto(rect["channel"]),
+            department_code=rect["department_code"], region_code=rect["region_code"],
+            package_code=rect["package_code"], deadline=contracts.date_of(rect["deadline"]),
+            closed_at=contracts.timestamp_of(rect["closed_at"]), closed_by=by, on_time=on_time, result=result)
         return self._save(revision, OPEN, body, [outbox_entry("bad_review_closed", event, case_no)])
 
     def bad_reviews(self, department_code="", region_code="", open_only=False, actor=None, allow=None):

@@ -11,20 +11,23 @@ from services.common import policy, telemetry
 from services.common.config import region_prefix, settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
-from services.intake import domain
+from services.intake import convert, domain
 from services.intake.wiring import build_intake
 
 
 def case_to_proto(case):
-    """The domain's case (domain.Case) as the api sends it: statuses as CaseStatus numbers."""
+    """The domain's case (domain.Case) as the api sends it: statuses as CaseStatus numbers, moments
+    (the submission's datetime, the history's and rectification requests' RFC 3339 strings) as
+    Timestamps, unset where the domain has none."""
     return intake_pb2.Case(
         case_no=case.case_no, package_code=case.package_code, package_version=case.package_version,
         region_code=case.region_code, applicant=json_format.ParseDict(case.applicant, intake_pb2.Case().applicant),
-        status=_status(case.status), form=case.form, submitted_at=case.submitted_at.isoformat(),
+        status=_status(case.status), form=case.form,
+        submitted_at=convert.shown_timestamp(case.submitted_at, "submitted_at"),
         materials=[json_format.ParseDict(m, intake_pb2.Case().materials.add()) for m in case.materials],
         delivery=json_format.ParseDict(case.delivery or {}, intake_pb2.Case().delivery),
-        history=[intake_pb2.StatusChange(status=_status(h.status), at=h.at, note=h.note,
-                                         note_only=h.note_only) for h in case.history],
+        history=[intake_pb2.StatusChange(status=_status(h.status), at=convert.shown_timestamp(h.at, "history.at"),
+                                         note=h.note, note_only=h.note_only) for h in case.history],
         license_ids=case.license_ids, situations=case.situations or {},
         revoked_license_ids=case.revoked_license_ids or [],
         parties=[json_format.ParseDict(p, intake_pb2.Case().parties.add()) for p in (case.parties or [])],
@@ -40,7 +43,15 @@ def _rectification(rect):
     rect = dict(rect or {})
     if rect.get("resume_status"):
         rect["resume_status"] = domain.PROTO_STATUS[rect["resume_status"]]
-    return json_format.ParseDict(rect, intake_pb2.Rectification(), ignore_unknown_fields=True)
+    requests = rect.pop("requests", None) or []
+    shown = json_format.ParseDict(rect, intake_pb2.Rectification(), ignore_unknown_fields=True)
+    for r in requests:  # `at` as kept (RFC 3339; "" for none) -> a Timestamp, unset for none
+        request = json_format.ParseDict({k: v for k, v in r.items() if k != "at"}, shown.requests.add(),
+                                        ignore_unknown_fields=True)
+        at = convert.shown_timestamp(r.get("at", ""), "rectification.requests.at")
+        if at is not None:
+            request.at.CopyFrom(at)
+    return shown
 
 
 def _as_dict(message):

@@ -1,6 +1,7 @@
 """intake worker role (`nameko run`): follows the case as the other services report on it. Each
-handler decodes its event (the protobuf message's JSON dict) into the domain's value, once, and
-calls the use case; the OutboxSweeper publishes what a failed publish left in a case's outbox."""
+handler decodes its event (the protobuf message's JSON dict) into the domain's value, once (moments,
+days and enums into the strings the domain keeps: services/intake/convert.py), and calls the use
+case; the OutboxSweeper publishes what a failed publish left in a case's outbox."""
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import events_pb2 as delivery_events
 from onething.elicense.v1 import events_pb2 as license_events
@@ -9,7 +10,7 @@ from onething.joint_review.v1 import events_pb2 as review_events
 from services.common.config import refuse_defaults_in_production
 from services.common.events import from_payload
 from services.common.worker import Component, Inbox, OutboxSweeper, Tracing, event_handler
-from services.intake import domain
+from services.intake import convert, domain
 
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
@@ -47,15 +48,16 @@ def task_overdue(payload):
 
 def session_concluded(payload):
     e = from_payload(review_events.SessionConcluded, payload)
-    return domain.SessionConcluded(case_no=e.case_no, kind=e.kind, passed=e.passed, report_key=e.report_key,
-                                   concluded_at=e.concluded_at)
+    return domain.SessionConcluded(case_no=e.case_no, kind=convert.word(convert.SESSION_KIND_WORDS, e.kind),
+                                   passed=e.passed, report_key=e.report_key,
+                                   concluded_at=convert.iso(e, "concluded_at"))
 
 
 def session_withdrawn(payload):
     e = from_payload(review_events.SessionWithdrawn, payload)
     # the conclusion made void, in the domain's words: SESSION_STATUS_APPROVED -> "approved"
     return domain.SessionWithdrawn(case_no=e.case_no, after_conclusion=e.after_conclusion,
-                                   overridden=e.overridden.removeprefix("SESSION_STATUS_").lower())
+                                   overridden=convert.word(convert.OVERRIDDEN_WORDS, e.overridden))
 
 
 def delivery_completed(payload):
@@ -66,7 +68,8 @@ def delivery_completed(payload):
 def delivery_dispatched(payload):
     e = from_payload(delivery_events.DeliveryDispatched, payload)
     return domain.DeliveryDispatched(case_no=e.case_no, attempt=e.attempt or 1,
-                                     by_mail=e.channel == common_pb2.DELIVERY_CHANNEL_MAIL, carrier=e.carrier,
+                                     by_mail=e.channel == common_pb2.DELIVERY_CHANNEL_MAIL,
+                                     carrier=convert.word(convert.CARRIER_WORDS, e.carrier),
                                      tracking_number=e.tracking_number)
 
 
@@ -91,14 +94,14 @@ def license_revoked(payload):
 
 def bad_review_opened(payload):
     e = from_payload(evaluation_events.BadReviewOpened, payload)
-    return domain.BadReviewOpened(case_no=e.case_no, channel=e.channel, department_code=e.department_code,
-                                  deadline=e.deadline)
+    return domain.BadReviewOpened(case_no=e.case_no, channel=convert.word(convert.CHANNEL_WORDS, e.channel),
+                                  department_code=e.department_code, deadline=convert.day(e, "deadline"))
 
 
 def bad_review_closed(payload):
     e = from_payload(evaluation_events.BadReviewClosed, payload)
-    return domain.BadReviewClosed(case_no=e.case_no, channel=e.channel, department_code=e.department_code,
-                                  on_time=e.on_time, result=e.result)
+    return domain.BadReviewClosed(case_no=e.case_no, channel=convert.word(convert.CHANNEL_WORDS, e.channel),
+                                  department_code=e.department_code, on_time=e.on_time, result=e.result)
 
 
 class IntakeWorker:

@@ -12,27 +12,63 @@ from services.common import policy, telemetry
 from services.common.config import settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
-from services.joint_review import domain
-from services.joint_review.handlers import session_status_name
+from services.joint_review import codec, domain
 from services.joint_review.wiring import build_review
+
+# a task's and a rectification's moments: ISO strings in the session, Timestamps on the wire (codec)
+TASK_MOMENTS = ("assigned_at", "decided_at")
+RECTIFICATION_MOMENTS = ("requested_at", "supplied_at")
 
 
 def _today():
     return datetime.datetime.now(domain.CST).date()
 
 
+def _set_moments(msg, values, names):
+    """The ISO moments `names` of `values` onto `msg`'s Timestamp fields (an empty one stays unset)."""
+    for name in names:
+        ts = codec.timestamp_of(values.get(name))
+        if ts is not None:
+            getattr(msg, name).CopyFrom(ts)
+
+
+def clock_to_proto(c, today, statutory_days=0):
+    view = domain.clock_view(c, today, statutory_days)
+    msg = json_format.ParseDict({k: v for k, v in view.items() if k != "due_date"}, pb.Clock())
+    due = codec.date_of(view.get("due_date"))
+    if due is not None:
+        msg.due_date.CopyFrom(due)
+    return msg
+
+
 def task_to_proto(task, today=None):
     today = today or _today()
-    data = {k: v for k, v in task.items() if k not in ("clock", "rectification", "state", "decision")}
+    data = {k: v for k, v in task.items()
+            if k not in ("clock", "rectification", "state", "decision", *TASK_MOMENTS)}
     msg = json_format.ParseDict(data, pb.Task(), ignore_unknown_fields=True)
     msg.state = domain.TASK_STATE_PROTO[task["state"]]
     msg.decision = domain.DECISION_PROTO.get(task.get("decision"), 0)
+    _set_moments(msg, task, TASK_MOMENTS)
     if task.get("clock"):
-        msg.clock.CopyFrom(json_format.ParseDict(
-            domain.clock_view(task["clock"], today, task.get("statutory_limit_days", 0)), pb.Clock()))
-    if task.get("rectification"):
-        msg.rectification.CopyFrom(json_format.ParseDict(task["rectification"], pb.Rectification(),
-                                                         ignore_unknown_fields=True))
+        msg.clock.CopyFrom(clock_to_proto(task["clock"], today, task.get("statutory_limit_days", 0)))
+    rect = task.get("rectification")
+    if rect:
+        msg.rectification.CopyFrom(json_format.ParseDict(
+            {k: v for k, v in rect.items() if k not in RECTIFICATION_MOMENTS}, pb.Rectification(),
+            ignore_unknown_fields=True))
+        _set_moments(msg.rectification, rect, RECTIFICATION_MOMENTS)
+    return msg
+
+
+def inspection_to_proto(insp):
+    msg = pb.Inspection(
+        status=codec.inspection_status_number(insp["status"]), place=insp["place"],
+        participants=insp["participants"], report_key=insp.get("report_key", ""),
+        scheduled_by=insp.get("scheduled_by", ""))
+    _set_moments(msg, insp, ("at",))
+    for department, f in sorted(insp["findings"].items()):
+        finding = msg.findings.add(department_code=department, passed=f["passed"], notes=f["notes"], by=f["by"])
+        _set_moments(finding, f, ("at",))
     return msg
 
 
@@ -40,21 +76,15 @@ def session_to_proto(s, case=None):
     today = _today()
     msg = pb.Session(case_no=s["case_no"], package_code=s["package_code"],
                      status=pb.SessionStatus.ValueType(domain.SESSION_STATUS_PROTO[s["status"]]),
-                     opened_at=s["opened_at"], concluded_at=s["concluded_at"],
                      lead_department=s.get("lead_department", ""),
-                     withdrawn_after=session_status_name(s.get("withdrawn_after")),
-                     withdrawn_at=s.get("withdrawn_at", ""),
+                     withdrawn_after=codec.session_status_number(s.get("withdrawn_after")),
                      tasks=[task_to_proto(dict(t, case_no=s["case_no"], needed_license_ids=domain.needed_license_ids(
                          s, t, (case or {}).get("materials") or ())), today) for t in s["tasks"]])
+    _set_moments(msg, s, ("opened_at", "concluded_at", "withdrawn_at"))
     if s.get("clock"):
-        msg.clock.CopyFrom(json_format.ParseDict(domain.clock_view(s["clock"], today, s.get("statutory_limit_days", 0)),
-                                                 pb.Clock()))
-    insp = s.get("inspection")
-    if insp:
-        msg.inspection.CopyFrom(pb.Inspection(
-            status=insp["status"], at=insp["at"], place=insp["place"], participants=insp["participants"],
-            report_key=insp.get("report_key", ""), scheduled_by=insp.get("scheduled_by", ""),
-            findings=[pb.Finding(department_code=d, **f) for d, f in sorted(insp["findings"].items())]))
+        msg.clock.CopyFrom(clock_to_proto(s["clock"], today, s.get("statutory_limit_days", 0)))
+    if s.get("inspection"):
+        msg.inspection.CopyFrom(inspection_to_proto(s["inspection"]))
     return msg
 
 
@@ -123,9 +153,10 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
 
     def SuspendClock(self, request, context):
         actor = self._officer(context)
+        reason = codec.clock_pause_reason(request.reason)  # "HEARING" …; "" (unspecified) the domain refuses
         self._session_of_region(actor, request.case_no)
         return task_to_proto(self.review.suspend_clock(request.case_no, request.item_code, actor.department,
-                                                       request.reason, actor=actor))
+                                                       reason, actor=actor))
 
     def ResumeClock(self, request, context):
         actor = self._officer(context)
@@ -135,8 +166,10 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
 
     def ScheduleInspection(self, request, context):
         actor = self._officer(context)
+        # the visit's time as the session keeps it: an ISO moment in China Standard Time ("" unset)
+        at = codec.iso_of(request.at if request.HasField("at") else None, "at", domain.CST)
         self._session_of_region(actor, request.case_no)
-        return session_to_proto(self.review.schedule_inspection(request.case_no, actor.department, request.at,
+        return session_to_proto(self.review.schedule_inspection(request.case_no, actor.department, at,
                                                                 request.place, actor.sub, actor=actor))
 
     def RecordFindings(self, request, context):

@@ -14,7 +14,7 @@ from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.events import from_payload
-from services.joint_review import domain
+from services.joint_review import codec, domain
 from services.joint_review.domain import Conflict
 
 RESULTS = "results"
@@ -33,11 +33,6 @@ def decision_name(decision):
 def task_state_name(state):
     """A TaskState as the protos and the audit log spell it (TASK_STATE_ASSIGNED …)."""
     return joint_review_pb2.TaskState.Name(domain.TASK_STATE_PROTO[state])
-
-
-def session_status_name(status):
-    """A SessionStatus as the events' string fields spell it (SESSION_STATUS_APPROVED …)."""
-    return joint_review_pb2.SessionStatus.Name(domain.SESSION_STATUS_PROTO[status]) if status else ""
 
 
 def task_routing_key(department_code, region_code):
@@ -81,7 +76,8 @@ class JointReview:
         opened = events_pb2.SessionOpened(
             case_no=case_no, region_code=region_code, package_code=pkg["code"],
             item_codes=[t["item_code"] for t in session["tasks"]],
-            department_codes=sorted({t["department_code"] for t in session["tasks"]}), opened_at=now)
+            department_codes=sorted({t["department_code"] for t in session["tasks"]}),
+            opened_at=codec.timestamp_of(now))
         outbox.append(outbox_entry("session_opened", opened, case_no))
         self.store.create(session, case, outbox)
         return self.store.load(case_no).session
@@ -147,8 +143,8 @@ class JointReview:
         msg = events_pb2.SessionWithdrawn(
             case_no=session["case_no"], region_code=session["region_code"], license_ids=list(license_ids),
             after_conclusion=bool(session.get("withdrawn_after")),
-            overridden=session_status_name(session.get("withdrawn_after")),
-            withdrawn_at=session.get("withdrawn_at", ""), reason=reason or "")
+            overridden=codec.session_status_number(session.get("withdrawn_after")),
+            withdrawn_at=codec.timestamp_of(session.get("withdrawn_at")), reason=reason or "")
         return outbox_entry("session_withdrawn", msg, session["case_no"])
 
     # department work -------------------------------------------------------------------------
@@ -232,8 +228,9 @@ class JointReview:
             self.blobs.put(RESULTS, key, pdf.text_document("联合勘验报告", lines, subject="onething-inspection/1",
                                                            keywords=case_no), content_type="application/pdf")
             insp["report_key"] = key
-            done = events_pb2.SessionConcluded(case_no=case_no, kind="INSPECTION", report_key=key, passed=all_passed,
-                                               concluded_at=insp["completed_at"])
+            done = events_pb2.SessionConcluded(case_no=case_no, kind=codec.session_kind_number("INSPECTION"),
+                                               report_key=key, passed=all_passed,
+                                               concluded_at=codec.timestamp_of(insp["completed_at"]))
             return [outbox_entry("session_concluded", done, case_no)]
 
         return self._update(case_no, change)

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from onething.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from services.catalog import codec
 from services.catalog.api import CatalogApi
 from services.common.grpc_server import ApiServer
 from tools import catalog_cli
@@ -93,7 +94,7 @@ def test_list_by_audience_and_versions_over_grpc(stub, local_idp):
     versions = stub.ListVersions(catalog_pb2.ListVersionsRequest(code="XSECS"), timeout=5, metadata=operator).versions
     assert [(v.version, v.status) for v in versions] == [(1, catalog_pb2.VERSION_STATUS_PUBLISHED)]
     changes = stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=10, metadata=operator).changes
-    assert {c.outcome for c in changes} == {"unchanged"}
+    assert {codec.RELOAD_OUTCOME_OF[c.outcome] for c in changes} == {"unchanged"}
     with pytest.raises(grpc.RpcError) as err:
         stub.PublishPackage(catalog_pb2.PublishPackageRequest(code="XSECS"), timeout=5, metadata=operator)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -125,7 +126,7 @@ def test_catalog_changes_are_for_operators_of_the_sites_region(stub, local_idp, 
 def test_an_operator_of_the_province_may_change_a_city_sites_catalog(stub, local_idp):
     province = local_idp.metadata("op-gd", "operator", region="440000")
     changes = stub.ReloadCatalog(catalog_pb2.ReloadCatalogRequest(), timeout=10, metadata=province).changes
-    assert {c.outcome for c in changes} == {"unchanged"}
+    assert {codec.RELOAD_OUTCOME_OF[c.outcome] for c in changes} == {"unchanged"}
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def test_cli_api_down_is_one_line_and_exit_2():
 
 def test_parties_holders_and_supersedes_travel_over_grpc(stub):
     pkg = stub.GetPackage(catalog_pb2.GetPackageRequest(code="ESFGH", region_code="440100"), timeout=5)
-    assert [(p.role, p.name, p.id_kind, p.required) for p in pkg.parties][:2] == [
+    assert [(p.role, p.name, codec.ID_KIND_OF[p.id_kind], p.required) for p in pkg.parties][:2] == [
         ("buyer", "买方", "any", True), ("seller", "卖方", "any", True)]
     transfer = next(i for i in pkg.items if i.code == "160000000002")
     assert transfer.result.holder_party == "buyer"

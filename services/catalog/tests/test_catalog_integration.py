@@ -61,3 +61,24 @@ def test_loading_leaves_no_event_behind(catalog, probe):
     time.sleep(0.3)
     assert [k for k, _, _ in list(probe.events) if k == "package_published"] == []
     assert os.environ["ONETHING_DB_PREFIX"].startswith("t")
+
+
+def test_stored_moments_travel_as_timestamps_and_stay_datetimes_in_mongo(catalog):
+    """What MongoDB gives back (datetimes without an offset, in UTC) encodes as the same moment; the
+    documents keep their datetimes and strings as before."""
+    import datetime
+
+    from services.catalog.api import _version
+    from services.catalog.store import PackageVersionDoc
+    catalog.load()
+    catalog.retire("XSECS")
+    doc = PackageVersionDoc.objects(code="XSECS", version=1).first()
+    assert isinstance(doc.created_at, datetime.datetime) and doc.status == "retired"
+    (view,) = catalog.versions("XSECS")
+    msg = _version(view)
+    for key in ("created_at", "published_at", "retired_at"):
+        stored = getattr(doc, key)
+        utc = stored if stored.tzinfo else stored.replace(tzinfo=datetime.UTC)
+        assert msg.HasField(key) and getattr(msg, key).ToDatetime(tzinfo=datetime.UTC) == utc
+    raw = PackageVersionDoc._get_collection().find_one({"code": "XSECS", "version": 1})
+    assert isinstance(raw["retired_at"], datetime.datetime) and raw["status"] == "retired"

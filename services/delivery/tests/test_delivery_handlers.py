@@ -191,7 +191,7 @@ def test_mail_from_prepared_to_delivered(delivery, bus, store):
     assert body["status"] == domain.DISPATCHED
     assert (body["carrier"], body["tracking_number"]) == ("EMS", "EA473124829CN")
     [(_, sent, headers)] = bus.published
-    assert sent["tracking_number"] == "EA473124829CN" and sent["carrier"] == "EMS" and headers["case_no"] == CASE
+    assert sent["tracking_number"] == "EA473124829CN" and sent["carrier"] == "CARRIER_EMS" and headers["case_no"] == CASE
     body = delivery.record_delivered(CASE, "EA473124829CN", "李华")
     assert body["status"] == domain.COMPLETED
     assert statuses(body) == [domain.PREPARED, domain.DISPATCHED, domain.COMPLETED]

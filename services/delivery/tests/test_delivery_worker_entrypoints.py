@@ -15,9 +15,10 @@ from test_delivery_store_contract import FlakyBus, make_due
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import events_pb2 as license_events
 from onething.joint_review.v1 import events_pb2 as review_events
+from onething.joint_review.v1 import joint_review_pb2 as review_pb2
 from services.common.bus import RecordingBus
 from services.common.events import to_payload
-from services.delivery import domain
+from services.delivery import domain, wire
 from services.delivery.fakes import MemoryDeliveryStore
 from services.delivery.handlers import Delivery
 from services.delivery.worker import DeliveryWorker
@@ -135,7 +136,8 @@ def test_session_withdrawn_is_decoded_and_cancels():
     worker = worker_factory(DeliveryWorker, delivery=delivery)
     worker.on_session_withdrawn(to_payload(review_events.SessionWithdrawn(
         case_no=CASE, region_code="440100", license_ids=["L1"], after_conclusion=True,
-        overridden="SESSION_STATUS_APPROVED", withdrawn_at="2026-11-27T09:00:00+00:00", reason="申请人撤回")))
+        overridden=review_pb2.SESSION_STATUS_APPROVED, withdrawn_at=wire.timestamp_of_iso("2026-11-27T09:00:00+00:00"),
+        reason="申请人撤回")))
     delivery.on_session_withdrawn.assert_called_once_with(
         domain.SessionWithdrawn(case_no=CASE, region_code="440100", after_conclusion=True))
 

@@ -1,6 +1,7 @@
 """elicense and a withdrawn case (unit: an in-memory licence store and a RecordingBus): no licence
 of a withdrawn case stays valid, each revoked once with its license_revoked."""
 from onething.joint_review.v1 import events_pb2 as review_events
+from onething.joint_review.v1 import joint_review_pb2 as review_pb
 from services.elicense import codec, domain
 
 CASE = "440100XSECS202611260001"
@@ -16,7 +17,7 @@ def add(store, license_id, case_no=CASE, status=domain.VALID):
 def withdrawn(license_ids=(), after=True, case_no=CASE):
     return codec.withdrawal_of(review_events.SessionWithdrawn(
         case_no=case_no, license_ids=list(license_ids), after_conclusion=after,
-        overridden="SESSION_STATUS_APPROVED" if after else ""))
+        overridden=review_pb.SESSION_STATUS_APPROVED if after else review_pb.SESSION_STATUS_UNSPECIFIED))
 
 
 def test_every_licence_of_a_withdrawn_case_is_revoked_once(elicense, store, bus):

@@ -17,10 +17,12 @@ from test_elicense_store_contract import SwitchBus
 
 from onething.common.v1 import common_pb2
 from onething.joint_review.v1 import events_pb2 as review_events
+from onething.joint_review.v1 import joint_review_pb2 as review_pb
 from services.common.audit import MemoryAuditLog
 from services.common.errors import FailedPrecondition
 from services.common.events import to_payload
 from services.common.worker import Component, OutboxSweeper
+from services.elicense import codec
 from services.elicense.domain import Decision, LicenseStatus, Opinion, Party, ResultType, Supersedes, Withdrawal
 from services.elicense.fakes import MemoryBlobs, MemoryLicenseStore
 from services.elicense.handlers import Elicense
@@ -149,7 +151,8 @@ def test_session_withdrawn_is_decoded_into_a_withdrawal_for_on_session_withdrawn
     elicense = handlers_mock()
     worker_factory(ElicenseWorker, elicense=elicense).on_session_withdrawn(to_payload(review_events.SessionWithdrawn(
         case_no=CASE, region_code="440100", license_ids=["L1", "L2"], after_conclusion=True,
-        overridden="SESSION_STATUS_APPROVED", withdrawn_at="2026-11-27T10:00:00+08:00", reason="不办了")))
+        overridden=review_pb.SESSION_STATUS_APPROVED, withdrawn_at=codec.timestamp_of_iso("2026-11-27T10:00:00+08:00"),
+        reason="不办了")))
     elicense.on_session_withdrawn.assert_called_once_with(Withdrawal(case_no=CASE, license_ids=("L1", "L2"),
                                                                      after_conclusion=True))
     elicense.on_opinion.assert_not_called()

@@ -43,7 +43,9 @@ def test_bad_rating_opens_a_rectification_for_the_lead_department(evaluation, st
     assert (rect["region_code"], rect["package_code"]) == ("440100", "XSECS")
     assert bus.types() == ["evaluation_received", "bad_review_opened"]
     opened = bus.published[1][1]
-    assert opened["department_code"] == "wsjk" and opened["deadline"] == "2024-03-11"
+    # the event's deadline is a google.type.Date, its moment a Timestamp, its channel the Channel enum
+    assert opened["department_code"] == "wsjk" and opened["deadline"] == {"year": 2024, "month": 3, "day": 11}
+    assert opened["opened_at"] == "2024-03-04T02:00:00Z" and opened["channel"] == "CHANNEL_ONLINE"
     assert opened["grade"] == "GRADE_VERY_DISSATISFIED" and bus.published[1][2]["case_no"] == "C1"
     assert bus.published[0][1] == {"case_no": "C1", "grade": "GRADE_VERY_DISSATISFIED", "bad_review": True,
                                    "acted_by": "applicant"}
@@ -90,6 +92,8 @@ def test_callback_then_close_on_time(evaluation, bus, clock):
     assert bus.types() == ["evaluation_received", "bad_review_opened", "bad_review_closed"]
     closed = bus.published[-1][1]
     assert closed["on_time"] is True and closed["department_code"] == "wsjk" and closed["result"]
+    assert closed["deadline"] == {"year": 2024, "month": 3, "day": 11} and closed["closed_at"] == "2024-03-11T15:00:00Z"
+    assert closed["channel"] == "CHANNEL_ONLINE" and rect["closed_at"] == "2024-03-11T15:00:00+00:00"  # kept as before
 
 
 def test_close_after_the_deadline_day_is_late(evaluation, clock):

@@ -48,8 +48,8 @@ def delivery_completed(case_no="C1", lead="wsjk"):
 
 
 def session_withdrawn(case_no="C1", after=True):
-    return to_payload(review_events.SessionWithdrawn(case_no=case_no, after_conclusion=after,
-                                                     overridden="SESSION_STATUS_APPROVED" if after else ""))
+    overridden = {"overridden": "SESSION_STATUS_APPROVED"} if after else {}  # unset when not concluded
+    return to_payload(review_events.SessionWithdrawn(case_no=case_no, after_conclusion=after, **overridden))
 
 
 @pytest.fixture

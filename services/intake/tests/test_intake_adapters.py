@@ -4,6 +4,7 @@ import datetime
 
 import grpc
 import pytest
+from google.type import date_pb2
 
 from onething.elicense.v1 import elicense_pb2
 from services.common.errors import InvalidArgument, NotFound, Unavailable
@@ -42,7 +43,8 @@ class FakeStub:
 
 def test_licences_of_asks_elicense_by_holder_and_returns_dicts():
     stub = FakeStub(elicense_pb2.ListLicensesResponse(licenses=[elicense_pb2.License(
-        license_id="L1", type_code="CSYXZM", status=elicense_pb2.LICENSE_STATUS_VALID, valid_from="2026-01-01")]))
+        license_id="L1", type_code="CSYXZM", status=elicense_pb2.LICENSE_STATUS_VALID,
+        valid_from=date_pb2.Date(year=2026, month=1, day=1))]))
     got = ElicenseClient("unused", stub=stub, metadata=SERVICE).licences_of("H1")
     assert stub.calls == [("H1", 3.0)]
     assert got == [{"license_id": "L1", "type_code": "CSYXZM", "status": "LICENSE_STATUS_VALID",
@@ -176,24 +178,31 @@ def test_the_api_sends_a_case_with_its_statuses_as_the_protos_numbers():
     from onething.intake.v1 import intake_pb2
     from services.intake.api import case_to_proto
     at = datetime.datetime(2026, 11, 26, 2, 0, 0, 123000, tzinfo=datetime.UTC)
+    t = ["2026-11-26T02:00:00+00:00", "2026-11-26T03:00:00+00:00", "2026-11-27T01:30:00.250000+00:00",
+         "2026-11-30T09:00:00+08:00"]
     rect = {"material_codes": ["M02"], "resume_status": REV,
             "requests": [{"item_code": "I1", "department_code": "gaj", "material_codes": ["M02"], "reason": "模糊",
-                          "at": "t1", "round": 1}]}
+                          "at": t[2], "round": 1}]}
     case = domain.Case(case_no=CASE_NO, package_code="XSECS", package_version=3, region_code="440100",
                        applicant={"id_number": "X", "name": "李华"}, status=RECT, submitted_at=at,
                        form={"child_name": "李小明"}, delivery={"channel": "DELIVERY_CHANNEL_WINDOW"},
                        materials=[{"material_code": "M01", "name": "身份证", "license_id": "L0"}],
-                       history=[domain.HistoryEntry(SUB, "t0", "submitted"), domain.HistoryEntry(REV, "t1", "opened"),
-                                domain.HistoryEntry(RECT, "t2", "rectification"),
-                                domain.HistoryEntry(RECT, "t3", "督办", note_only=True)],
+                       history=[domain.HistoryEntry(SUB, t[0], "submitted"), domain.HistoryEntry(REV, t[1], "opened"),
+                                domain.HistoryEntry(RECT, t[2], "rectification"),
+                                domain.HistoryEntry(RECT, t[3], "督办", note_only=True)],
                        license_ids=["L0"], revoked_license_ids=["L0"], rectification=rect,
                        parties=[{"role": "buyer", "name": "买方", "id_number": "Y", "code_type": "111"}])
     shown = case_to_proto(case)
     S = intake_pb2
-    assert shown.status == S.CASE_STATUS_RECTIFYING and shown.submitted_at == "2026-11-26T02:00:00.123000+00:00"
-    assert [(h.status, h.at, h.note, h.note_only) for h in shown.history] == [
-        (S.CASE_STATUS_SUBMITTED, "t0", "submitted", False), (S.CASE_STATUS_IN_REVIEW, "t1", "opened", False),
-        (S.CASE_STATUS_RECTIFYING, "t2", "rectification", False), (S.CASE_STATUS_RECTIFYING, "t3", "督办", True)]
+    assert shown.status == S.CASE_STATUS_RECTIFYING
+    assert shown.submitted_at.ToJsonString() == "2026-11-26T02:00:00.123Z"
+    assert [(h.status, h.at.ToJsonString(), h.note, h.note_only) for h in shown.history] == [
+        (S.CASE_STATUS_SUBMITTED, "2026-11-26T02:00:00Z", "submitted", False),
+        (S.CASE_STATUS_IN_REVIEW, "2026-11-26T03:00:00Z", "opened", False),
+        (S.CASE_STATUS_RECTIFYING, "2026-11-27T01:30:00.250Z", "rectification", False),
+        (S.CASE_STATUS_RECTIFYING, "2026-11-30T01:00:00Z", "督办", True)]
+    assert shown.rectification.requests[0].at.ToJsonString() == "2026-11-27T01:30:00.250Z"
+    assert shown.rectification.requests[0].reason == "模糊"
     assert shown.rectification.resume_status == S.CASE_STATUS_IN_REVIEW
     assert list(shown.rectification.material_codes) == ["M02"] and shown.rectification.requests[0].item_code == "I1"
     assert shown.delivery.channel == 2 and shown.materials[0].license_id == "L0" and shown.parties[0].role == "buyer"

@@ -16,15 +16,18 @@ from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.testing.services import entrypoint_hook, replace_dependencies
 
 from onething.common.v1 import common_pb2
+from onething.delivery.v1 import delivery_pb2
 from onething.delivery.v1 import events_pb2 as delivery_events
 from onething.elicense.v1 import events_pb2 as license_events
 from onething.evaluation.v1 import evaluation_pb2
 from onething.evaluation.v1 import events_pb2 as evaluation_events
 from onething.joint_review.v1 import events_pb2 as review_events
+from onething.joint_review.v1 import joint_review_pb2
 from services.common.audit import MemoryAuditLog
 from services.common.errors import FailedPrecondition
 from services.common.events import to_payload
 from services.intake import domain
+from services.intake.convert import date, timestamp
 from services.intake.fakes import Clock, FakeIntakeStore, FlakyBus, MemoryBlobs
 from services.intake.handlers import Intake
 from services.intake.wiring import build_intake
@@ -56,25 +59,27 @@ HANDLERS = [
      domain.EvaluationReceived(case_no=CASE)),
     ("on_session_opened", "joint_review", "session_opened", "session_opened",
      review_events.SessionOpened(case_no=CASE, region_code="440100", package_code="XSECS", item_codes=["I1", "I2"],
-                                 department_codes=["gaj", "wsjk"], opened_at="2026-11-26T10:00:00+08:00"),
+                                 department_codes=["gaj", "wsjk"], opened_at=timestamp("2026-11-26T10:00:00+08:00")),
      domain.SessionOpened(case_no=CASE, item_codes=("I1", "I2"), department_codes=("gaj", "wsjk"))),
     ("on_task_overdue", "joint_review", "task_overdue", "task_overdue",
      review_events.TaskOverdue(case_no=CASE, item_code="I1", department_code="gaj", region_code="440100",
                                elapsed_days=6, limit_days=5),
      domain.TaskOverdue(case_no=CASE, item_code="I1", department_code="gaj", elapsed_days=6, limit_days=5)),
     ("on_session_concluded", "joint_review", "session_concluded", "session_concluded",
-     review_events.SessionConcluded(case_no=CASE, kind="INSPECTION", report_key="inspections/x.pdf", passed=False,
-                                    concluded_at="2026-11-27T10:00:00+08:00"),
+     review_events.SessionConcluded(case_no=CASE, kind=review_events.SESSION_KIND_INSPECTION,
+                                    report_key="inspections/x.pdf", passed=False,
+                                    concluded_at=timestamp("2026-11-27T10:00:00+08:00")),
      domain.SessionConcluded(case_no=CASE, kind="INSPECTION", report_key="inspections/x.pdf", passed=False,
-                             concluded_at="2026-11-27T10:00:00+08:00")),
+                             concluded_at="2026-11-27T02:00:00+00:00")),
     ("on_session_withdrawn", "joint_review", "session_withdrawn", "session_withdrawn",
      review_events.SessionWithdrawn(case_no=CASE, region_code="440100", license_ids=["L1"], after_conclusion=True,
-                                    overridden="SESSION_STATUS_REJECTED", withdrawn_at="2026-11-27T09:00:00+00:00",
+                                    overridden=joint_review_pb2.SESSION_STATUS_REJECTED,
+                                    withdrawn_at=timestamp("2026-11-27T09:00:00+00:00"),
                                     reason="不再办理"),
      domain.SessionWithdrawn(case_no=CASE, after_conclusion=True, overridden="rejected")),
     ("on_delivery_dispatched", "delivery", "delivery_dispatched", "delivery_dispatched",
-     delivery_events.DeliveryDispatched(case_no=CASE, channel=MAIL, carrier="EMS", tracking_number="EA473124829CN",
-                                        dispatched_by="clerk-7", attempt=2),
+     delivery_events.DeliveryDispatched(case_no=CASE, channel=MAIL, carrier=delivery_pb2.CARRIER_EMS,
+                                        tracking_number="EA473124829CN", dispatched_by="clerk-7", attempt=2),
      domain.DeliveryDispatched(case_no=CASE, attempt=2, by_mail=True, carrier="EMS", tracking_number="EA473124829CN")),
     ("on_delivery_ready_for_pickup", "delivery", "delivery_ready_for_pickup", "delivery_ready_for_pickup",
      delivery_events.DeliveryReadyForPickup(case_no=CASE, channel=common_pb2.DELIVERY_CHANNEL_WINDOW,
@@ -89,15 +94,16 @@ HANDLERS = [
                                    reason="superseded", revoked_by="officer-1", superseded_by="L9"),
      domain.LicenseRevoked(case_no=CASE, license_id="L1", reason="superseded", superseded_by="L9")),
     ("on_bad_review_opened", "evaluation", "bad_review_opened", "bad_review_opened",
-     evaluation_events.BadReviewOpened(case_no=CASE, channel="online", grade=evaluation_pb2.GRADE_VERY_DISSATISFIED,
+     evaluation_events.BadReviewOpened(case_no=CASE, channel=evaluation_pb2.CHANNEL_ONLINE,
+                                       grade=evaluation_pb2.GRADE_VERY_DISSATISFIED,
                                        department_code="wsjk", region_code="440100", package_code="XSECS",
-                                       deadline="2026-12-03", opened_at="2026-11-26T10:00:00+08:00"),
+                                       deadline=date("2026-12-03"), opened_at=timestamp("2026-11-26T10:00:00+08:00")),
      domain.BadReviewOpened(case_no=CASE, channel="online", department_code="wsjk", deadline="2026-12-03")),
     ("on_bad_review_closed", "evaluation", "bad_review_closed", "bad_review_closed",
-     evaluation_events.BadReviewClosed(case_no=CASE, channel="online", department_code="wsjk", region_code="440100",
-                                       package_code="XSECS", deadline="2026-12-03", closed_by="officer-2",
-                                       on_time=True, result="已整改"),
-     domain.BadReviewClosed(case_no=CASE, channel="online", department_code="wsjk", on_time=True, result="已整改")),
+     evaluation_events.BadReviewClosed(case_no=CASE, channel=evaluation_pb2.CHANNEL_WINDOW, department_code="wsjk",
+                                       region_code="440100", package_code="XSECS", deadline=date("2026-12-03"),
+                                       closed_by="officer-2", on_time=True, result="已整改"),
+     domain.BadReviewClosed(case_no=CASE, channel="window", department_code="wsjk", on_time=True, result="已整改")),
 ]
 
 
@@ -232,7 +238,7 @@ def test_the_events_of_a_case_move_it_in_the_store(container):
     deliver(container, "on_case_concluded", review_events.CaseConcluded(case_no=CASE, approved=True,
                                                                          license_ids=["L1"]))
     deliver(container, "on_delivery_dispatched", delivery_events.DeliveryDispatched(
-        case_no=CASE, channel=MAIL, carrier="EMS", tracking_number="EA473124829CN", attempt=1))
+        case_no=CASE, channel=MAIL, carrier=delivery_pb2.CARRIER_EMS, tracking_number="EA473124829CN", attempt=1))
     deliver(container, "on_delivery_failed", delivery_events.DeliveryFailed(case_no=CASE, reason="查无此人", attempt=1))
     case = store.case(CASE)
     assert [h.status for h in case.history if not h.note_only] == [

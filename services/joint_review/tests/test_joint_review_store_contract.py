@@ -200,7 +200,7 @@ def test_the_events_of_a_save_are_published_after_it_and_then_removed(store):
     store.create(opened(case_no), CASE, [created])
     session, _, version = store.load(case_no)
     first, second = event(case_no, "A2"), outbox_entry("session_concluded", events_pb2.SessionConcluded(
-        case_no=case_no, kind="INSPECTION"), case_no)
+        case_no=case_no, kind=events_pb2.SESSION_KIND_INSPECTION), case_no)
     store.save(decided(session), version, [first, second])
     assert [(t, h["event_id"], h["case_no"]) for t, _, h in bus.published] == [
         ("task_assigned.zrzy.440100", created["id"], case_no), ("task_assigned.zrzy.440100", first["id"], case_no),

@@ -67,12 +67,12 @@ def test_the_api_encodes_the_typed_values_as_the_protos_numbers():
     domain.advance(session, T0)
     domain.withdraw(session, T0)  # after the conclusion: it wins and makes the conclusion void
     msg = api.session_to_proto(session)
-    assert msg.status == pb.SESSION_STATUS_WITHDRAWN and msg.withdrawn_after == "SESSION_STATUS_APPROVED"
+    assert msg.status == pb.SESSION_STATUS_WITHDRAWN and msg.withdrawn_after == pb.SESSION_STATUS_APPROVED
     assert [(t.state, t.decision) for t in msg.tasks] == [(pb.TASK_STATE_DONE, common_pb2.DECISION_APPROVE)] * 2
     fresh = domain.new_session("C2", "440100", PACKAGE, T0)
     task = api.task_to_proto(dict(fresh["tasks"][0], case_no="C2"))
     assert task.state == pb.TASK_STATE_PENDING and task.decision == common_pb2.DECISION_UNSPECIFIED
-    assert api.session_to_proto(fresh).withdrawn_after == ""
+    assert api.session_to_proto(fresh).withdrawn_after == pb.SESSION_STATUS_UNSPECIFIED
 
 
 @pytest.fixture

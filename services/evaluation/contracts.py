@@ -1,0 +1,96 @@
+"""The typed protobuf values of evaluation's contracts (api and events) and the plain values the
+domain and the store keep, mapped in one place:
+
+- a moment: an RFC 3339 / ISO 8601 string with its offset (as stored) <-> google.protobuf.Timestamp;
+- a calendar day: "YYYY-MM-DD" (as stored) <-> google.type.Date;
+- the rating channel: "online" / "window" (as stored) <-> onething.evaluation.v1.Channel, by an
+  explicit table, so renaming a proto enum value cannot change what stored data means.
+
+An empty string is an unset message (None here) or CHANNEL_UNSPECIFIED. A request value out of
+range is refused with InvalidArgument."""
+import datetime as _dt
+
+from google.protobuf import timestamp_pb2
+from google.type import date_pb2
+
+from onething.evaluation.v1 import evaluation_pb2
+from services.common.errors import InvalidArgument
+
+# the channel as the domain and the store keep it <-> onething.evaluation.v1.Channel (0: none given)
+CHANNEL_PROTO = {"online": evaluation_pb2.CHANNEL_ONLINE, "window": evaluation_pb2.CHANNEL_WINDOW}
+_CHANNEL_BY_NUMBER = {v: k for k, v in CHANNEL_PROTO.items()}
+
+
+def channel_from_proto(number, what="channel"):
+    """The channel ("online" / "window") of a Channel number; "" for CHANNEL_UNSPECIFIED. A number
+    the proto does not declare is refused."""
+    if number == evaluation_pb2.CHANNEL_UNSPECIFIED:
+        return ""
+    try:
+        return _CHANNEL_BY_NUMBER[number]
+    except (KeyError, TypeError):
+        names = ", ".join(evaluation_pb2.Channel.Name(n) for n in sorted(_CHANNEL_BY_NUMBER))
+        raise InvalidArgument(f"{what} must be one of {names} (or unset), not {number!r}") from None
+
+
+def channel_to_proto(text):
+    """The Channel number of a channel as kept; CHANNEL_UNSPECIFIED for "" (none)."""
+    if not text:
+        return evaluation_pb2.CHANNEL_UNSPECIFIED
+    return CHANNEL_PROTO[text]
+
+
+def channel_name(text):
+    """The Channel value's name, as an event's JSON payload carries it (e.g. "CHANNEL_ONLINE")."""
+    return evaluation_pb2.Channel.Name(channel_to_proto(text))
+
+
+def timestamp_of(moment):
+    """A Timestamp of an RFC 3339 string with an offset (or an aware datetime); None for ""/None."""
+    if not moment:
+        return None
+    if isinstance(moment, str):
+        moment = _dt.datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        raise ValueError("a moment without a time zone is ambiguous")
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(moment.astimezone(_dt.UTC))
+    return out
+
+
+def iso_of(timestamp):
+    """The moment of a Timestamp as an ISO 8601 string in UTC ("...+00:00", as the store keeps
+    moments); "" for None."""
+    if timestamp is None:
+        return ""
+    return timestamp.ToDatetime(tzinfo=_dt.UTC).isoformat()
+
+
+def date_of(day):
+    """A google.type.Date of a "YYYY-MM-DD" string (or a datetime.date); None for ""/None."""
+    if not day:
+        return None
+    if isinstance(day, str):
+        day = _dt.date.fromisoformat(day)
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def day_of(date, what="date"):
+    """The "YYYY-MM-DD" of a google.type.Date from a request; "" when it is unset (None, or every
+    part 0). A date that is not a whole, real calendar day is refused."""
+    if date is None or (date.year, date.month, date.day) == (0, 0, 0):
+        return ""
+    if not 1 <= date.year <= 9999:
+        raise InvalidArgument(f"{what} must be a whole date: year 1 to 9999, not {date.year}")
+    if not 1 <= date.month <= 12:
+        raise InvalidArgument(f"{what} must be a whole date: month 1 to 12, not {date.month}")
+    try:
+        return _dt.date(date.year, date.month, date.day).isoformat()
+    except ValueError:
+        raise InvalidArgument(f"{what} {date.year:04d}-{date.month:02d}-{date.day} is not a real date "
+                              f"(day {date.day} of month {date.month})") from None
+
+
+def request_day(request, field):
+    """The day a request's optional google.type.Date field holds ("" when unset)."""
+    return day_of(getattr(request, field) if request.HasField(field) else None, field)
