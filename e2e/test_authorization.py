@@ -15,6 +15,7 @@ import time
 import grpc
 import pytest
 
+from e2e.waits import item_of, wait_until
 from onething.catalog.v1 import catalog_pb2
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
@@ -90,17 +91,8 @@ BAD_TOKENS = ("expired", "forged", "alg-none")
 # --- the records the matrix is about ---------------------------------------------------------------
 
 def _until(check, timeout, what):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            got = check()
-            if got:
-                return got
-        except grpc.RpcError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout} s ({last})")
+    """`check()`'s first truthy value; any refusal meanwhile counts as "not yet"."""
+    return wait_until(check, timeout, what, ignore=None, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +125,7 @@ def _calls(client, w):
     X, Y, lic = w["x"], w["y"], w["lic"]
     R, D, E, L, I, C = joint_review_pb2, delivery_pb2, evaluation_pb2, elicense_pb2, intake_pb2, catalog_pb2
     pkg = C.GetPackageRequest(code="XSECS", region_code=REGION)
+    birth = item_of(client, "XSECS", REGION, department="wsjk", issues="CSYXZM")  # 出生医学证明签发, decided
     wsjk = lambda: bearer("officer-wsjk", "officer", "wsjk", REGION)
     gaj = lambda: bearer("officer-gaj", "officer", "gaj", REGION)
     upload = [I.UploadMaterialRequest(header=I.UploadHeader(material_code="M01", file_name="a.pdf")),
@@ -170,20 +163,20 @@ def _calls(client, w):
         "JointReviewService/ListTasks": (client.review.ListTasks, R.ListTasksRequest(department_code="wsjk"),
                                          "unary", wsjk, OK),
         "JointReviewService/RecordOpinion": (client.review.RecordOpinion, R.RecordOpinionRequest(
-            case_no=X, item_code="110000000001", decision=common_pb2.DECISION_REJECT, reason="矩阵"), "unary", wsjk,
+            case_no=X, item_code=birth, decision=common_pb2.DECISION_REJECT, reason="矩阵"), "unary", wsjk,
             S.FAILED_PRECONDITION),  # decided already (the same decision again would be an idempotent retry)
         "JointReviewService/ClaimTask": (client.review.ClaimTask, R.ClaimTaskRequest(
-            case_no=X, item_code="110000000001"), "unary", wsjk, S.FAILED_PRECONDITION),
+            case_no=X, item_code=birth), "unary", wsjk, S.FAILED_PRECONDITION),
         "JointReviewService/ScheduleInspection": (client.review.ScheduleInspection, R.ScheduleInspectionRequest(
             case_no=X, at=datetime.datetime.fromisoformat("2026-12-01T10:00:00+08:00"), place="现场"), "unary", wsjk,
             S.FAILED_PRECONDITION),
         "JointReviewService/RecordFindings": (client.review.RecordFindings, R.RecordFindingsRequest(
             case_no=X, passed=True), "unary", wsjk, S.FAILED_PRECONDITION),
         "JointReviewService/SuspendClock": (client.review.SuspendClock, R.SuspendClockRequest(
-            case_no=X, item_code="110000000001", reason=R.CLOCK_PAUSE_REASON_HEARING), "unary", wsjk,
+            case_no=X, item_code=birth, reason=R.CLOCK_PAUSE_REASON_HEARING), "unary", wsjk,
             S.FAILED_PRECONDITION),
         "JointReviewService/ResumeClock": (client.review.ResumeClock, R.ResumeClockRequest(
-            case_no=X, item_code="110000000001"), "unary", wsjk, S.FAILED_PRECONDITION),
+            case_no=X, item_code=birth), "unary", wsjk, S.FAILED_PRECONDITION),
         # elicense
         "ElicenseService/GetLicense": (client.elicense.GetLicense, L.GetLicenseRequest(license_id=lic.license_id),
                                        "unary", gaj, OK),

@@ -12,6 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from e2e.waits import wait_until
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
 from onething.evaluation.v1 import evaluation_pb2
@@ -118,7 +119,9 @@ def test_idle_uploads_cannot_starve_unary_calls_and_are_ended(client):
                for _ in range(16)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    # every idle upload has reached the api: refused, or holding one of the caller's slots (idle)
+    held = settings().stream_uploads_per_caller
+    wait_until(lambda: len(results) >= len(threads) - held, 10, "the refusals of the uploads beyond the slots")
     try:
         t0 = time.monotonic()
         for _ in range(10):  # answered at once, while the uploads sit idle
@@ -148,5 +151,7 @@ def test_watches_are_capped_per_caller_and_unary_calls_still_answer(client):
     finally:
         for s in streams:
             s.cancel()
-    time.sleep(0.5)
-    assert next(client.watch(case.case_no, timeout=10)).case_no == case.case_no
+    # the cancelled watches give their slots back: a new watch is answered (RESOURCE_EXHAUSTED until then)
+    first = wait_until(lambda: next(client.watch(case.case_no, timeout=10)), 10, "a watch after the cancelled ones",
+                       ignore=(grpc.StatusCode.RESOURCE_EXHAUSTED,))
+    assert first.case_no == case.case_no

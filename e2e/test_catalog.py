@@ -5,13 +5,15 @@ import io
 import grpc
 import pytest
 
+from e2e.waits import find_item, item_of
 from onething.catalog.v1 import catalog_pb2
 
 pytestmark = pytest.mark.e2e
 
 
 def card(pkg):
-    return next(i for i in pkg.items if i.code == "110000000005")
+    """社会保障卡申领: the item of 人社 (rsj) in the resolved package."""
+    return find_item(pkg, department="rsj")
 
 
 def test_city_overlay_shows_in_that_city_and_another_city_is_not_this_sites(client):
@@ -30,8 +32,10 @@ def test_city_overlay_shows_in_that_city_and_another_city_is_not_this_sites(clie
 
 def test_notice_and_savings_from_the_running_suite(client):
     req = catalog_pb2.GetPackageRequest(code="KBCYD", region_code="440100", situations={"tobacco": "yes"})
+    # 烟草专卖零售许可 (烟草专卖局), as GetPackage resolves the package for these situations
+    tobacco = item_of(client, "KBCYD", situations={"tobacco": "yes"}, department="yc")
     notice = client.catalog.GetNotice(req, timeout=10)
-    assert "130000000004" in [i.code for i in notice.package.items]
+    assert tobacco in [i.code for i in notice.package.items]
     assert any("烟草专卖零售许可" in line for line in notice.text)
     s = client.catalog.GetSavings(req, timeout=10)
     assert s.trips_together < s.trips_separately and s.materials_together < s.materials_separately

@@ -4,11 +4,11 @@ re-dispatch, watched status by status; 督办 in the case history; a revoked lic
 in the delivery; and a withdrawal that reaches the departments after they concluded: it wins, the
 licences are revoked and nothing is delivered."""
 import threading
-import time
 
 import grpc
 import pytest
 
+from e2e.waits import item_of, wait_until
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
 from onething.elicense.v1 import elicense_pb2
@@ -38,19 +38,8 @@ def _raises(code, fn, *args, **kwargs):
 
 
 def _until(fn, timeout=60.0, what="condition"):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            value = fn()
-        except grpc.RpcError as e:  # the thing may not exist yet: joint_review opens a session asynchronously
-            if e.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-            value = None
-        if value:
-            return value
-        if time.time() > deadline:
-            raise TimeoutError(f"{what} not reached after {timeout:.0f}s")
-        time.sleep(0.2)
+    # NOT_FOUND is "not yet": the thing may not exist yet (joint_review opens a session asynchronously)
+    return wait_until(fn, timeout, what, interval=0.2)
 
 
 def _case(client, no):
@@ -67,15 +56,9 @@ def _delivery_status(client, no):
 
 
 def _rate(client, no, applicant_id, timeout=30.0):
-    """Rate once evaluation has learnt of the delivery."""
-    deadline = time.time() + timeout
-    while True:
-        try:
-            return client.rate(no, applicant_id)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.time() > deadline:
-                raise
-            time.sleep(0.2)
+    """Rate once evaluation has learnt of the delivery (FAILED_PRECONDITION until then)."""
+    return wait_until(lambda: client.rate(no, applicant_id), timeout, f"a rating of {no} accepted",
+                      ignore=(grpc.StatusCode.FAILED_PRECONDITION,), interval=0.2)
 
 
 def test_a_returned_parcel_is_shown_then_sent_again_to_the_corrected_address(client, probe):
@@ -137,9 +120,10 @@ def test_an_overdue_task_reaches_the_case_history(client):
     a = person("44010619760606123", "钱坤")
     no = client.newborn_case(applicant=a).case_no
     client.wait_status(no, {S.CASE_STATUS_IN_REVIEW, S.CASE_STATUS_APPROVED, S.CASE_STATUS_DELIVERED}, timeout=30)
-    # what joint_review's clock check publishes for a task past its promised limit
+    # what joint_review's clock check publishes for a task past its promised limit: 公安's 出生登记
+    registration = item_of(client, "XSECS", department="gaj")
     Bus("joint_review").publish("task_overdue", review_events.TaskOverdue(
-        case_no=no, item_code="110000000003", department_code="gaj", region_code="440100", elapsed_days=9,
+        case_no=no, item_code=registration, department_code="gaj", region_code="440100", elapsed_days=9,
         limit_days=5), no)
     case = _until(lambda: (lambda c: c if any("督办" in h.note for h in c.history) else None)(_case(client, no)),
                   timeout=30, what="the 督办 note")

@@ -11,6 +11,7 @@ import grpc
 import pymongo
 import pytest
 
+from e2e.waits import events_of, item_of, wait_event, wait_handled
 from onething.common.v1 import common_pb2
 from onething.intake.v1 import intake_pb2
 from onething.joint_review.v1 import events_pb2 as review_events
@@ -47,9 +48,13 @@ def _raises(code, fn, *args, **kwargs):
 
 
 def _events(probe, case_no, wait_for=None, timeout=10):
-    deadline = time.time() + timeout
-    while wait_for and time.time() < deadline and wait_for not in [k for k, _ in probe.for_case(case_no)]:
-        time.sleep(0.1)
+    """The routing keys of the case's events, once `wait_for` has arrived (or `timeout` passed: the
+    caller asserts on what is there)."""
+    if wait_for:
+        try:
+            wait_event(probe, case_no, wait_for, timeout)
+        except TimeoutError:
+            pass
     return [k for k, _ in probe.for_case(case_no)]
 
 
@@ -102,7 +107,7 @@ def test_twenty_concurrent_submissions_with_one_key_give_one_case_and_one_event(
     assert _events(probe, no).count("case_submitted") == 1
     again = client.submit(applicant, materials, key=key)  # later, the same answer and nothing new
     assert again.case_no == no
-    time.sleep(0.5)
+    time.sleep(0.5)  # deliberate: a pause in which a second case_submitted would show; none may
     assert _events(probe, no).count("case_submitted") == 1
 
 
@@ -187,7 +192,9 @@ def review_paused(suite_running):
         suite_running.wait_consuming(["joint_review-worker"])
 
 
-def _request_rectification(case_no, codes, item="110000000003", dept="gaj"):
+def _request_rectification(client, case_no, codes, dept="gaj"):
+    """What joint_review publishes when the department's item (出生登记 for 公安) asks for `codes` again."""
+    item = item_of(client, "XSECS", department=dept)
     Bus("joint_review").publish("rectification_requested", review_events.RectificationRequested(
         case_no=case_no, item_code=item, department_code=dept, material_codes=codes, reason="照片不清晰"), case_no)
 
@@ -202,7 +209,7 @@ def test_supplement_and_withdraw_over_grpc(client, probe, review_paused):
     supplied = client.upload_all(a.id_number, ["M02"])
     assert "RECTIFYING" in _raises(grpc.StatusCode.FAILED_PRECONDITION, client.supplement, no, a.id_number, supplied)
 
-    _request_rectification(no, ["M02"])
+    _request_rectification(client, no, ["M02"])
     case = client.wait_status(no, {S.CASE_STATUS_RECTIFYING}, timeout=20)
     assert list(case.rectification.material_codes) == ["M02"]
     assert case.rectification.requests[0].department_code == "gaj"
@@ -241,7 +248,14 @@ def test_a_withdrawn_case_stays_withdrawn_after_review_resumes(client, probe, su
     finally:
         suite_running.start("joint_review-worker")
         suite_running.wait_consuming(["joint_review-worker"])
-    time.sleep(5)  # joint_review now takes the case_submitted (and case_withdrawn) waiting in its queues
+    # joint_review now takes the case_submitted and case_withdrawn waiting in its queues ...
+    wait_handled(probe, no, "case_submitted", "joint_review.on_case_submitted")
+    wait_handled(probe, no, "case_withdrawn", "joint_review.on_case_withdrawn")
+    # ... and intake takes what came of them (session_withdrawn always; the others if they went out)
+    wait_handled(probe, no, "session_withdrawn", "intake.on_session_withdrawn")
+    for key in ("session_opened", "session_concluded", "case_concluded"):
+        if events_of(probe, no, key):
+            wait_handled(probe, no, key, f"intake.on_{key}")
     assert client.intake.GetCase(S.GetCaseRequest(case_no=no), timeout=10).status == S.CASE_STATUS_WITHDRAWN
 
 

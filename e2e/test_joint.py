@@ -2,11 +2,11 @@
 开办餐饮店 with situations under the 广州 overlay; 工程建设项目竣工联合验收 with a joint site
 inspection, a rectification round and the joint acceptance opinion; a rejection that ends a case."""
 import datetime
-import time
 
 import grpc
 import pytest
 
+from e2e.waits import item_of, wait_event, wait_handled, wait_until
 from onething.common.v1 import common_pb2
 from onething.intake.v1 import intake_pb2 as S
 from onething.joint_review.v1 import joint_review_pb2 as R
@@ -16,6 +16,17 @@ from tools.client import officer
 
 pytestmark = pytest.mark.e2e
 ACCEPTANCE = "GCJGYS"
+RESTAURANT = "KBCYD"
+REGION = "440100"
+
+
+@pytest.fixture(scope="module")
+def inspected(client):
+    """department -> its item decided after the joint site inspection (联合勘验), as the catalog
+    resolves 工程建设项目竣工联合验收 for 广州 with the default situations: 规划核实 (zrzy),
+    特殊建设工程消防验收 (zjj), 人防备案 (rf), 竣工档案验收 (cjda)."""
+    return {dept: item_of(client, ACCEPTANCE, department=dept, inspection=True)
+            for dept in ("zrzy", "zjj", "rf", "cjda")}
 
 
 def enterprise(seq, name):
@@ -30,16 +41,10 @@ def submit(client, applicant, code, situations=None):
 
 
 def wait_task(client, case_no, item, state, timeout=30):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            task = next(t for t in client.session(case_no).tasks if t.item_code == item)
-            if task.state == state:
-                return task
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.NOT_FOUND
-        assert time.time() < deadline, f"task {item} of {case_no} never became {R.TaskState.Name(state)}"
-        time.sleep(0.1)
+    def task():  # NOT_FOUND until joint_review has opened the session
+        found = next((t for t in client.session(case_no).tasks if t.item_code == item), None)
+        return found if found is not None and found.state == state else None
+    return wait_until(task, timeout, f"task {item} of {case_no} {R.TaskState.Name(state)}")
 
 
 def decide(client, dept, case_no, item, decision, reason="", materials=()):
@@ -50,33 +55,40 @@ def decide(client, dept, case_no, item, decision, reason="", materials=()):
 
 def test_restaurant_with_tobacco_and_signboard_under_the_guangzhou_overlay(client):
     situations = {"tobacco": "yes", "signboard": "yes", "crowded_place": "yes"}
-    case = submit(client, enterprise(1, "广州味道餐饮有限公司"), "KBCYD", situations)
+    # the items the situations choose, as the catalog resolves them: 户外招牌备案 (城管), 烟草专卖零售许可
+    signboard = item_of(client, RESTAURANT, situations=situations, department="cg")
+    tobacco = item_of(client, RESTAURANT, situations=situations, department="yc")
+    food = item_of(client, RESTAURANT, situations=situations, name_contains="食品经营许可")
+    case = submit(client, enterprise(1, "广州味道餐饮有限公司"), RESTAURANT, situations)
     assert case.case_no.startswith("440100KBCYD") and dict(case.situations) == situations
     case = client.wait_status(case.case_no, {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED}, timeout=90)
     assert case.status == S.CASE_STATUS_DELIVERED
     tasks = {t.item_code: t for t in client.session(case.case_no).tasks}
-    assert {"130000000002", "130000000004"} <= set(tasks)          # chosen by the situations
-    assert tasks["130000000001"].promised_limit_days == 5           # 食品经营许可: 广州 shortened 10 → 5
+    assert {signboard, tobacco} <= set(tasks)                       # chosen by the situations
+    assert tasks[food].promised_limit_days == 5                     # 食品经营许可: 广州 shortened 10 → 5
     types = {l.type_code for l in client.licenses(case.case_no)}
     assert {"YYZZ", "SPJYXKZ", "XFAQJCHGZ"} <= types
-    plain = submit(client, enterprise(2, "深圳小馆"), "KBCYD", {"tobacco": "no", "signboard": "no"})
+    plain = submit(client, enterprise(2, "深圳小馆"), RESTAURANT, {"tobacco": "no", "signboard": "no"})
     tasks = {t.item_code for t in client.session(client.wait_status(
         plain.case_no, {S.CASE_STATUS_DELIVERED}, timeout=90).case_no).tasks}
-    assert "130000000002" not in tasks and "130000000004" not in tasks
+    assert signboard not in tasks and tobacco not in tasks
 
 
-def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(client, probe):
+def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(client, probe, inspected):
     builder = enterprise(3, "广州建工集团有限公司")
     case = submit(client, builder, ACCEPTANCE)
     no = case.case_no
-    for item in ("170000000001", "170000000002", "170000000004", "170000000005"):
+    for item in inspected.values():
         wait_task(client, no, item, R.TASK_STATE_ASSIGNED)
-    time.sleep(1.0)  # the desks leave inspection items to people
+    # the desks leave inspection items to people: each desk has taken its task and left it
+    for dept, item in inspected.items():
+        wait_handled(probe, no, f"task_assigned.{dept}.{REGION}", f"desk_{dept}_{REGION}.on_task_assigned",
+                     predicate=lambda b, item=item: b.get("item_code") == item)
     assert all(t.state == R.TASK_STATE_ASSIGNED for t in client.session(no).tasks if t.inspection)
 
     # approving before the site visit is refused
     with pytest.raises(grpc.RpcError) as err:
-        decide(client, "zrzy", no, "170000000001", common_pb2.DECISION_APPROVE)
+        decide(client, "zrzy", no, inspected["zrzy"], common_pb2.DECISION_APPROVE)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # the lead department (住建) schedules one joint site visit; only the lead may
@@ -96,16 +108,17 @@ def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(
     assert blobs.get("results", session.inspection.report_key).startswith(b"%PDF")
 
     # 消防 asks for the fire documents again; only that task waits, the case waits for the applicant
-    decide(client, "zjj", no, "170000000002", common_pb2.DECISION_RECTIFY, "消防设施检测报告已过期", ["G05"])
+    fire = inspected["zjj"]
+    decide(client, "zjj", no, fire, common_pb2.DECISION_RECTIFY, "消防设施检测报告已过期", ["G05"])
     client.wait_status(no, {S.CASE_STATUS_RECTIFYING})
-    for dept, item in (("zrzy", "170000000001"), ("rf", "170000000004"), ("cjda", "170000000005")):
-        decide(client, dept, no, item, common_pb2.DECISION_APPROVE)
-    assert wait_task(client, no, "170000000002", R.TASK_STATE_RECTIFYING).rectification.material_codes == ["G05"]
+    for dept in ("zrzy", "rf", "cjda"):
+        decide(client, dept, no, inspected[dept], common_pb2.DECISION_APPROVE)
+    assert wait_task(client, no, fire, R.TASK_STATE_RECTIFYING).rectification.material_codes == ["G05"]
     fresh = client.upload_all(builder.id_number, ["G05"])
     client.supplement(no, builder.id_number, fresh)
-    task = wait_task(client, no, "170000000002", R.TASK_STATE_ASSIGNED)
+    task = wait_task(client, no, fire, R.TASK_STATE_ASSIGNED)
     assert task.rounds == 1 and task.clock.paused is False
-    decide(client, "zjj", no, "170000000002", common_pb2.DECISION_APPROVE)
+    decide(client, "zjj", no, fire, common_pb2.DECISION_APPROVE)
 
     # the final item (住建 desk) issues the 联合验收意见书 as the package's result
     case = client.wait_status(no, {S.CASE_STATUS_DELIVERED, S.CASE_STATUS_REJECTED}, timeout=90)
@@ -118,35 +131,37 @@ def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(
     assert keys.count("rectification_requested") == 1 and keys.count("case_supplemented") == 1
     assert keys.count("session_concluded") == 1
     assert [b["item_code"] for k, b in probe.for_case(no) if k == "task_assigned.zjj.440100"].count(
-        "170000000002") == 2  # sent back to 住建 alone after the supplement
+        fire) == 2  # sent back to 住建 alone after the supplement
 
 
 def test_one_department_rejects_and_the_case_ends_rejected_with_the_other_tasks_closed(client, probe):
+    archive = item_of(client, ACCEPTANCE, department="cjda")  # 建设工程竣工档案验收
     case = submit(client, enterprise(4, "广州某置业有限公司"), ACCEPTANCE)
     no = case.case_no
-    wait_task(client, no, "170000000005", R.TASK_STATE_ASSIGNED)
+    wait_task(client, no, archive, R.TASK_STATE_ASSIGNED)
     with pytest.raises(grpc.RpcError) as err:
-        decide(client, "cjda", no, "170000000005", common_pb2.DECISION_REJECT, "")
+        decide(client, "cjda", no, archive, common_pb2.DECISION_REJECT, "")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    decide(client, "cjda", no, "170000000005", common_pb2.DECISION_REJECT, "竣工档案不完整，缺少隐蔽工程记录")
+    decide(client, "cjda", no, archive, common_pb2.DECISION_REJECT, "竣工档案不完整，缺少隐蔽工程记录")
     case = client.wait_status(no, {S.CASE_STATUS_REJECTED})
     session = client.session(no)
     assert session.status == R.SESSION_STATUS_REJECTED
     states = {t.item_code: t.state for t in session.tasks}
-    assert states.pop("170000000005") == R.TASK_STATE_REJECTED
+    assert states.pop(archive) == R.TASK_STATE_REJECTED
     assert set(states.values()) == {R.TASK_STATE_CLOSED}
     assert "隐蔽工程" in case.history[-1].note
-    time.sleep(0.5)
+    wait_event(probe, no, "case_concluded")
     assert [k for k, _ in probe.for_case(no)].count("case_concluded") == 1
     assert not client.licenses(no)
 
 
 def test_officers_list_their_own_tasks_and_suspend_a_clock_for_a_hearing(client):
+    archive = item_of(client, ACCEPTANCE, department="cjda")  # 城建档案馆's one item
     case = submit(client, enterprise(5, "广州某开发有限公司"), ACCEPTANCE)
     no = case.case_no
-    wait_task(client, no, "170000000005", R.TASK_STATE_ASSIGNED)
+    wait_task(client, no, archive, R.TASK_STATE_ASSIGNED)
     mine = client.review.ListTasks(R.ListTasksRequest(), metadata=officer("cjda"), timeout=10).tasks
-    assert [t.item_code for t in mine if t.case_no == no] == ["170000000005"]
+    assert [t.item_code for t in mine if t.case_no == no] == [archive]
     assert all(t.department_code == "cjda" for t in mine)
     with pytest.raises(grpc.RpcError) as err:
         client.review.ListTasks(R.ListTasksRequest(department_code="zjj"), metadata=officer("cjda"), timeout=10)
@@ -154,17 +169,17 @@ def test_officers_list_their_own_tasks_and_suspend_a_clock_for_a_hearing(client)
     with pytest.raises(grpc.RpcError) as err:
         client.review.ListTasks(R.ListTasksRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    claimed = client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code="170000000005"),
+    claimed = client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code=archive),
                                       metadata=officer("cjda", sub="officer-a"), timeout=10)
     assert claimed.claimed_by == "officer-a"
     with pytest.raises(grpc.RpcError) as err:
-        client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code="170000000005"),
+        client.review.ClaimTask(R.ClaimTaskRequest(case_no=no, item_code=archive),
                                 metadata=officer("cjda", sub="officer-b"), timeout=10)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "officer-a" in err.value.details()
-    task = client.review.SuspendClock(R.SuspendClockRequest(case_no=no, item_code="170000000005",
+    task = client.review.SuspendClock(R.SuspendClockRequest(case_no=no, item_code=archive,
                                                             reason=R.CLOCK_PAUSE_REASON_HEARING),
                                       metadata=officer("cjda"), timeout=10)
     assert task.clock.paused
-    task = client.review.ResumeClock(R.ResumeClockRequest(case_no=no, item_code="170000000005"),
+    task = client.review.ResumeClock(R.ResumeClockRequest(case_no=no, item_code=archive),
                                      metadata=officer("cjda"), timeout=10)
     assert not task.clock.paused and task.clock.limit_days == 5

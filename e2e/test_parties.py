@@ -9,6 +9,7 @@ import grpc
 import pymongo
 import pytest
 
+from e2e.waits import wait_until
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import elicense_pb2
 from onething.intake.v1 import intake_pb2 as S
@@ -75,7 +76,7 @@ def test_a_case_without_the_party_its_package_needs_is_refused_and_leaves_nothin
         client.submit(relative, materials, package="SH", parties=[common_pb2.Party(
             role="deceased", name="某人", id_number="440106194006061230")])
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "check digit" in err.value.details()
-    time.sleep(0.5)
+    time.sleep(0.5)  # deliberate: a pause in which a case or a case_submitted would show; none may
     assert _cases_of(relative.id_number) == before == 0
     assert not [b for k, b, _ in probe.events
                 if k == "case_submitted" and b.get("applicant", {}).get("id_number") == relative.id_number]
@@ -116,12 +117,10 @@ def test_a_transfer_issues_the_buyer_and_supersedes_the_sellers_certificate_whoe
 
     # the first case hears of it: the licence listed as no longer valid, a note in its history, and
     # its delivery no longer hands the old certificate out
-    deadline = time.time() + 20
-    while time.time() < deadline:
+    def heard():
         case = client.wait_status(first.case_no, FINAL)
-        if owners.license_id in case.revoked_license_ids:
-            break
-        time.sleep(0.2)
+        return case if owners.license_id in case.revoked_license_ids else None
+    case = wait_until(heard, 20, f"{owners.license_id} listed as no longer valid on {first.case_no}", interval=0.2)
     assert owners.license_id in case.revoked_license_ids
     assert any("superseded by " + newcomers.license_id in h.note for h in case.history if h.note_only)
     result = next(r for r in client.delivery_of(first.case_no).results if r.license_id == owners.license_id)

@@ -2,11 +2,11 @@
 real suite from submission to the carrier's delivery, then a 差评, its rectification (call-back,
 closure) and the statistics by region, department and package reflecting it; and a WINDOW pickup."""
 import datetime as dt
-import time
 
 import grpc
 import pytest
 
+from e2e.waits import wait_event, wait_until
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
 from onething.evaluation.v1 import evaluation_pb2
@@ -31,16 +31,10 @@ def _submit(client, first17, name, channel, address=None):
 
 
 def _wait_delivery(client, case_no, status, timeout=60.0):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            delivery = client.delivery_of(case_no)
-            if delivery.status == status:
-                return delivery
-        except grpc.RpcError as exc:  # no delivery until the case is concluded
-            assert exc.code() == grpc.StatusCode.NOT_FOUND
-        assert time.time() < deadline, f"delivery of {case_no} not {delivery_pb2.DeliveryStatus.Name(status)}"
-        time.sleep(0.1)
+    def reached():  # NOT_FOUND: no delivery until the case is concluded
+        delivery = client.delivery_of(case_no)
+        return delivery if delivery.status == status else None
+    return wait_until(reached, timeout, f"delivery of {case_no} {delivery_pb2.DeliveryStatus.Name(status)}")
 
 
 def _expect(code, call, *args, **kwargs):
@@ -51,15 +45,10 @@ def _expect(code, call, *args, **kwargs):
 
 
 def _rate_when_rateable(client, case_no, applicant_id, **kwargs):
-    """Rate as soon as evaluation has heard of the delivery (its worker takes delivery_completed)."""
-    deadline = time.time() + 20
-    while True:
-        try:
-            return client.rate(case_no, applicant_id, **kwargs)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.time() > deadline:
-                raise
-            time.sleep(0.1)
+    """Rate as soon as evaluation has heard of the delivery (its worker takes delivery_completed):
+    FAILED_PRECONDITION until then; any other refusal is the answer."""
+    return wait_until(lambda: client.rate(case_no, applicant_id, **kwargs), 20, f"a rating of {case_no} accepted",
+                      ignore=(grpc.StatusCode.FAILED_PRECONDITION,))
 
 
 def _stats(client):
@@ -137,9 +126,7 @@ def test_mail_delivery_then_bad_review_rectified_and_counted(client, probe):
     _expect(grpc.StatusCode.INVALID_ARGUMENT, client.statistics, evaluation_pb2.STATISTICS_GROUP_UNSPECIFIED)
 
     # the events, in order, the pickup/tracking flow never carrying a code
-    deadline = time.time() + 10
-    while time.time() < deadline and "bad_review_closed" not in [k for k, _ in probe.for_case(no)]:
-        time.sleep(0.1)
+    wait_event(probe, no, "bad_review_closed", timeout=10)
     keys = [k for k, _ in probe.for_case(no)]
     results = [k for k in keys if k.startswith(("delivery_", "evaluation_", "bad_review_"))]
     assert results == ["delivery_dispatched", "delivery_completed", "evaluation_received", "bad_review_opened",
@@ -163,7 +150,7 @@ def test_window_pickup_with_the_code(client, probe):
     assert done.status == delivery_pb2.DELIVERY_STATUS_COMPLETED and done.history[-1].by == "clerk-3"
     _expect(grpc.StatusCode.FAILED_PRECONDITION, client.confirm_pickup, no, code)
     assert client.wait_status(no, {intake_pb2.CASE_STATUS_DELIVERED}).status == intake_pb2.CASE_STATUS_DELIVERED
-    time.sleep(0.5)
+    wait_event(probe, no, "delivery_completed")
     events = [(k, b) for k, b in probe.for_case(no) if k.startswith("delivery_")]
     assert [k for k, _ in events] == ["delivery_ready_for_pickup", "delivery_completed"]
     assert all(code not in str(b) for _, b in events)
