@@ -15,8 +15,22 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def review(test_env):
+    """joint_review on a database of its own: these sessions' tasks go to desks that do not run
+    here, so their task_assigned events stay pending; in this run's shared database the suite the
+    e2e tests start would sweep them to its desks and act on made-up cases."""
+    import mongoengine
+
+    from services.common import mongo
+    from services.common.audit import MongoAuditLog
+    from services.common.bus import Bus
+    from services.joint_review.store import SessionStore
     from services.joint_review.wiring import build_review
-    return build_review()
+    name = f"{settings().db_name('joint_review')}_integration"
+    mongo.disconnect("joint_review")
+    mongo.connect("joint_review", db_name=name)
+    yield build_review(store=SessionStore(Bus("joint_review")), audit=MongoAuditLog("joint_review"))
+    mongoengine.get_connection("joint_review").drop_database(name)
+    mongo.disconnect("joint_review")
 
 
 def newborn():
