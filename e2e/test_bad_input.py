@@ -103,10 +103,10 @@ def test_an_idempotency_key_reused_for_another_request_is_refused(client):
 
 def _idle_upload(stub, applicant_id, stop, results):
     def parts():
-        yield S.UploadMaterialRequest(header=S.UploadHeader(applicant_id=applicant_id, material_code="M01"))
+        yield S.UploadMaterialRequest(header=S.UploadHeader(material_code="M01"))
         stop.wait(30)
     try:
-        stub.UploadMaterial(parts(), timeout=40)
+        stub.UploadMaterial(parts(), metadata=applicant_md(applicant_id), timeout=40)
         results.append("OK")
     except grpc.RpcError as err:
         results.append(err.code().name)

@@ -57,7 +57,6 @@ SEEDS = {
     "case_no": ["440100XSECS202611260001", "440100XSECS209901019999", "nope"],
     "code": ["XSECS", "KBCYD"], "package_code": ["XSECS", "KBCYD"],
     "region_code": ["440100", "440300", "110000"],
-    "applicant_id": [citizen_id("44010619900101123"), "91350100M000100Y43"],
     "id_number": [citizen_id("44010619900101123")], "holder_code": [citizen_id("44010619900101123")],
     "department_code": ["gaj", "wsjk"], "channel": ["online", "window"], "carrier": ["EMS", "SF"],
     "at": ["2026-11-20T10:00:00+08:00"], "rated_from": ["2026-11-01"], "rated_to": ["2026-11-30"],

@@ -6,7 +6,9 @@ provider's key (var/auth; development only): the applicant for their uploads, ca
 deliveries and ratings; a window clerk of the region for pickups and dispatches; an officer of the
 department concerned for 差评 call-backs; an operator for catalog changes and statistics. A call
 made with explicit `metadata=` (even empty: no token) is sent as given, so tests can call as anyone.
-The Suite learns whose each case is from the answers it sees (SubmitCase, ListCases)."""
+No request names its caller (the servers take it from the token): a helper's `applicant_id`,
+`clerk_id` or `by` says whose token its call carries. The Suite learns whose each case is from the
+answers it sees (SubmitCase, ListCases)."""
 import hashlib
 import itertools
 import random
@@ -281,15 +283,13 @@ class Suite:
         case_no = getattr(request, "case_no", "") if request is not None else ""
         if name in ("ListVersions", "PublishPackage", "RetirePackage", "ReloadCatalog", "GetStatistics"):
             return operator(self.region, self.operator_id)
-        if name == "UploadMaterial":
-            return applicant_md(request.header.applicant_id if request is not None else "")
+        if name in ("UploadMaterial", "ListCases"):
+            # the request names no applicant: the Suite's own (the helpers upload and list_cases name theirs)
+            return applicant_md(self.someone)
         if name == "SubmitCase":
             return applicant_md(request.applicant.id_number)
-        if name in ("ListCases",):
-            return applicant_md(request.applicant_id)
-        if name in ("GetCase", "WatchCase", "SupplementCase", "WithdrawCase", "SubmitEvaluation"):
-            return applicant_md(getattr(request, "applicant_id", "") or self.owner(case_no))
-        if name in ("GetSession", "GetDelivery", "GetEvaluation"):
+        if name in ("GetCase", "WatchCase", "SupplementCase", "WithdrawCase", "SubmitEvaluation",
+                    "GetSession", "GetDelivery", "GetEvaluation"):
             return self.as_owner(case_no)
         if name == "ListLicenses":
             return applicant_md(request.holder_code) if request.holder_code else self.as_owner(case_no)
@@ -299,9 +299,9 @@ class Suite:
                 return self.as_owner(seen.get("case_no", ""))
             return applicant_md(seen["holder_code"])
         if name in ("ConfirmPickup", "RecordDispatch", "Redispatch", "RecordDelivered", "RecordUndeliverable"):
-            return clerk(getattr(request, "clerk_id", "") or self.clerk_id, self.region)
+            return clerk(self.clerk_id, self.region)
         if name in ("RecordCallback", "CloseRectification"):
-            return self._officer_concerned(case_no, getattr(request, "by", ""))
+            return self._officer_concerned(case_no)
         if name == "ListBadReviews":
             return (officer(request.department_code, request.region_code or self.region)
                     if request.department_code else operator(request.region_code or self.region, self.operator_id))
@@ -319,16 +319,17 @@ class Suite:
 
     def upload(self, applicant_id, material_code, data, file_name="scan.pdf", sha256=None, content_type="",
                size=None):
+        """An upload in the name of `applicant_id` (their token; "": none)."""
         def parts():
             yield intake_pb2.UploadMaterialRequest(header=intake_pb2.UploadHeader(
-                applicant_id=applicant_id, material_code=material_code, file_name=file_name,
+                material_code=material_code, file_name=file_name,
                 sha256=sha256 or hashlib.sha256(data).hexdigest(), size=len(data) if size is None else size,
                 content_type=content_type))
             for i in range(0, len(data), CHUNK):
                 yield intake_pb2.UploadMaterialRequest(chunk=data[i:i + CHUNK])
         for attempt in range(20):
             try:
-                return self.intake.UploadMaterial(parts(), timeout=30)
+                return self.intake.UploadMaterial(parts(), metadata=applicant_md(applicant_id), timeout=30)
             except grpc.RpcError as exc:
                 delay = retry_delay(exc)
                 if delay is None or attempt == 19:
@@ -373,20 +374,23 @@ class Suite:
             timeout=30)
 
     def supplement(self, case_no, applicant_id, materials):
-        return self.intake.SupplementCase(intake_pb2.SupplementCaseRequest(
-            case_no=case_no, applicant_id=applicant_id, materials=materials), timeout=30)
+        """As `applicant_id` (their token; "": the case's applicant as the Suite saw it)."""
+        return self.intake.SupplementCase(intake_pb2.SupplementCaseRequest(case_no=case_no, materials=materials),
+                                          metadata=applicant_md(applicant_id or self.owner(case_no)), timeout=30)
 
     def withdraw(self, case_no, applicant_id, reason=""):
-        return self.intake.WithdrawCase(intake_pb2.WithdrawCaseRequest(
-            case_no=case_no, applicant_id=applicant_id, reason=reason), timeout=10)
+        """As `applicant_id` (their token; "": the case's applicant as the Suite saw it)."""
+        return self.intake.WithdrawCase(intake_pb2.WithdrawCaseRequest(case_no=case_no, reason=reason),
+                                        metadata=applicant_md(applicant_id or self.owner(case_no)), timeout=10)
 
     def watch(self, case_no, timeout=120):
         """The stream of the case's states: the case now, then each status change."""
         return self.intake.WatchCase(intake_pb2.WatchCaseRequest(case_no=case_no), timeout=timeout)
 
     def list_cases(self, applicant_id, page_size=0, page_token=""):
-        return self.intake.ListCases(intake_pb2.ListCasesRequest(
-            applicant_id=applicant_id, page_size=page_size, page_token=page_token), timeout=10)
+        """The cases of `applicant_id` (their token)."""
+        return self.intake.ListCases(intake_pb2.ListCasesRequest(page_size=page_size, page_token=page_token),
+                                     metadata=applicant_md(applicant_id), timeout=10)
 
     def wait_status(self, case_no, statuses, timeout=60.0):
         deadline = time.time() + timeout
@@ -418,14 +422,17 @@ class Suite:
 
     # -- delivery by the window clerk and the carrier (WINDOW, MAIL) --
 
-    def confirm_pickup(self, case_no, pickup_code, clerk_id="clerk-1"):
-        return self.delivery.ConfirmPickup(delivery_pb2.ConfirmPickupRequest(
-            case_no=case_no, pickup_code=pickup_code, clerk_id=clerk_id), timeout=10)
+    # `clerk_id`: the window clerk (of the Suite's region) whose token the call carries; None: the Suite's
 
-    def record_dispatch(self, case_no, carrier, tracking_number, clerk_id="clerk-1"):
-        return self.delivery.RecordDispatch(delivery_pb2.RecordDispatchRequest(
-            case_no=case_no, carrier=_carrier(carrier), tracking_number=tracking_number, clerk_id=clerk_id),
+    def confirm_pickup(self, case_no, pickup_code, clerk_id=None):
+        return self.delivery.ConfirmPickup(delivery_pb2.ConfirmPickupRequest(
+            case_no=case_no, pickup_code=pickup_code), metadata=clerk(clerk_id or self.clerk_id, self.region),
             timeout=10)
+
+    def record_dispatch(self, case_no, carrier, tracking_number, clerk_id=None):
+        return self.delivery.RecordDispatch(delivery_pb2.RecordDispatchRequest(
+            case_no=case_no, carrier=_carrier(carrier), tracking_number=tracking_number),
+            metadata=clerk(clerk_id or self.clerk_id, self.region), timeout=10)
 
     def record_delivered(self, case_no, tracking_number, signed_by):
         return self.delivery.RecordDelivered(delivery_pb2.RecordDeliveredRequest(
@@ -435,20 +442,24 @@ class Suite:
         return self.delivery.RecordUndeliverable(delivery_pb2.RecordUndeliverableRequest(
             case_no=case_no, tracking_number=tracking_number, reason=reason), timeout=10)
 
-    def redispatch(self, case_no, address, carrier, tracking_number, clerk_id="clerk-1"):
+    def redispatch(self, case_no, address, carrier, tracking_number, clerk_id=None):
         return self.delivery.Redispatch(delivery_pb2.RedispatchRequest(
-            case_no=case_no, address=address, carrier=_carrier(carrier), tracking_number=tracking_number,
-            clerk_id=clerk_id), timeout=10)
+            case_no=case_no, address=address, carrier=_carrier(carrier), tracking_number=tracking_number),
+            metadata=clerk(clerk_id or self.clerk_id, self.region), timeout=10)
 
     # -- 差评 rectification and statistics --
 
+    # `by`: the officer (of the department concerned) whose token the call carries; "": officer-<department>
+
     def record_callback(self, case_no, note, by, channel=""):
         return self.evaluation.RecordCallback(evaluation_pb2.RecordCallbackRequest(
-            case_no=case_no, note=note, by=by, channel=RATING_CHANNEL[channel]), timeout=10)
+            case_no=case_no, note=note, channel=RATING_CHANNEL[channel]),
+            metadata=self._officer_concerned(case_no, by), timeout=10)
 
     def close_rectification(self, case_no, result, by, channel=""):
         return self.evaluation.CloseRectification(evaluation_pb2.CloseRectificationRequest(
-            case_no=case_no, result=result, by=by, channel=RATING_CHANNEL[channel]), timeout=10)
+            case_no=case_no, result=result, channel=RATING_CHANNEL[channel]),
+            metadata=self._officer_concerned(case_no, by), timeout=10)
 
     def bad_reviews(self, department_code="", region_code="", open_only=False):
         return self.evaluation.ListBadReviews(evaluation_pb2.ListBadReviewsRequest(
@@ -463,9 +474,11 @@ class Suite:
                                              timeout=10).rows
 
     def rate(self, case_no, applicant_id, grade=evaluation_pb2.GRADE_VERY_SATISFIED, comment="", department_code=""):
+        """As `applicant_id` (their token; "": the case's applicant as the Suite saw it)."""
         return self.evaluation.SubmitEvaluation(evaluation_pb2.SubmitEvaluationRequest(
-            case_no=case_no, applicant_id=applicant_id, channel=RATING_CHANNEL["online"], grade=grade,
-            dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment, department_code=department_code), timeout=10)
+            case_no=case_no, channel=RATING_CHANNEL["online"], grade=grade,
+            dimensions={"整体满意度": 5, "办事效率": 5}, comment=comment, department_code=department_code),
+            metadata=applicant_md(applicant_id or self.owner(case_no)), timeout=10)
 
     def newborn_case(self, applicant=None, key="", skip=(), newborn=None):
         """Upload the materials 新生儿出生 needs (but `skip`) and submit; returns the Case. The

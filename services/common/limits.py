@@ -37,7 +37,7 @@ class Limit:
 
 KINDS = {
     # identifiers and codes
-    "id": Limit(size=64, zh="编号"),                    # upload, licence, key, officer, clerk ids
+    "id": Limit(size=64, zh="编号"),                    # upload, licence, key ids
     "case_no": Limit(size=64, zh="办件编号"),
     "code": Limit(size=64, zh="代码"),                  # package, item, material, department, licence type
     "region": Limit(size=12, zh="行政区划代码"),
@@ -81,9 +81,8 @@ BY_NAME = {
     "code": "code", "package_code": "code", "item_code": "code", "material_code": "code",
     "department_code": "code", "type_code": "code",
     "region_code": "region",
-    "upload_id": "id", "license_id": "id", "officer_id": "id", "clerk_id": "id", "by": "id",
-    "revoked_by": "id", "key_id": "id",
-    "applicant_id": "person_id", "id_number": "person_id", "holder_code": "person_id",
+    "upload_id": "id", "license_id": "id", "key_id": "id",
+    "id_number": "person_id", "holder_code": "person_id",
     "idempotency_key": "idempotency_key",
     "sha256": "digest",
     "page_token": "page_token",
@@ -114,8 +113,6 @@ BY_NAME = {
 # proto full field name -> kind, where one field differs from others of its name
 FIELDS = {
     "onething.joint_review.v1.SuspendClockRequest.reason": "code",   # HEARING, TESTING, EXPERT_INSPECTION
-    "onething.evaluation.v1.RecordCallbackRequest.by": "name",
-    "onething.evaluation.v1.CloseRectificationRequest.by": "name",
     "onething.elicense.v1.VerifyLicenseRequest.token": "id",        # the QR code's verification token
 }
 
@@ -125,7 +122,7 @@ DEFAULT = {"string": Limit(size=256), "bytes": Limit(size=1024 * 1024),
 
 _ZH_FIELD = {
     "case_no": "办件编号", "package_code": "事项代码", "code": "代码", "region_code": "行政区划代码",
-    "applicant_id": "申请人证件号码", "id_number": "证件号码", "name": "姓名", "phone": "电话号码",
+    "id_number": "证件号码", "name": "姓名", "phone": "电话号码",
     "form": "表单", "situations": "情形", "materials": "材料", "idempotency_key": "幂等键",
     "file_name": "文件名", "material_code": "材料代码", "upload_id": "上传编号", "reason": "理由",
     "comment": "评价内容", "note": "回访记录", "result": "整改结果", "notes": "勘验意见",

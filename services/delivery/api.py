@@ -79,7 +79,7 @@ class DeliveryApi(pb_grpc.DeliveryServiceServicer):
         return to_proto(body if caller.is_(policy.APPLICANT) else staff_view(body))
 
     def ConfirmPickup(self, request, context):
-        caller = policy.current()  # the clerk is the token's subject (request.clerk_id is ignored)
+        caller = policy.current()  # the clerk is the token's subject (the request names none)
         return to_proto(staff_view(self.delivery.confirm_pickup(
             request.case_no, request.pickup_code, caller.sub, actor=caller.audit_actor(),
             allow=self._clerk_of_region(caller))))

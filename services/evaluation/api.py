@@ -72,7 +72,7 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
 
     def SubmitEvaluation(self, request, context):
         caller = policy.current()
-        applicant_id = caller.require_applicant()  # request.applicant_id is ignored
+        applicant_id = caller.require_applicant()  # the token's applicant (the request names none)
         return to_proto(self.evaluation.submit(request.case_no, applicant_id,
                                                contracts.channel_from_proto(request.channel),
                                                domain.grade_from_proto(request.grade), dict(request.dimensions),
@@ -97,7 +97,7 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
         return to_proto(body)
 
     def RecordCallback(self, request, context):
-        caller = policy.current()  # the officer is the token's subject (request.by is ignored)
+        caller = policy.current()  # the officer is the token's subject (the request names none)
         return rectification(self.evaluation.record_callback(request.case_no, request.note, caller.sub,
                                                              contracts.channel_from_proto(request.channel),
                                                              actor=caller.audit_actor(),

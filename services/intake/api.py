@@ -1,7 +1,7 @@
 """intake api role: native grpcio server. The applicant is the verified caller (services/common/
 policy.py): the applicant's own token, or a window clerk's with the applicant present named in
-`x-on-behalf-of`; request fields that name an applicant are ignored (or, SubmitCase's
-applicant.id_number, must be that applicant's). Someone else's case is NOT_FOUND."""
+`x-on-behalf-of`. No request names the applicant but SubmitCase, whose applicant.id_number must be
+that applicant's (or empty). Someone else's case is NOT_FOUND."""
 from typing import cast
 
 from google.protobuf import json_format
@@ -81,7 +81,7 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
                 yield msg.chunk
 
         header = _as_dict(first.header)
-        header["applicant_id"] = policy.current().require_applicant()  # the token's, never the header's
+        header["applicant_id"] = policy.current().require_applicant()  # the token's: the header names none
         return intake_pb2.Upload(**self.intake.upload(header, chunks()))
 
     def SubmitCase(self, request, context):

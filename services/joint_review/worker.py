@@ -18,17 +18,11 @@ CLOCK_CHECK_SECONDS = settings().clock_check_seconds
 
 
 def case_submitted(payload):
-    """case_submitted, decoded once into the domain's value. The package snapshot is intake's
-    `package_snapshot`; an event sent before intake filled it (still in a queue, or redelivered)
-    has the catalog's `package` only, which reads as a snapshot through the same message (its
-    fields are named alike): both open the same session."""
+    """case_submitted, decoded once into the domain's value: the package is intake's
+    `package_snapshot`, the version the case was submitted under."""
     e = from_payload(intake_events.CaseSubmitted, payload)
-    if e.HasField("package_snapshot"):
-        snapshot = e.package_snapshot
-    else:  # the deprecated field, for events of an earlier intake
-        snapshot = from_payload(intake_events.PackageSnapshot, to_payload(e.package))
     return domain.CaseSubmitted(
-        case_no=e.case_no, region_code=e.region_code, package=to_payload(snapshot),
+        case_no=e.case_no, region_code=e.region_code, package=to_payload(e.package_snapshot),
         materials=tuple(to_payload(m) for m in e.materials), applicant=to_payload(e.applicant),
         parties=tuple(to_payload(p) for p in e.parties), delivery=to_payload(e.delivery))
 

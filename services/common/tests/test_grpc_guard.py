@@ -181,7 +181,7 @@ class Held:
         self.result = None
 
         def parts():
-            yield S.UploadMaterialRequest(header=S.UploadHeader(applicant_id="a", material_code="M"))
+            yield S.UploadMaterialRequest(header=S.UploadHeader(material_code="M"))
             while not self.release.wait(0.1):
                 yield S.UploadMaterialRequest(chunk=b"x")  # keep-alive: never idle
 
@@ -247,7 +247,7 @@ def test_an_idle_upload_is_ended_with_deadline_exceeded_and_frees_its_slot(chann
     stub = G.IntakeServiceStub(channel)
 
     def silent():
-        yield S.UploadMaterialRequest(header=S.UploadHeader(applicant_id="a"))
+        yield S.UploadMaterialRequest(header=S.UploadHeader(material_code="M"))
         time.sleep(5)
     t0 = time.monotonic()
     err = refused(grpc.StatusCode.DEADLINE_EXCEEDED, stub.UploadMaterial, silent(), timeout=10)

@@ -91,13 +91,12 @@ def test_each_handler_decodes_its_event_and_calls_its_use_case_with_it(worker, s
     assert called == [use_case]
 
 
-@pytest.mark.parametrize("old_style", [False, True], ids=["package_snapshot", "package (an earlier intake)"])
-def test_case_submitted_is_decoded_once_into_the_submitted_case(worker, spy, package, old_style):
-    """Decoded once, into domain.CaseSubmitted: the snapshot intake took of the package, or, for an
-    event an earlier intake sent, the catalog's package read as one (what new_session reads of it)."""
+def test_case_submitted_is_decoded_once_into_the_submitted_case(worker, spy, package):
+    """Decoded once, into domain.CaseSubmitted: the snapshot intake took of the package (what
+    new_session reads of it)."""
     container = worker(spy)
     with entrypoint_hook(container, "on_case_submitted") as hook:
-        hook(to_payload(submitted_event(package, old_style=old_style)))
+        hook(to_payload(submitted_event(package)))
     [call] = spy.open_session.call_args_list
     [case] = call.args
     assert isinstance(case, domain.CaseSubmitted) and (case.case_no, case.region_code) == (CASE_NO, REGION)

@@ -1,8 +1,5 @@
 """case_submitted as joint_review takes it: the package snapshot intake's event carries
-(onething.intake.v1.PackageSnapshot), or, for an event an earlier intake sent (still in a queue),
-the catalog's package in the deprecated `package` field. Both open the same session, with the same
-case and the same events; the snapshot's fields keep the catalog's names, so the older form reads
-as a snapshot."""
+(onething.intake.v1.PackageSnapshot) opens the session, its tasks and the case."""
 import datetime
 import pathlib
 
@@ -38,19 +35,19 @@ def as_intake_has_it(package):
     return to_payload(from_payload(catalog_pb2.Package, package))
 
 
-def event(package, old_style):
-    """case_submitted of a case under `package`: the snapshot intake takes of it, or (old_style)
-    the catalog's package as an earlier intake sent it. A licence stood in for each material that a
-    licence may stand in for (减材料), so that a transfer's licence knows what it supersedes."""
+def event(package):
+    """case_submitted of a case under `package`, with the snapshot intake takes of it. A licence
+    stood in for each material that a licence may stand in for (减材料), so that a transfer's
+    licence knows what it supersedes."""
     materials = [{"material_code": m["code"], "name": m["name"], "license_id": SELLER_LICENCE}
                  if m.get("license_type_code") else
                  {"material_code": m["code"], "name": m["name"], "object_key": f"cases/{CASE_NO}/{m['code']}"}
                  for m in package["materials"]]
     parties = [{"role": p["role"], "name": p["name"], "id_number": "440106198002021230"}
                for p in package.get("parties") or [] if p.get("required")]
-    snapshot = {"package": package} if old_style else {"package_snapshot": package_snapshot(package)}
     return to_payload(from_payload(intake_events.CaseSubmitted, {
-        "case_no": CASE_NO, "region_code": REGION, "applicant": APPLICANT, **snapshot, "materials": materials,
+        "case_no": CASE_NO, "region_code": REGION, "applicant": APPLICANT,
+        "package_snapshot": package_snapshot(package), "materials": materials,
         "parties": parties, "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}, "acted_by": "applicant"}))
 
 
@@ -64,16 +61,13 @@ def opened(payload):
 
 
 @pytest.mark.parametrize("name", ["newborn", "second_hand_house", "completion_acceptance", "after_death"])
-def test_the_same_session_opens_from_the_snapshot_and_from_the_catalogs_package(name):
+def test_the_session_opens_from_the_snapshot(name):
     package = resolved(name)
     package["items"][0]["implementing_body"] = {"name": "广州市某某局", "credit_code": "11440100MB2C91234X",
                                                 "source_level": REGION}  # a region's overlay names one
     package = as_intake_has_it(package)
-    new, old = opened(event(package, old_style=False)), opened(event(package, old_style=True))
-    assert "package" not in event(package, old_style=False)
-    assert "package_snapshot" not in event(package, old_style=True)
-    assert new == old
-    session, case, published = new
+    assert "package" not in event(package)
+    session, case, published = opened(event(package))
     assert [t["item_code"] for t in session["tasks"]] == [i["code"] for i in package["items"]]
     assert session["tasks"][0]["issuer_name"] == "广州市某某局"
     assert case["package_code"] == package["code"] and case["lead_department"] == package["lead_department"]
@@ -84,7 +78,7 @@ def test_what_the_session_takes_from_the_snapshot():
     """A transfer (supersedes, the seller's material) and a joint acceptance (inspection items,
     prerequisites, optional and limits): every task's fields come from the snapshot alone."""
     house = as_intake_has_it(resolved("second_hand_house"))
-    session, _, _ = opened(event(house, old_style=False))
+    session, _, _ = opened(event(house))
     transfer = next(t for t in session["tasks"] if t["license_type_code"] == "BDCQZ")
     assert transfer["holder_party"] == "buyer" and transfer["result_type"] == domain.LICENSE
     assert transfer["supersedes"] == {"party": "seller", "license_type_code": "BDCQZ",
@@ -92,7 +86,7 @@ def test_what_the_session_takes_from_the_snapshot():
     assert transfer["issuer_name"] == "自然资源局（不动产登记中心）"  # the department's name: no implementing body
 
     acceptance = as_intake_has_it(resolved("completion_acceptance"))
-    session, _, _ = opened(event(acceptance, old_style=False))
+    session, _, _ = opened(event(acceptance))
     items = {i["code"]: i for i in acceptance["items"]}
     for task in session["tasks"]:
         item = items[task["item_code"]]
@@ -107,25 +101,3 @@ def test_what_the_session_takes_from_the_snapshot():
     assert sum(t["inspection"] for t in session["tasks"]) == 4
     assert any(t["prerequisites"] for t in session["tasks"])
 
-
-def _fields(message_descriptor):
-    return {f.name: f for f in message_descriptor.fields}
-
-
-def _reads_alike(snapshot, catalog, path):
-    """Every field of the snapshot's message `snapshot` is a field of the catalog's message
-    `catalog` of the same name, kind and repetition (messages: recursively)."""
-    theirs = _fields(catalog)
-    for name, field in _fields(snapshot).items():
-        where = f"{path}.{name}"
-        assert name in theirs, f"{where}: the catalog's {catalog.full_name} has no field {name}"
-        other = theirs[name]
-        assert (field.type, field.is_repeated) == (other.type, other.is_repeated), where
-        if field.message_type is not None:
-            _reads_alike(field.message_type, other.message_type, where)
-        if field.enum_type is not None:
-            assert field.enum_type.full_name == other.enum_type.full_name, where
-
-
-def test_every_snapshot_field_is_named_as_the_catalogs_so_an_older_event_reads_as_a_snapshot():
-    _reads_alike(intake_events.PackageSnapshot.DESCRIPTOR, catalog_pb2.Package.DESCRIPTOR, "PackageSnapshot")

@@ -53,23 +53,22 @@ def package():
     return resolve(pkg, REGION, departments)
 
 
-def submitted_event(package, case_no=CASE_NO, old_style=False):
+def submitted_event(package, case_no=CASE_NO):
     """case_submitted as intake sends it, with the snapshot intake takes of the catalog's package
-    (services.intake.domain.package_snapshot); `old_style`: as an intake before the snapshot sent
-    it, the catalog's package in the deprecated `package` field only."""
+    (services.intake.domain.package_snapshot)."""
     materials = [{"material_code": c, "name": n, "object_key": f"cases/{case_no}/{c}/u{c}", "sha256": "ab" * 32,
                   "size": 1024, "content_type": "application/pdf"}
                  for c, n in (("M01", "父母居民身份证"), ("M02", "居民户口簿"), ("M03", "结婚证"), ("M04", "母亲银行卡"))]
-    snapshot = {"package": package} if old_style else {"package_snapshot": package_snapshot(package)}
     return from_payload(intake_events.CaseSubmitted, {
-        "case_no": case_no, "region_code": REGION, "applicant": APPLICANT, **snapshot,
+        "case_no": case_no, "region_code": REGION, "applicant": APPLICANT,
+        "package_snapshot": package_snapshot(package),
         "materials": materials, "delivery": {"channel": "DELIVERY_CHANNEL_ELECTRONIC"}, "parties": [NEWBORN]})
 
 
-def submitted(package, case_no=CASE_NO, old_style=False):
+def submitted(package, case_no=CASE_NO):
     """The submitted case as the worker decodes case_submitted (worker.case_submitted): what
     open_session takes."""
-    return case_submitted(to_payload(submitted_event(package, case_no, old_style)))
+    return case_submitted(to_payload(submitted_event(package, case_no)))
 
 
 def issued(item_code, license_id, case_no=CASE_NO, type_code="", document_key=""):
