@@ -11,11 +11,12 @@ import uuid
 
 import pytest
 
+from services.common.registry import NAMES
+
 RUN = uuid.uuid4().hex[:8]
 # api ports of the suite an e2e run starts; ONETHING_TEST_PORT_BASE moves them (two runs at once)
 _BASE = int(os.environ.get("ONETHING_TEST_PORT_BASE", "51051"))
-E2E_PORTS = {name: _BASE + i for i, name in enumerate(
-    ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation"))}
+E2E_PORTS = {name: _BASE + i for i, name in enumerate(NAMES)}
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +103,7 @@ class EventProbe:
     """Listens to every service's event exchange and keeps what passes: (routing key, payload,
     headers), in arrival order."""
 
-    EXCHANGES = ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation")
+    EXCHANGES = NAMES
 
     def __init__(self, amqp_uri):
         from kombu import Connection, Queue

@@ -28,12 +28,13 @@ from hypothesis import strategies as st
 
 from services.common import limits
 from services.common.config import settings
+from services.common.registry import NAMES
 from tools.client import bearer, citizen_id
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = settings().fuzz_examples
-SERVICES = ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation")
+SERVICES = NAMES
 S = grpc.StatusCode
 DOCUMENTED = {S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION, S.ALREADY_EXISTS, S.PERMISSION_DENIED,
               S.UNAUTHENTICATED, S.RESOURCE_EXHAUSTED, S.OUT_OF_RANGE}

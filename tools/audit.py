@@ -16,7 +16,9 @@ import argparse
 import json
 import sys
 
-SERVICES = ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation")
+from services.common.registry import NAMES
+
+SERVICES = NAMES
 
 
 def _client():

@@ -31,6 +31,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 from onething.common.v1 import common_pb2  # noqa: E402
 from onething.intake.v1 import intake_pb2  # noqa: E402
 from services.common.config import settings  # noqa: E402
+from services.common.registry import NAMES  # noqa: E402
 from tools.client import Suite, citizen_id, demo_pdf  # noqa: E402
 
 FINAL = {intake_pb2.CASE_STATUS_DELIVERED, intake_pb2.CASE_STATUS_REJECTED, intake_pb2.CASE_STATUS_WITHDRAWN,
@@ -209,7 +210,7 @@ class Chaos:
                 licences[k] = licences.get(k, 0) + 1
             double_licences = sum(1 for v in licences.values() if v > 1)
             outbox = {}
-            for service in ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation"):
+            for service in NAMES:
                 db = mc[s.db_name(service)]
                 for coll in db.list_collection_names():
                     n = db[coll].count_documents({"outbox.case_no": {"$in": case_nos}})

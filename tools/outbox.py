@@ -12,8 +12,9 @@ import time
 import pymongo
 
 from services.common.config import settings
+from services.common.registry import NAMES
 
-SERVICES = ("catalog", "intake", "joint_review", "elicense", "delivery", "evaluation")
+SERVICES = NAMES
 
 
 def pending(services=SERVICES, uri=None):
