@@ -1,8 +1,10 @@
 """Test set-up shared by every test folder.
 
-Unit tests need nothing. Integration and end-to-end tests get a run of their own on the real local
-servers: a fresh RabbitMQ vhost, database prefix, bucket prefix and var/ folder, so runs never see
-each other's queues, documents or objects, and a suite the developer left running is not touched."""
+Unit tests need little: the worker entrypoint tests take `green_waiting` (nameko's test waits made
+green, without eventlet's monkey patch). Integration and end-to-end tests get a run of their own on
+the real local servers: a fresh RabbitMQ vhost, database prefix, bucket prefix and var/ folder, so
+runs never see each other's queues, documents or objects, and a suite the developer left running
+is not touched."""
 import os
 import shutil
 import tempfile
@@ -17,6 +19,17 @@ RUN = uuid.uuid4().hex[:8]
 # api ports of the suite an e2e run starts; ONETHING_TEST_PORT_BASE moves them (two runs at once)
 _BASE = int(os.environ.get("ONETHING_TEST_PORT_BASE", "51051"))
 E2E_PORTS = {name: _BASE + i for i, name in enumerate(NAMES)}
+
+
+@pytest.fixture
+def green_waiting(monkeypatch):
+    """nameko's entrypoint_hook and entrypoint_waiter wait on a threading.Semaphore, which assumes
+    eventlet's monkey patch (`nameko test` applies it). The unit tests run under plain pytest and
+    patch nothing process-wide, so for one test that wait is eventlet's green semaphore: the hub
+    then runs the worker while the test waits."""
+    import eventlet.semaphore
+    from nameko.testing import waiting
+    monkeypatch.setattr(waiting, "Semaphore", eventlet.semaphore.Semaphore)
 
 
 @pytest.fixture(scope="session")

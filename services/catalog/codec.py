@@ -6,12 +6,9 @@ value changes a table here, never the data files or what MongoDB holds.
 
 The values sent are the proto numbers (json_format.ParseDict takes a number for an enum field); the
 Timestamps are RFC 3339 strings in UTC (what ParseDict takes for a Timestamp field)."""
-import datetime
-
-from google.protobuf import timestamp_pb2
-
 from onething.catalog.v1 import catalog_pb2
 from services.catalog.definitions import STATUS_PROTO_NUMBERS
+from services.common import wire
 
 SKIP_REASONS = {"situation": catalog_pb2.SKIP_REASON_SITUATION,
                 "switched_off": catalog_pb2.SKIP_REASON_SWITCHED_OFF}
@@ -54,32 +51,18 @@ def _encode(table, value, what):
             from None
 
 
-# --- moments ----------------------------------------------------------------------------------------
+# --- moments (services.common.wire) -----------------------------------------------------------------
 
-
-def timestamp(value):
-    """A moment (an ISO 8601 string or a datetime; without an offset: UTC, as MongoDB gives them back)
-    as a Timestamp; None for "" or None (unset)."""
-    if value in (None, ""):
-        return None
-    moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(moment.astimezone(datetime.UTC))
-    return out
+# a moment (an ISO 8601 string or a datetime; without an offset: UTC, as MongoDB gives them back) as a
+# Timestamp; None for "" or None (unset)
+timestamp = wire.timestamp
 
 
 def iso(value):
     """A Timestamp as an ISO 8601 string in UTC ("" when unset: None or the empty message)."""
     if value is None or not value.ByteSize():
         return ""
-    return value.ToDatetime(tzinfo=datetime.UTC).isoformat()
-
-
-def _moment_json(value):
-    found = timestamp(value)
-    return found.ToJsonString() if found is not None else None
+    return wire.iso(value)
 
 
 # --- messages (dicts for json_format.ParseDict) --------------------------------------------------
@@ -117,7 +100,7 @@ def version(view):
     if view.get("status"):
         out["status"] = STATUS_PROTO_NUMBERS[view["status"]]
     for key in ("created_at", "published_at", "retired_at"):
-        moment = _moment_json(view.get(key))
+        moment = wire.rfc3339(view.get(key))
         if moment is not None:
             out[key] = moment
     return out

@@ -5,33 +5,27 @@ tests and for tools that need a catalog without MongoDB: the same methods and th
 import copy
 import dataclasses
 import datetime
-import threading
-import time
 
 from services.catalog.definitions import PackageVersion, VersionStatus
+from services.common.memory import MemoryOutbox
 
 
 def _utc_now():
     return datetime.datetime.now(datetime.UTC)
 
 
-def _backoff(attempts):
-    return min(2 ** attempts, 300)
-
-
 def version_id(code, version):
     return f"{code}:{version}"
 
 
-class MemoryCatalogStore:
+class MemoryCatalogStore(MemoryOutbox):
     """`docs`: {(code, version): {"version": PackageVersion, "outbox": [pending entries]}}; tests may
-    read it."""
+    read it. `pending()` without a version lists the entries of every version."""
 
     def __init__(self, bus=None, clock=None):
-        self.bus = bus
+        super().__init__(bus)
         self.clock = clock or _utc_now
         self.docs = {}
-        self._lock = threading.Lock()
 
     # -- versions --------------------------------------------------------------------------------
 
@@ -92,55 +86,13 @@ class MemoryCatalogStore:
                 doc["outbox"] = kept
         return changed
 
-    # -- the outbox (as services.common.mongo.OutboxStore) ---------------------------------------
+    # -- the outbox (services.common.memory.MemoryOutbox) -------------------------------------------
 
-    def publish(self, aggregate_id, entries):
-        """After a committed write: publish the entries it added, drop those the bus took."""
-        entries = list(entries or ())
-        if entries and self.bus is not None:
-            self._flush(aggregate_id, entries)
-
-    def sweep(self, limit=100):
-        """Publish the entries whose next try is due; the number published."""
-        if self.bus is None:
-            return 0
-        now, sent = time.time(), 0
-        due = [version_id(*key) for key, doc in self.docs.items() if any(_due(e, now) for e in doc["outbox"])]
-        for aggregate_id in due[:limit]:
-            sent += self._flush(aggregate_id, [e for e in self._doc(aggregate_id)["outbox"] if _due(e, now)])
-        return sent
-
-    def pending(self, aggregate_id=None):
-        """The entries still waiting on one version ("<code>:<version>"), or on every version."""
-        if aggregate_id is None:
-            return [copy.deepcopy(e) for d in self.docs.values() for e in d["outbox"]]
-        doc = self._doc(aggregate_id)
-        return copy.deepcopy(doc["outbox"]) if doc else []
-
-    def _doc(self, aggregate_id):
+    def _outbox_of(self, aggregate_id):
+        """The outbox of version "<code>:<version>"."""
         code, _, version = aggregate_id.rpartition(":")
-        return self.docs.get((code, int(version)))
+        doc = self.docs.get((code, int(version)))
+        return doc["outbox"] if doc else None
 
-    def _flush(self, aggregate_id, entries):
-        from services.common.bus import Unroutable
-        doc = self._doc(aggregate_id)
-        sent = []
-        for entry in entries:
-            try:
-                self.bus.publish_entry(entry)
-            except Exception as exc:  # kept pending, tried again later, as the real store does
-                for kept in doc["outbox"]:
-                    if kept["id"] == entry["id"]:
-                        kept["attempts"] = int(kept.get("attempts", 0)) + 1
-                        kept["next_at"] = time.time() + _backoff(kept["attempts"])
-                        kept["last_error"] = str(exc)[:200]
-                if isinstance(exc, Unroutable):
-                    continue
-                break
-            sent.append(entry["id"])
-        doc["outbox"] = [e for e in doc["outbox"] if e["id"] not in sent]
-        return len(sent)
-
-
-def _due(entry, now):
-    return entry.get("next_at", entry.get("at", 0)) <= now
+    def _every_outbox(self):
+        return [(version_id(*key), doc["outbox"]) for key, doc in list(self.docs.items())]

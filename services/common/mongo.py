@@ -74,7 +74,8 @@ def disconnect(service):
     mongoengine.disconnect(alias=service)
 
 
-def _backoff(attempts):
+def backoff(attempts):
+    """Seconds until the next try of an entry whose publish failed `attempts` times."""
     return min(2 ** attempts, 300)
 
 
@@ -85,7 +86,7 @@ def _note_failure(coll, doc_id, entry, error):
     try:
         coll.update_one({"_id": doc_id, "outbox.id": entry["id"]},
                         {"$set": {"outbox.$.attempts": attempts,
-                                  "outbox.$.next_at": time.time() + _backoff(attempts),
+                                  "outbox.$.next_at": time.time() + backoff(attempts),
                                   "outbox.$.last_error": str(error)[:200]}})
     except Exception:  # the store is away too: the entry keeps its old schedule
         log.warning("could not record the failed publish of %s", entry.get("id"), exc_info=True)
@@ -110,7 +111,7 @@ def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
         doc = coll.find_one({"_id": doc_id}, {"outbox": 1})
         entries = list((doc or {}).get("outbox") or [])
         now = time.time()
-        entries = [e for e in entries if _due(e, now, older_than)]
+        entries = [e for e in entries if is_due(e, now, older_than)]
     sent = []
     publish = getattr(bus, "publish_entry", None) or (
         lambda e: bus.publish_raw(e["event_type"], e["payload"], {"case_no": e.get("case_no", "")}))
@@ -135,7 +136,9 @@ def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
     return len(sent)
 
 
-def _due(entry, now, older_than):
+def is_due(entry, now, older_than):
+    """Whether an outbox entry's next try has come: its `next_at`, or for an entry written before
+    next_at existed, `older_than` seconds after it was written."""
     if "next_at" in entry:
         return entry["next_at"] <= now
     return entry.get("at", 0) < now - (older_than if older_than is not None else 0)

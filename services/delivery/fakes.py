@@ -3,21 +3,17 @@ tests: the same methods and the same outbox rules (events published after a comm
 pending when the bus fails, published later by `sweep`), run against the same contract tests
 (tests/test_delivery_store_contract.py)."""
 import copy
-import time
 
+from services.common.memory import MemoryOutbox
 from services.delivery import domain
 
 
-def _backoff(attempts):
-    return min(2 ** attempts, 300)
-
-
-class MemoryDeliveryStore:
+class MemoryDeliveryStore(MemoryOutbox):
     """`docs`: {case_no: {"body": the delivery (domain form), "outbox": [pending entries]}};
     `revoked`: {licence id: {"case_no", "revoked_at", "reason"}}. Tests may read both."""
 
     def __init__(self, bus=None):
-        self.bus = bus
+        super().__init__(bus)
         self.docs = {}
         self.revoked = {}
 
@@ -61,47 +57,6 @@ class MemoryDeliveryStore:
     def revocations(self, case_no):
         return {lid: {"revoked_at": r["revoked_at"] or "", "reason": r["reason"] or ""}
                 for lid, r in self.revoked.items() if r["case_no"] == case_no}
-
-    # -- the outbox (as services.common.mongo.OutboxStore) -----------------------------------------
-
-    def publish(self, case_no, entries):
-        """After a committed save: publish the entries it added, drop those the bus took."""
-        entries = list(entries or ())
-        if entries and self.bus is not None:
-            self._flush(case_no, entries)
-
-    def sweep(self, limit=100):
-        if self.bus is None:
-            return 0
-        now, sent = time.time(), 0
-        due = [case_no for case_no, doc in self.docs.items() if any(e["next_at"] <= now for e in doc["outbox"])]
-        for case_no in due[:limit]:
-            sent += self._flush(case_no, [e for e in self.docs[case_no]["outbox"] if e["next_at"] <= now])
-        return sent
-
-    def pending(self, case_no):
-        doc = self.docs.get(case_no)
-        return copy.deepcopy(doc["outbox"]) if doc else []
-
-    def _flush(self, case_no, entries):
-        from services.common.bus import Unroutable
-        outbox = self.docs[case_no]["outbox"]
-        sent = []
-        for entry in entries:
-            try:
-                self.bus.publish_entry(entry)
-            except Exception as exc:  # kept pending, tried again later, as the real store does
-                for kept in outbox:
-                    if kept["id"] == entry["id"]:
-                        kept["attempts"] = int(kept.get("attempts", 0)) + 1
-                        kept["next_at"] = time.time() + _backoff(kept["attempts"])
-                        kept["last_error"] = str(exc)[:200]
-                if isinstance(exc, Unroutable):
-                    continue
-                break
-            sent.append(entry["id"])
-        self.docs[case_no]["outbox"] = [e for e in outbox if e["id"] not in sent]
-        return len(sent)
 
 
 def _checked(body):

@@ -8,16 +8,13 @@
   as the HolderCodeType enum; what is kept, signed and embedded in the PDF stays the strings it
   always was (RFC 3339, "YYYY-MM-DD", "111"/"001"): only the presentation is typed."""
 import dataclasses
-import datetime
-import re
 
-from google.protobuf import json_format, timestamp_pb2
-from google.type import date_pb2
+from google.protobuf import json_format
 
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import elicense_pb2 as pb
 from onething.elicense.v1 import events_pb2
-from services.common import ids
+from services.common import ids, wire
 from services.elicense.domain import (
     Decision,
     LicenseIssued,
@@ -70,63 +67,16 @@ def licence_of_stored(stored):
 
 
 # --- typed values: the kept strings as protobuf values, and back -------------------------------
-# Used by the api (encode) and by clients that want the kept form back (tools/client.py).
+# Used by the api (encode) and by clients that want the kept form back (tools/client.py). Moments
+# and days are services.common.wire's: an RFC 3339 moment as kept ("2026-11-27T09:00:00.123456+00:00";
+# without an offset: UTC, as elicense writes it) <-> Timestamp, back in UTC; a calendar day as kept
+# ("YYYY-MM-DD") <-> google.type.Date; "" (for valid_to: no end) <-> unset; ValueError for a value
+# that is none (a Timestamp out of its range, a Date no day of the calendar).
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def timestamp_of_iso(value):
-    """An RFC 3339 / ISO 8601 moment as kept ("2026-11-27T09:00:00.123456+00:00") as a Timestamp;
-    None for "" (unset). A moment without an offset is taken as UTC (elicense writes UTC)."""
-    if not value:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not an RFC 3339 moment") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(moment)
-    return out
-
-
-def iso_of_timestamp(value):
-    """A Timestamp as the kept form (UTC, `datetime.isoformat()`: "...+00:00"); "" for None."""
-    if value is None:
-        return ""
-    if not 0 <= value.nanos < 1_000_000_000:
-        raise ValueError(f"a Timestamp's nanos must be within 0..999999999, not {value.nanos}")
-    try:
-        return value.ToDatetime(tzinfo=datetime.UTC).isoformat()
-    except (OverflowError, ValueError):
-        raise ValueError(f"the Timestamp {value.seconds}s is out of range (years 1..9999)") from None
-
-
-def date_of_iso(value):
-    """A calendar day as kept ("YYYY-MM-DD") as a google.type.Date; None for "" (unset: for
-    valid_to, no end)."""
-    if not value:
-        return None
-    if not isinstance(value, str) or not _DAY.fullmatch(value):
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
-    try:
-        day = datetime.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date of the calendar") from None
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
-
-
-def iso_of_date(value):
-    """A google.type.Date as the kept form ("YYYY-MM-DD"); "" for None or the all-zero Date. A
-    partial date (no month or day) is no licence date: ValueError."""
-    if value is None or (value.year, value.month, value.day) == (0, 0, 0):
-        return ""
-    try:
-        return datetime.date(value.year, value.month, value.day).isoformat()
-    except ValueError:
-        raise ValueError(f"{value.year:04d}-{value.month:02d}-{value.day:02d} is not a date of the calendar "
-                         "(year 1..9999, month 1..12, a day of that month)") from None
+timestamp_of_iso = wire.timestamp
+iso_of_timestamp = wire.iso
+date_of_iso = wire.date
+iso_of_date = wire.day
 
 
 # GB/T 36903 holder code types (services.common.ids.CODE_TYPES, a closed set: intake refuses any other
@@ -202,9 +152,9 @@ def licence_of_proto(message):
                                        always_print_fields_with_no_presence=True)
     fields["status"] = _STATUS_OF_PROTO.get(message.status)
     for name in _TIMESTAMPS:
-        fields[name] = iso_of_timestamp(getattr(message, name) if message.HasField(name) else None)
+        fields[name] = iso_of_timestamp(wire.field(message, name))
     for name in _DATES:
-        fields[name] = iso_of_date(getattr(message, name) if message.HasField(name) else None)
+        fields[name] = iso_of_date(wire.field(message, name))
     fields["holder_code_type"] = code_type_of_proto(message.holder_code_type)
     return fields
 

@@ -6,15 +6,11 @@ and swept when a publish failed) and is run against the same contract tests
 import copy
 import dataclasses
 import functools
-import logging
 import time
 
-from services.common.bus import Unroutable
-from services.common.config import settings
+from services.common.memory import MemoryOutbox
 from services.elicense import domain
 from services.elicense.store import outbox_entries
-
-log = logging.getLogger(__name__)
 
 
 def _interferable(method):
@@ -28,10 +24,10 @@ def _interferable(method):
     return run
 
 
-class MemoryLicenseStore:
+class MemoryLicenseStore(MemoryOutbox):
     def __init__(self, bus=None, clock=None):
         """`clock()`: now in seconds (time.time), for when outbox entries are due."""
-        self.bus = bus
+        super().__init__(bus)
         self.clock = clock or time.time
         self._licences = {}  # license_id -> {"fields": {...}, "outbox": [...]}
         self._keys = {}  # key_id -> domain.SigningKey, in the order added
@@ -125,59 +121,13 @@ class MemoryLicenseStore:
             if k.region_code == region_code and k.active and k.created_at < created_at:
                 self._keys[key_id] = dataclasses.replace(k, active=False)
 
-    # --- the outbox (as services.common.mongo.OutboxStore and flush_outbox do it) -------------
+    # --- the outbox (services.common.memory.MemoryOutbox) --------------------------------------
 
-    def publish(self, aggregate_id, entries):
-        entries = list(entries or ())
-        if entries and self.bus is not None:
-            self._flush(aggregate_id, entries)
+    def _aggregates(self):
+        return self._licences
 
-    def sweep(self, limit=100):
-        if self.bus is None:
-            return 0
-        now = self.clock()
-        grace = settings().sweep_grace_seconds
-        due_ids = [i for i, r in self._licences.items() if any(_due(e, now, grace) for e in r["outbox"])][:limit]
-        return sum(self._flush(i, [e for e in self._licences[i]["outbox"] if _due(e, now, grace)])
-                   for i in due_ids)
-
-    def pending(self, aggregate_id):
-        record = self._licences.get(aggregate_id)
-        return copy.deepcopy(record["outbox"]) if record is not None else []
-
-    def _flush(self, aggregate_id, entries):
-        record = self._licences[aggregate_id]
-        publish = getattr(self.bus, "publish_entry", None) or (lambda e: self.bus.publish_raw(
-            e["event_type"], e["payload"], {"case_no": e.get("case_no", "")}))
-        sent = []
-        for entry in entries:
-            try:
-                publish(entry)
-            except Unroutable as exc:
-                log.error("event %s (%s) of %s is unroutable: kept pending", entry["event_type"], entry["id"],
-                          aggregate_id)
-                self._note_failure(record, entry, exc)
-                continue
-            except Exception as exc:  # broker away: the sweep publishes it later
-                log.warning("event %s of %s left for the outbox sweep: %s", entry["event_type"], aggregate_id, exc)
-                self._note_failure(record, entry, exc)
-                break
-            sent.append(entry["id"])
-        record["outbox"] = [e for e in record["outbox"] if e["id"] not in sent]
-        return len(sent)
-
-    def _note_failure(self, record, entry, error):
-        for kept in record["outbox"]:
-            if kept["id"] == entry["id"]:
-                kept["attempts"] = int(kept.get("attempts", 0)) + 1
-                kept["next_at"] = self.clock() + min(2 ** kept["attempts"], 300)
-                kept["last_error"] = str(error)[:200]
-
-
-def _due(entry, now, grace):
-    if "next_at" in entry:
-        return entry["next_at"] <= now
-    return entry.get("at", 0) < now - grace
+    def outbox_now(self):
+        return self.clock()
 
 
 class MemoryBlobs:

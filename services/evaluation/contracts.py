@@ -8,12 +8,8 @@ domain and the store keep, mapped in one place:
 
 An empty string is an unset message (None here) or CHANNEL_UNSPECIFIED. A request value out of
 range is refused with InvalidArgument."""
-import datetime as _dt
-
-from google.protobuf import timestamp_pb2
-from google.type import date_pb2
-
 from onething.evaluation.v1 import evaluation_pb2
+from services.common import wire
 from services.common.errors import InvalidArgument
 
 # the channel as the domain and the store keep it <-> onething.evaluation.v1.Channel (0: none given)
@@ -45,47 +41,31 @@ def channel_name(text):
     return evaluation_pb2.Channel.Name(channel_to_proto(text))
 
 
+# moments and days: services.common.wire's conversions
+
+
 def timestamp_of(moment):
-    """A Timestamp of an RFC 3339 string with an offset (or an aware datetime); None for ""/None."""
-    if not moment:
-        return None
-    if isinstance(moment, str):
-        moment = _dt.datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        raise ValueError("a moment without a time zone is ambiguous")
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(moment.astimezone(_dt.UTC))
-    return out
+    """A Timestamp of an RFC 3339 string with an offset (or an aware datetime); None for ""/None.
+    A moment without an offset is refused (ValueError): ambiguous."""
+    return wire.timestamp(moment, naive_tz=None)
 
 
-def iso_of(timestamp):
-    """The moment of a Timestamp as an ISO 8601 string in UTC ("...+00:00", as the store keeps
-    moments); "" for None."""
-    if timestamp is None:
-        return ""
-    return timestamp.ToDatetime(tzinfo=_dt.UTC).isoformat()
-
-
-def date_of(day):
-    """A google.type.Date of a "YYYY-MM-DD" string (or a datetime.date); None for ""/None."""
-    if not day:
-        return None
-    if isinstance(day, str):
-        day = _dt.date.fromisoformat(day)
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+# the moment of a Timestamp as an ISO 8601 string in UTC ("...+00:00", as the store keeps moments); "" for None
+iso_of = wire.iso
+# a google.type.Date of a "YYYY-MM-DD" string (or a datetime.date); None for ""/None
+date_of = wire.date
 
 
 def day_of(date, what="date"):
     """The "YYYY-MM-DD" of a google.type.Date from a request; "" when it is unset (None, or every
     part 0). A date that is not a whole, real calendar day is refused."""
-    if date is None or (date.year, date.month, date.day) == (0, 0, 0):
-        return ""
-    if not 1 <= date.year <= 9999:
-        raise InvalidArgument(f"{what} must be a whole date: year 1 to 9999, not {date.year}")
-    if not 1 <= date.month <= 12:
-        raise InvalidArgument(f"{what} must be a whole date: month 1 to 12, not {date.month}")
+    if date is not None and (date.year, date.month, date.day) != (0, 0, 0):
+        if not 1 <= date.year <= 9999:
+            raise InvalidArgument(f"{what} must be a whole date: year 1 to 9999, not {date.year}")
+        if not 1 <= date.month <= 12:
+            raise InvalidArgument(f"{what} must be a whole date: month 1 to 12, not {date.month}")
     try:
-        return _dt.date(date.year, date.month, date.day).isoformat()
+        return wire.day(date)
     except ValueError:
         raise InvalidArgument(f"{what} {date.year:04d}-{date.month:02d}-{date.day} is not a real date "
                               f"(day {date.day} of month {date.month})") from None
@@ -93,4 +73,4 @@ def day_of(date, what="date"):
 
 def request_day(request, field):
     """The day a request's optional google.type.Date field holds ("" when unset)."""
-    return day_of(getattr(request, field) if request.HasField(field) else None, field)
+    return day_of(wire.field(request, field), field)

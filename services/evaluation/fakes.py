@@ -2,22 +2,20 @@
 tests, tests/test_evaluation_store_contract.py), for unit tests and tools without MongoDB.
 
 Like the real store it keeps each rating's events in the rating's outbox, publishes them on its
-bus right after the save, leaves them pending when the bus fails, and `sweep()` publishes what was
-left. What it does not imitate is timing: a sweep takes every pending entry at once (the real
-store waits for an entry's next try)."""
+bus right after the save, leaves them pending when the bus fails (their next try pushed back), and
+`sweep()` publishes what is due (services.common.memory.MemoryOutbox, the real store's rules)."""
 import copy
-import threading
 
+from services.common.memory import MemoryOutbox
 from services.evaluation import domain
 
 
-class FakeEvaluationStore:
+class FakeEvaluationStore(MemoryOutbox):
     def __init__(self, bus=None):
-        self.bus = bus
+        super().__init__(bus)
         self.cases = {}      # case_no -> domain.Rateable
         self.ratings = {}    # key -> {"body", "version", "outbox"}
         self._next = 0
-        self._lock = threading.Lock()
 
     # -- the cases that may be rated ----------------------------------------------------------
 
@@ -101,36 +99,7 @@ class FakeEvaluationStore:
     def _bodies(self):
         return [r["body"] for r in list(self.ratings.values())]
 
-    # -- the outbox ---------------------------------------------------------------------------
+    # -- the outbox (services.common.memory.MemoryOutbox) ---------------------------------------
 
-    def publish(self, key, entries):
-        """After a save: publish the entries it added, removing those the bus took; a failure
-        leaves them (and the ones after) pending for the sweep."""
-        entries = list(entries or ())
-        if not entries or self.bus is None:
-            return 0
-        sent = 0
-        for entry in entries:
-            try:
-                self.bus.publish_entry(entry)
-            except Exception:
-                with self._lock:
-                    for kept in self.ratings[key]["outbox"]:
-                        if kept["id"] == entry["id"]:
-                            kept["attempts"] = int(kept.get("attempts", 0)) + 1
-                break
-            with self._lock:
-                self.ratings[key]["outbox"] = [e for e in self.ratings[key]["outbox"] if e["id"] != entry["id"]]
-            sent += 1
-        return sent
-
-    def sweep(self, limit=100):
-        """Publish every pending entry; the number published."""
-        if self.bus is None:
-            return 0
-        keys = [key for key, r in list(self.ratings.items()) if r["outbox"]][:limit]
-        return sum(self.publish(key, self.pending(key)) for key in keys)
-
-    def pending(self, key):
-        found = self.ratings.get(key)
-        return copy.deepcopy(found["outbox"]) if found else []
+    def _aggregates(self):
+        return self.ratings

@@ -3,46 +3,37 @@
 rectification request's `at`) or the datetime it keeps (`submitted_at`); a calendar day
 (google.type.Date) and "YYYY-MM-DD"; the enums of the events intake reads and the words the domain
 keeps for them (explicit tables, never by name). An unset message or UNSPECIFIED is "" in the
-domain and "" is unset in a message, so stored cases read as they always did.
+domain and "" is unset in a message, so stored cases read as they always did. The moments and
+days are services.common.wire's conversions; here they are refused by name (InvalidArgument).
 
 api.py encodes a case's moments with `timestamp`; worker.py decodes the other services' events with
 `iso`, `day` and the `*_WORDS` tables."""
 import datetime
 import logging
 
-from google.protobuf import timestamp_pb2
-from google.type import date_pb2
-
 from onething.delivery.v1 import delivery_pb2
 from onething.evaluation.v1 import evaluation_pb2
 from onething.joint_review.v1 import events_pb2 as review_events
 from onething.joint_review.v1 import joint_review_pb2
+from services.common import wire
 from services.common.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-# --- moments ---------------------------------------------------------------------------------------
+# --- moments (services.common.wire) --------------------------------------------------------------
 
 
 def timestamp(moment, what="moment"):
     """`moment` (an RFC 3339 string as the domain keeps it, or a datetime: naive ones, as MongoDB
     gives them back, are UTC) as a Timestamp; None or "" is None (the field stays unset). A string
     that is no moment is InvalidArgument."""
-    if moment is None or moment == "":
-        return None
-    if isinstance(moment, str):
-        try:
-            moment = datetime.datetime.fromisoformat(moment)
-        except ValueError:
-            raise InvalidArgument(f"{what} must be an RFC 3339 moment (2026-11-26T10:00:00+08:00), "
-                                  f"not {moment[:40]!r}") from None
-    if not isinstance(moment, datetime.datetime):
-        raise InvalidArgument(f"{what} must be a moment, not {type(moment).__name__}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)
-    return ts
+    try:
+        return wire.timestamp(moment)
+    except ValueError:
+        if not isinstance(moment, str | datetime.datetime):
+            raise InvalidArgument(f"{what} must be a moment, not {type(moment).__name__}") from None
+        raise InvalidArgument(f"{what} must be an RFC 3339 moment (2026-11-26T10:00:00+08:00), "
+                              f"not {str(moment)[:40]!r}") from None
 
 
 def shown_timestamp(moment, what="moment"):
@@ -58,41 +49,31 @@ def shown_timestamp(moment, what="moment"):
 def iso(message, field):
     """The Timestamp `field` of `message` as the RFC 3339 string the domain keeps (UTC, as
     datetime.isoformat writes it: "2026-11-26T02:00:00+00:00"); unset: ""."""
-    if not message.HasField(field):
-        return ""
-    ts = getattr(message, field)
+    ts = wire.field(message, field)
     try:
-        return ts.ToDatetime(tzinfo=datetime.UTC).isoformat()
-    except (ValueError, OverflowError):
+        return wire.iso(ts)
+    except ValueError:
         raise InvalidArgument(f"{field} is out of range (seconds {ts.seconds}, nanos {ts.nanos}): "
                               "a moment between 0001-01-01 and 9999-12-31") from None
 
 
-# --- calendar days ---------------------------------------------------------------------------------
+# --- calendar days (services.common.wire) ----------------------------------------------------------
 
 
 def date(text, what="day"):
     """"YYYY-MM-DD" (or a datetime.date) as a google.type.Date; None or "" is None (unset)."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, str):
-        try:
-            text = datetime.date.fromisoformat(text)
-        except ValueError:
-            raise InvalidArgument(f"{what} must be a day as YYYY-MM-DD, not {text[:40]!r}") from None
-    return date_pb2.Date(year=text.year, month=text.month, day=text.day)
+    try:
+        return wire.date(text)
+    except ValueError:
+        raise InvalidArgument(f"{what} must be a day as YYYY-MM-DD, not {str(text)[:40]!r}") from None
 
 
 def day(message, field):
     """The google.type.Date `field` of `message` as "YYYY-MM-DD"; unset (or all zero): "". A
     partial or impossible day (month 13, 30 February, no year) is InvalidArgument."""
-    if not message.HasField(field):
-        return ""
-    d = getattr(message, field)
-    if (d.year, d.month, d.day) == (0, 0, 0):
-        return ""
+    d = wire.field(message, field)
     try:
-        return datetime.date(d.year, d.month, d.day).isoformat()
+        return wire.day(d)
     except ValueError:
         raise InvalidArgument(f"{field} must be a whole calendar day, not year {d.year} month {d.month} "
                               f"day {d.day}") from None

@@ -1,21 +1,14 @@
 """In-memory stand-ins for intake's adapters, for unit tests: THE fake of the store (run against the
 same contract tests as IntakeStore: tests/test_intake_store_contract.py), object storage, the
-catalog, elicense, a bus that can be away, and a clock that moves only when told."""
+catalog, elicense, and a clock that moves only when told."""
 import copy
 import datetime
-import threading
-import time
 
-from services.common.bus import RecordingBus, Unroutable
-from services.common.config import settings
 from services.common.errors import NotFound, Unavailable
+from services.common.memory import MemoryOutbox
 
 
-def _backoff(attempts):
-    return min(2 ** attempts, 300)
-
-
-class FakeIntakeStore:
+class FakeIntakeStore(MemoryOutbox):
     """IntakeStore in memory, with the same rules: a case is inserted once per number and per
     idempotency key; a save is a compare-and-set on the case's version; the events a save carries
     wait in the case's outbox, are published on `bus` after the save and removed once the bus took
@@ -23,9 +16,8 @@ class FakeIntakeStore:
     and come out as copies, as from a database."""
 
     def __init__(self, bus=None):
-        self.bus = bus
+        super().__init__(bus)
         self._cases, self._outboxes, self._uploads, self._counters = {}, {}, {}, {}
-        self._lock = threading.RLock()
 
     # uploads and numbers -------------------------------------------------------------------------
     def save_upload(self, upload):
@@ -93,79 +85,12 @@ class FakeIntakeStore:
         found.sort(key=lambda c: (c.submitted_at, c.case_no), reverse=True)
         return [copy.deepcopy(c) for c in found[:limit]]
 
-    # the outbox ----------------------------------------------------------------------------------
-    def publish(self, case_no, entries):
-        """After a committed save: publish the entries it added (never other writers')."""
-        entries = list(entries or ())
-        if entries and self.bus is not None:
-            self._flush(case_no, entries)
+    # the outbox (services.common.memory.MemoryOutbox) ------------------------------------------
+    def _outbox_of(self, case_no):
+        return self._outboxes.get(case_no)
 
-    def pending(self, case_no):
-        with self._lock:
-            return copy.deepcopy(self._outboxes.get(case_no, []))
-
-    def sweep(self, limit=100):
-        """Publish the due entries of every case (a new entry is due `sweep_grace_seconds` after it
-        was written, a failed one after its backoff); the number published."""
-        if self.bus is None:
-            return 0
-        grace, now = settings().sweep_grace_seconds, time.time()
-        with self._lock:
-            due = {no: [e for e in box if _due(e, now, grace)] for no, box in self._outboxes.items()}
-        sent = 0
-        for case_no, entries in list(due.items())[:limit]:
-            if entries:
-                sent += self._flush(case_no, entries)
-        return sent
-
-    def _flush(self, case_no, entries):
-        sent = []
-        for entry in entries:
-            try:
-                self.bus.publish_entry(entry)
-            except Unroutable as exc:
-                self._failed(case_no, entry, exc)
-                continue
-            except Exception as exc:  # the broker away: the sweep tries again
-                self._failed(case_no, entry, exc)
-                break
-            sent.append(entry["id"])
-        with self._lock:
-            self._outboxes[case_no] = [e for e in self._outboxes.get(case_no, []) if e["id"] not in sent]
-        return len(sent)
-
-    def _failed(self, case_no, entry, error):
-        with self._lock:
-            for e in self._outboxes.get(case_no, []):
-                if e["id"] == entry["id"]:
-                    e["attempts"] = int(e.get("attempts", 0)) + 1
-                    e["next_at"] = time.time() + _backoff(e["attempts"])
-                    e["last_error"] = str(error)[:200]
-
-    def make_due(self, case_no):
-        """Test aid: every pending entry of the case due now (as if its retry time had come)."""
-        with self._lock:
-            for e in self._outboxes.get(case_no, []):
-                e["next_at"] = 0
-
-
-def _due(entry, now, grace):
-    if "next_at" in entry:
-        return entry["next_at"] <= now
-    return entry.get("at", 0) < now - grace
-
-
-class FlakyBus(RecordingBus):
-    """A RecordingBus that can be away (`away = True`): publishes then fail as a broker outage does."""
-
-    def __init__(self, service="intake"):
-        super().__init__(service)
-        self.away = False
-
-    def publish_raw(self, event_type, payload, headers):
-        if self.away:
-            raise ConnectionError("the broker is away")
-        super().publish_raw(event_type, payload, headers)
+    def _every_outbox(self):
+        return list(self._outboxes.items())
 
 
 class MemoryBlobs:

@@ -5,68 +5,44 @@ here once, in explicit tables, for api.py and the events the handlers build. An 
 unset message (or UNSPECIFIED, 0) and back."""
 import datetime
 
-from google.protobuf import timestamp_pb2
-from google.type import date_pb2
-
 from onething.joint_review.v1 import events_pb2
 from onething.joint_review.v1 import joint_review_pb2 as pb
+from services.common import wire
 from services.common.errors import InvalidArgument
 from services.joint_review import domain
 
-# Timestamp's range (RFC 3339, as google/protobuf/timestamp.proto defines it)
-_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59Z
 
-
-# moments ---------------------------------------------------------------------------------------------
+# moments (services.common.wire) ------------------------------------------------------------------------
 def timestamp_of(iso):
     """The Timestamp of an ISO 8601 moment the domain keeps; None for "" (unset). A moment without
     an offset is taken as UTC; a stored string that is no moment at all is left unset, never guessed."""
-    if not iso:
-        return None
     try:
-        moment = datetime.datetime.fromisoformat(iso)
-    except (TypeError, ValueError):
+        return wire.timestamp(iso)
+    except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)
-    return ts
 
 
 def iso_of(ts, field, tz=datetime.UTC):
     """The ISO 8601 moment (in `tz`) of a request's Timestamp `field`; "" for None (the caller passes
     None when the request does not set it: HasField). A Timestamp out of its range is refused
     (InvalidArgument)."""
-    if ts is None:
-        return ""
-    refused = InvalidArgument(f"{field} must be a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z "
-                              f"(seconds {ts.seconds}, nanos {ts.nanos} is not)")
-    if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not (0 <= ts.nanos < 1_000_000_000):
-        raise refused
     try:
-        return ts.ToDatetime(tzinfo=datetime.UTC).astimezone(tz).isoformat()
-    except (OverflowError, ValueError):  # in range, but not in `tz` (the last hours of 9999 east of UTC)
-        raise refused from None
+        return wire.iso(ts, tz)
+    except ValueError:
+        raise InvalidArgument(f"{field} must be a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z "
+                              f"(seconds {ts.seconds}, nanos {ts.nanos} is not)") from None
 
 
-# days ------------------------------------------------------------------------------------------------
-def date_of(day):
-    """The google.type.Date of a "YYYY-MM-DD" day (or a datetime.date); None for "" (unset)."""
-    if not day:
-        return None
-    if isinstance(day, str):
-        day = datetime.date.fromisoformat(day)
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+# days (services.common.wire) ---------------------------------------------------------------------------
+# the google.type.Date of a "YYYY-MM-DD" day (or a datetime.date); None for "" (unset)
+date_of = wire.date
 
 
 def day_of(date, field):
     """The "YYYY-MM-DD" of a request's google.type.Date `field`; "" when it is unset (all zero).
     A date that is no day of the calendar is refused (InvalidArgument)."""
-    if date is None or (date.year, date.month, date.day) == (0, 0, 0):
-        return ""
     try:
-        return datetime.date(date.year, date.month, date.day).isoformat()
+        return wire.day(date)
     except ValueError:
         raise InvalidArgument(f"{field} must be a whole calendar day, not {date.year:04d}-{date.month:02d}-"
                               f"{date.day:02d}") from None

@@ -2,28 +2,20 @@
 same contract, checked by the same tests as the real store (tests/test_joint_review_store_contract.py):
 sessions saved under a version check in their stored form (domain.stored_session), the events of a
 committed change published on its bus and removed once published, an entry the bus refused left
-pending with its attempt counted until `sweep` publishes it."""
+pending with its attempt counted until `sweep` publishes it (services.common.memory.MemoryOutbox)."""
 import copy
-import threading
-import time
 
-from services.common.bus import Unroutable
+from services.common.memory import MemoryOutbox
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
 
-def backoff(attempts):
-    """Seconds until the next try of an entry that failed `attempts` times (as the real outbox)."""
-    return min(2 ** attempts, 300)
-
-
-class FakeSessionStore:
+class FakeSessionStore(MemoryOutbox):
     def __init__(self, bus=None):
-        self.bus = bus
+        super().__init__(bus)
         # case_no -> {"version", "body" (the stored form), "case", "outbox"}
         self.docs = {}
         self.saves = 0
-        self._lock = threading.RLock()
 
     # the port ----------------------------------------------------------------------------------
     def load(self, case_no):
@@ -73,47 +65,3 @@ class FakeSessionStore:
                         not state or task["state"] == state):
                     found.append(dict(task, case_no=case_no))
         return found
-
-    # the outbox (as services.common.mongo.OutboxStore) -----------------------------------------
-    def publish(self, aggregate_id, entries):
-        """Publish the entries a committed write added; those published leave the outbox. Never
-        raises: an entry the bus refused stays pending, its next try pushed back."""
-        if self.bus is None or not entries:
-            return 0
-        sent = []
-        for entry in entries:
-            try:
-                self.bus.publish_entry(entry)
-            except Unroutable:
-                self._note_failure(aggregate_id, entry)
-                continue
-            except Exception:
-                self._note_failure(aggregate_id, entry)
-                break
-            sent.append(entry["id"])
-        with self._lock:
-            doc = self.docs.get(aggregate_id)
-            if doc is not None:
-                doc["outbox"] = [e for e in doc["outbox"] if e["id"] not in sent]
-        return len(sent)
-
-    def sweep(self, limit=100):
-        """Publish every entry whose next try is due; the number published."""
-        if self.bus is None:
-            return 0
-        now = time.time()
-        with self._lock:
-            due = [(no, [copy.deepcopy(e) for e in d["outbox"] if e.get("next_at", 0) <= now])
-                   for no, d in self.docs.items()]
-        return sum(self.publish(no, entries) for no, entries in [d for d in due if d[1]][:limit])
-
-    def pending(self, aggregate_id):
-        with self._lock:
-            return copy.deepcopy((self.docs.get(aggregate_id) or {}).get("outbox") or [])
-
-    def _note_failure(self, aggregate_id, entry):
-        with self._lock:
-            for stored in (self.docs.get(aggregate_id) or {}).get("outbox", []):
-                if stored["id"] == entry["id"]:
-                    stored["attempts"] = int(stored.get("attempts", 0)) + 1
-                    stored["next_at"] = time.time() + backoff(stored["attempts"])

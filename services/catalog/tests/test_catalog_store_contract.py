@@ -16,22 +16,10 @@ from onething.catalog.v1 import catalog_pb2
 from services.catalog.definitions import PackageVersion, VersionStatus
 from services.catalog.fakes import MemoryCatalogStore
 from services.common.bus import RecordingBus, outbox_entry
+from services.common.testing import FlakyBus, make_due
 
 DRAFT, PUBLISHED, RETIRED = VersionStatus.DRAFT, VersionStatus.PUBLISHED, VersionStatus.RETIRED
 T0 = datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.UTC)
-
-
-class FlakyBus(RecordingBus):
-    """A RecordingBus that can be made to fail, as a broker that is away does."""
-
-    def __init__(self):
-        super().__init__("catalog")
-        self.away = False
-
-    def publish_entry(self, entry):
-        if self.away:
-            raise ConnectionError("broker away")
-        super().publish_entry(entry)
 
 
 class Clock:
@@ -64,7 +52,7 @@ def make_store(kind):
 
 @pytest.fixture
 def bus():
-    return FlakyBus()
+    return FlakyBus("catalog")
 
 
 @pytest.fixture
@@ -88,18 +76,6 @@ def event(code, version=1):
 def published(bus, code):
     """The ids of the events about `code` the bus took (the real store's sweep may publish others')."""
     return [h["event_id"] for _, payload, h in bus.published if payload.get("code") == code]
-
-
-def make_due(store, aggregate_id):
-    """Move the pending entries' next try into the past (as the passing of time would)."""
-    if isinstance(store, MemoryCatalogStore):
-        for entry in store._doc(aggregate_id)["outbox"]:
-            entry["next_at"] = 0
-        return
-    from services.catalog.store import PackageVersionDoc
-    coll = PackageVersionDoc._get_collection()
-    outbox = coll.find_one({"_id": aggregate_id})["outbox"]
-    coll.update_one({"_id": aggregate_id}, {"$set": {"outbox": [dict(e, next_at=0) for e in outbox]}})
 
 
 # -- versions --------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import yaml
 
 from services.catalog.definitions import VersionStatus
 from services.catalog.fakes import MemoryCatalogStore
-from services.common.bus import RecordingBus
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.testing import FlakyBus
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
@@ -125,13 +125,8 @@ def test_unknown_version_is_not_found(catalog):
         catalog.versions("NOPE")
 
 
-class BrokenBus(RecordingBus):
-    def publish_raw(self, event_type, payload, headers):
-        raise ConnectionError("broker away")
-
-
 def test_loading_and_publishing_need_no_broker(data, make_catalog):
-    store = MemoryCatalogStore(BrokenBus())
+    store = MemoryCatalogStore(FlakyBus("catalog", away=True))
     catalog = make_catalog(data, store=store)
     catalog.load()
     edit(data / "packages" / "newborn.yaml", shorten_social_card(4))

@@ -3,22 +3,19 @@ call (they cannot use gRPC inside eventlet), takes the look-up's arguments to th
 answers with the package as a plain dict, its status the proto enum's name as before; the
 OutboxSweeper (no timer of its own) finds the handlers' store and publishes what a failed publish
 left pending."""
-import contextlib
 from unittest import mock
 
-import eventlet.event
 import pytest
 from nameko.containers import ServiceContainer
-from nameko.extensions import Entrypoint
-from nameko.testing.services import worker_factory
-from nameko.testing.utils import get_extension
-from test_catalog_store_contract import FlakyBus, definition, event, make_due
+from nameko.testing.services import entrypoint_hook, worker_factory
+from test_catalog_store_contract import definition, event
 
 from services.catalog.definitions import VersionStatus
 from services.catalog.fakes import MemoryCatalogStore
 from services.catalog.handlers import Catalog
 from services.catalog.worker import CatalogWorker
 from services.common.errors import NotFound
+from services.common.testing import FlakyBus, dependency, make_due
 from services.common.worker import OutboxSweeper, ReliableRpc
 
 
@@ -30,37 +27,12 @@ def catalog(make_catalog):
 
 
 @pytest.fixture
-def container():
-    """The worker's container as `nameko run` builds it (not started: no broker is needed)."""
-    return ServiceContainer(CatalogWorker, {"AMQP_URI": "memory://"})
-
-
-@contextlib.contextmanager
-def entrypoint_hook(container, method_name):
-    """nameko.testing.services.entrypoint_hook without its thread lock: a worker spawned by the
-    container through the entrypoint (dependencies injected, worker_setup/teardown run), waited for
-    on an eventlet event, since the unit tests run without eventlet's monkey patching."""
-    entrypoint = get_extension(container, Entrypoint, method_name=method_name)
-
-    def hook(*args, **kwargs):
-        done = eventlet.event.Event()
-
-        def handle_result(worker_ctx, result, exc_info):
-            done.send((result, exc_info))
-            return result, exc_info
-
-        container.spawn_worker(entrypoint, args, kwargs, handle_result=handle_result)
-        result, exc_info = done.wait()
-        if exc_info is not None:
-            raise exc_info[1].with_traceback(exc_info[2])
-        return result
-
-    yield hook
-
-
-def dependency(container, name):
-    [found] = [d for d in container.dependencies if d.attr_name == name]
-    return found
+def container(green_waiting):
+    """The worker's container as `nameko run` builds it (not started: no broker is needed); nameko's
+    entrypoint_hook runs its workers (green_waiting: without eventlet's monkey patch)."""
+    built = ServiceContainer(CatalogWorker, {"AMQP_URI": "memory://"})
+    yield built
+    built.kill()
 
 
 def test_get_package_is_an_rpc_entrypoint():
@@ -102,7 +74,7 @@ def test_the_worker_sweeps_with_the_one_sweeper_of_its_catalog():
 
 
 def test_the_sweeper_publishes_what_a_failed_publish_left_pending(container, make_catalog):
-    bus = FlakyBus()
+    bus = FlakyBus("catalog")
     store = MemoryCatalogStore(bus)
     dependency(container, "catalog").instance = make_catalog(store=store)
     bus.away = True

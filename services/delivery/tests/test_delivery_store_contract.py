@@ -11,21 +11,9 @@ import pytest
 
 from onething.delivery.v1 import events_pb2
 from services.common.bus import RecordingBus, outbox_entry
+from services.common.testing import FlakyBus, make_due
 from services.delivery import domain
 from services.delivery.fakes import MemoryDeliveryStore
-
-
-class FlakyBus(RecordingBus):
-    """A RecordingBus that can be made to fail, as a broker that is away does."""
-
-    def __init__(self):
-        super().__init__("delivery")
-        self.away = False
-
-    def publish_entry(self, entry):
-        if self.away:
-            raise ConnectionError("broker away")
-        super().publish_entry(entry)
 
 
 @pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
@@ -47,7 +35,7 @@ def make_store(kind):
 
 @pytest.fixture
 def bus():
-    return FlakyBus()
+    return FlakyBus("delivery")
 
 
 @pytest.fixture
@@ -74,18 +62,6 @@ def ready_event(case_no):
 def completed_event(case_no):
     return outbox_entry("delivery_completed", events_pb2.DeliveryCompleted(
         case_no=case_no, channel=domain.CHANNEL_NUMBERS[domain.WINDOW], completed_by="clerk-7"), case_no)
-
-
-def make_due(store, case_no):
-    """Move the pending entries' next try into the past (as the passing of time would)."""
-    if isinstance(store, MemoryDeliveryStore):
-        for entry in store.docs[case_no]["outbox"]:
-            entry["next_at"] = 0
-        return
-    from services.delivery.store import DeliveryDoc
-    coll = DeliveryDoc._get_collection()
-    outbox = coll.find_one({"_id": case_no})["outbox"]
-    coll.update_one({"_id": case_no}, {"$set": {"outbox": [dict(e, next_at=0) for e in outbox]}})
 
 
 # -- deliveries ------------------------------------------------------------------------------------

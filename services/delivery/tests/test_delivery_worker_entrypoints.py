@@ -10,7 +10,6 @@ from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR, Entrypoint
 from nameko.testing.services import worker_factory
 from nameko.testing.utils import get_extension
 from test_delivery_handlers import CODE, FakeBlobs
-from test_delivery_store_contract import FlakyBus, make_due
 
 from onething.common.v1 import common_pb2
 from onething.elicense.v1 import events_pb2 as license_events
@@ -18,6 +17,7 @@ from onething.joint_review.v1 import events_pb2 as review_events
 from onething.joint_review.v1 import joint_review_pb2 as review_pb2
 from services.common.bus import RecordingBus
 from services.common.events import to_payload
+from services.common.testing import FlakyBus, MemoryInboxCollection, dependency, make_due
 from services.delivery import domain, wire
 from services.delivery.fakes import MemoryDeliveryStore
 from services.delivery.handlers import Delivery
@@ -165,33 +165,15 @@ def test_a_domain_refusal_is_absorbed_and_an_outage_raised_for_a_retry():
 # -- the container's own dependencies: the inbox and the sweeper -----------------------------------
 
 
-class MemoryCollection:
-    """Just what the inbox asks of its collection."""
-
-    def __init__(self):
-        self.docs = {}
-
-    def find_one(self, query, projection=None):
-        return self.docs.get(query["_id"])
-
-    def insert_one(self, doc):
-        self.docs[doc["_id"]] = dict(doc)
-
-
 @pytest.fixture
 def container():
     """The worker's container as `nameko run` builds it (not started: no broker is needed)."""
     return ServiceContainer(DeliveryWorker, {"AMQP_URI": "memory://"})
 
 
-def dependency(container, name):
-    [found] = [d for d in container.dependencies if d.attr_name == name]
-    return found
-
-
 def test_an_event_id_already_in_the_inbox_is_skipped(container):
     inbox = dependency(container, "inbox")
-    inbox.collection = MemoryCollection()
+    inbox.collection = MemoryInboxCollection()
     entrypoint = get_extension(container, Entrypoint, method_name="on_license_revoked")
     delivery = handlers_mock()
     payload = to_payload(license_events.LicenseRevoked(license_id="L1", case_no=CASE))
@@ -203,7 +185,7 @@ def test_an_event_id_already_in_the_inbox_is_skipped(container):
 
 
 def test_the_sweeper_publishes_what_a_failed_publish_left_pending(container):
-    bus = FlakyBus()
+    bus = FlakyBus("delivery")
     store = MemoryDeliveryStore(bus)
     handlers = Delivery(store, FakeBlobs(), pickup_code=lambda: CODE)
     dependency(container, "delivery").instance = handlers  # what Component.setup builds with build_delivery

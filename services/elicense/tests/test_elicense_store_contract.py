@@ -6,22 +6,9 @@ import uuid
 
 import pytest
 
-from services.common.bus import RecordingBus
+from services.common.testing import FlakyBus
 from services.elicense import domain
 from services.elicense.domain import LicenseIssued, LicenseRevoked, LicenseStatus, SigningKey
-
-
-class SwitchBus(RecordingBus):
-    """Records what is published; while `down`, every publish fails as a broker away does."""
-
-    def __init__(self):
-        super().__init__("elicense")
-        self.down = False
-
-    def publish_entry(self, entry):
-        if self.down:
-            raise ConnectionError("the broker is away")
-        super().publish_entry(entry)
 
 
 @pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
@@ -36,7 +23,7 @@ def make_store(request):
 
 @pytest.fixture
 def bus():
-    return SwitchBus()
+    return FlakyBus("elicense")
 
 
 @pytest.fixture
@@ -145,12 +132,12 @@ def test_events_of_a_save_are_published_after_the_commit_and_removed(store, bus)
 
 def test_an_event_the_broker_refused_stays_pending_and_the_sweep_publishes_it_after_its_backoff(store, bus):
     fields = licence()
-    bus.down = True
+    bus.away = True
     assert store.insert(fields, [issued(fields)])  # the change is committed all the same
     assert store.get(fields["license_id"]) is not None
     [entry] = store.pending(fields["license_id"])
     assert entry["event_type"] == "license_issued" and entry["attempts"] == 1 and "away" in entry["last_error"]
-    bus.down = False
+    bus.away = False
     store.sweep()
     assert published_for(bus, fields["license_id"]) == []  # not before its next try is due
     time.sleep(max(0.0, entry["next_at"] - time.time()) + 0.2)

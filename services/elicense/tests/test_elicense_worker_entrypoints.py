@@ -13,7 +13,6 @@ from nameko.containers import ServiceContainer, WorkerContext
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR, Entrypoint
 from nameko.testing.services import worker_factory
 from nameko.testing.utils import get_extension
-from test_elicense_store_contract import SwitchBus
 
 from onething.common.v1 import common_pb2
 from onething.joint_review.v1 import events_pb2 as review_events
@@ -21,6 +20,7 @@ from onething.joint_review.v1 import joint_review_pb2 as review_pb
 from services.common.audit import MemoryAuditLog
 from services.common.errors import FailedPrecondition
 from services.common.events import to_payload
+from services.common.testing import FlakyBus, MemoryInboxCollection, dependency
 from services.common.worker import Component, OutboxSweeper
 from services.elicense import codec
 from services.elicense.domain import Decision, LicenseStatus, Opinion, Party, ResultType, Supersedes, Withdrawal
@@ -53,7 +53,7 @@ def worker_over(handlers):
 
 @pytest.fixture
 def bus():
-    return SwitchBus()
+    return FlakyBus("elicense")
 
 
 class Clock:
@@ -195,28 +195,10 @@ def test_get_license_answers_the_licence_as_elicense_keeps_it(handlers):
 # --- the container's own dependencies: the inbox and the sweeper --------------------------------
 
 
-class MemoryCollection:
-    """Just what the inbox asks of its collection."""
-
-    def __init__(self):
-        self.docs = {}
-
-    def find_one(self, query, projection=None):
-        return self.docs.get(query["_id"])
-
-    def insert_one(self, doc):
-        self.docs[doc["_id"]] = dict(doc)
-
-
-def dependency(container, name):
-    [found] = [d for d in container.dependencies if d.attr_name == name]
-    return found
-
-
 def test_an_event_id_already_in_the_inbox_is_skipped(handlers, bus):
     container = ServiceContainer(ElicenseWorker, {"AMQP_URI": "memory://"})  # as `nameko run` builds it
     inbox = dependency(container, "inbox")
-    inbox.collection = MemoryCollection()
+    inbox.collection = MemoryInboxCollection()
     entrypoint = get_extension(container, Entrypoint, method_name="on_opinion_recorded")
     spy = mock.MagicMock(wraps=handlers)
     for _ in range(2):  # the same event delivered twice (a redelivery, a federated copy)
@@ -230,11 +212,11 @@ def test_an_event_id_already_in_the_inbox_is_skipped(handlers, bus):
 def test_the_sweeper_publishes_an_event_a_broker_outage_left_pending(handlers, store, bus, outbox_clock):
     container = ServiceContainer(worker_over(handlers), {"AMQP_URI": "memory://"})
     dependency(container, "elicense").setup()  # Component builds its handlers as at start-up
-    bus.down = True
+    bus.away = True
     lic = issue(handlers)
     [left] = store.pending(lic["license_id"])
     assert bus.published == [] and left["event_type"] == "license_issued"
-    bus.down = False
+    bus.away = False
     sweeper = get_extension(container, OutboxSweeper)
     assert sweeper is dependency(container, "sweeper")
     assert sweeper.sweep_once() == 0  # not due yet: its retry time has not come

@@ -8,20 +8,10 @@ import uuid
 import pytest
 
 from services.common.bus import RecordingBus, outbox_entry
+from services.common.testing import FlakyBus
 from services.evaluation.domain import Grade, Rateable, RectificationStatus
 
 OPEN, CLOSED = RectificationStatus.OPEN, RectificationStatus.CLOSED
-
-
-class FailingBus:
-    """A broker that is away: every publish fails."""
-
-    def __init__(self):
-        self.tries = 0
-
-    def publish_entry(self, entry):
-        self.tries += 1
-        raise ConnectionError("broker away")
 
 
 @pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
@@ -154,7 +144,7 @@ def test_a_refused_save_publishes_nothing(store, bus):
 
 
 def test_the_sweep_publishes_what_a_failed_publish_left(make_store):
-    failing = FailingBus()
+    failing = FlakyBus("evaluation", away=True)
     store = make_store(failing)
     case_no = _unique()
     entry = event(case_no)

@@ -5,9 +5,7 @@ seen (integration: the real inbox collection); the sweeper publishes what a fail
 import uuid
 from unittest.mock import MagicMock
 
-import nameko.testing.waiting
 import pytest
-from eventlet.semaphore import Semaphore as GreenSemaphore
 from nameko.testing.services import entrypoint_hook, replace_dependencies
 from nameko.testing.utils import get_extension
 
@@ -18,6 +16,7 @@ from services.common.audit import MemoryAuditLog
 from services.common.bus import RecordingBus
 from services.common.errors import FailedPrecondition
 from services.common.events import to_payload
+from services.common.testing import FlakyBus
 from services.common.worker import Component, Inbox, OutboxSweeper
 from services.evaluation.domain import Grade, Rateable
 from services.evaluation.fakes import FakeEvaluationStore
@@ -27,18 +26,7 @@ from services.evaluation.worker import EvaluationWorker
 APPLICANT = "11010519491231002X"
 CONFIG = {"AMQP_URI": "memory://", "serializer": "json"}  # the container is never started: no broker
 
-
-@pytest.fixture(autouse=True)
-def green_waiting(monkeypatch):
-    """nameko's entrypoint_waiter blocks on a threading.Semaphore, which under `nameko test` is
-    green (eventlet monkey-patches threading). pytest runs unpatched here, so the waiter gets
-    eventlet's semaphore instead; the hub then runs the worker while the test waits."""
-    monkeypatch.setattr(nameko.testing.waiting, "Semaphore", GreenSemaphore)
-
-
-class FailingBus:
-    def publish_entry(self, entry):
-        raise ConnectionError("broker away")
+pytestmark = pytest.mark.usefixtures("green_waiting")  # entrypoint_hook without eventlet's monkey patch
 
 
 def delivery_completed(case_no="C1", lead="wsjk"):
@@ -110,13 +98,14 @@ def test_the_events_reach_the_store_through_the_real_handlers(container_factory)
 
 
 def test_the_sweeper_publishes_an_entry_a_failed_publish_left(container_factory):
-    store = FakeEvaluationStore(FailingBus())
+    store = FakeEvaluationStore(FlakyBus("evaluation", away=True))
     container, evaluation = with_handlers(container_factory, store)
     evaluation.case_delivered(Rateable("C1", APPLICANT, "440100", "XSECS", "wsjk"))
     evaluation.submit("C1", APPLICANT, "online", Grade.VERY_DISSATISFIED, {}, "没有说明原因")  # committed
     [(revision, _)] = store.rectifications("C1")
     assert [e["event_type"] for e in store.pending(revision.key)] == ["evaluation_received", "bad_review_opened"]
     store.bus = recording = RecordingBus("evaluation")  # the broker is back
+    store.make_due(revision.key)  # their next try has come
     sweeper = get_extension(container, OutboxSweeper)
     assert sweeper.sweep_once() == 2
     assert recording.types() == ["evaluation_received", "bad_review_opened"]

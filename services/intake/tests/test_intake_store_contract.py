@@ -13,9 +13,11 @@ import uuid
 import pytest
 
 from onething.intake.v1 import events_pb2
-from services.common.bus import Unroutable, outbox_entry
+from services.common.bus import outbox_entry
+from services.common.testing import FlakyBus
+from services.common.testing import make_due as due_now
 from services.intake import domain
-from services.intake.fakes import FakeIntakeStore, FlakyBus
+from services.intake.fakes import FakeIntakeStore
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2026, 11, 26, 2, 0, 0, 123000, tzinfo=UTC)  # whole milliseconds, as MongoDB keeps them
@@ -30,7 +32,7 @@ def kind(request):
 
 @pytest.fixture
 def bus():
-    return FlakyBus()
+    return FlakyBus("intake")
 
 
 @pytest.fixture
@@ -42,17 +44,9 @@ def store(kind, bus):
 
 
 @pytest.fixture
-def make_due(kind, store):
+def make_due(store):
     """Every pending entry of a case due now, as if its retry time had come."""
-    if kind == "fake":
-        return store.make_due
-
-    def due(case_no):
-        from services.intake.store import CaseDoc
-        coll = CaseDoc._get_collection()
-        outbox = coll.find_one({"_id": case_no}, {"outbox": 1}).get("outbox") or []
-        coll.update_one({"_id": case_no}, {"$set": {"outbox": [dict(e, next_at=0) for e in outbox]}})
-    return due
+    return lambda case_no: due_now(store, case_no)
 
 
 def _with(case, **changes):
@@ -220,13 +214,7 @@ def test_what_a_writer_that_died_left_is_swept_after_its_grace(store, bus, make_
 
 
 def test_an_unroutable_event_stays_pending_and_does_not_hold_the_next_back(store, bus):
-    class PickyBus(FlakyBus):
-        def publish_entry(self, entry):
-            if entry["event_type"] == "case_submitted":
-                raise Unroutable("no queue is bound for intake.events/case_submitted")
-            super().publish_entry(entry)
-
-    picky = PickyBus()
+    picky = FlakyBus("intake", unroutable={"case_submitted"})  # no queue is bound for case_submitted
     store.bus = picky
     case = a_case()
     store.insert_case(case)

@@ -11,8 +11,9 @@ import pytest
 
 from services.common.audit import AuditActor, MemoryAuditLog
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.testing import FlakyBus
 from services.intake import domain
-from services.intake.fakes import Clock, FakeCatalog, FakeIntakeStore, FakeLicences, FlakyBus, MemoryBlobs
+from services.intake.fakes import Clock, FakeCatalog, FakeIntakeStore, FakeLicences, MemoryBlobs
 from services.intake.wiring import build_intake
 from tools.client import citizen_id
 
@@ -52,7 +53,7 @@ class Suite:
 
 
 def build(store=None):
-    bus = FlakyBus()
+    bus = FlakyBus("intake")
     store = store or FakeIntakeStore(bus)
     store.bus = bus
     blobs, catalog, licences, clock, audit = (MemoryBlobs(), FakeCatalog(PACKAGE), FakeLicences(), Clock(),

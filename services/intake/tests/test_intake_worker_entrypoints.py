@@ -9,7 +9,6 @@ import datetime
 from unittest import mock
 
 import eventlet
-import eventlet.semaphore
 import pytest
 from nameko.containers import ServiceContainer
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
@@ -26,9 +25,10 @@ from onething.joint_review.v1 import joint_review_pb2
 from services.common.audit import MemoryAuditLog
 from services.common.errors import FailedPrecondition
 from services.common.events import to_payload
+from services.common.testing import FlakyBus, MemoryInboxCollection, dependency
 from services.intake import domain
 from services.intake.convert import date, timestamp
-from services.intake.fakes import Clock, FakeIntakeStore, FlakyBus, MemoryBlobs
+from services.intake.fakes import Clock, FakeIntakeStore, MemoryBlobs
 from services.intake.handlers import Intake
 from services.intake.wiring import build_intake
 from services.intake.worker import IntakeWorker
@@ -107,31 +107,7 @@ HANDLERS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def green_waiting():
-    """nameko's entrypoint_waiter waits on a threading.Semaphore, which blocks the one OS thread
-    unless eventlet has patched `threading` (`nameko test` does; this suite runs under plain pytest
-    and patches nothing process-wide). For these tests only, that wait is a green one."""
-    with mock.patch("nameko.testing.waiting.Semaphore", eventlet.semaphore.Semaphore):
-        yield
-
-
-class MemoryCollection:
-    """Just what the inbox asks of its collection."""
-
-    def __init__(self):
-        self.docs = {}
-
-    def find_one(self, query, projection=None):
-        return self.docs.get(query["_id"])
-
-    def insert_one(self, doc):
-        self.docs[doc["_id"]] = dict(doc)
-
-
-def dependency(container, name):
-    [found] = [d for d in container.dependencies if d.attr_name == name]
-    return found
+pytestmark = pytest.mark.usefixtures("green_waiting")  # entrypoint_hook without eventlet's monkey patch
 
 
 @pytest.fixture
@@ -139,7 +115,7 @@ def container():
     """The worker's container as `nameko run` builds it (not started: no broker), with its inbox on
     a collection in memory (Inbox.setup would connect to MongoDB)."""
     built = ServiceContainer(IntakeWorker, {"AMQP_URI": "memory://"})
-    dependency(built, "inbox").collection = MemoryCollection()
+    dependency(built, "inbox").collection = MemoryInboxCollection()
     yield built
     built.kill()
 
@@ -231,7 +207,7 @@ def handlers_on(store):
 
 
 def test_the_events_of_a_case_move_it_in_the_store(container):
-    store = FakeIntakeStore(FlakyBus())
+    store = FakeIntakeStore(FlakyBus("intake"))
     a_case(store)
     replace_dependencies(container, intake=handlers_on(store))
     deliver(container, "on_session_opened", review_events.SessionOpened(case_no=CASE, department_codes=["gaj"]))
@@ -249,7 +225,7 @@ def test_the_events_of_a_case_move_it_in_the_store(container):
 
 
 def test_the_sweeper_publishes_what_a_failed_publish_left_pending(container):
-    bus = FlakyBus()
+    bus = FlakyBus("intake")
     store = FakeIntakeStore(bus)
     a_case(store)
     handlers = handlers_on(store)
@@ -268,7 +244,7 @@ def test_the_sweeper_publishes_what_a_failed_publish_left_pending(container):
 
 
 def test_the_sweeper_runs_on_its_own_in_the_container(container):
-    bus = FlakyBus()
+    bus = FlakyBus("intake")
     store = FakeIntakeStore(bus)
     a_case(store)
     handlers = handlers_on(store)

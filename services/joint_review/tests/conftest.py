@@ -2,34 +2,17 @@
 on no broker, their handlers built from in-memory adapters (wiring.build_review's overrides)."""
 import datetime
 
-import eventlet.semaphore
 import pytest
 from nameko.containers import ServiceContainer
 from nameko.extensions import DependencyProvider
-from nameko.testing import waiting
 from nameko.testing.services import replace_dependencies
-from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import MemoryAuditLog
 from services.common.bus import RecordingBus
+from services.common.testing import MemoryInboxCollection
 from services.common.worker import Component, _InboxView
 from services.joint_review.fakes import FakeSessionStore
 from services.joint_review.wiring import build_review
-
-
-class MemoryInboxCollection:
-    """The two calls services.common.worker's inbox makes on its MongoDB collection."""
-
-    def __init__(self):
-        self.ids = set()
-
-    def find_one(self, query, projection=None):
-        return {"_id": query["_id"]} if query["_id"] in self.ids else None
-
-    def insert_one(self, document):
-        if document["_id"] in self.ids:
-            raise DuplicateKeyError("already processed")
-        self.ids.add(document["_id"])
 
 
 class MemoryInbox(DependencyProvider):
@@ -78,14 +61,7 @@ def review_of_fakes(recording_bus, clock):
 
 
 @pytest.fixture
-def green_waiters(monkeypatch):
-    """nameko's entrypoint_hook/entrypoint_waiter wait on a threading.Semaphore, which assumes
-    eventlet's monkey patch; this suite runs unpatched, so theirs is made green for the test."""
-    monkeypatch.setattr(waiting, "Semaphore", eventlet.semaphore.Semaphore)
-
-
-@pytest.fixture
-def service_container(green_waiters):
+def service_container(green_waiting):
     """build(service_cls, handlers, **replacements): a container of `service_cls` on no broker
     (never started, so nothing to stop: entrypoint_hook runs its workers), its Component holding
     `handlers`, its inbox in memory, the other dependencies named in `replacements` replaced."""

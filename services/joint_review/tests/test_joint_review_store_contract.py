@@ -10,6 +10,7 @@ import pytest
 
 from onething.joint_review.v1 import events_pb2
 from services.common.bus import RecordingBus, outbox_entry
+from services.common.testing import FlakyBus
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, Decision, SessionStatus, TaskState
 from services.joint_review.fakes import FakeSessionStore
@@ -55,17 +56,6 @@ def backend(request):
 @pytest.fixture
 def store(backend):
     return backend.store
-
-
-class FailingBus:
-    """A broker that is away."""
-
-    def __init__(self):
-        self.tries = 0
-
-    def publish_entry(self, entry):
-        self.tries += 1
-        raise ConnectionError("broker away")
 
 
 def new_case_no():
@@ -213,7 +203,7 @@ def test_the_events_of_a_save_are_published_after_it_and_then_removed(store):
 
 def test_an_event_the_bus_refused_stays_pending_until_the_sweep_publishes_it(store):
     case_no = new_case_no()
-    failing = FailingBus()
+    failing = FlakyBus("joint_review", away=True)
     store.bus = failing
     store.create(opened(case_no), CASE, [])
     session, _, version = store.load(case_no)

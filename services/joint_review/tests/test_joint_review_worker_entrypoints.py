@@ -17,6 +17,7 @@ from onething.elicense.v1 import events_pb2 as license_events
 from onething.intake.v1 import events_pb2 as intake_events
 from services.common.errors import FailedPrecondition
 from services.common.events import to_payload
+from services.common.testing import FlakyBus
 from services.common.worker import OutboxSweeper
 from services.joint_review import domain
 from services.joint_review.handlers import JointReview
@@ -249,32 +250,19 @@ def test_a_domain_refusal_is_absorbed_and_recorded_and_any_other_failure_is_rais
 # --- the outbox sweeper -----------------------------------------------------------------------------------
 
 
-class SwitchBus:
-    """A broker that is away while `down`."""
-
-    def __init__(self, bus):
-        self.bus, self.down = bus, True
-
-    def publish_entry(self, entry):
-        if self.down:
-            raise ConnectionError("the broker is away")
-        self.bus.publish_entry(entry)
-
-
-def test_the_sweeper_publishes_what_a_broker_outage_left_pending(worker, review_of_fakes, recording_bus, package):
+def test_the_sweeper_publishes_what_a_broker_outage_left_pending(worker, review_of_fakes, package):
     store = review_of_fakes.store
-    store.bus = SwitchBus(recording_bus)
+    store.bus = bus = FlakyBus("joint_review", away=True)
     review_of_fakes.open_session(submitted(package))            # committed; every publish failed
     assert [e["event_type"] for e in store.pending(CASE_NO)][-1] == "session_opened"
     container = worker(review_of_fakes)
     sweeper = get_extension(container, OutboxSweeper)
-    assert sweeper.component == "review" and recording_bus.published == []
-    store.bus.down = False
+    assert sweeper.component == "review" and bus.published == []
+    bus.away = False
     assert sweeper.sweep_once() == 0                                # the next try is not due yet
-    for entry in store.docs[CASE_NO]["outbox"]:
-        entry["next_at"] = 0                                        # its backoff over
+    store.make_due(CASE_NO)                                         # its backoff over
     assert sweeper.sweep_once() == 5
-    assert recording_bus.types()[-1] == "session_opened" and store.pending(CASE_NO) == []
+    assert bus.types()[-1] == "session_opened" and store.pending(CASE_NO) == []
     assert sweeper.sweep_once() == 0
 
 
@@ -282,8 +270,7 @@ def test_the_running_sweeper_publishes_a_leftover_entry(worker, review_of_fakes,
     store = review_of_fakes.store
     store.bus = None                                                 # a writer that died before publishing
     review_of_fakes.open_session(submitted(package))
-    for entry in store.docs[CASE_NO]["outbox"]:
-        entry["next_at"] = 0
+    store.make_due(CASE_NO)
     store.bus = recording_bus
     container = worker(review_of_fakes)
     sweeper = get_extension(container, OutboxSweeper)

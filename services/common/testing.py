@@ -1,0 +1,68 @@
+"""Test doubles the services' unit tests share (the store contract tests, the worker entrypoint
+tests): a bus that can be away, the aid that makes an outbox's entries due, an inbox collection in
+memory and a container's dependency by name. The pytest fixtures several services need are in the
+root conftest.py (`green_waiting`)."""
+from services.common.bus import RecordingBus, Unroutable
+from services.common.memory import MemoryOutbox
+
+
+class FlakyBus(RecordingBus):
+    """A RecordingBus whose broker can be away: while `away`, and for the next `failures`
+    publishes, a publish raises ConnectionError as a broker outage does and is not recorded. An
+    event type in `unroutable` has no queue bound for it: its publish raises Unroutable, as the
+    real bus's does. `tries` counts every publish asked of it, taken or not."""
+
+    def __init__(self, service="test", away=False, failures=0, unroutable=()):
+        super().__init__(service)
+        self.away = away
+        self.failures = failures
+        self.unroutable = set(unroutable)
+        self.tries = 0
+
+    def publish_raw(self, event_type, payload, headers):
+        self.tries += 1
+        if self.away or self.failures > 0:
+            self.failures = max(0, self.failures - 1)
+            raise ConnectionError("the broker is away")
+        if event_type in self.unroutable:
+            raise Unroutable(f"no queue is bound for {self.service}.events/{event_type}")
+        super().publish_raw(event_type, payload, headers)
+
+
+def make_due(store, aggregate_id):
+    """Every pending outbox entry of one aggregate due now, as if its retry time had come: on an
+    in-memory store (services.common.memory.MemoryOutbox) or a MongoDB one
+    (services.common.mongo.OutboxStore, its `document`'s collection)."""
+    if isinstance(store, MemoryOutbox):
+        store.make_due(aggregate_id)
+        return
+    coll = store.document._get_collection()
+    outbox = (coll.find_one({"_id": aggregate_id}, {"outbox": 1}) or {}).get("outbox") or []
+    coll.update_one({"_id": aggregate_id}, {"$set": {"outbox": [dict(e, next_at=0) for e in outbox]}})
+
+
+class MemoryInboxCollection:
+    """The two calls services.common.worker's inbox makes on its MongoDB collection, in memory:
+    `docs` {key: document}; a second insert of a key is a DuplicateKeyError, as in MongoDB."""
+
+    def __init__(self):
+        self.docs = {}
+
+    @property
+    def ids(self):
+        return set(self.docs)
+
+    def find_one(self, query, projection=None):
+        return self.docs.get(query["_id"])
+
+    def insert_one(self, document):
+        from pymongo.errors import DuplicateKeyError
+        if document["_id"] in self.docs:
+            raise DuplicateKeyError("already processed")
+        self.docs[document["_id"]] = dict(document)
+
+
+def dependency(container, name):
+    """The dependency provider a nameko container holds under attribute `name`."""
+    [found] = [d for d in container.dependencies if d.attr_name == name]
+    return found
