@@ -157,6 +157,8 @@ def _calls(client, w):
         "IntakeService/WatchCase": (client.intake.WatchCase, I.WatchCaseRequest(case_no=X), "server_stream", None,
                                     OK),
         "IntakeService/ListCases": (client.intake.ListCases, I.ListCasesRequest(), "unary", None, OK),
+        "IntakeService/DownloadMaterial": (client.intake.DownloadMaterial, I.DownloadMaterialRequest(
+            case_no=X, material_code="M01"), "server_stream", None, OK),
         # joint_review
         "JointReviewService/GetSession": (client.review.GetSession, R.GetSessionRequest(case_no=X), "unary", wsjk,
                                           OK),

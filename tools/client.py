@@ -392,6 +392,24 @@ class Suite:
         return self.intake.ListCases(intake_pb2.ListCasesRequest(page_size=page_size, page_token=page_token),
                                      metadata=applicant_md(applicant_id), timeout=10)
 
+    def download_material(self, case_no, material_code, metadata=None, timeout=60):
+        """A material of a case as (its first MaterialChunk, without the bytes; all its bytes), read
+        as `metadata` says (None: the case's applicant as the Suite saw it; an officer's token for
+        an officer). The bytes are checked against the sha256 and size the first message gives."""
+        first, parts = None, []
+        for message in self.intake.DownloadMaterial(
+                intake_pb2.DownloadMaterialRequest(case_no=case_no, material_code=material_code),
+                metadata=self.as_owner(case_no) if metadata is None else metadata, timeout=timeout):
+            if first is None:
+                first = intake_pb2.MaterialChunk()
+                first.CopyFrom(message)
+                first.ClearField("chunk")
+            parts.append(message.chunk)
+        data = b"".join(parts)
+        if first is None or len(data) != first.size or hashlib.sha256(data).hexdigest() != first.sha256:
+            raise ValueError(f"material {material_code} of case {case_no} arrived incomplete or changed")
+        return first, data
+
     def wait_status(self, case_no, statuses, timeout=60.0):
         deadline = time.time() + timeout
         while True:

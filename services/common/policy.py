@@ -114,11 +114,14 @@ POLICIES = {
         "UploadMaterial": _p([APPLICANT, CLERK], "own_records", "the upload belongs to the token's applicant"),
         "SubmitCase": _p([APPLICANT, CLERK], "own_records", "applicant.id_number must be the applicant's own "
                                                             "(empty: taken from the token)"),
-        "GetCase": _p([APPLICANT, CLERK], "own_case"),
+        "GetCase": _p([APPLICANT, CLERK, OFFICER], "case_or_task",
+                      "officer: their department (the token's, in the token's region) was given a task in the case"),
         "SupplementCase": _p([APPLICANT, CLERK], "own_case"),
         "WithdrawCase": _p([APPLICANT, CLERK], "own_case"),
         "WatchCase": _p([APPLICANT, CLERK], "own_case"),
         "ListCases": _p([APPLICANT, CLERK], "own_records", "the applicant's own cases (a clerk: of their region)"),
+        "DownloadMaterial": _p([APPLICANT, CLERK, OFFICER], "case_or_task",
+                               "as GetCase; a material the case does not have: NOT_FOUND"),
     },
     "onething.joint_review.v1.JointReviewService": {
         "GetSession": _p([APPLICANT, CLERK, OFFICER], "case_or_task"),

@@ -1,7 +1,8 @@
 """intake api role: native grpcio server. The applicant is the verified caller (services/common/
 policy.py): the applicant's own token, or a window clerk's with the applicant present named in
 `x-on-behalf-of`. No request names the applicant but SubmitCase, whose applicant.id_number must be
-that applicant's (or empty). Someone else's case is NOT_FOUND."""
+that applicant's (or empty). An officer reads a case (GetCase) and its materials (DownloadMaterial)
+when their department, in their region, holds a task in it. Someone else's case is NOT_FOUND."""
 from typing import cast
 
 from google.protobuf import json_format
@@ -102,10 +103,11 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
         return case_to_proto(self.intake.submit(req, acted_by=acted_by, by=by))
 
     def GetCase(self, request, context):
-        # a member of staff's read (a clerk on an applicant's behalf) is audited, the actor from the token
+        # a member of staff's read (a clerk on an applicant's behalf, an officer) is audited, the actor
+        # from the token
         caller = policy.current()
         return case_to_proto(self.intake.get_case(request.case_no, actor=caller.audit_actor(),
-                                                  allow=self._allow(caller)))
+                                                  allow=self._readable(caller)))
 
     @staticmethod
     def _allow(caller):
@@ -113,7 +115,31 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
         clerk's region); anything else is answered as a case that does not exist."""
         if caller.is_(policy.CLERK):
             caller.require_applicant()
-        return caller.owns
+        return lambda case: caller.owns((case.applicant or {}).get("id_number", ""), case.region_code)
+
+    @classmethod
+    def _readable(cls, caller):
+        """case_or_task: as own_case, and for an officer a case in which the token's department, in
+        the token's region, holds a task."""
+        if caller.is_(policy.OFFICER):
+            return lambda case: domain.holds_task(case, caller.department, caller.region)
+        return cls._allow(caller)
+
+    def DownloadMaterial(self, request, context):
+        # a server stream (one of the api's server-stream slots while it lasts); a member of staff's
+        # read is audited
+        caller = policy.current()
+        material, parts = self.intake.download(request.case_no, request.material_code, actor=caller.audit_actor(),
+                                               allow=self._readable(caller))
+        first = True  # the handler gives at least one part: the first message says what the material is
+        for data in parts:
+            if first:
+                first = False
+                yield intake_pb2.MaterialChunk(material_code=material.material_code, name=material.name,
+                                               sha256=material.sha256, content_type=material.content_type,
+                                               size=material.size, chunk=data)
+            else:
+                yield intake_pb2.MaterialChunk(chunk=data)
 
     def SupplementCase(self, request, context):
         caller = policy.current()

@@ -10,7 +10,15 @@ import re
 
 from services.common import china, forms
 from services.common.address import check_address
-from services.common.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
+from services.common.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from services.common.ids import (
     CODE_TYPE_CITIZEN_ID,
     CODE_TYPE_CREDIT_CODE,
@@ -568,6 +576,85 @@ def sniff_content_type(head):
         return "application/octet-stream"
 
 
+# --- the departments that hold a task in a case, and what their officers may read ---------------------
+
+@dataclasses.dataclass(frozen=True)
+class TaskHolder:
+    """A department, in a region, that joint_review gave a task in the case (task_assigned): its
+    officers (the token's department and region, both exactly) may read the case and its materials.
+    Kept once the task is decided or closed: the officer may still need to see what they decided on."""
+    department_code: str
+    region_code: str
+
+
+def check_task_holder(holder, case_no=""):
+    if not holder.department_code or not holder.region_code:
+        raise InvalidArgument(f"a task of case {case_no[:64]} must name its department and region "
+                              f"(got {holder.department_code[:64]!r}, {holder.region_code[:12]!r})")
+
+
+def with_holder(holders, holder):
+    """The case's task holders with `holder` added, or None when it holds a task already (an
+    assignment redelivered, another item of the same department, a task assigned again after 补正)."""
+    if holder in holders:
+        return None
+    return [*holders, holder]
+
+
+def holds_task(case, department_code, region_code):
+    """Whether the department, in that region, holds a task in the case."""
+    return bool(department_code) and bool(region_code) and \
+        TaskHolder(department_code, region_code) in (case.task_holders or ())
+
+
+class MaterialDamaged(DomainError):
+    """The stored bytes of a material no longer match the checksum or size kept since its upload."""
+    code = "DATA_LOSS"
+
+
+@dataclasses.dataclass(frozen=True)
+class MaterialFile:
+    """A material of a case as a file handed in: where its bytes lie (by content) and what they are."""
+    material_code: str
+    name: str
+    object_key: str
+    sha256: str
+    size: int
+    content_type: str
+
+
+def check_material_code(material_code):
+    if not material_code:
+        raise InvalidArgument("name the material to read (material_code)",
+                              violations=[FieldViolation("material_code", "missing", "请填写材料代码。", "REQUIRED")])
+
+
+def material_file(case, material_code):
+    """The file of the case's material `material_code` (the latest handed in, after a 补正). A
+    material the case does not have is NotFound; one a licence stands in for has no file."""
+    ref = next((m for m in case.materials if m.get("material_code") == material_code), None)
+    if ref is None:
+        raise NotFound(f"case {case.case_no} has no material {material_code[:64]!r}")
+    if not ref.get("object_key"):
+        licence = ref.get("license_id", "")
+        raise FailedPrecondition(f"material {material_code} of case {case.case_no} was not handed in as a file"
+                                 + (f": licence {licence} stands in for it; read the licence from elicense"
+                                    if licence else ""),
+                                 zh="该材料以电子证照替代，未提交文件，请查阅相应电子证照。")
+    return MaterialFile(material_code=material_code, name=ref.get("name", ""), object_key=ref["object_key"],
+                        sha256=ref.get("sha256", ""), size=int(ref.get("size") or 0),
+                        content_type=ref.get("content_type", ""))
+
+
+def check_material_bytes(material, size, sha256):
+    """The bytes read back are those handed in: their size and sha256 as kept since the upload."""
+    if size != material.size or sha256 != material.sha256:
+        raise MaterialDamaged(f"the stored file of material {material.material_code} does not match what was handed "
+                              f"in ({size} bytes read, {material.size} kept; sha256 "
+                              f"{'differs' if sha256 != material.sha256 else 'matches'}); discard what arrived",
+                              zh="材料文件已损坏，请联系窗口工作人员处理。")
+
+
 # --- the case and the upload, as the handlers and the store exchange them ----------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -598,7 +685,8 @@ class HistoryEntry:
 @dataclasses.dataclass
 class Case:
     """A case (办件). `rectification` (while RECTIFYING) is {material_codes, requests,
-    resume_status}; `noted` the keys of the events already recorded on it; `version` counts its
+    resume_status}; `noted` the keys of the events already recorded on it; `task_holders` the
+    departments (each in its region) joint_review gave a task in it; `version` counts its
     saved changes: a change is saved only while the stored case still has the version it was
     decided on."""
     case_no: str
@@ -620,6 +708,7 @@ class Case:
     rectification_rounds: dict = dataclasses.field(default_factory=dict)
     delivery_attempt: int = 0
     noted: list = dataclasses.field(default_factory=list)
+    task_holders: list = dataclasses.field(default_factory=list)  # TaskHolder: who holds a task in the case
     idempotency_key: str | None = None
     request_hash: str | None = None
     version: int = 0
@@ -653,6 +742,14 @@ class RectificationRequested:
     material_codes: tuple = ()
     reason: str = ""
     round: int = 0  # 1 for the item's first rectification, 2 for the next…; 0: not counted
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskAssigned:
+    case_no: str
+    item_code: str = ""
+    department_code: str = ""
+    region_code: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

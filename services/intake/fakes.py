@@ -94,11 +94,12 @@ class FakeIntakeStore(MemoryOutbox):
 
 
 class MemoryBlobs:
-    """Object storage in memory (services.common.blobs.Blobs' methods that intake uses)."""
+    """Object storage in memory (the methods of services.intake.material_files.MaterialBlobs that
+    intake uses)."""
 
     def __init__(self):
         self.objects = {}  # (bucket, key) -> (bytes, content type, metadata)
-        self.puts = []
+        self.puts, self.ranges = [], []
 
     def ensure_bucket(self, bucket):
         pass
@@ -111,6 +112,14 @@ class MemoryBlobs:
         if (bucket, key) not in self.objects:
             raise KeyError(f"no object {bucket}/{key}")
         return self.objects[(bucket, key)][0]
+
+    def read_range(self, bucket, key, offset, length):
+        """As MaterialBlobs.read_range: up to `length` bytes from `offset` (None: no such object);
+        `ranges` remembers each read."""
+        self.ranges.append((bucket, key, offset, length))
+        if (bucket, key) not in self.objects:
+            return None
+        return self.objects[(bucket, key)][0][offset:offset + length]
 
     def stat(self, bucket, key):
         found = self.objects.get((bucket, key))

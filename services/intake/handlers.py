@@ -24,6 +24,7 @@ from services.intake import domain
 
 BUCKET = "materials"
 MAX_IDEMPOTENCY_KEY = 128
+DOWNLOAD_PART_BYTES = 256 * 1024  # one ranged read of object storage, one message of DownloadMaterial
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +43,7 @@ class Intake:
         self.max_upload_bytes = max_upload_bytes
         self.watch_limit_s, self.watch_poll_s = watch_limit_s, watch_poll_s
         self.serves = None  # region_code -> bool: which regions this site handles (None: all)
+        self.download_part_bytes = DOWNLOAD_PART_BYTES
 
     # uploads -----------------------------------------------------------------------------
     def upload(self, header, chunks):
@@ -215,15 +217,49 @@ class Intake:
 
     def get_case(self, case_no, actor=None, allow=None):
         """The case; read by a member of staff (`actor`: a clerk, an officer), the read is audited.
-        `allow(applicant_id, region_code)`: whether the caller may see it (the api's access rule); a
-        case they may not see is answered exactly as one that does not exist."""
+        `allow(case)`: whether the caller may see it (the api's access rule); a case they may not
+        see is answered exactly as one that does not exist."""
         with self.audit.read(actor, "case.read", case_no):
-            domain.check_case_no(case_no)
-            case = self.store.case(case_no)
-            if case is None or (allow is not None and not allow((case.applicant or {}).get("id_number", ""),
-                                                                case.region_code)):
-                raise NotFound(f"there is no case {case_no}")
+            return self._visible(case_no, allow)
+
+    def _visible(self, case_no, allow):
+        domain.check_case_no(case_no)
+        case = self.store.case(case_no)
+        if case is None or (allow is not None and not allow(case)):
+            raise NotFound(f"there is no case {case_no}")
         return case
+
+    # a case's materials, read back ---------------------------------------------------------
+    def download(self, case_no, material_code, actor=None, allow=None):
+        """A material of the case as handed in: (domain.MaterialFile, its bytes in parts of at most
+        `download_part_bytes`). Who may see the case (`allow(case)`) is checked first, so a case
+        they may not see, and its materials, answer as if they did not exist; a read by a member of
+        staff is audited (refusals too). The parts are read from object storage one at a time as
+        the caller takes them (bounded memory); the last one checks the whole against the size and
+        sha256 kept since the upload (MaterialDamaged: DATA_LOSS)."""
+        with self.audit.read(actor, "material.read", case_no, material_code=(material_code or "")[:64]):
+            domain.check_material_code(material_code)
+            case = self._visible(case_no, allow)
+            material = domain.material_file(case, material_code)
+        telemetry.mark_case(case.case_no)
+        return material, self._parts(material)
+
+    def _parts(self, material):
+        """The material's bytes, one ranged read per part. The read that reaches the end asks for
+        one byte more than was kept, so an object longer than the material shows as well as a
+        shorter or changed one; the part that does not add up is not sent."""
+        digest, read, part = hashlib.sha256(), 0, max(1, int(self.download_part_bytes))
+        while True:
+            want = min(part, material.size - read + 1)
+            data = self.blobs.read_range(BUCKET, material.object_key, read, want) or b""  # None: gone
+            digest.update(data)
+            read += len(data)
+            if len(data) < want or read > material.size:  # the end (or past it)
+                domain.check_material_bytes(material, read, digest.hexdigest())
+                if data or not read:  # an empty material is one empty part: its reader still learns what it is
+                    yield data
+                return
+            yield data
 
     # 补正 ----------------------------------------------------------------------------------
     def supplement(self, req, allow=None, acted_by="", by=""):
@@ -424,6 +460,29 @@ class Intake:
             if self.store.save(changed, case.version):
                 return True
         raise RuntimeError(f"case {case_no} kept changing under us")
+
+    def task_assigned(self, event):
+        """joint_review gave a department of a region a task in the case: from now on that
+        department's officers (of that region) may read the case and its materials. Idempotent:
+        the department is recorded once however often its tasks are assigned. Saved with the case's
+        version, decided again when another change came first; the history is not touched (the
+        applicant sees the review opened, not each assignment). A case intake does not have changes
+        nothing (False)."""
+        holder = domain.TaskHolder(event.department_code, event.region_code)
+        domain.check_task_holder(holder, event.case_no)
+        telemetry.mark_case(event.case_no)
+        for _ in range(10):
+            case = self.store.case(event.case_no) if event.case_no else None
+            if case is None:
+                log.warning("task_assigned for case %s, which intake does not have: nothing recorded",
+                            (event.case_no or "-")[:64])
+                return False
+            holders = domain.with_holder(case.task_holders, holder)
+            if holders is None:
+                return False
+            if self.store.save(dataclasses.replace(case, task_holders=holders), case.version):
+                return True
+        raise RuntimeError(f"case {event.case_no} kept changing under us")  # the event is tried again
 
     def session_opened(self, event):
         """joint_review opened the case's session: the departments are at work (IN_REVIEW). A case

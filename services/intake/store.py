@@ -55,6 +55,7 @@ class CaseDoc(me.Document):
     delivery_attempt = me.IntField(default=0)  # the latest delivery attempt intake has heard of
     noted = me.ListField(me.StringField())     # the events already recorded on the case
     parties = me.ListField(me.DictField())     # whom the case is about besides the applicant (role, name, id_number, code_type)
+    task_holders = me.ListField(me.DictField())  # departments given a task in it: {department_code, region_code}
     version = me.IntField(default=0)           # saved changes; cases stored before it was kept have none (0)
     outbox = me.ListField(me.DictField())
 
@@ -93,9 +94,17 @@ def rectification(stored):
     return out
 
 
+def stored_holder(holder):
+    return {"department_code": holder.department_code, "region_code": holder.region_code}
+
+
+def task_holder(stored):
+    return domain.TaskHolder(department_code=stored.get("department_code", ""), region_code=stored.get("region_code", ""))
+
+
 # what a save may change: everything but the case's identity and what its submission fixed
 _CHANGING = ("status", "history", "materials", "license_ids", "revoked_license_ids", "rectification",
-             "rectification_rounds", "delivery_attempt", "noted")
+             "rectification_rounds", "delivery_attempt", "noted", "task_holders")
 
 
 def stored_case(case):
@@ -109,7 +118,8 @@ def stored_case(case):
            "situations": dict(case.situations or {}), "rectification": stored_rectification(case.rectification),
            "submitted_at": case.submitted_at, "rectification_rounds": dict(case.rectification_rounds or {}),
            "revoked_license_ids": list(case.revoked_license_ids), "delivery_attempt": int(case.delivery_attempt or 0),
-           "noted": list(case.noted), "parties": [dict(p) for p in case.parties]}
+           "noted": list(case.noted), "parties": [dict(p) for p in case.parties],
+           "task_holders": [stored_holder(h) for h in case.task_holders]}
     if case.idempotency_key:
         out["idempotency_key"] = case.idempotency_key
     if case.request_hash:
@@ -130,7 +140,8 @@ def case_of(doc):
         history=[history_entry(h) for h in doc.history or []], license_ids=list(doc.license_ids or []),
         revoked_license_ids=list(doc.revoked_license_ids or []), rectification=rectification(doc.rectification),
         rectification_rounds=plain(doc.rectification_rounds or {}), delivery_attempt=doc.delivery_attempt or 0,
-        noted=list(doc.noted or []), idempotency_key=doc.idempotency_key or None,
+        noted=list(doc.noted or []), task_holders=[task_holder(h) for h in doc.task_holders or []],
+        idempotency_key=doc.idempotency_key or None,
         request_hash=doc.request_hash or None, version=doc.version or 0)
 
 
@@ -185,7 +196,7 @@ class IntakeStore(OutboxStore):
 
     def save(self, case, expected_version, events=()):
         """Write the case's changes (status, history, materials, licences, rectification, recorded
-        events, delivery attempt) and add `events` to its outbox, only while the stored case still
+        events, delivery attempt, task holders) and add `events` to its outbox, only while the stored case still
         has `expected_version`; then publish those events. True when it was written."""
         events = list(events)
         fields = stored_case(case)

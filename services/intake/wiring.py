@@ -20,8 +20,8 @@ def build_intake(store=None, bus=None, blobs=None, clock=None, audit=None, catal
             bus = Bus("intake")
         store = IntakeStore(bus)
     if blobs is None:
-        from services.common.blobs import Blobs
-        blobs = Blobs()
+        from services.intake.material_files import MaterialBlobs
+        blobs = MaterialBlobs()
         blobs.ensure_bucket(BUCKET)
     if audit is None:
         from services.common.audit import MongoAuditLog

@@ -1,4 +1,5 @@
-"""intake worker role (`nameko run`): follows the case as the other services report on it. Each
+"""intake worker role (`nameko run`): follows the case as the other services report on it, and
+learns from joint_review's task assignments which departments' officers may read it. Each
 handler decodes its event (the protobuf message's JSON dict) into the domain's value, once (moments,
 days and enums into the strings the domain keeps: services/intake/convert.py), and calls the use
 case; the OutboxSweeper publishes what a failed publish left in a case's outbox."""
@@ -32,6 +33,12 @@ def rectification_requested(payload):
     e = from_payload(review_events.RectificationRequested, payload)
     return domain.RectificationRequested(case_no=e.case_no, item_code=e.item_code, department_code=e.department_code,
                                          material_codes=tuple(e.material_codes), reason=e.reason, round=e.round)
+
+
+def task_assigned(payload):
+    e = from_payload(review_events.TaskAssigned, payload)
+    return domain.TaskAssigned(case_no=e.case_no, item_code=e.item_code, department_code=e.department_code,
+                               region_code=e.region_code)
 
 
 def session_opened(payload):
@@ -126,6 +133,11 @@ class IntakeWorker:
     @event_handler("evaluation", "evaluation_received")
     def on_evaluation_received(self, payload):
         self.intake.evaluation_received(evaluation_received(payload))
+
+    # every department's tasks (task_assigned.<department>.<region>): who may read the case
+    @event_handler("joint_review", "task_assigned.#")
+    def on_task_assigned(self, payload):
+        self.intake.task_assigned(task_assigned(payload))
 
     @event_handler("joint_review", "session_opened")
     def on_session_opened(self, payload):

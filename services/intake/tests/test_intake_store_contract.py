@@ -161,6 +161,22 @@ def test_a_save_clears_the_rectification_and_changes_only_what_may_change(store)
     assert got.form == case.form and got.applicant == case.applicant and got.package_code == "XSECS"
 
 
+def test_the_departments_holding_a_task_are_saved_with_the_version_and_read_back(store):
+    case = a_case()
+    store.insert_case(case)
+    first = store.case(case.case_no)
+    assert first.task_holders == []
+    gaj, wsjk = domain.TaskHolder("gaj", "440100"), domain.TaskHolder("wsjk", "440100")
+    assert store.save(_with(first, task_holders=[gaj]), first.version)
+    assert not store.save(_with(first, task_holders=[wsjk]), first.version)  # decided on a stale case
+    second = store.case(case.case_no)
+    assert second.task_holders == [gaj] and second.version == 2 and second.history == first.history
+    assert store.save(_with(second, task_holders=[gaj, wsjk]), second.version)
+    got = store.case(case.case_no)
+    assert got.task_holders == [gaj, wsjk] and all(isinstance(h, domain.TaskHolder) for h in got.task_holders)
+    assert store.cases_of(case.applicant["id_number"], 10)[0].task_holders == [gaj, wsjk]
+
+
 # --- the outbox --------------------------------------------------------------------------------------
 
 
@@ -287,6 +303,28 @@ def test_the_stored_case_carries_the_strings_cases_always_carried(own_database):
     store.save(case.changed(domain.SUBMITTED, "supplemented", "t3", rectification={}), 1)
     raw = CaseDoc._get_collection().find_one({"_id": case.case_no})
     assert "rectification" not in raw and raw["status"] == "CASE_STATUS_SUBMITTED" and raw["version"] == 2
+
+
+@pytest.mark.integration
+def test_task_holders_are_stored_as_department_and_region_and_older_cases_have_none(own_database):
+    from services.intake.store import CaseDoc, IntakeStore
+    own_database("intake")
+    store = IntakeStore()
+    case = a_case()
+    store.insert_case(case)
+    assert store.save(_with(case, task_holders=[domain.TaskHolder("gaj", "440100")]), 1)
+    raw = CaseDoc._get_collection().find_one({"_id": case.case_no})
+    assert raw["task_holders"] == [{"department_code": "gaj", "region_code": "440100"}]
+    old_no = new_case_no()  # written before intake kept them: no task_holders at all
+    CaseDoc._get_collection().insert_one({
+        "_id": old_no, "package_code": "XSECS", "package_version": 3, "region_code": "440100",
+        "applicant": {"id_number": "11010519491231002X"}, "status": "CASE_STATUS_IN_REVIEW", "submitted_at": T0,
+        "history": [{"status": "CASE_STATUS_SUBMITTED", "at": "t0", "note": "submitted"}], "version": 4,
+        "outbox": []})
+    old = store.case(old_no)
+    assert old.task_holders == [] and old.version == 4
+    assert store.save(_with(old, task_holders=[domain.TaskHolder("wsjk", "440100")]), 4)
+    assert store.case(old_no).task_holders == [domain.TaskHolder("wsjk", "440100")]
 
 
 @pytest.mark.integration

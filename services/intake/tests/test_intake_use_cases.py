@@ -245,9 +245,9 @@ def test_a_licence_not_yet_valid_on_the_clocks_day_does_not_count(s):
 def test_get_case_answers_a_case_it_may_not_show_as_one_that_does_not_exist(s):
     case = s.intake.submit(request(s))
     assert s.intake.get_case(case.case_no) == case
-    assert s.intake.get_case(case.case_no, allow=lambda applicant, region: applicant == APPLICANT["id_number"])
+    assert s.intake.get_case(case.case_no, allow=lambda case: case.applicant["id_number"] == APPLICANT["id_number"])
     with pytest.raises(NotFound, match=case.case_no):
-        s.intake.get_case(case.case_no, allow=lambda applicant, region: False)
+        s.intake.get_case(case.case_no, allow=lambda case: False)
     with pytest.raises(NotFound):
         s.intake.get_case("440100XSECS209901019999")
     with pytest.raises(InvalidArgument, match="not a case number"):
