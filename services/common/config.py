@@ -68,6 +68,15 @@ class Settings:
     # where the local MongoDB/S3 servers keep PID files, logs and data (shared by a test run)
     infra_dir: str = field(default_factory=lambda: _env("ONETHING_INFRA_DIR", os.path.join(ROOT, "var")))
     bucket_prefix: str = field(default_factory=lambda: _env("ONETHING_BUCKET_PREFIX", ""))
+    # the broker users' passwords (infra/topology.py): a JSON file {user: password}, a mounted secret
+    # in production; locally generated once under <infra_dir>/secrets
+    broker_passwords_file_spec: str = field(default_factory=lambda: _env("ONETHING_BROKER_PASSWORDS_FILE", ""))
+    # the RabbitMQ management API the topology is loaded through (the chart's hook job); empty:
+    # `rabbitmqctl import_definitions` on the local node
+    broker_management_url: str = field(default_factory=lambda: _env("ONETHING_BROKER_MANAGEMENT_URL", ""))
+    # the links to other sites' brokers (the chart's hook job): a folder with one file per linked
+    # site, named by its region code, holding the AMQP URI the link connects to (a mounted secret)
+    broker_links_dir: str = field(default_factory=lambda: _env("ONETHING_BROKER_LINKS_DIR", ""))
     region: str = field(default_factory=lambda: _env("ONETHING_REGION", "440100"))
     max_upload_bytes: int = field(default_factory=lambda: _int("ONETHING_MAX_UPLOAD_BYTES", 20 * 1024 * 1024))
     catalog_data: str = field(default_factory=lambda: _env(
@@ -150,10 +159,15 @@ class Settings:
     # joint_review: how often the worker looks for tasks past their due date
     clock_check_seconds: float = field(default_factory=lambda: _float("ONETHING_CLOCK_CHECK_SECONDS", 60))
 
-    # a department's desk process (services/joint_review/desk.py) ---------------------------------
+    # a department's desk process (services/desk, `python -m services.desk`) ------------------------
     desk_department: str = field(default_factory=lambda: _env("ONETHING_DESK_DEPARTMENT", ""))
     desk_region_spec: str = field(default_factory=lambda: _env("ONETHING_DESK_REGION", ""))
-    desk_rule: str = field(default_factory=lambda: _env("ONETHING_DESK_RULE", "materials_present"))
+    # one rule for every item (materials_present or manual), standing in for the rules file; empty:
+    # the rules file decides (the local suite sets materials_present)
+    desk_rule: str = field(default_factory=lambda: _env("ONETHING_DESK_RULE", ""))
+    # which items each department decides by rule, per region (services/desk/rules.py)
+    desk_rules_file: str = field(default_factory=lambda: _env(
+        "ONETHING_DESK_RULES_FILE", os.path.join(ROOT, "services", "desk", "data", "rules.yaml")))
     # how long the rule takes over one task; 0 in production, set by tests that kill a desk mid-task
     desk_delay_seconds: float = field(default_factory=lambda: _float("ONETHING_DESK_DELAY_SECONDS", 0))
     # the launcher: which desks to start ("wsjk:440100,gaj:440100"); empty: one for every department
@@ -167,6 +181,9 @@ class Settings:
     chaos_restarts_spec: str = field(default_factory=lambda: _env("ONETHING_CHAOS_RESTARTS", "broker,mongo,s3"))
     # how many generated inputs each property of e2e/test_fuzz.py tries
     fuzz_examples: int = field(default_factory=lambda: _int("ONETHING_FUZZ_EXAMPLES", 25))
+    # how long infra/tests/test_links.py keeps a site's broker away (stopped or killed) while the
+    # other side publishes to it; a few seconds by default, 30 in the long run
+    link_outage_seconds: float = field(default_factory=lambda: _float("ONETHING_LINK_OUTAGE_SECONDS", 3))
 
     def __post_init__(self) -> None:
         problems = []
@@ -192,7 +209,8 @@ class Settings:
                 problems.append(f"{name}={value!r} must be more than 0")
         for name, value in (("ONETHING_SWEEP_GRACE_SECONDS", self.sweep_grace_seconds),
                             ("ONETHING_DESK_DELAY_SECONDS", self.desk_delay_seconds),
-                            ("ONETHING_S3_RETRIES", self.s3_retries)):
+                            ("ONETHING_S3_RETRIES", self.s3_retries),
+                            ("ONETHING_LINK_OUTAGE_SECONDS", self.link_outage_seconds)):
             if value < 0:
                 problems.append(f"{name}={value!r} must not be negative")
         if self.grpc_tls_server and not self.grpc_tls_cert_file.strip():
@@ -242,6 +260,10 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.profile == "production"
+
+    @property
+    def broker_passwords_file(self) -> str:
+        return self.broker_passwords_file_spec or os.path.join(self.infra_dir, "secrets", "broker-passwords.json")
 
     @property
     def auth_dir(self) -> str:
@@ -325,11 +347,13 @@ def production_problems(s: Settings | None = None, role: str = "api") -> list[st
     if not s.production:
         return []
     problems = []
-    if s.s3_secret_key == LOCAL_S3_SECRET:
-        problems.append("ONETHING_S3_SECRET_KEY is the local default secret")
     amqp = urlparse(s.amqp_uri)
     if (amqp.username or "guest") == "guest" or amqp.password in (None, "", "guest"):
         problems.append("ONETHING_AMQP_URI uses RabbitMQ's default guest user (or no password)")
+    if role == "desk":  # a department's desk holds broker credentials only: no S3, no keys
+        return problems
+    if s.s3_secret_key == LOCAL_S3_SECRET:
+        problems.append("ONETHING_S3_SECRET_KEY is the local default secret")
     local_dir = os.path.realpath(s.auth_dir)
     if not s.auth_public_key_file_spec and not s.auth_jwks_file_spec:
         problems.append("no identity provider key is configured (ONETHING_AUTH_PUBLIC_KEY_FILE or "
