@@ -21,8 +21,9 @@ class Unroutable(Exception):
 
 def envelope(entry, producer):
     """The headers every event carries: its id (the outbox entry id, which consumers keep in their
-    inbox), when it happened, who produced it, the payload's schema version and the case number."""
-    return {"event_id": entry["id"],
+    inbox), when it happened, who produced it and at which site (its region code: events cross
+    between sites over the broker links), the payload's schema version and the case number."""
+    return {"event_id": entry["id"], "site": settings().region,
             "occurred_at": datetime.datetime.fromtimestamp(entry.get("at", time.time()),
                                                            datetime.UTC).isoformat(),
             "producer": producer, "schema_version": SCHEMA_VERSION, "case_no": entry.get("case_no", "")}

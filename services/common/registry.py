@@ -31,8 +31,9 @@ SERVICES = (
     Service("evaluation", 50056, "services.evaluation.worker:EvaluationWorker", "onething.evaluation.v1"),
 )
 
-# a department's desk (one process per department and region) consumes joint_review's tasks
-DESK = "services.joint_review.desk:Desk"
+# a department's desk (one process per department and region, `python -m services.desk`): consumes
+# its own task queue and answers on the bus only (protos/asyncapi/desk.yaml)
+DESK = "services.desk"
 
 BY_NAME = {s.name: s for s in SERVICES}
 NAMES = tuple(s.name for s in SERVICES)
@@ -43,3 +44,29 @@ def service(name: str) -> Service:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"there is no service called {name!r}; the services are {', '.join(NAMES)}") from None
+
+
+# The broker side of each party (infra/topology.py turns these into users, permissions and queues).
+def broker_user(service_name: str) -> str:
+    """The RabbitMQ user of one service (its api and worker share it)."""
+    return f"svc-{service(service_name).name}"
+
+
+# The desk protocol (protos/asyncapi/desk.yaml): a department's desk consumes its own task queue and
+# publishes its opinions to DESK_EXCHANGE with its own routing key, as its own broker user.
+DESK_EXCHANGE = "desk.opinions"
+
+
+def desk_broker_user(department: str, region: str) -> str:
+    return f"desk-{department}-{region}"
+
+
+def desk_queue(department: str, region: str) -> str:
+    """The durable queue a desk consumes; bound to joint_review.events by `task_assigned.<d>.<r>`."""
+    return f"desk.{department}.{region}"
+
+
+def opinion_routing_key(department: str, region: str, site: str) -> str:
+    """Where a desk's opinion goes: `site` is the region code of the site that owns the case (the
+    task says which), so an opinion from another site's desk finds its way back."""
+    return f"opinion.{department}.{region}.{site}"

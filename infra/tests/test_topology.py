@@ -1,0 +1,172 @@
+"""The broker topology (infra/topology.yaml through infra/topology.py): what it grants, checked on the
+real broker by logging in as each user, and kept in step with the workers' code."""
+import importlib
+import json
+import os
+
+import pytest
+
+from infra import topology
+from services.common.registry import NAMES, SERVICES, broker_user, desk_broker_user
+
+DESKS = [("gaj", "440100"), ("wsjk", "440100")]
+
+
+def _worker_sources(service):
+    """The exchanges a worker's entrypoints are bound to, read from its class."""
+    from nameko.events import EventHandler
+    from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+    from nameko.messaging import Consumer
+    module, attr = service.worker.split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    found = set()
+    for name in dir(cls):
+        for ext in getattr(getattr(cls, name), ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(ext, EventHandler):
+                found.add(f"{ext.source_service}.events")
+            elif isinstance(ext, Consumer):
+                found.add(ext.queue.exchange.name)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=NAMES)
+def test_the_definition_names_exactly_the_exchanges_each_worker_consumes(service):
+    assert set(topology.load()["services"][service.name]["consumes"]) == _worker_sources(service)
+
+
+def test_every_exchange_a_service_consumes_is_defined():
+    topo = topology.load()
+    defined = {e["name"] for e in topo["exchanges"]}
+    for name in NAMES:
+        assert set(topo["services"][name]["consumes"]) <= defined, name
+        assert f"{name}.events" in defined
+
+
+def test_the_password_hash_is_rabbitmqs_salted_sha256():
+    import base64
+    import hashlib
+    raw = base64.b64decode(topology.password_hash("s3cret", salt=b"\x01\x02\x03\x04"))
+    assert raw[:4] == b"\x01\x02\x03\x04"
+    assert raw[4:] == hashlib.sha256(b"\x01\x02\x03\x04s3cret").digest()
+
+
+def test_a_login_is_put_into_the_uri_escaped():
+    uri = topology.uri_for("svc-intake", "a/b:c@d", "amqp://guest:guest@127.0.0.1:5672/onething_x")
+    assert uri == "amqp://svc-intake:a%2Fb%3Ac%40d@127.0.0.1:5672/onething_x"
+
+
+def test_passwords_are_made_once_and_kept(tmp_path):
+    path = str(tmp_path / "secrets" / "pw.json")
+    first = topology.passwords(["svc-a", "svc-b"], path=path)
+    again = topology.passwords(["svc-a", "svc-b", "svc-c"], path=path)
+    assert again["svc-a"] == first["svc-a"] and again["svc-b"] == first["svc-b"]
+    assert len(again["svc-c"]) >= 20 and len(set(again.values())) == 3
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert json.load(open(path)) == again
+
+
+def test_a_missing_password_is_an_error_where_none_may_be_made(tmp_path, monkeypatch):
+    path = str(tmp_path / "pw.json")
+    with pytest.raises(SystemExit, match="no password for svc-a"):
+        topology.passwords(["svc-a"], path=path, create=False)
+    assert not os.path.exists(path)
+
+
+def test_an_unknown_site_is_refused():
+    with pytest.raises(SystemExit, match="not a site"):
+        topology.definitions("999999", desks=[], secrets_of={})
+
+
+def test_a_desk_may_declare_nothing_and_publish_only_its_own_key():
+    pw = {u: "x" for u in topology.users(DESKS)}
+    defs = topology.definitions("440100", vhost="v", desks=DESKS, secrets_of=pw)
+    perm = next(p for p in defs["permissions"] if p["user"] == desk_broker_user("gaj", "440100"))
+    assert perm["configure"] == "^$" and perm["read"] == r"^desk\.gaj\.440100$"
+    topic = next(t for t in defs["topic_permissions"] if t["user"] == desk_broker_user("gaj", "440100"))
+    assert topic["write"] == r"^opinion\.gaj\.440100\.[0-9]{6}$"
+    binding = next(b for b in defs["bindings"] if b["destination"] == "desk.gaj.440100")
+    assert (binding["source"], binding["routing_key"]) == ("joint_review.events", "task_assigned.gaj.440100")
+
+
+# on the real broker ------------------------------------------------------------------------------
+@pytest.fixture
+def site(test_env):
+    """The topology loaded into a vhost of its own; yields {user: AMQP URI}."""
+    from infra import local
+    vhost = f"topology_{os.urandom(3).hex()}"
+    local.rabbitmqctl("add_vhost", vhost, check=False)
+    topology.apply(vhost=vhost, desks=DESKS)
+    base = test_env["ONETHING_AMQP_URI"].rsplit("/", 1)[0] + "/" + vhost
+    yield topology.process_uris(DESKS, base_uri=base)
+    local.delete_vhost(vhost)
+
+
+def _refused(uri, action):
+    """Run `action(channel)` logged in with `uri`; the broker's refusal code, or None if allowed."""
+    import amqp
+    from kombu import Connection
+    with Connection(uri) as conn:
+        channel = conn.channel()
+        try:
+            action(channel)
+            channel.basic_qos(0, 1, False)  # a round trip: an asynchronous refusal arrives by now
+        except (amqp.exceptions.AccessRefused, amqp.exceptions.PreconditionFailed,
+                amqp.exceptions.NotAllowed) as exc:
+            return exc.code
+    return None
+
+
+def _publish(exchange, key, **props):
+    import amqp
+    return lambda ch: ch.basic_publish(amqp.Message(b"{}", **props), exchange=exchange, routing_key=key)
+
+
+@pytest.mark.integration
+def test_each_service_logs_in_as_itself_and_publishes_only_its_own_events(site):
+    intake = site[broker_user("intake")]
+    assert _refused(intake, lambda ch: ch.exchange_declare("intake.events", "topic", durable=True, auto_delete=False)) is None
+    assert _refused(intake, _publish("intake.events", "case_submitted")) is None
+    assert _refused(intake, _publish("joint_review.events", "case_concluded")) == 403
+    assert _refused(intake, _publish("desk.opinions", "opinion.gaj.440100.440100")) == 403
+
+
+@pytest.mark.integration
+def test_a_service_cannot_read_another_services_queue_or_delete_its_exchange(site):
+    delivery = site[broker_user("delivery")]
+    queue = "evt-joint_review-case_concluded--delivery.on_case_concluded"
+    assert _refused(delivery, lambda ch: ch.queue_declare(queue, durable=True, auto_delete=False)) is None
+    evaluation = site[broker_user("evaluation")]
+    assert _refused(evaluation, lambda ch: ch.basic_consume(queue, callback=lambda m: None)) == 403
+    assert _refused(evaluation, lambda ch: ch.exchange_delete("intake.events")) == 403
+
+
+@pytest.mark.integration
+def test_a_desk_reads_only_its_own_queue_and_declares_nothing(site):
+    gaj = site[desk_broker_user("gaj", "440100")]
+    assert _refused(gaj, lambda ch: ch.basic_consume("desk.gaj.440100", callback=lambda m: None)) is None
+    assert _refused(gaj, lambda ch: ch.basic_consume("desk.wsjk.440100", callback=lambda m: None)) == 403
+    assert _refused(gaj, lambda ch: ch.queue_declare("desk.gaj.extra", durable=True)) == 403
+    assert _refused(gaj, lambda ch: ch.basic_consume("joint_review.desk_opinions", callback=lambda m: None)) == 403
+
+
+@pytest.mark.integration
+def test_a_desk_publishes_only_its_own_opinions_under_its_own_name(site):
+    gaj, user = site[desk_broker_user("gaj", "440100")], desk_broker_user("gaj", "440100")
+    assert _refused(gaj, _publish("desk.opinions", "opinion.gaj.440100.440100", user_id=user)) is None
+    # another department's routing key: the topic permission refuses it
+    assert _refused(gaj, _publish("desk.opinions", "opinion.wsjk.440100.440100", user_id=user)) == 403
+    # another department's name on the message: the broker checks user_id against the login
+    assert _refused(gaj, _publish("desk.opinions", "opinion.gaj.440100.440100",
+                                  user_id=desk_broker_user("wsjk", "440100"))) == 406
+    # anything but its opinions
+    assert _refused(gaj, _publish("joint_review.events", "task_assigned.gaj.440100")) == 403
+
+
+@pytest.mark.integration
+def test_loading_the_topology_twice_changes_nothing(site, test_env):
+    from kombu import Connection
+    vhost = site[broker_user("intake")].rsplit("/", 1)[1]
+    topology.apply(vhost=vhost, desks=DESKS)
+    with Connection(site[broker_user("joint_review")]) as conn:
+        _, count, _ = conn.channel().queue_declare("joint_review.desk_opinions", passive=True)
+    assert count == 0
