@@ -9,6 +9,7 @@ from e2e.waits import item_of, wait_event, wait_until
 from onething.common.v1 import common_pb2
 from onething.intake.v1 import intake_pb2
 from services.common.config import settings
+from services.common.registry import desk_queue
 from tools.client import citizen_id
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,7 @@ def _unacked(queue):
 
 
 def _desk_queue(department):
-    return f"evt-joint_review-task_assigned.{department}.{REGION}--desk_{department}_{REGION}.on_task_assigned"
+    return desk_queue(department, REGION)
 
 
 def _applicant(n):

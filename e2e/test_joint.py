@@ -6,7 +6,7 @@ import datetime
 import grpc
 import pytest
 
-from e2e.waits import item_of, wait_event, wait_handled, wait_until
+from e2e.waits import item_of, wait_desk_idle, wait_event, wait_until
 from onething.common.v1 import common_pb2
 from onething.intake.v1 import intake_pb2 as S
 from onething.joint_review.v1 import joint_review_pb2 as R
@@ -82,8 +82,7 @@ def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(
         wait_task(client, no, item, R.TASK_STATE_ASSIGNED)
     # the desks leave inspection items to people: each desk has taken its task and left it
     for dept, item in inspected.items():
-        wait_handled(probe, no, f"task_assigned.{dept}.{REGION}", f"desk_{dept}_{REGION}.on_task_assigned",
-                     predicate=lambda b, item=item: b.get("item_code") == item)
+        wait_desk_idle(probe, no, dept, REGION, predicate=lambda b, item=item: b.get("item_code") == item)
     assert all(t.state == R.TASK_STATE_ASSIGNED for t in client.session(no).tasks if t.inspection)
 
     # approving before the site visit is refused

@@ -1,7 +1,8 @@
 """What the end-to-end tests wait on, and how they name the items they expect.
 
 Waits: on a condition (`wait_until`), on an event of a case reaching the probe (`wait_event`), on a
-consumer having handled an event (`wait_handled`, by the consumer's inbox). Each gives up after
+consumer having handled an event (`wait_handled`, by the consumer's inbox), on a department's desk
+having taken every task of its queue (`wait_desk_idle`). Each gives up after
 its timeout with a TimeoutError that says what did not happen, instead of a test sleeping for a
 while and hoping.
 
@@ -76,20 +77,15 @@ def wait_event(probe, case_no, key, timeout=30.0, predicate=None, count=1):
         time.sleep(0.05)
 
 
-def _inbox_database(consumer):
-    service = consumer.split(".", 1)[0]
-    return "joint_review" if service.startswith("desk_") else service  # desks share joint_review's inbox
-
-
 def handled(consumer, event_id):
-    """Whether `consumer` ("intake.on_session_withdrawn", "desk_zrzy_440100.on_task_assigned")
-    has processed the event: its entry in the inbox of the consumer's service."""
+    """Whether `consumer` ("intake.on_session_withdrawn") has processed the event: its entry in the
+    inbox of the consumer's service."""
     import pymongo
 
     from services.common.config import settings
     s = settings()
     with pymongo.MongoClient(s.mongo_uri) as mc:
-        inbox = mc[s.db_name(_inbox_database(consumer))]["inbox"]
+        inbox = mc[s.db_name(consumer.split(".", 1)[0])]["inbox"]
         return inbox.find_one({"_id": f"{consumer}:{event_id}"}, {"_id": 1}) is not None
 
 
@@ -106,6 +102,31 @@ def wait_handled(probe, case_no, key, consumer, timeout=30.0, predicate=None):
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{consumer} did not process {pending} of case {case_no} within {timeout:g} s")
         time.sleep(0.1)
+
+
+def desk_queue_depth(department, region):
+    """The messages in a desk's queue, ready or in the desk's hands (the broker's count)."""
+    import subprocess
+
+    from services.common.config import settings
+    from services.common.registry import desk_queue
+    vhost = settings().amqp_uri.rsplit("/", 1)[1]
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == desk_queue(department, region) and parts[1].isdigit():
+            return int(parts[1])
+    raise LookupError(f"there is no queue {desk_queue(department, region)} in {vhost}")
+
+
+def wait_desk_idle(probe, case_no, department, region, timeout=30.0, predicate=None):
+    """Wait until the case's task for `department` has reached the probe (and so the desk's queue)
+    and the desk has acknowledged everything in its queue: it has decided it, or left it to an
+    officer. A desk keeps no inbox of its own; its queue is the record."""
+    wait_event(probe, case_no, f"task_assigned.{department}.{region}", timeout, predicate)
+    return wait_until(lambda: desk_queue_depth(department, region) == 0, timeout,
+                      f"the {department} desk taking every task of its queue")
 
 
 # --- items, as the catalog resolves them -------------------------------------------------------

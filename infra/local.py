@@ -39,8 +39,12 @@ def ensure_rabbitmq(timeout=120):
 
 
 def ensure_vhost(vhost, user="guest"):
+    """The vhost with the site's topology (infra/topology.yaml: users, permissions, exchanges, desk
+    queues); `user` (the local administrator, for tools and tests) may do anything in it."""
+    from infra import topology
     rabbitmqctl("add_vhost", vhost, check=False)
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    topology.apply(vhost=vhost)
 
 
 def delete_vhost(vhost):

@@ -10,7 +10,7 @@ import time
 
 from infra import procs
 from services.common.config import DEFAULT_PORTS, ROOT, settings
-from services.common.registry import DESK, SERVICES
+from services.common.registry import DESK, SERVICES, broker_user, desk_broker_user
 
 BIN = os.path.dirname(sys.executable)
 NAMEKO_CONFIG = os.path.join(ROOT, "infra", "nameko.yaml")
@@ -20,30 +20,40 @@ WORKERS = {s.name: s.worker for s in SERVICES}
 def desks():
     """(department, region) pairs: ONETHING_DESKS="wsjk:440100,gaj:440100", or by default every
     department that implements an item of a seeded package, in the suite's region."""
-    if settings().desks:
-        return settings().desks
-    from services.catalog.store import read_data_dir
-    _, packages = read_data_dir(settings().catalog_data)
-    found = []
-    for pkg in packages:
-        for item in pkg["items"]:
-            if item["department_code"] not in found:
-                found.append(item["department_code"])
-    return [(d, settings().region) for d in found]
+    from infra.topology import default_desks
+    return default_desks(settings().region)
+
+
+def logins():
+    """Each service's and desk's own AMQP URI (its broker user, infra/topology.py)."""
+    from infra.topology import process_uris
+    return process_uris(desks())
 
 
 def process_table():
     """name -> (argv, extra environment)."""
     table: dict = {}
+    uris = logins()
     for service in DEFAULT_PORTS:
-        table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"], {})
+        table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"],
+                                   {"ONETHING_AMQP_URI": uris[broker_user(service)]})
     nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG]
     for service, path in WORKERS.items():
-        table[f"{service}-worker"] = ([*nameko, path], {})
+        table[f"{service}-worker"] = ([*nameko, path], {"ONETHING_AMQP_URI": uris[broker_user(service)]})
     for department, region in desks():
-        table[f"desk-{department}-{region}"] = ([*nameko, DESK], {
-            "ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region})
+        table[f"desk-{department}-{region}"] = desk_process(department, region, uris)
     return table
+
+
+def desk_process(department, region, uris=None):
+    """(argv, extra environment) of a department's desk: `python -m services.desk` as the desk's own
+    broker user. The local suite decides every item by the demo rule (materials_present) unless
+    ONETHING_DESK_RULE says otherwise; a site's operators use services/desk/data/rules.yaml."""
+    uris = uris if uris is not None else logins()
+    return [sys.executable, "-m", DESK], {
+        "ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region,
+        "ONETHING_DESK_RULE": settings().desk_rule or "materials_present",
+        "ONETHING_AMQP_URI": uris[desk_broker_user(department, region)]}
 
 
 def _dirs():
@@ -68,9 +78,8 @@ def start_desk_replica(department, region, replica, extra_env=None):
     the department's tasks."""
     name = f"desk-{department}-{region}-{replica}"
     run_dir, log_dir = _dirs()
-    nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG, DESK]
-    env = {"ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region, **(extra_env or {})}
-    procs.start(name, supervised(name, nameko, run_dir), run_dir, log_dir, env=env, cwd=ROOT)
+    argv, env = desk_process(department, region)
+    procs.start(name, supervised(name, argv, run_dir), run_dir, log_dir, env={**env, **(extra_env or {})}, cwd=ROOT)
     return name
 
 
@@ -106,29 +115,34 @@ def kill_child(name, sig=None):
 
 # readiness -----------------------------------------------------------------------------------
 def _service_queues(cls):
-    """Queue names nameko declares for a service class's event handlers and RPC methods."""
+    """Queue names nameko declares for a service class's event handlers, queue consumers and RPC
+    methods."""
     from nameko.events import EventHandler
     from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+    from nameko.messaging import Consumer
     from nameko.rpc import Rpc
     queues = set()
     for attr in dir(cls):
         for ext in getattr(getattr(cls, attr), ENTRYPOINT_EXTENSIONS_ATTR, ()):
             if isinstance(ext, EventHandler):
                 queues.add(f"evt-{ext.source_service}-{ext.event_type}--{cls.name}.{attr}")
+            elif isinstance(ext, Consumer):  # a named queue (joint_review's desk opinions)
+                queues.add(ext.queue.name)
             elif isinstance(ext, Rpc):
                 queues.add(f"rpc-{cls.name}")
     return queues
 
 
 def expected_queues(names=None):
-    from services.joint_review.desk import make_desk
+    from services.common.registry import desk_queue
     queues = {}
     for name, (argv, env) in process_table().items():
         if names is not None and name not in names:
             continue
-        if name.startswith("desk-"):
-            cls = make_desk(env["ONETHING_DESK_DEPARTMENT"], env["ONETHING_DESK_REGION"], "manual")
-        elif name.endswith("-worker"):
+        if name.startswith("desk-"):  # a desk consumes its own queue, which the topology declares
+            queues[name] = {desk_queue(env["ONETHING_DESK_DEPARTMENT"], env["ONETHING_DESK_REGION"])}
+            continue
+        if name.endswith("-worker"):
             module, attr = argv[-1].split(":")
             cls = getattr(importlib.import_module(module), attr)
         else:

@@ -3,8 +3,10 @@ the AMQP headers, and a dependency that builds the service's handlers once per p
 import logging
 import time
 import traceback
+from typing import Any
 
 from nameko import events as nameko_events
+from nameko import messaging as nameko_messaging
 from nameko import rpc as nameko_rpc
 from nameko.extensions import DependencyProvider
 
@@ -139,8 +141,9 @@ def retry_queue(queue_name):
                  queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name})
 
 
-class ReliableEventHandler(nameko_events.EventHandler):
-    """nameko's event handler with the failure rules every worker follows:
+class FailureRules:
+    """The failure rules every worker follows, for a nameko consumer entrypoint (an event handler or
+    a plain queue consumer):
     - success, or a domain refusal the handler absorbed: acknowledged;
     - an outage (store, S3 or broker away, a call that timed out): retried after a growing pause,
       never counted against the message;
@@ -150,6 +153,11 @@ class ReliableEventHandler(nameko_events.EventHandler):
     The retry is a copy of the message in `<queue>.retry` that expires back into the queue, so the
     count travels with the message; the original is acknowledged only after the copy is confirmed.
     If even that fails (the broker is away), the message is requeued as it is."""
+
+    # what the nameko entrypoint it is mixed into provides (annotations only: nothing is shadowed)
+    queue: Any
+    queue_consumer: Any
+    container: Any
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
@@ -206,33 +214,82 @@ class ReliableEventHandler(nameko_events.EventHandler):
                     headers.get("case_no", "-"))
 
 
-def event_handler(source_service, event_type):
-    """The event handler every worker uses (see ReliableEventHandler for what happens on failure).
-    A domain error (the event asks for something that can no longer happen: a decided task, a
-    concluded case) is logged and the message acknowledged; trying again would change nothing.
-    Where the service declares an `inbox`, an event id it has processed before is skipped."""
+class ReliableEventHandler(FailureRules, nameko_events.EventHandler):
+    """nameko's event handler with the failure rules (FailureRules)."""
+
+
+class ReliableConsumer(FailureRules, nameko_messaging.Consumer):
+    """nameko's consumer of one named queue (a message another party publishes to an exchange of its
+    own, not a nameko event) with the failure rules (FailureRules). The worker's context takes the
+    message's AMQP properties the broker vouches for, never headers of the same name, which the
+    sender writes as it likes: `user_id` (the broker refuses a message whose user_id is not the
+    sender's login) and `event_id`, the inbox key `<user_id>/<message_id>`, so one sender's message
+    ids never stand in for another's."""
+
+    def unpack_message_headers(self, message):
+        data = {k: v for k, v in super().unpack_message_headers(message).items()
+                if k not in ("user_id", "event_id")}
+        properties = message.properties or {}
+        user_id, message_id = properties.get("user_id") or "", properties.get("message_id") or ""
+        data["user_id"] = user_id
+        data["event_id"] = f"{user_id}/{message_id}" if message_id else ""
+        return data
+
+
+class Sender(DependencyProvider):
+    """The broker user who sent the message a ReliableConsumer is handling (its validated user_id);
+    "" for any other entrypoint or a message without one."""
+
+    def get_dependency(self, worker_ctx):
+        if not isinstance(worker_ctx.entrypoint, ReliableConsumer):
+            return ""
+        user_id = (worker_ctx.context_data or {}).get("user_id")
+        return user_id if isinstance(user_id, str) else ""
+
+
+def _handled(what, method):
+    """`method` with the rules every handler follows: a domain error (the message asks for something
+    that can no longer happen: a decided task, a concluded case, or is refused) is logged and the
+    message acknowledged, since trying again would change nothing; where the service declares an
+    `inbox`, a message id it has processed before is skipped."""
     import functools
 
     from services.common.errors import DomainError
 
+    @functools.wraps(method)
+    def run(self, payload):
+        inbox = getattr(self, "inbox", None)
+        if isinstance(inbox, _InboxView) and inbox.seen():
+            logging.getLogger(what[0]).info("%s %s already processed: skipped", what[1], inbox.event_id)
+            return None
+        result = None
+        try:
+            result = method(self, payload)
+        except DomainError as exc:
+            case_no = payload.get("case_no", "-") if isinstance(payload, dict) else "-"
+            logging.getLogger(what[0]).warning("%s for case %s not applied: %s", what[1], case_no, exc)
+        if isinstance(inbox, _InboxView):
+            inbox.record()
+        return result
+    return run
+
+
+def event_handler(source_service, event_type):
+    """The event handler every worker uses (see FailureRules for what happens on failure, _handled
+    for domain errors and the inbox)."""
     def decorate(method):
-        @functools.wraps(method)
-        def run(self, payload):
-            inbox = getattr(self, "inbox", None)
-            if isinstance(inbox, _InboxView) and inbox.seen():
-                logging.getLogger(source_service).info("%s event %s already processed: skipped",
-                                                       event_type, inbox.event_id)
-                return None
-            result = None
-            try:
-                result = method(self, payload)
-            except DomainError as exc:
-                logging.getLogger(source_service).warning(
-                    "%s event for case %s not applied: %s", event_type, (payload or {}).get("case_no", "-"), exc)
-            if isinstance(inbox, _InboxView):
-                inbox.record()
-            return result
+        run = _handled((source_service, f"{event_type} event"), method)
         return ReliableEventHandler.decorator(source_service, event_type, requeue_on_error=True)(run)
+
+    return decorate
+
+
+def consumer(queue):
+    """A handler of the messages of `queue` (a kombu Queue with its exchange and binding), with the
+    same rules as event_handler; the sender is the service's Sender dependency."""
+    def decorate(method):
+        run = _handled((queue.name, "message"), method)  # logged as the queue's
+        return ReliableConsumer.decorator(queue, requeue_on_error=True)(run)
 
     return decorate
 

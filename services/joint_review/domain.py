@@ -353,6 +353,20 @@ def license_issued(session, item_code, license_id, type_code="", document_key=""
     return True
 
 
+def license_revoked(session, license_id):
+    """elicense revoked (or superseded) a licence issued for one of the session's items: the task
+    keeps that it is no longer valid, so a task assigned from now on does not offer it as a valid
+    licence (task_licenses). Returns False when no task has that licence or it is marked already
+    (a redelivered event)."""
+    for task in session["tasks"]:
+        if license_id and task.get("license_id") == license_id:
+            if task.get("license_revoked"):
+                return False
+            task["license_revoked"] = True
+            return True
+    return False
+
+
 def withdraw(session, now):
     """The applicant withdrew the case. intake accepts a withdrawal only while it has not seen the
     case concluded, and a withdrawal it accepted always wins; the session decides here, under its
@@ -528,6 +542,26 @@ def licenses_for(session, task):
     wanted = set(task["license_inputs"])
     return [t["license_id"] for t in session["tasks"]
             if t["license_id"] and t["license_type_code"] in wanted]
+
+
+def task_licenses(session, task):
+    """The licences a task takes in place of materials (licenses_for), each with its type and whether
+    it is still valid as far as the session knows: {license_id, type_code, valid}. What a desk's rule
+    checks the task's license_inputs against."""
+    wanted = set(task["license_inputs"])
+    return [{"license_id": t["license_id"],
+             "type_code": t.get("license_issued_type_code") or t["license_type_code"],
+             "valid": not t.get("license_revoked")}
+            for t in session["tasks"] if t["license_id"] and t["license_type_code"] in wanted]
+
+
+def answers_round(session, item_code, round_):
+    """An opinion given on the task as it was assigned in round `round_`: refused when the task has
+    been through a rectification since (a late or replayed opinion on an earlier round)."""
+    task = task_of(session, item_code)
+    if round_ != task["rounds"]:
+        raise FailedPrecondition(f"the opinion answers round {round_} of item {item_code}, "
+                                 f"but the task is in round {task['rounds']}")
 
 
 def all_licenses(session):

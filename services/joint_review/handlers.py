@@ -10,10 +10,11 @@ from google.protobuf import json_format
 from onething.common.v1 import common_pb2
 from onething.joint_review.v1 import events_pb2, joint_review_pb2
 from services.common import pdf, telemetry
-from services.common.audit import MemoryAuditLog
+from services.common.audit import SERVICE, AuditActor, MemoryAuditLog
 from services.common.bus import outbox_entry
-from services.common.errors import FailedPrecondition, NotFound
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied
 from services.common.events import from_payload
+from services.common.registry import desk_broker_user
 from services.joint_review import codec, domain
 from services.joint_review.domain import Conflict
 
@@ -40,8 +41,10 @@ def task_routing_key(department_code, region_code):
 
 
 class JointReview:
-    def __init__(self, store, blobs=None, audit=None, clock=None, serves=None):
+    def __init__(self, store, blobs=None, audit=None, clock=None, serves=None, site=""):
         self.store, self.blobs = store, blobs
+        # the region code of this site: tasks name it, so that their desks' opinions come back here
+        self.site = site
         # the audit log (services.common.audit): decisions, claims, inspections, clocks and staff reads
         self.audit = audit or MemoryAuditLog("joint_review")
         self.clock = clock or system_clock  # () -> aware datetime
@@ -121,6 +124,13 @@ class JointReview:
             # case_submitted opened the session meanwhile: withdraw that one
         raise RuntimeError(f"session {event.case_no} kept changing under us")
 
+    def license_revoked(self, event):
+        """elicense revoked or superseded a licence: if it was issued for one of this site's
+        sessions, the item keeps that it is no longer valid (tasks assigned later say so)."""
+        telemetry.mark_case(event.case_no)
+        return self._update(event.case_no, lambda s, c: [] if domain.license_revoked(s, event.license_id) else None,
+                            missing_ok=True)
+
     def license_issued(self, event):
         """A licence elicense issued: the item is done; its type and document key are kept for
         case_concluded's results. A licence issued for an opinion given before a withdrawal arrives
@@ -156,15 +166,47 @@ class JointReview:
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
     def record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials=(), defects=(),
-                       actor=None):
-        """A department's decision, from its desk's rule or an officer (`actor`: who, for the audit log)."""
+                       actor=None, answering_round=None):
+        """A department's decision, from its desk or an officer (`actor`: who, for the audit log).
+        `answering_round`: the task's round the opinion was given on (a desk's), refused when the
+        task has been through a rectification since."""
         telemetry.mark_case(case_no)
         with self.audit.attempt(actor, "opinion.record", case_no, item_code=item_code, department_code=department_code,
                                 decision=decision_name(decision), material_codes=list(materials)):
-            return self._record_opinion(case_no, item_code, department_code, decision, reason, by, materials, defects)
+            return self._record_opinion(case_no, item_code, department_code, decision, reason, by, materials, defects,
+                                        answering_round)
 
-    def _record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials, defects):
+    def desk_opinion(self, opinion, sender):
+        """A department desk's opinion (a DeskOpinion, decoded by the worker) that the broker
+        delivered from the broker user `sender` (the message's user_id, which the broker checked
+        against the desk's login). Recorded only when `sender` is the desk of the department and
+        region that own the task as this session keeps it, whatever the opinion says of itself;
+        from anyone else it is refused (PermissionDenied, in the audit log) and changes nothing."""
+        telemetry.mark_case(opinion.case_no)
+        session = self.store.load(opinion.case_no).session
+        if session is None:
+            raise NotFound(f"there is no joint review session for case {opinion.case_no}")
+        task = domain.task_of(session, opinion.item_code)
+        department, region = task["department_code"], task["region_code"]
+        owner = desk_broker_user(department, region)
+        if sender != owner:
+            stranger = AuditActor(f"broker:{sender or '-'}", "service", auth=SERVICE)
+            with self.audit.attempt(stranger, "opinion.record", opinion.case_no, item_code=opinion.item_code,
+                                    department_code=opinion.department_code):
+                raise PermissionDenied(f"an opinion on item {opinion.item_code} of case {opinion.case_no} is taken "
+                                       f"from {owner} only, not from {sender or 'a sender without a user id'}")
+        by = f"desk:{department}:{region}"
+        return self.record_opinion(opinion.case_no, opinion.item_code, opinion.department_code,
+                                   domain.decision_from_proto(opinion.decision), opinion.reason, by,
+                                   materials=list(opinion.material_codes), defects=list(opinion.defects),
+                                   actor=AuditActor(by, "service", department, region, auth=SERVICE),
+                                   answering_round=opinion.round)
+
+    def _record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials, defects,
+                        answering_round=None):
         def change(session, case):
+            if answering_round is not None:
+                domain.answers_round(session, item_code, answering_round)
             if not domain.record_opinion(session, item_code, department_code, decision, reason, by, self._now(),
                                          materials, defects):
                 return None
@@ -310,7 +352,9 @@ class JointReview:
                     "license_ids": domain.licenses_for(session, task),
                     # only the materials this department reviews; no applicant record (see TaskAssigned)
                     "materials": [m for m in case["materials"] if m.get("material_code") in task["material_codes"]],
-                    "inspection": task["inspection"], "round": task["rounds"]})
+                    "inspection": task["inspection"], "round": task["rounds"],
+                    # where the desk sends its opinion, and what its rule checks the licence inputs with
+                    "site": self.site, "licenses": domain.task_licenses(session, task)})
                 out.append(outbox_entry(task_routing_key(task["department_code"], task["region_code"]),
                                         msg, session["case_no"]))
             elif kind == "rectify":

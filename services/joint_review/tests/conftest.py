@@ -1,5 +1,5 @@
-"""Fixtures of joint_review's entrypoint tests: the nameko containers of the worker and the desk,
-on no broker, their handlers built from in-memory adapters (wiring.build_review's overrides)."""
+"""Fixtures of joint_review's entrypoint tests: the nameko container of the worker,
+on no broker, its handlers built from in-memory adapters (wiring.build_review's overrides)."""
 import datetime
 
 import pytest

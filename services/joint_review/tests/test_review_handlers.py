@@ -14,7 +14,7 @@ from services.common.errors import NotFound, PermissionDenied
 from services.common.events import from_payload, to_payload
 from services.elicense.domain import identifier_valid, license_identifier
 from services.intake.domain import package_snapshot
-from services.joint_review import desk_rules, domain, handlers
+from services.joint_review import domain, handlers
 from services.joint_review.domain import Conflict
 from services.joint_review.fakes import FakeSessionStore
 from services.joint_review.worker import case_submitted
@@ -43,7 +43,7 @@ def store(bus):
 
 @pytest.fixture
 def review(store):
-    return handlers.JointReview(store)
+    return handlers.JointReview(store, site=REGION)
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +118,11 @@ def test_task_assigned_payload_carries_what_the_desk_needs(review, bus, package)
         if event_type.startswith("task_assigned."):
             assert set(body) <= {"case_no", "item_code", "item_name", "department_code", "region_code",
                                  "material_codes", "materials", "license_ids", "license_inputs", "inspection",
-                                 "round"}
+                                 "round", "site", "licenses"}
+            assert body["site"] == REGION  # where the desk's opinion goes back to
             assert {m["material_code"] for m in body.get("materials", [])} <= set(body["material_codes"])
     assert APPLICANT["id_number"] not in text and APPLICANT["phone"] not in text and APPLICANT["name"] not in text
-    assert "license_ids" not in payload  # nothing issued yet
-    assert desk_rules.decide("materials_present", payload, lambda _: None) == (domain.APPROVE, "materials present")
+    assert "license_ids" not in payload and "licenses" not in payload  # nothing issued yet
 
 
 def test_open_session_is_idempotent(review, store, bus, package):
