@@ -6,10 +6,11 @@ the string stored in MongoDB (the strings existing ratings hold), so renaming a 
 a member here cannot change what stored data means."""
 import datetime as _dt
 import re as _re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from services.common import china
+from services.common.config import region_within
 from services.common.errors import InvalidArgument
 from services.common.workdays import add_workdays
 
@@ -211,3 +212,131 @@ def statistics_row(key, ratings, satisfied, bad, closed, on_time, open_):
     return {"key": key, "ratings": ratings, "satisfied": satisfied,
             "satisfaction_rate": satisfaction_rate(satisfied, ratings), "bad_reviews": bad,
             "rectifications_closed": closed, "closed_on_time": on_time, "rectifications_open": open_}
+
+
+# -- figures rolled up from the cities (issue 11: the province sees its cities' figures) ----------
+# A city's evaluation publishes an event for each rating, each 差评 opened and each one closed; the
+# links carry them up to its province, whose evaluation keeps one rolled-up rating per city, case
+# and channel and counts it in its statistics exactly as it counts a rating of its own. The events
+# may come twice (the links are at-least-once) and in any order (each kind has its own queue), so a
+# rolled-up rating is a merge of what its events said, the same whatever came first, and it knows
+# the ids of the events it took.
+
+
+class ReportKind(StrEnum):
+    """Which of a city's evaluation events a report comes from."""
+    RATED = "evaluation_received"
+    BAD_REVIEW_OPENED = "bad_review_opened"
+    BAD_REVIEW_CLOSED = "bad_review_closed"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an event was produced: the site (its region code, the `site` header) and the event's id."""
+    site: str = ""
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class RatingReport:
+    """What one event of a city's evaluation says about one of its ratings (a case on a channel).
+    `rated_on`: the rating's day in Asia/Shanghai; `on_time`: a closed 差评 was put right in time."""
+    kind: ReportKind
+    origin: Origin
+    case_no: str
+    channel: str
+    grade: Grade | None = None
+    department_code: str = ""
+    region_code: str = ""
+    package_code: str = ""
+    rated_on: str = ""
+    on_time: bool = False
+
+
+@dataclass(frozen=True)
+class RolledUpRating:
+    """A city's rating as its province keeps it. `rated`: the rating itself is known (its
+    evaluation_received or its bad_review_opened came); until then it counts for nothing, even if its
+    closing came first. `events`: the ids of the events merged into it, sorted."""
+    site: str
+    case_no: str
+    channel: str
+    grade: Grade | None = None
+    department_code: str = ""
+    region_code: str = ""
+    package_code: str = ""
+    rated_on: str = ""
+    rated: bool = False
+    bad_review: bool = False
+    closed: bool = False
+    on_time: bool = False
+    events: tuple[str, ...] = ()
+
+    def figures(self):
+        """What it adds to each figure of the statistics, 0 or 1 (as a rating of one's own does)."""
+        counted = self.rated
+        bad = counted and self.bad_review
+        return {"ratings": int(counted), "satisfied": int(counted and is_satisfied(self.grade)), "bad": int(bad),
+                "closed": int(bad and self.closed), "on_time": int(bad and self.closed and self.on_time),
+                "open": int(bad and not self.closed)}
+
+
+def rolls_up(site, own_region):
+    """True when an event produced at `site` is to be counted by the site of `own_region` as one of
+    its cities': a site within it (GB/T 2260) but not itself. A city counts none (its own ratings are
+    counted once, as its own; a sibling's or its province's are not its figures)."""
+    return isinstance(site, str) and site != own_region and region_within(site, own_region)
+
+
+def check_report(report):
+    """A report that can be rolled up; else InvalidArgument saying what it lacks."""
+    what = f"{report.kind.value} of case {report.case_no or '?'} from site {report.origin.site or '?'}"
+    if not report.case_no:
+        raise InvalidArgument(f"{what} names no case: it cannot be rolled up")
+    if report.channel not in DIMENSIONS:
+        raise InvalidArgument(f"{what} names no rating channel (an event from before sites?): it cannot be rolled up")
+    if not report.origin.event_id:
+        raise InvalidArgument(f"{what} has no event id: a duplicate of it could not be told apart")
+    if report.kind is not ReportKind.BAD_REVIEW_CLOSED:
+        if not isinstance(report.grade, Grade):
+            raise InvalidArgument(f"{what} carries no grade: it cannot be rolled up")
+        if not report.region_code:
+            raise InvalidArgument(f"{what} carries no region: it cannot be rolled up")
+        if not report.rated_on:
+            raise InvalidArgument(f"{what} carries no moment of rating: it cannot be rolled up")
+        check_date(report.rated_on, f"the day of {what}")
+    return report
+
+
+def roll_up(current, report):
+    """The rolled-up rating once `report` is merged into `current` (None: nothing yet); None when
+    the report's event was merged before (nothing changes)."""
+    if current is None:
+        current = RolledUpRating(site=report.origin.site, case_no=report.case_no, channel=report.channel)
+    if report.origin.event_id in current.events:
+        return None
+    change: dict[str, object] = {"events": tuple(sorted({*current.events, report.origin.event_id}))}
+    for name in ("department_code", "region_code", "package_code", "rated_on"):
+        value = getattr(report, name)
+        if value and (report.kind is not ReportKind.BAD_REVIEW_CLOSED or not getattr(current, name)):
+            change[name] = value  # the rating's own facts win over what its closing repeats
+    if report.kind is ReportKind.BAD_REVIEW_CLOSED:
+        change.update(bad_review=True, closed=True, on_time=bool(report.on_time))
+    else:
+        change.update(grade=report.grade, rated=True,
+                      bad_review=current.bad_review or report.kind is ReportKind.BAD_REVIEW_OPENED
+                      or report.grade.bad)
+    return replace(current, **change)
+
+
+def add_rows(*row_lists):
+    """Rows of the store's statistics ({key, ratings, satisfied, bad, closed, on_time, open}) summed
+    by key: a site's own figures and its cities'."""
+    summed: dict[str, dict] = {}
+    for rows in row_lists:
+        for row in rows:
+            into = summed.setdefault(row["key"], {"key": row["key"], "ratings": 0, "satisfied": 0, "bad": 0,
+                                                  "closed": 0, "on_time": 0, "open": 0})
+            for name in ("ratings", "satisfied", "bad", "closed", "on_time", "open"):
+                into[name] += int(row[name])
+    return list(summed.values())

@@ -15,6 +15,7 @@ class FakeEvaluationStore(MemoryOutbox):
         super().__init__(bus)
         self.cases = {}      # case_no -> domain.Rateable
         self.ratings = {}    # key -> {"body", "version", "outbox"}
+        self.rolled = {}     # (site, case_no, channel) -> (version, domain.RolledUpRating)
         self._next = 0
 
     # -- the cases that may be rated ----------------------------------------------------------
@@ -76,25 +77,36 @@ class FakeEvaluationStore(MemoryOutbox):
                 and (not open_only or b["rectification"]["status"] == domain.RectificationStatus.OPEN)]
 
     def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
-        rows: dict[str, dict] = {}
+        counted = []
         for b in self._bodies():
-            if (region_code and b.get("region_code") != region_code) or (
-                    department_code and b.get("department_code") != department_code) or (
-                    package_code and b.get("package_code") != package_code) or (
-                    rated_from and b.get("rated_on", "") < rated_from) or (
-                    rated_to and b.get("rated_on", "") > rated_to):
-                continue
-            key = b.get(field) or ""
-            row = rows.setdefault(key, {"key": key, "ratings": 0, "satisfied": 0, "bad": 0, "closed": 0,
-                                        "on_time": 0, "open": 0})
             status = (b.get("rectification") or {}).get("status")
-            row["ratings"] += 1
-            row["satisfied"] += int(bool(b.get("satisfied")))
-            row["bad"] += int(bool(b.get("bad_review")))
-            row["closed"] += int(status == domain.RectificationStatus.CLOSED)
-            row["open"] += int(status == domain.RectificationStatus.OPEN)
-            row["on_time"] += int(bool((b.get("rectification") or {}).get("on_time")))
-        return list(rows.values())
+            counted.append((b, {"ratings": 1, "satisfied": int(bool(b.get("satisfied"))),
+                                "bad": int(bool(b.get("bad_review"))),
+                                "closed": int(status == domain.RectificationStatus.CLOSED),
+                                "open": int(status == domain.RectificationStatus.OPEN),
+                                "on_time": int(bool((b.get("rectification") or {}).get("on_time")))}))
+        return _grouped(counted, field, region_code, department_code, package_code, rated_from, rated_to)
+
+    # -- the cities' ratings, rolled up -------------------------------------------------------
+
+    def rolled_up(self, site, case_no, channel):
+        found = self.rolled.get((site, case_no, channel))
+        return None if found is None else (domain.Revision((site, case_no, channel), found[0]), found[1])
+
+    def save_rolled_up(self, revision, rating):
+        key = (rating.site, rating.case_no, rating.channel)
+        with self._lock:
+            found = self.rolled.get(key)
+            if (revision is None and found is not None) or (revision is not None and (
+                    found is None or revision.key != key or found[0] != revision.version)):
+                return False
+            self.rolled[key] = (1 if found is None else found[0] + 1, rating)
+        return True
+
+    def rolled_up_statistics(self, field, region_code="", department_code="", package_code="", rated_from="",
+                             rated_to=""):
+        counted = [(vars(r), r.figures()) for _, r in list(self.rolled.values()) if r.rated]
+        return _grouped(counted, field, region_code, department_code, package_code, rated_from, rated_to)
 
     def _bodies(self):
         return [r["body"] for r in list(self.ratings.values())]
@@ -103,3 +115,21 @@ class FakeEvaluationStore(MemoryOutbox):
 
     def _aggregates(self):
         return self.ratings
+
+
+def _grouped(counted, field, region_code, department_code, package_code, rated_from, rated_to):
+    """[(fields, figures)] filtered and summed by `field`, as the store's $match and $group do."""
+    rows: dict[str, dict] = {}
+    for fields, figures in counted:
+        if (region_code and fields.get("region_code") != region_code) or (
+                department_code and fields.get("department_code") != department_code) or (
+                package_code and fields.get("package_code") != package_code) or (
+                rated_from and fields.get("rated_on", "") < rated_from) or (
+                rated_to and fields.get("rated_on", "") > rated_to):
+            continue
+        key = fields.get(field) or ""
+        row = rows.setdefault(key, {"key": key, "ratings": 0, "satisfied": 0, "bad": 0, "closed": 0,
+                                    "on_time": 0, "open": 0})
+        for name, value in figures.items():
+            row[name] += value
+    return list(rows.values())

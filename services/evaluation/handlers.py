@@ -1,6 +1,8 @@
 """evaluation use cases: one rating per case and channel, by the case's applicant, after delivery;
 a 差评 opens a rectification for the responsible department, due in N working days, which is
 closed with a result after a call-back to the applicant; statistics by region, department, package.
+At a province, its cities' ratings count in its statistics beside its own: their evaluation events
+come up the links and are rolled up here (city_report).
 
 The use cases take and return domain values (grades and states are domain enums, a rating is a
 plain dict); the store (the port: store.EvaluationStore, fakes.FakeEvaluationStore) saves a rating
@@ -27,11 +29,21 @@ def _proto_grade(grade):
     return evaluation_pb2.Grade.Name(domain.GRADE_PROTO[grade])
 
 
+# how often a rolled-up rating is read and merged again when another event of it was saved meanwhile
+ROLL_UP_TRIES = 10
+
+
+class RollUpContention(Exception):
+    """A city's rating changed on every try of a merge: not a refusal, the event is tried again."""
+
+
 class Evaluation:
-    def __init__(self, store, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now, audit=None):
+    def __init__(self, store, bad_review_days=domain.DEFAULT_BAD_REVIEW_DAYS, clock=_now, audit=None, site=""):
         if int(bad_review_days) < 1:
             raise ValueError("ONETHING_BAD_REVIEW_DAYS must be at least 1")
         self.store = store
+        # this site's region code: the events of the sites within it are its cities' figures
+        self.site = site
         # the audit log (services.common.audit): call-backs, closings and staff reads
         self.audit = audit or MemoryAuditLog("evaluation")
         self.bad_review_days = int(bad_review_days)
@@ -77,8 +89,10 @@ class Evaluation:
                 "satisfied": domain.is_satisfied(grade), "rated_at": now.isoformat(),
                 "rated_on": domain.local_date(now).isoformat(), "department_code": department,
                 "region_code": case.region_code or "", "package_code": case.package_code or ""}
-        received = events_pb2.EvaluationReceived(case_no=case_no, grade=_proto_grade(grade), bad_review=bad,
-                                                 acted_by=acted_by or "applicant")
+        received = events_pb2.EvaluationReceived(
+            case_no=case_no, grade=_proto_grade(grade), bad_review=bad, acted_by=acted_by or "applicant",
+            channel=contracts.channel_to_proto(channel), department_code=department, region_code=body["region_code"],
+            package_code=body["package_code"], rated_at=contracts.timestamp_of(now))
         outbox = [outbox_entry("evaluation_received", received, case_no)]
         if bad:
             deadline, known = domain.rectification_deadline(now, self.bad_review_days)
@@ -186,9 +200,30 @@ class Evaluation:
         rated_to = domain.check_date(rated_to, "rated_to")
         if rated_from and rated_to and rated_from > rated_to:
             raise InvalidArgument(f"rated_from {rated_from} is after rated_to {rated_to}")
-        rows = self.store.statistics(field, region_code=region_code, department_code=department_code,
-                                     package_code=package_code, rated_from=rated_from, rated_to=rated_to)
+        filters = {"region_code": region_code, "department_code": department_code, "package_code": package_code,
+                   "rated_from": rated_from, "rated_to": rated_to}
+        # its own ratings and its cities' (rolled up from their events: a city keeps none)
+        rows = domain.add_rows(self.store.statistics(field, **filters), self.store.rolled_up_statistics(field, **filters))
         return [domain.statistics_row(r["key"], r["ratings"], r["satisfied"], r["bad"], r["closed"], r["on_time"],
                                       r["open"]) for r in sorted(rows, key=lambda r: r["key"])]
 
+    # -- figures rolled up from the cities -----------------------------------------------------
 
+    def city_report(self, report):
+        """One of a city's evaluation events (a domain.RatingReport) as the province counts it: merged
+        into its rolled-up rating, once per event id, whatever order its events come in. An event of
+        this site's own, or of a site not within it, is not counted (False); so is one merged before."""
+        if not domain.rolls_up(report.origin.site, self.site):
+            return False
+        domain.check_report(report)
+        telemetry.mark_case(report.case_no)
+        for _ in range(ROLL_UP_TRIES):
+            found = self.store.rolled_up(report.origin.site, report.case_no, report.channel)
+            revision, current = found if found is not None else (None, None)
+            merged = domain.roll_up(current, report)
+            if merged is None:
+                return False
+            if self.store.save_rolled_up(revision, merged):
+                return True
+        raise RollUpContention(f"the rolled-up rating of case {report.case_no} ({report.channel}) from site "
+                               f"{report.origin.site} changed on each of {ROLL_UP_TRIES} tries")

@@ -9,8 +9,13 @@ The domain's values (Grade, RectificationStatus) are mapped to the stored string
 (domain.GRADE_STORED, domain.STATUS_STORED), and back on every read. `version` counts the saves of
 a rating (absent on ratings written before it existed: version 0); a save names the version it
 read and is refused when another came first. Events are kept in the rating's `outbox`, written in
-the same update, and published by the store right after (services.common.mongo.OutboxStore)."""
+the same update, and published by the store right after (services.common.mongo.OutboxStore).
+
+At a province, `rolled_up_ratings` keeps its cities' ratings as their events told them (one per
+site, case and channel, saved with the version it was read at), with the same 0/1 copies, so its
+statistics sum its own ratings and its cities' the same way."""
 import mongoengine as me
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import OutboxStore, plain
 from services.evaluation import domain
@@ -48,6 +53,82 @@ class EvaluationDoc(me.Document):
     n_open = me.IntField(default=0)
     n_closed = me.IntField(default=0)
     n_on_time = me.IntField(default=0)
+
+
+class RolledUpRatingDoc(me.Document):
+    """A city's rating as its province keeps it (domain.RolledUpRating), one per site, case and
+    channel; the 0/1 figures beside it are copies for the statistics' $group."""
+    meta = {"db_alias": ALIAS, "collection": "rolled_up_ratings",
+            "indexes": ["region_code", "department_code", "package_code", "rated_on"]}
+    key = me.StringField(primary_key=True)         # <site>/<case_no>/<channel>
+    site = me.StringField(required=True)
+    case_no = me.StringField(required=True)
+    channel = me.StringField(required=True)
+    grade = me.StringField()                       # GRADE_... as ratings keep it; "" until known
+    department_code = me.StringField()
+    region_code = me.StringField()
+    package_code = me.StringField()
+    rated_on = me.StringField()
+    rated = me.BooleanField(default=False)
+    bad_review = me.BooleanField(default=False)
+    closed = me.BooleanField(default=False)
+    on_time = me.BooleanField(default=False)
+    events = me.ListField(me.StringField())        # the ids of the events merged into it
+    version = me.IntField(default=1)
+    n_ratings = me.IntField(default=0)
+    n_satisfied = me.IntField(default=0)
+    n_bad = me.IntField(default=0)
+    n_open = me.IntField(default=0)
+    n_closed = me.IntField(default=0)
+    n_on_time = me.IntField(default=0)
+
+
+def rolled_up_key(site, case_no, channel):
+    return f"{site}/{case_no}/{channel}"
+
+
+def stored_rolled_up(rating):
+    """The stored fields of a rolled-up rating, its figures among them."""
+    figures = rating.figures()
+    return {"site": rating.site, "case_no": rating.case_no, "channel": rating.channel,
+            "grade": domain.GRADE_STORED[rating.grade] if rating.grade else "",
+            "department_code": rating.department_code, "region_code": rating.region_code,
+            "package_code": rating.package_code, "rated_on": rating.rated_on, "rated": rating.rated,
+            "bad_review": rating.bad_review, "closed": rating.closed, "on_time": rating.on_time,
+            "events": list(rating.events), **{f"n_{k}": v for k, v in (
+                ("ratings", figures["ratings"]), ("satisfied", figures["satisfied"]), ("bad", figures["bad"]),
+                ("open", figures["open"]), ("closed", figures["closed"]), ("on_time", figures["on_time"]))}}
+
+
+def domain_rolled_up(raw):
+    return domain.RolledUpRating(
+        site=raw["site"], case_no=raw["case_no"], channel=raw["channel"],
+        grade=domain.grade_from_stored(raw["grade"]) if raw.get("grade") else None,
+        department_code=raw.get("department_code") or "", region_code=raw.get("region_code") or "",
+        package_code=raw.get("package_code") or "", rated_on=raw.get("rated_on") or "",
+        rated=bool(raw.get("rated")), bad_review=bool(raw.get("bad_review")), closed=bool(raw.get("closed")),
+        on_time=bool(raw.get("on_time")), events=tuple(raw.get("events") or ()))
+
+
+def statistics_pipeline(field, ratings, region_code="", department_code="", package_code="", rated_from="",
+                        rated_to="", counted=None):
+    """The $match and $group of the statistics over a collection whose documents carry the 0/1
+    figures (n_satisfied, n_bad, n_closed, n_on_time, n_open) as top-level copies; `ratings`: what
+    each document adds to the ratings; `counted`: a condition every document counted meets."""
+    match: dict[str, object] = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
+                                               ("package_code", package_code)) if v}
+    if rated_from or rated_to:
+        match["rated_on"] = {k: v for k, v in (("$gte", rated_from), ("$lte", rated_to)) if v}
+    match.update(counted or {})
+    return [{"$match": match}, {"$group": {
+        "_id": f"${field}", "ratings": ratings, "satisfied": {"$sum": "$n_satisfied"},
+        "bad": {"$sum": "$n_bad"}, "closed": {"$sum": "$n_closed"}, "on_time": {"$sum": "$n_on_time"},
+        "open": {"$sum": "$n_open"}}}]
+
+
+def statistics_rows(cursor):
+    return [{"key": r["_id"] or "", **{k: int(r[k]) for k in ("ratings", "satisfied", "bad", "closed", "on_time",
+                                                               "open")}} for r in cursor]
 
 
 def stored_body(body):
@@ -160,15 +241,39 @@ class EvaluationStore(OutboxStore):
         return [domain_body(doc.body) for doc in EvaluationDoc.objects(**query).only("body")]
 
     def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
-        """[{key, ratings, satisfied, bad, closed, on_time, open}] grouped by a top-level field."""
-        match: dict[str, object] = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
-                                                   ("package_code", package_code)) if v}
-        if rated_from or rated_to:
-            match["rated_on"] = {k: v for k, v in (("$gte", rated_from), ("$lte", rated_to)) if v}
-        pipeline = [{"$match": match}, {"$group": {
-            "_id": f"${field}", "ratings": {"$sum": 1}, "satisfied": {"$sum": "$n_satisfied"},
-            "bad": {"$sum": "$n_bad"}, "closed": {"$sum": "$n_closed"}, "on_time": {"$sum": "$n_on_time"},
-            "open": {"$sum": "$n_open"}}}]
-        rows = EvaluationDoc._get_collection().aggregate(pipeline)
-        return [{"key": r["_id"] or "", **{k: int(r[k]) for k in ("ratings", "satisfied", "bad", "closed",
-                                                                 "on_time", "open")}} for r in rows]
+        """[{key, ratings, satisfied, bad, closed, on_time, open}] of this site's own ratings, grouped by
+        a top-level field."""
+        pipeline = statistics_pipeline(field, {"$sum": 1}, region_code, department_code, package_code, rated_from,
+                                       rated_to)
+        return statistics_rows(EvaluationDoc._get_collection().aggregate(pipeline))
+
+    # -- the cities' ratings, rolled up -------------------------------------------------------
+
+    def rolled_up(self, site, case_no, channel):
+        """(Revision, domain.RolledUpRating) of a city's rating, or None when none of its events came."""
+        raw = RolledUpRatingDoc._get_collection().find_one({"_id": rolled_up_key(site, case_no, channel)})
+        return None if raw is None else (domain.Revision(raw["_id"], raw.get("version") or 1), domain_rolled_up(raw))
+
+    def save_rolled_up(self, revision, rating):
+        """Save a rolled-up rating: new (`revision` None) or as the version `revision` read. False when
+        another save came first (it exists already, or changed since)."""
+        coll = RolledUpRatingDoc._get_collection()
+        fields = stored_rolled_up(rating)
+        if revision is None:
+            try:
+                coll.insert_one({"_id": rolled_up_key(rating.site, rating.case_no, rating.channel), **fields,
+                                 "version": 1})
+            except DuplicateKeyError:
+                return False
+            return True
+        found = coll.update_one({"_id": revision.key, "version": revision.version},
+                                {"$set": fields, "$inc": {"version": 1}})
+        return found.matched_count == 1
+
+    def rolled_up_statistics(self, field, region_code="", department_code="", package_code="", rated_from="",
+                             rated_to=""):
+        """The cities' ratings rolled up here, as statistics() gives this site's own (a rating counts
+        once it is known)."""
+        pipeline = statistics_pipeline(field, {"$sum": "$n_ratings"}, region_code, department_code, package_code,
+                                       rated_from, rated_to, counted={"n_ratings": 1})
+        return statistics_rows(RolledUpRatingDoc._get_collection().aggregate(pipeline))

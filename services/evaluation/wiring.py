@@ -10,12 +10,15 @@ from services.evaluation.handlers import Evaluation
 from services.evaluation.store import EvaluationStore
 
 
-def build_evaluation(store=None, bus=None, clock=None, audit=None, bad_review_days=None):
-    """The handlers. `bus` is the one the store publishes on (a store given brings its own)."""
+def build_evaluation(store=None, bus=None, clock=None, audit=None, bad_review_days=None, site=None):
+    """The handlers. `bus` is the one the store publishes on (a store given brings its own); `site`
+    the region code of this site (settings().region, ONETHING_REGION): the figures of the sites
+    within it are rolled up into its statistics."""
     if store is None or audit is None:
         mongo.connect("evaluation")
     if store is None:
         store = EvaluationStore(bus if bus is not None else Bus("evaluation"))
     options = {"clock": clock} if clock is not None else {}
     return Evaluation(store, bad_review_days=bad_review_days if bad_review_days is not None
-                      else settings().bad_review_days, audit=audit or MongoAuditLog("evaluation"), **options)
+                      else settings().bad_review_days, audit=audit or MongoAuditLog("evaluation"),
+                      site=settings().region if site is None else site, **options)

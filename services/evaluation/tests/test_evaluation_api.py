@@ -13,7 +13,7 @@ from services.common.audit import MemoryAuditLog
 from services.common.bus import RecordingBus
 from services.common.grpc_server import ApiServer
 from services.evaluation.api import EvaluationApi
-from services.evaluation.domain import Rateable
+from services.evaluation.domain import Grade, Origin, Rateable, RatingReport, ReportKind
 from services.evaluation.fakes import FakeEvaluationStore
 from services.evaluation.wiring import build_evaluation
 
@@ -171,3 +171,34 @@ def test_statistics_refuse_a_date_out_of_range(served_at, days, says):
     assert says in _refused(grpc.StatusCode.INVALID_ARGUMENT, stub.GetStatistics, pb.GetStatisticsRequest(
         group_by=pb.STATISTICS_GROUP_REGION, **days), metadata=idp.metadata("operator-1", "operator", "", "440100"),
         timeout=5)
+
+
+def test_statistics_at_the_province_show_its_cities_beside_its_own(local_idp):
+    """GetStatistics at the province (issue 11): its own ratings and those rolled up from its cities'
+    events, grouped by region one row each; a region filter gives one city's. Who may read: as before."""
+    province = build_evaluation(store=FakeEvaluationStore(RecordingBus("evaluation")),
+                                audit=MemoryAuditLog("evaluation"), bad_review_days=5, site="440000")
+    province.case_delivered(Rateable("P1", APPLICANT, "440000", "XSECS", "sjyj"))
+    province.submit("P1", APPLICANT, "online", Grade.SATISFIED, {}, "")
+    for i, (site, grade) in enumerate((("440300", Grade.VERY_DISSATISFIED), ("440100", Grade.VERY_SATISFIED))):
+        assert province.city_report(RatingReport(ReportKind.RATED, Origin(site, f"e{i}"), f"C{i}", "online", grade,
+                                                 "gaj", site, "KBQY", "2024-03-04"))
+    name = pb.DESCRIPTOR.services_by_name["EvaluationService"].full_name
+    srv = ApiServer(0, [(pb_grpc.add_EvaluationServiceServicer_to_server, EvaluationApi(province))], [name]).start()
+    operator = local_idp.metadata("operator-1", "operator", "", "440000")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            stub = pb_grpc.EvaluationServiceStub(channel)
+            rows = stub.GetStatistics(pb.GetStatisticsRequest(group_by=pb.STATISTICS_GROUP_REGION), metadata=operator,
+                                      timeout=5).rows
+            assert [(r.key, r.ratings, r.satisfied, r.bad_reviews, r.rectifications_open) for r in rows] == [
+                ("440000", 1, 1, 0, 0), ("440100", 1, 1, 0, 0), ("440300", 1, 0, 1, 1)]
+            [shenzhen] = stub.GetStatistics(pb.GetStatisticsRequest(group_by=pb.STATISTICS_GROUP_DEPARTMENT,
+                                                                    region_code="440300"),
+                                            metadata=operator, timeout=5).rows
+            assert (shenzhen.key, shenzhen.ratings, shenzhen.bad_reviews) == ("gaj", 1, 1)
+            _refused(grpc.StatusCode.PERMISSION_DENIED, stub.GetStatistics,
+                     pb.GetStatisticsRequest(group_by=pb.STATISTICS_GROUP_REGION),
+                     metadata=local_idp.metadata(APPLICANT, "applicant"), timeout=5)
+    finally:
+        srv.stop(0)

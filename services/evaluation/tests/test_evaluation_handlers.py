@@ -47,8 +47,11 @@ def test_bad_rating_opens_a_rectification_for_the_lead_department(evaluation, st
     assert opened["department_code"] == "wsjk" and opened["deadline"] == {"year": 2024, "month": 3, "day": 11}
     assert opened["opened_at"] == "2024-03-04T02:00:00Z" and opened["channel"] == "CHANNEL_ONLINE"
     assert opened["grade"] == "GRADE_VERY_DISSATISFIED" and bus.published[1][2]["case_no"] == "C1"
+    # what a province needs to count the rating as it counts its own (issue 11: statistics roll up)
     assert bus.published[0][1] == {"case_no": "C1", "grade": "GRADE_VERY_DISSATISFIED", "bad_review": True,
-                                   "acted_by": "applicant"}
+                                   "acted_by": "applicant", "channel": "CHANNEL_ONLINE", "department_code": "wsjk",
+                                   "region_code": "440100", "package_code": "XSECS",
+                                   "rated_at": "2024-03-04T02:00:00Z"}
     assert store.pending(1) == []  # published, so no longer kept
 
 

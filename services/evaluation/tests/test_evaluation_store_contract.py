@@ -1,7 +1,8 @@
 """The evaluation store's contract, held by the in-memory fake (services/evaluation/fakes.py) and by
 the MongoDB store (integration: the real local server): rateable cases, ratings unique per case and
 channel, saves refused when the rating changed since it was read, events published after the save
-and removed, an event a failed publish left pending published by the sweep."""
+and removed, an event a failed publish left pending published by the sweep; a province's rolled-up
+ratings of its cities, saved with the version they were read at and counted once they are known."""
 import time
 import uuid
 
@@ -9,7 +10,7 @@ import pytest
 
 from services.common.bus import RecordingBus, outbox_entry
 from services.common.testing import FlakyBus
-from services.evaluation.domain import Grade, Rateable, RectificationStatus
+from services.evaluation.domain import Grade, Rateable, RectificationStatus, RolledUpRating
 
 OPEN, CLOSED = RectificationStatus.OPEN, RectificationStatus.CLOSED
 
@@ -188,3 +189,72 @@ def test_statistics_group_by_a_field_within_the_filters(store):
     assert store.statistics("package_code", package_code=package, rated_from="2024-03-05") == [
         {"key": package, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
     assert store.statistics("region_code", region_code=region, rated_to="2024-03-03") == []
+
+
+# -- a province's rolled-up ratings of its cities --------------------------------------------------
+
+
+def rolled(case_no, site="440300", channel="online", grade=Grade.VERY_DISSATISFIED, region="440300",
+           department="gaj", package="KBQY", rated_on="2024-03-04", rated=True, closed=False, on_time=False,
+           events=("e1",)):
+    return RolledUpRating(site=site, case_no=case_no, channel=channel, grade=grade if rated else None,
+                          department_code=department, region_code=region, package_code=package, rated_on=rated_on,
+                          rated=rated, bad_review=bool(grade.bad or closed), closed=closed, on_time=on_time,
+                          events=tuple(events))
+
+
+def test_a_rolled_up_rating_is_kept_per_site_case_and_channel(store):
+    case_no = _unique()
+    assert store.rolled_up("440300", case_no, "online") is None
+    first = rolled(case_no)
+    assert store.save_rolled_up(None, first)
+    _, found = store.rolled_up("440300", case_no, "online")
+    assert found == first and found.grade is Grade.VERY_DISSATISFIED
+    assert store.rolled_up("440100", case_no, "online") is None  # another city's case of that number
+    assert store.rolled_up("440300", case_no, "window") is None
+    other = rolled(case_no, site="440100", region="440100", events=("e9",))
+    assert store.save_rolled_up(None, other) and store.rolled_up("440100", case_no, "online")[1] == other
+    assert store.rolled_up("440300", case_no, "online")[1] == first
+
+
+def test_a_rolled_up_rating_is_saved_only_as_the_version_it_was_read_at(store):
+    case_no = _unique()
+    store.save_rolled_up(None, rolled(case_no))
+    assert not store.save_rolled_up(None, rolled(case_no, events=("e2",)))  # it exists already
+    revision, found = store.rolled_up("440300", case_no, "online")
+    closed = rolled(case_no, closed=True, on_time=True, events=("e1", "e3"))
+    assert store.save_rolled_up(revision, closed)
+    assert not store.save_rolled_up(revision, rolled(case_no, events=("e1", "e4")))  # stale: changed since
+    fresh, found = store.rolled_up("440300", case_no, "online")
+    assert found == closed and fresh.version != revision.version
+
+
+def test_rolled_up_statistics_count_a_rating_once_it_is_known_within_the_filters(store):
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    package = _unique("P")
+    store.save_rolled_up(None, rolled(_unique(), region=region, package=package, grade=Grade.SATISFIED,
+                                      department="wsjk"))
+    store.save_rolled_up(None, rolled(_unique(), region=region, package=package, closed=True, on_time=True))
+    store.save_rolled_up(None, rolled(_unique(), region=region, package=package, rated_on="2024-03-06"))
+    # only its closing came so far: not counted, not even as closed
+    store.save_rolled_up(None, rolled(_unique(), region=region, package=package, rated=False, rated_on="",
+                                      closed=True))
+    rows = sorted(store.rolled_up_statistics("department_code", region_code=region), key=lambda r: r["key"])
+    assert rows == [{"key": "gaj", "ratings": 2, "satisfied": 0, "bad": 2, "closed": 1, "on_time": 1, "open": 1},
+                    {"key": "wsjk", "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
+    assert store.rolled_up_statistics("package_code", package_code=package, rated_from="2024-03-05") == [
+        {"key": package, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
+    assert store.rolled_up_statistics("region_code", region_code=region, department_code="wsjk") == [
+        {"key": region, "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
+    assert store.rolled_up_statistics("region_code", region_code=region, rated_to="2024-03-03") == []
+    assert store.statistics("region_code", region_code=region) == []  # not the site's own ratings
+
+
+def test_own_statistics_leave_the_rolled_up_ratings_out(store):
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    store.add_rating(body(_unique(), region=region, grade=Grade.SATISFIED), [])
+    store.save_rolled_up(None, rolled(_unique(), region=region))
+    assert store.statistics("region_code", region_code=region) == [
+        {"key": region, "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
+    assert store.rolled_up_statistics("region_code", region_code=region) == [
+        {"key": region, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
