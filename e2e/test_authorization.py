@@ -24,6 +24,7 @@ from onething.evaluation.v1 import evaluation_pb2
 from onething.intake.v1 import intake_pb2
 from onething.joint_review.v1 import joint_review_pb2
 from services.common import auth, policy
+from services.common.blobs import Blobs
 from tools.client import bearer, citizen_id, demo_pdf
 
 pytestmark = pytest.mark.e2e
@@ -186,6 +187,8 @@ def _calls(client, w):
                                          None, OK),
         "ElicenseService/VerifyLicense": (client.elicense.VerifyLicense, L.VerifyLicenseRequest(
             license_id=lic.license_id, token=lic.signature[:24]), "unary", None, OK),
+        "ElicenseService/VerifyLicenseDocument": (client.elicense.VerifyLicenseDocument, L.VerifyLicenseDocumentRequest(
+            document=Blobs().get("results", lic.document_key)), "unary", None, OK),
         "ElicenseService/RevokeLicense": (client.elicense.RevokeLicense, L.RevokeLicenseRequest(
             license_id=lic.license_id, reason=""), "unary", wsjk, S.INVALID_ARGUMENT),  # no reason: nothing revoked
         "ElicenseService/ListSigningKeys": (client.elicense.ListSigningKeys, L.ListSigningKeysRequest(
@@ -228,6 +231,7 @@ SAME_FOR_OTHERS = {
     "IntakeService/UploadMaterial": {"applicant-other", "clerk-other"},
     "IntakeService/ListCases": {"applicant-other", "clerk-other"},
     "ElicenseService/VerifyLicense": {"applicant-other", "clerk-other", "officer-other", "operator-other"},
+    "ElicenseService/VerifyLicenseDocument": {"applicant-other", "clerk-other", "officer-other", "operator-other"},
 }
 
 

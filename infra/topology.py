@@ -72,9 +72,14 @@ def link_routes(sending, receiving, topo=None):
         raise SystemExit(f"sites {sending} and {receiving} are not linked: links go between a city and its province")
     routes = []
     for route in topo["links"][kind]:
-        targets = [c for c in known if c != sending] if "{other}" in route["key"] else [receiving]
+        if "{other}" in route["key"]:
+            targets = [c for c in known if c != sending]
+        elif "{elsewhere}" in route["key"]:
+            targets = [c for c in known if c != receiving]
+        else:
+            targets = [receiving]
         for target in targets:
-            key = _fill(route["key"], to=receiving, other=target)
+            key = _fill(route["key"], to=receiving, other=target, elsewhere=target, **{"from": sending})
             if (route["exchange"], key) not in routes:
                 routes.append((route["exchange"], key))
     return routes

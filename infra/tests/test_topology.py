@@ -170,3 +170,47 @@ def test_loading_the_topology_twice_changes_nothing(site, test_env):
     with Connection(site[broker_user("joint_review")]) as conn:
         _, count, _ = conn.channel().queue_declare("joint_review.desk_opinions", passive=True)
     assert count == 0
+
+
+# links between sites -----------------------------------------------------------------------------
+SAMPLE_KEYS = [(x, k.format(r=r)) for r in ("440000", "440100", "440300") for x, k in (
+    ("joint_review.events", "task_assigned.scjg.{r}"), ("desk.opinions", "opinion.scjg.440300.{r}"),
+    ("elicense.events", "signing_key_published.{r}"), ("evaluation.events", "evaluation_received"),
+    ("catalog.events", "package_published"))]
+
+
+def _carried(sending, receiving):
+    import re as _re
+
+    from infra.links import topic_regex
+    routes = topology.link_routes(sending, receiving)
+    return {(x, k) for x, k in SAMPLE_KEYS if any(x == rx and _re.fullmatch(topic_regex(rk), k) for rx, rk in routes)}
+
+
+def test_nothing_a_link_carries_comes_back_the_way_it_went():
+    """Shovels know no hop limit: a key that went up and came down to the same city would circle."""
+    for city in ("440100", "440300"):
+        assert not _carried(city, "440000") & _carried("440000", city), city
+
+
+def test_work_for_another_city_goes_up_and_down_to_that_city_only():
+    up = _carried("440100", "440000")
+    assert ("joint_review.events", "task_assigned.scjg.440300") in up
+    assert ("joint_review.events", "task_assigned.scjg.440100") not in up
+    assert ("joint_review.events", "task_assigned.scjg.440300") in _carried("440000", "440300")
+    assert ("joint_review.events", "task_assigned.scjg.440300") not in _carried("440000", "440100")
+
+
+def test_keys_reach_every_site_and_figures_reach_only_the_province():
+    for city in ("440100", "440300"):
+        other = "440300" if city == "440100" else "440100"
+        down = _carried("440000", city)
+        assert {("elicense.events", "signing_key_published.440000"),
+                ("elicense.events", f"signing_key_published.{other}")} <= down
+        assert ("evaluation.events", "evaluation_received") in _carried(city, "440000")
+        assert ("evaluation.events", "evaluation_received") not in down
+
+
+def test_sites_that_are_not_city_and_province_are_not_linked():
+    with pytest.raises(SystemExit, match="not linked"):
+        topology.link_routes("440100", "440300")

@@ -60,6 +60,7 @@ KINDS = {
     "file_name": Limit(size=255, zh="文件名"),
     "content_type": Limit(size=128, zh="文件类型"),
     "chunk": Limit(size=4 * 1024 * 1024, zh="文件分片"),
+    "licence_document": Limit(size=1024 * 1024, zh="电子证照文件"),  # a licence PDF (elicense's are under 10 KB)
     # free text
     "reason": Limit(size=500, zh="理由"),
     "comment": Limit(size=2000, zh="说明"),             # comments, notes, results, findings
@@ -114,6 +115,7 @@ BY_NAME = {
 FIELDS = {
     "onething.joint_review.v1.SuspendClockRequest.reason": "code",   # HEARING, TESTING, EXPERT_INSPECTION
     "onething.elicense.v1.VerifyLicenseRequest.token": "id",        # the QR code's verification token
+    "onething.elicense.v1.VerifyLicenseDocumentRequest.document": "licence_document",
 }
 
 # fields no table names

@@ -138,6 +138,8 @@ POLICIES = {
         "ListLicenses": _p([APPLICANT, CLERK, SERVICE], "licence_list",
                            "holder_code of someone else: PERMISSION_DENIED; someone else's case: NOT_FOUND"),
         "VerifyLicense": _p([ANYONE], "qr_token"),
+        "VerifyLicenseDocument": _p([ANYONE], "qr_token", "the document carries the identifier and the QR code's "
+                                                          "token; a licence of any site, masked fields only"),
         "RevokeLicense": _p([OFFICER, OPERATOR], "issuer"),
         "ListSigningKeys": _PUBLIC,
         "RotateSigningKey": _p([OPERATOR], "operator_region"),

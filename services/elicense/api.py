@@ -1,7 +1,8 @@
 """elicense api role: native grpcio server. A licence is read by its holder, the applicant of its
 case (a clerk on their behalf; intake says whether the case is theirs), officers whose task needs it
 (joint_review says which) and the platform's services; anyone else is answered as for a licence that
-does not exist. VerifyLicense is public: the identifier and the QR code's token, masked fields.
+does not exist. VerifyLicense is public: the identifier and the QR code's token, masked fields;
+VerifyLicenseDocument too: the document itself, issued by this site or any other.
 Revocation and key rotation by region authority, compared by the GB/T 2260 hierarchy."""
 import hmac
 
@@ -12,7 +13,7 @@ from services.common.config import settings
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.common.privacy import mask_id
-from services.elicense import codec, document
+from services.elicense import codec, document, domain
 from services.elicense.access import CaseAccess
 from services.elicense.wiring import build_elicense
 
@@ -43,13 +44,20 @@ def masked(fields):
     return out
 
 
+def _shown(fields):
+    """A document's licence for the api; a document that did not verify may carry dates that are
+    none (it was made by someone else): those are left out rather than failing the answer."""
+    try:
+        return to_proto(fields)
+    except ValueError:
+        return to_proto({k: v for k, v in fields.items()
+                         if k not in ("valid_from", "valid_to", "revoked_at", "superseded_at", "issued_at")})
+
+
 def issuer_region(fields):
     return (fields.get("issuer_code") or "")[:6]
 
 
-def key_to_proto(key):
-    return pb.SigningKey(key_id=key.key_id, region_code=key.region_code, public_key=key.public_key,
-                         active=key.active)
 
 
 class ElicenseApi(pb_grpc.ElicenseServiceServicer):
@@ -109,14 +117,17 @@ class ElicenseApi(pb_grpc.ElicenseServiceServicer):
                                              actor=caller.audit_actor()))
 
     def ListSigningKeys(self, request, context):
-        return pb.ListSigningKeysResponse(keys=[key_to_proto(k) for k in self.elicense.keys(request.region_code)])
+        """This site's own keys of the region and those of its key directory, each with its site."""
+        return pb.ListSigningKeysResponse(keys=[codec.key_to_proto(k)
+                                                for k in self.elicense.published_keys(request.region_code)])
 
     def RotateSigningKey(self, request, context):
         caller = policy.current()
         if not (caller.is_(policy.OPERATOR) and caller.within(request.region_code)):
             raise PermissionDenied(f"only an operator of region {request.region_code[:8]} (or of a region containing "
                                    "it) may rotate its signing key")
-        return key_to_proto(self.elicense.rotate_key(request.region_code, actor=caller.audit_actor()))
+        key = self.elicense.rotate_key(request.region_code, actor=caller.audit_actor())
+        return codec.key_to_proto(domain.published(key, self.elicense.site))
 
     def VerifyLicense(self, request, context):
         """Public: the identifier and the QR code's token; the answer has masked fields only. A wrong
@@ -131,6 +142,15 @@ class ElicenseApi(pb_grpc.ElicenseServiceServicer):
             raise NotFound(f"there is no licence {request.license_id} with that verification token")
         valid, reason, fields = self.elicense.verify(request.license_id)
         return pb.VerifyLicenseResponse(valid=valid, reason=reason, license=to_proto(masked(fields)))
+
+
+    def VerifyLicenseDocument(self, request, context):
+        """Public: the document carries the identifier and the QR code's token itself. A licence of
+        any site; the answer has masked fields only, its status only where this site issued it."""
+        check = self.elicense.verify_document(request.document)
+        return pb.VerifyLicenseDocumentResponse(
+            valid=check.valid, reason=check.reason, license=_shown(masked(check.fields)),
+            issuing_site=check.issuing_site, status_check=codec.status_check_to_proto(check.status_check))
 
 
 def build(port=None):

@@ -8,6 +8,7 @@
   as the HolderCodeType enum; what is kept, signed and embedded in the PDF stays the strings it
   always was (RFC 3339, "YYYY-MM-DD", "111"/"001"): only the presentation is typed."""
 import dataclasses
+import datetime
 
 from google.protobuf import json_format
 
@@ -22,7 +23,10 @@ from services.elicense.domain import (
     LicenseStatus,
     Opinion,
     Party,
+    PublishedKey,
     ResultType,
+    SigningAlgorithm,
+    StatusCheck,
     Supersedes,
     Withdrawal,
 )
@@ -44,6 +48,22 @@ def status_of_stored(value):
         return _STATUS_OF_STORED[value]
     except KeyError:
         raise ValueError(f"{value!r} is not a stored licence status") from None
+
+
+# a signing key's algorithm as kept in the key directory
+ALGORITHM_STORED = {SigningAlgorithm.ED25519: "Ed25519"}
+_ALGORITHM_OF_STORED = {stored: algorithm for algorithm, stored in ALGORITHM_STORED.items()}
+
+
+def stored_algorithm(algorithm):
+    return ALGORITHM_STORED[SigningAlgorithm(algorithm)]
+
+
+def algorithm_of_stored(value):
+    try:
+        return _ALGORITHM_OF_STORED[value]
+    except KeyError:
+        raise ValueError(f"{value!r} is not a stored signing algorithm") from None
 
 
 def licence_to_stored(fields):
@@ -113,8 +133,14 @@ DECISION_OF_PROTO = {common_pb2.DECISION_APPROVE: Decision.APPROVE,
 RESULT_TYPE_OF_PROTO = {common_pb2.RESULT_TYPE_LICENSE: ResultType.LICENSE,
                         common_pb2.RESULT_TYPE_RECORD: ResultType.RECORD,
                         common_pb2.RESULT_TYPE_PAYMENT: ResultType.PAYMENT}
-EVENT_TYPES = {LicenseIssued: "license_issued", LicenseRevoked: "license_revoked"}
+EVENT_TYPES = {LicenseIssued: "license_issued", LicenseRevoked: "license_revoked",
+               PublishedKey: "signing_key_published"}
 _EVENT_MESSAGES = {LicenseIssued: events_pb2.LicenseIssued, LicenseRevoked: events_pb2.LicenseRevoked}
+ALGORITHM_PROTO = {SigningAlgorithm.ED25519: pb.SIGNING_ALGORITHM_ED25519}
+_ALGORITHM_OF_PROTO = {number: algorithm for algorithm, number in ALGORITHM_PROTO.items()}
+STATUS_CHECK_PROTO = {StatusCheck.CHECKED: pb.STATUS_CHECK_CHECKED,
+                      StatusCheck.AT_ISSUING_SITE: pb.STATUS_CHECK_AT_ISSUING_SITE,
+                      StatusCheck.NOT_REACHED: pb.STATUS_CHECK_NOT_REACHED}
 
 
 _TIMESTAMPS = ("revoked_at", "superseded_at", "issued_at")
@@ -184,7 +210,72 @@ def withdrawal_of(message):
                       after_conclusion=message.after_conclusion)
 
 
+def key_routing_key(site):
+    """The routing key of `signing_key_published` from site `site`: the event type and the site,
+    `signing_key_published.440100`, so that the links between sites can carry each site's keys to
+    every other site and never back to where they came from (topic bindings only see the key)."""
+    return f"{EVENT_TYPES[PublishedKey]}.{site}"
+
+
 def event_message(event):
-    """(event type, protobuf message) of an event elicense publishes."""
+    """(routing key, protobuf message) of an event elicense publishes: its event type, for a
+    signing key with the site that holds it (key_routing_key)."""
     kind = type(event)
+    if kind is PublishedKey:
+        return key_routing_key(event.site_region), published_key_message(event)
     return EVENT_TYPES[kind], _EVENT_MESSAGES[kind](**dataclasses.asdict(event))
+
+
+# --- signing keys: what sites publish of them, and the api's SigningKey -------------------------
+# A key's moments are kept as seconds since the epoch (0: not recorded / still signing) and travel
+# as Timestamps (unset for 0).
+
+
+def timestamp_of_seconds(seconds):
+    if not seconds:
+        return None
+    return wire.timestamp(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
+
+
+def seconds_of_timestamp(moment):
+    """A Timestamp (None: unset) as seconds since the epoch, 0 for unset; ValueError out of range."""
+    if moment is None:
+        return 0.0
+    return datetime.datetime.fromisoformat(wire.iso(moment)).timestamp()
+
+
+def published_key_message(key):
+    """A PublishedKey as the SigningKeyPublished event."""
+    message = events_pb2.SigningKeyPublished(
+        site_region=key.site_region, key_id=key.key_id, public_key=key.public_key,
+        issuer_region=key.issuer_region,
+        algorithm=ALGORITHM_PROTO.get(key.algorithm, pb.SIGNING_ALGORITHM_UNSPECIFIED))
+    for name in ("valid_from", "valid_until"):
+        if (moment := timestamp_of_seconds(getattr(key, name))) is not None:
+            getattr(message, name).CopyFrom(moment)
+    return message
+
+
+def published_key_of(message):
+    """Another site's SigningKeyPublished as a PublishedKey; an algorithm this site does not know
+    (or none) is None, for the key directory to refuse; a Timestamp out of range: ValueError."""
+    return PublishedKey(site_region=message.site_region, key_id=message.key_id,
+                        issuer_region=message.issuer_region, public_key=message.public_key,
+                        algorithm=_ALGORITHM_OF_PROTO.get(message.algorithm),
+                        valid_from=seconds_of_timestamp(wire.field(message, "valid_from")),
+                        valid_until=seconds_of_timestamp(wire.field(message, "valid_until")))
+
+
+def key_to_proto(key):
+    """A PublishedKey (one of this site's own, or of its key directory) as the api's SigningKey."""
+    message = pb.SigningKey(key_id=key.key_id, region_code=key.issuer_region, public_key=key.public_key,
+                            active=key.active, site_region=key.site_region,
+                            algorithm=ALGORITHM_PROTO.get(key.algorithm, pb.SIGNING_ALGORITHM_UNSPECIFIED))
+    for name in ("valid_from", "valid_until"):
+        if (moment := timestamp_of_seconds(getattr(key, name))) is not None:
+            getattr(message, name).CopyFrom(moment)
+    return message
+
+
+def status_check_to_proto(check):
+    return STATUS_CHECK_PROTO[StatusCheck(check)]

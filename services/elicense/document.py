@@ -67,15 +67,23 @@ def render(fields, public_key_b64):
 
 
 def read(pdf_bytes):
-    """The signed fields (with the issuer's public key as it was embedded) from a licence PDF."""
+    """The signed fields (with the issuer's public key as it was embedded) from a licence PDF.
+    Anything else (not a PDF, a PDF of something else, fields that are not what elicense
+    embeds): ValueError. The bytes may come from anyone (VerifyLicenseDocument): whatever the PDF
+    parser trips over is "not a readable PDF", never another error."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
     try:
-        meta: dict = PdfReader(io.BytesIO(pdf_bytes)).metadata or {}
-    except PyPdfError as exc:
-        raise ValueError(f"not a readable PDF ({exc})") from exc
+        meta: dict = dict(PdfReader(io.BytesIO(pdf_bytes)).metadata or {})
+    except Exception as exc:  # pypdf raises more than PyPdfError on malformed input
+        raise ValueError(f"not a readable PDF ({type(exc).__name__})") from None
     if meta.get("/Subject") != MARKER:
         raise ValueError("this is not an onething licence document")
     keywords = meta.get("/Keywords", "")
-    _, _, encoded = keywords.partition(" ")
-    return codec.licence_of_stored(json.loads(base64.b64decode(encoded).decode("utf-8")))
+    _, _, encoded = str(keywords).partition(" ")
+    try:
+        data = json.loads(base64.b64decode(encoded, validate=True).decode("utf-8"))
+    except ValueError:  # binascii.Error, UnicodeDecodeError, JSONDecodeError
+        raise ValueError("the licence fields embedded in the document cannot be read") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError("the licence fields embedded in the document are not the fields of a licence")
+    return codec.licence_of_stored(data)

@@ -5,6 +5,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -93,15 +94,149 @@ class Withdrawal:
     after_conclusion: bool = False
 
 
+class SigningAlgorithm(str, enum.Enum):
+    """How a signing key signs (a closed set: the proto enum SigningAlgorithm, codec.py)."""
+    ED25519 = "Ed25519"
+
+
 @dataclasses.dataclass(frozen=True)
 class SigningKey:
-    """A region's Ed25519 key (base64 raw keys); only the active one signs, all of them verify."""
+    """A region's Ed25519 key (base64 raw keys) that this site holds; only the active one signs, all
+    of them verify. `created_at`/`retired_at`: seconds since the epoch (0: not recorded / still
+    signing); a rotation retires the older keys."""
     key_id: str
     region_code: str
     private_key: str
     public_key: str
     active: bool = True
     created_at: float = 0.0
+    retired_at: float = 0.0
+
+
+def key_identifier(region_code, serial, site=""):
+    """The id of a key this site (`site`, its region code) makes for `region_code`:
+    `<region>-<serial>`; a key for a region other than the site's own (a city issuing the licence of
+    a provincial item) also names the site, `<region>-<serial>@<site>`, so that two sites never
+    choose the same key id and every site's key directory can tell their keys apart."""
+    key_id = f"{region_code}-{serial}"
+    return key_id if not site or site == region_code else f"{key_id}@{site}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedKey:
+    """A signing key as sites tell each other (the public half only): what a site publishes of each
+    of its own keys (`signing_key_published`), and what a site's key directory keeps of the keys
+    other sites published. `site_region`: the site that holds the private half; `issuer_region`:
+    the issuer region whose licences it signs; `valid_from`/`valid_until`: seconds since the epoch,
+    0 when not recorded / while it still signs."""
+    site_region: str
+    key_id: str
+    issuer_region: str
+    public_key: str
+    algorithm: SigningAlgorithm | None = SigningAlgorithm.ED25519
+    valid_from: float = 0.0
+    valid_until: float = 0.0
+
+    @property
+    def active(self):
+        return not self.valid_until
+
+    @property
+    def event_id(self):
+        """The id of its `signing_key_published`: derived from the site, the key id and its
+        retirement, so announcing the same key again (every start of the worker, a sweep) is
+        absorbed by the consumers' inboxes, and its retirement is news."""
+        until = f":until:{round(self.valid_until * 1000)}" if self.valid_until else ""
+        return f"signing_key_published:{self.site_region}:{self.key_id}{until}"
+
+
+def published(key, site):
+    """What site `site` publishes of its own SigningKey `key`."""
+    return PublishedKey(site_region=site, key_id=key.key_id, issuer_region=key.region_code,
+                        public_key=key.public_key, algorithm=SigningAlgorithm.ED25519,
+                        valid_from=key.created_at or 0.0,
+                        valid_until=(key.retired_at or 0.0) if not key.active else 0.0)
+
+
+def retirement(key, region_keys):
+    """When `key` stopped signing (0 while it signs): as recorded since keys are dated, else (a key
+    retired before that) when the first later key of its region (`region_keys`) was made, since a
+    rotation retires the older keys as it makes the new one."""
+    if key.active:
+        return 0.0
+    if key.retired_at:
+        return key.retired_at
+    later = [k.created_at for k in region_keys if k.created_at > key.created_at]
+    return min(later) if later else 0.0
+
+
+_KEY_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:@-]{0,63}$")
+_REGION = re.compile(r"^[0-9]{6}$")
+
+
+def published_key_problems(key):
+    """Why another site's PublishedKey cannot go into the key directory (empty: it can)."""
+    problems = []
+    if not _REGION.match(key.site_region or ""):
+        problems.append(f"site_region {key.site_region[:12]!r} is not a 6-digit region code")
+    if not _REGION.match(key.issuer_region or ""):
+        problems.append(f"issuer_region {key.issuer_region[:12]!r} is not a 6-digit region code")
+    if not _KEY_ID.match(key.key_id or ""):
+        problems.append(f"key_id {key.key_id[:70]!r} is not a key id (letters, digits, . _ : @ -; at most 64)")
+    if key.algorithm is not SigningAlgorithm.ED25519:
+        problems.append("algorithm: only Ed25519 keys are verified here")
+    elif not public_key_valid(key.public_key):
+        problems.append("public_key is not a base64 raw Ed25519 public key")
+    if key.valid_from and key.valid_until and key.valid_until < key.valid_from:
+        problems.append("valid_until is before valid_from")
+    return problems
+
+
+def public_key_valid(public_b64):
+    try:
+        raw = base64.b64decode(public_b64 or "", validate=True)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:  # binascii.Error included
+        return False
+    return len(raw) == 32
+
+
+class DirectoryOutcome(str, enum.Enum):
+    """What a key published by another site did to this site's key directory."""
+    ADDED = "added"          # a key the directory did not know
+    UPDATED = "updated"      # a known key (same public key), now with its retirement or start
+    UNCHANGED = "unchanged"  # nothing new: a repeat
+
+
+def merged_directory_key(known, incoming):
+    """The directory entry after another announcement of a known key, or None when the two do not
+    describe the same key (another public key, site, issuer region or algorithm): a key id already
+    known is never given another key. Dates once known stay (an older announcement arriving late
+    does not make a retired key active again)."""
+    same = (known.public_key, known.site_region, known.issuer_region, known.algorithm) == (
+        incoming.public_key, incoming.site_region, incoming.issuer_region, incoming.algorithm)
+    if not same:
+        return None
+    return dataclasses.replace(known, valid_from=known.valid_from or incoming.valid_from,
+                               valid_until=known.valid_until or incoming.valid_until)
+
+
+class StatusCheck(str, enum.Enum):
+    """How far verifying a licence document got with the licence's status."""
+    CHECKED = "checked"                   # this site issued the licence and checked its status
+    AT_ISSUING_SITE = "at_issuing_site"   # another site issued it: its status is known there only
+    NOT_REACHED = "not_reached"           # the document failed before its status mattered
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentCheck:
+    """The verdict on a licence document: `fields` as the document carries them (with the status
+    only when `status_check` is CHECKED), `issuing_site` the site holding the key that signed it."""
+    valid: bool
+    reason: str
+    fields: dict
+    issuing_site: str = ""
+    status_check: StatusCheck = StatusCheck.NOT_REACHED
 
 
 # --- the events elicense publishes --------------------------------------------------------------

@@ -1,7 +1,8 @@
 """In-memory twins of elicense's adapters, for tests. MemoryLicenseStore keeps the port of
 services.elicense.store.LicenseStore with the same rules (compare-and-set on the status, one
-licence per case item, reserved serial numbers, the outbox published after each committed change
-and swept when a publish failed) and is run against the same contract tests
+licence per case item, reserved serial numbers, the outbox of licences and of signing keys published
+after each committed change and swept when a publish failed, a key directory that never gives a
+known key id another key) and is run against the same contract tests
 (tests/test_elicense_store_contract.py)."""
 import copy
 import dataclasses
@@ -31,6 +32,8 @@ class MemoryLicenseStore(MemoryOutbox):
         self.clock = clock or time.time
         self._licences = {}  # license_id -> {"fields": {...}, "outbox": [...]}
         self._keys = {}  # key_id -> domain.SigningKey, in the order added
+        self._key_outboxes = {}  # key_id -> {"outbox": [...]}: its pending signing_key_published
+        self._directory = {}  # key_id -> domain.PublishedKey: the keys other sites published
         self._counters, self._reserved = {}, {}
         self._interference = {}
 
@@ -111,20 +114,81 @@ class MemoryLicenseStore(MemoryOutbox):
         return sorted((k for k in self._keys.values() if k.region_code == region_code), key=lambda k: k.key_id)
 
     @_interferable
-    def add_key(self, key):
-        self._keys.setdefault(key.key_id, key)
+    def every_key(self):
+        return sorted(self._keys.values(), key=lambda k: k.key_id)
+
+    @_interferable
+    def add_key(self, key, events=()):
+        if key.key_id in self._keys:
+            return self._keys[key.key_id]
+        entries = outbox_entries(events)
+        self._keys[key.key_id] = key
+        self._key_outboxes[key.key_id] = {"outbox": list(entries)}
+        self.publish(key.key_id, entries)
         return self._keys[key.key_id]
 
     @_interferable
-    def deactivate_keys_before(self, region_code, created_at):
-        for key_id, k in self._keys.items():
-            if k.region_code == region_code and k.active and k.created_at < created_at:
-                self._keys[key_id] = dataclasses.replace(k, active=False)
+    def retire_key(self, key_id, retired_at, events=()):
+        k = self._keys.get(key_id)
+        if k is None or not k.active or k.created_at > retired_at:
+            return False
+        entries = outbox_entries(events)
+        self._keys[key_id] = dataclasses.replace(k, active=False, retired_at=retired_at)
+        self._key_outboxes[key_id]["outbox"].extend(entries)
+        self.publish(key_id, entries)
+        return True
+
+    @_interferable
+    def announce_key(self, key_id, events):
+        box = self._key_outboxes.get(key_id)
+        if box is None:
+            return 0
+        pending = {e["id"] for e in box["outbox"]}
+        added = [e for e in outbox_entries(events) if e["id"] not in pending]
+        box["outbox"].extend(added)
+        self.publish(key_id, added)
+        return len(added)
+
+    # --- the key directory --------------------------------------------------------------------
+
+    @_interferable
+    def directory_key(self, key_id):
+        return self._directory.get(key_id)
+
+    @_interferable
+    def directory_keys(self, issuer_region):
+        return sorted((k for k in self._directory.values() if k.issuer_region == issuer_region),
+                      key=lambda k: k.key_id)
+
+    @_interferable
+    def add_directory_key(self, key, received_at=0.0):
+        if key.key_id in self._directory:
+            return False
+        self._directory[key.key_id] = key
+        return True
+
+    @_interferable
+    def update_directory_key(self, key):
+        known = self._directory.get(key.key_id)
+        if known is None or (known.public_key, known.site_region) != (key.public_key, key.site_region):
+            return False
+        self._directory[key.key_id] = dataclasses.replace(known, valid_from=key.valid_from,
+                                                          valid_until=key.valid_until)
+        return True
 
     # --- the outbox (services.common.memory.MemoryOutbox) --------------------------------------
 
     def _aggregates(self):
         return self._licences
+
+    def _outbox_of(self, aggregate_id):
+        """A licence's outbox, or a signing key's (the ids never meet: a licence's starts 1.2.156)."""
+        record = self._licences.get(aggregate_id) or self._key_outboxes.get(aggregate_id)
+        return record["outbox"] if record is not None else None
+
+    def _every_outbox(self):
+        return [(aggregate_id, record["outbox"]) for records in (self._licences, self._key_outboxes)
+                for aggregate_id, record in list(records.items())]
 
     def outbox_now(self):
         return self.clock()

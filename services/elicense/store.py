@@ -1,16 +1,18 @@
-"""elicense's MongoDB store (database `<prefix>elicense`): licences and per-region signing keys.
+"""elicense's MongoDB store (database `<prefix>elicense`): licences, this site's per-region signing
+keys, and its key directory (the keys other sites published).
 
 The port the handlers use (services.elicense.fakes.MemoryLicenseStore is its in-memory twin, held
 to the same contract tests): licences are plain dicts of their fields with the status a
-domain.LicenseStatus; signing keys are domain.SigningKey. A change that causes events is saved
-with them in the licence's own outbox, in the same atomic write, and the store publishes them after
-the commit (services.common.mongo.OutboxStore); the sweep publishes what a crash or a broker outage
-left pending."""
+domain.LicenseStatus; signing keys are domain.SigningKey, directory keys domain.PublishedKey. A
+change that causes events is saved with them in the licence's (or the signing key's) own outbox,
+in the same atomic write, and the store publishes them after the commit
+(services.common.mongo.OutboxStore); the sweep publishes what a crash or a broker outage left
+pending."""
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
 from services.common.bus import outbox_entry
-from services.common.mongo import OutboxStore, next_counter, plain
+from services.common.mongo import OutboxStore, flush_outbox, next_counter, plain, sweep_outbox
 from services.elicense import codec, domain
 
 ALIAS = "elicense"
@@ -25,13 +27,29 @@ class LicenseDoc(me.Document):
 
 
 class SigningKeyDoc(me.Document):
-    meta = {"db_alias": ALIAS, "collection": "signing_keys"}
+    """One of this site's own keys, with the outbox of its `signing_key_published` events."""
+    meta = {"db_alias": ALIAS, "collection": "signing_keys", "indexes": ["outbox.next_at"]}
     key_id = me.StringField(primary_key=True)
     region_code = me.StringField(required=True)
     private_key = me.StringField(required=True)
     public_key = me.StringField(required=True)
     active = me.BooleanField(default=True)
     created_at = me.FloatField(default=0.0)
+    retired_at = me.FloatField(default=0.0)
+    outbox = me.ListField(me.DictField())
+
+
+class DirectoryKeyDoc(me.Document):
+    """The key directory: a signing key another site published (its public half only)."""
+    meta = {"db_alias": ALIAS, "collection": "directory_keys", "indexes": ["issuer_region"]}
+    key_id = me.StringField(primary_key=True)
+    site_region = me.StringField(required=True)
+    issuer_region = me.StringField(required=True)
+    algorithm = me.StringField(required=True)
+    public_key = me.StringField(required=True)
+    valid_from = me.FloatField(default=0.0)
+    valid_until = me.FloatField(default=0.0)
+    received_at = me.FloatField(default=0.0)
 
 
 class CounterDoc(me.Document):
@@ -41,11 +59,16 @@ class CounterDoc(me.Document):
 
 
 def outbox_entries(events):
-    """The outbox entries of domain events (LicenseIssued, LicenseRevoked)."""
+    """The outbox entries of domain events (LicenseIssued, LicenseRevoked, PublishedKey). An event
+    whose id is derived from what it says (PublishedKey.event_id) keeps that id, so a repeat is
+    absorbed by the consumers' inboxes; any other gets a new one."""
     entries = []
     for event in events or ():
         event_type, message = codec.event_message(event)
-        entries.append(outbox_entry(event_type, message, event.case_no))
+        entry = outbox_entry(event_type, message, getattr(event, "case_no", ""))
+        if getattr(event, "event_id", ""):
+            entry["id"] = event.event_id
+        entries.append(entry)
     return entries
 
 
@@ -57,7 +80,16 @@ def _key(doc):
     if doc is None:
         return None
     return domain.SigningKey(key_id=doc.key_id, region_code=doc.region_code, private_key=doc.private_key,
-                             public_key=doc.public_key, active=doc.active, created_at=doc.created_at or 0.0)
+                             public_key=doc.public_key, active=doc.active, created_at=doc.created_at or 0.0,
+                             retired_at=doc.retired_at or 0.0)
+
+
+def _directory_key(doc):
+    if doc is None:
+        return None
+    return domain.PublishedKey(site_region=doc.site_region, key_id=doc.key_id, issuer_region=doc.issuer_region,
+                               public_key=doc.public_key, algorithm=codec.algorithm_of_stored(doc.algorithm),
+                               valid_from=doc.valid_from or 0.0, valid_until=doc.valid_until or 0.0)
 
 
 class LicenseStore(OutboxStore):
@@ -137,18 +169,90 @@ class LicenseStore(OutboxStore):
     def keys(self, region_code):
         return [_key(d) for d in SigningKeyDoc.objects(region_code=region_code).order_by("key_id")]
 
-    def add_key(self, key):
-        """Keep a new key (a domain.SigningKey); the key kept under its id (the first one, if two
-        writers chose the same id)."""
+    def every_key(self):
+        """Every key this site holds, of every region, by id."""
+        return [_key(d) for d in SigningKeyDoc.objects.order_by("key_id")]
+
+    def add_key(self, key, events=()):
+        """Keep a new key (a domain.SigningKey) with the events it causes; the key kept under its id
+        (the first one, if two writers chose the same id: the loser's events are not kept)."""
+        entries = outbox_entries(events)
         try:
             SigningKeyDoc(key_id=key.key_id, region_code=key.region_code, private_key=key.private_key,
-                          public_key=key.public_key, active=key.active,
-                          created_at=key.created_at).save(force_insert=True)
+                          public_key=key.public_key, active=key.active, created_at=key.created_at,
+                          retired_at=key.retired_at, outbox=entries).save(force_insert=True)
         except me.NotUniqueError:
-            pass
+            return self.key(key.key_id)
+        self._publish_key(key.key_id, entries)
         return self.key(key.key_id)
 
-    def deactivate_keys_before(self, region_code, created_at):
-        """Older keys stop signing; of two rotations at once the later key stays the active one."""
-        SigningKeyDoc.objects(region_code=region_code, active=True, created_at__lt=created_at).update(
-            set__active=False)
+    def retire_key(self, key_id, retired_at, events=()):
+        """An active key made no later than `retired_at` stops signing then, with the events it
+        causes, in one conditional write; False (nothing changed) when it is not (or no longer) such
+        a key (of two rotations at once, the later key stays the active one)."""
+        entries = outbox_entries(events)
+        update = {"set__active": False, "set__retired_at": retired_at}
+        if entries:
+            update["push_all__outbox"] = entries
+        done = SigningKeyDoc.objects(key_id=key_id, active=True, created_at__lte=retired_at).update_one(
+            **update) == 1
+        if done:
+            self._publish_key(key_id, entries)
+        return done
+
+    def announce_key(self, key_id, events):
+        """Add `events` (their ids derived from what they say) to a key's outbox unless an entry of
+        the same id is pending there already, and publish them; the number added."""
+        coll = SigningKeyDoc._get_collection()
+        added = [e for e in outbox_entries(events)
+                 if coll.update_one({"_id": key_id, "outbox.id": {"$ne": e["id"]}},
+                                    {"$push": {"outbox": e}}).modified_count == 1]
+        self._publish_key(key_id, added)
+        return len(added)
+
+    def _publish_key(self, key_id, entries):
+        if entries and self.bus is not None:
+            flush_outbox(SigningKeyDoc, key_id, self.bus, entries)
+
+    # --- the key directory: keys other sites published -------------------------------------------
+
+    def directory_key(self, key_id):
+        return _directory_key(DirectoryKeyDoc.objects(key_id=key_id).first())
+
+    def directory_keys(self, issuer_region):
+        return [_directory_key(d) for d in DirectoryKeyDoc.objects(issuer_region=issuer_region).order_by("key_id")]
+
+    def add_directory_key(self, key, received_at=0.0):
+        """Keep a key another site published (a domain.PublishedKey); False (nothing changed) when a
+        key of that id is known already."""
+        try:
+            DirectoryKeyDoc(key_id=key.key_id, site_region=key.site_region, issuer_region=key.issuer_region,
+                            algorithm=codec.stored_algorithm(key.algorithm), public_key=key.public_key,
+                            valid_from=key.valid_from, valid_until=key.valid_until,
+                            received_at=received_at).save(force_insert=True)
+        except me.NotUniqueError:
+            return False
+        return True
+
+    def update_directory_key(self, key):
+        """Set the dates of a known directory key, only while it is the same key (its public key and
+        site); False (nothing changed) otherwise."""
+        return DirectoryKeyDoc.objects(key_id=key.key_id, public_key=key.public_key,
+                                       site_region=key.site_region).update_one(
+            set__valid_from=key.valid_from, set__valid_until=key.valid_until) == 1
+
+    # --- the outbox of both kinds of aggregate -------------------------------------------------
+
+    def sweep(self, limit=100):
+        """Publish due entries of licences and of signing keys; the number published."""
+        if self.bus is None:
+            return 0
+        return sweep_outbox(LicenseDoc, self.bus, limit=limit) + sweep_outbox(SigningKeyDoc, self.bus, limit=limit)
+
+    def pending(self, aggregate_id):
+        """The entries still waiting on one licence or signing key."""
+        for doc_cls in (LicenseDoc, SigningKeyDoc):
+            doc = doc_cls._get_collection().find_one({"_id": aggregate_id}, {"outbox": 1})
+            if doc is not None:
+                return list(doc.get("outbox") or [])
+        return []

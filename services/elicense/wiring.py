@@ -3,16 +3,18 @@ handed in (tests: services.elicense.fakes); what is not is built for real:
 - `store`: the licence store, which publishes its own outbox on `bus` (used only for the store
   built here: a store handed in brings its own);
 - `blobs`: object storage for the licence documents (bucket `results`);
-- `clock()`: now, as an aware datetime; `audit`: the audit log."""
+- `clock()`: now, as an aware datetime; `audit`: the audit log;
+- `site`: the region code of this site (settings().region), whose keys are its own."""
 from services.common import mongo
 from services.common.audit import MongoAuditLog
 from services.common.blobs import Blobs
 from services.common.bus import Bus
+from services.common.config import settings
 from services.elicense.handlers import BUCKET, Elicense
 from services.elicense.store import LicenseStore
 
 
-def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None):
+def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None, site=None):
     if store is None or audit is None:
         mongo.connect("elicense")
     if store is None:
@@ -20,4 +22,5 @@ def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None):
     if blobs is None:
         blobs = Blobs()
         blobs.ensure_bucket(BUCKET)
-    return Elicense(store, blobs, audit=audit if audit is not None else MongoAuditLog("elicense"), clock=clock)
+    return Elicense(store, blobs, audit=audit if audit is not None else MongoAuditLog("elicense"), clock=clock,
+                    site=site if site is not None else settings().region)

@@ -1,11 +1,13 @@
 """The licence store's contract, run against the in-memory twin (services.elicense.fakes) and the
 MongoDB store (integration): what the handlers rely on, so a test passing on the fake says
 something about the real thing."""
+import dataclasses
 import time
 import uuid
 
 import pytest
 
+from services.common.memory import MemoryOutbox
 from services.common.testing import FlakyBus
 from services.elicense import domain
 from services.elicense.domain import LicenseIssued, LicenseRevoked, LicenseStatus, SigningKey
@@ -169,17 +171,107 @@ def test_a_reserved_serial_number_is_kept_for_its_licence(store):
     assert store.serial_for(unique("CSYXZM.440300WSJK."), unique("R")) == 1  # numbered per issuer
 
 
-def test_keys_are_added_once_and_only_the_newest_stays_active(store):
+def test_keys_are_added_once_and_a_rotation_retires_the_older_ones(store):
     region = unique("R")
     first = store.add_key(SigningKey(f"{region}-1", region, "priv-1", "pub-1"))
     assert first == SigningKey(f"{region}-1", region, "priv-1", "pub-1", active=True, created_at=0.0)
     assert store.add_key(SigningKey(f"{region}-1", region, "priv-x", "pub-x")) == first  # idempotent: the first
     assert store.active_key(region) == first and store.key(f"{region}-1") == first
     later = store.add_key(SigningKey(f"{region}-2", region, "priv-2", "pub-2", created_at=2000.0))
-    store.deactivate_keys_before(region, 2000.0)
+    assert not store.retire_key(f"{region}-2", 1999.0)  # made after the moment: stays
+    assert store.retire_key(f"{region}-1", 2000.0)
+    assert not store.retire_key(f"{region}-1", 2001.0)  # retired already: once
+    assert not store.retire_key("nope", 2000.0)
     assert store.active_key(region) == later
-    assert [(k.key_id, k.active) for k in store.keys(region)] == [(f"{region}-1", False), (f"{region}-2", True)]
+    assert [(k.key_id, k.active, k.retired_at) for k in store.keys(region)] == [
+        (f"{region}-1", False, 2000.0), (f"{region}-2", True, 0.0)]
+    assert [k.key_id for k in store.every_key() if k.region_code == region] == [f"{region}-1", f"{region}-2"]
     assert store.key("nope") is None and store.active_key(unique("R")) is None and store.keys(unique("R")) == []
+
+
+def announced(key, site="440100", until=0.0):
+    return domain.published(SigningKey(key.key_id, key.region_code, key.private_key, key.public_key,
+                                       active=not until, created_at=key.created_at, retired_at=until), site)
+
+
+def make_key_due(store, key_id):
+    """Every pending entry of a signing key's outbox due now (services.common.testing.make_due, for
+    the collection of keys)."""
+    if isinstance(store, MemoryOutbox):
+        store.make_due(key_id)
+        return
+    from services.elicense.store import SigningKeyDoc
+    coll = SigningKeyDoc._get_collection()
+    outbox = coll.find_one({"_id": key_id}, {"outbox": 1})["outbox"]
+    coll.update_one({"_id": key_id}, {"$set": {"outbox": [dict(e, next_at=0) for e in outbox]}})
+
+
+def key_events(bus, key_id):
+    return [(p, h) for t, p, h in bus.published if t == "signing_key_published.440100" and p.get("key_id") == key_id]
+
+
+def test_a_keys_events_go_out_from_its_own_outbox_with_the_id_derived_from_the_key(store, bus):
+    region = unique("R")
+    key = SigningKey(f"{region}-1", region, "priv-1", "pub-1", created_at=1000.0)
+    assert store.add_key(key, [announced(key)]) == key
+    [(payload, headers)] = key_events(bus, key.key_id)
+    assert payload == {"site_region": "440100", "key_id": key.key_id, "algorithm": "SIGNING_ALGORITHM_ED25519",
+                       "public_key": "pub-1", "valid_from": "1970-01-01T00:16:40Z", "issuer_region": region}
+    assert headers["event_id"] == f"signing_key_published:440100:{key.key_id}" and headers["case_no"] == ""
+    assert store.pending(key.key_id) == []
+    twin = SigningKey(f"{region}-1", region, "priv-x", "pub-x")
+    assert store.add_key(twin, [announced(twin)]) == key  # the loser's event is not kept
+    assert len(key_events(bus, key.key_id)) == 1 and store.pending(key.key_id) == []
+    assert store.retire_key(key.key_id, 3000.0, [announced(key, until=3000.0)])
+    payload, headers = key_events(bus, key.key_id)[-1]
+    assert payload["valid_until"] == "1970-01-01T00:50:00Z"
+    assert headers["event_id"] == f"signing_key_published:440100:{key.key_id}:until:3000000"
+    assert not store.retire_key(key.key_id, 4000.0, [announced(key, until=4000.0)])
+    assert len(key_events(bus, key.key_id)) == 2 and store.pending(key.key_id) == []
+
+
+def test_announcing_a_key_again_waits_once_in_its_outbox_and_goes_out_each_time(store, bus):
+    region = unique("R")
+    key = store.add_key(SigningKey(f"{region}-1", region, "priv-1", "pub-1", created_at=1000.0))
+    bus.away = True
+    assert store.announce_key(key.key_id, [announced(key)]) == 1
+    assert store.announce_key(key.key_id, [announced(key)]) == 0  # the same id pending already
+    [entry] = store.pending(key.key_id)
+    assert entry["id"] == f"signing_key_published:440100:{key.key_id}" and entry["attempts"] == 1
+    bus.away = False
+    make_key_due(store, key.key_id)
+    assert store.sweep() >= 1
+    assert [h["event_id"] for _, h in key_events(bus, key.key_id)] == [entry["id"]]
+    assert store.pending(key.key_id) == []
+    assert store.announce_key(key.key_id, [announced(key)]) == 1  # a later start announces it again
+    assert [h["event_id"] for _, h in key_events(bus, key.key_id)] == [entry["id"]] * 2
+    assert store.announce_key("nope", [announced(key)]) == 0
+
+
+def directory_key(region, key_id=None, public="pub-1", site="440300", **more):
+    return domain.PublishedKey(site_region=site, key_id=key_id or f"{region}-1@{site}", issuer_region=region,
+                               public_key=public, **more)
+
+
+def test_the_key_directory_keeps_a_key_once_and_changes_only_its_dates(store):
+    region = unique("R")
+    key = directory_key(region, valid_from=1000.0)
+    assert store.directory_key(key.key_id) is None
+    assert store.add_directory_key(key, received_at=1500.0)
+    assert store.directory_key(key.key_id) == key
+    assert not store.add_directory_key(directory_key(region, public="pub-x"))  # known: never replaced
+    assert store.directory_key(key.key_id) == key
+    retired = dataclasses.replace(key, valid_until=3000.0)
+    assert store.update_directory_key(retired)
+    assert store.directory_key(key.key_id) == retired and not retired.active
+    assert not store.update_directory_key(directory_key(region, public="pub-x", valid_until=9000.0))
+    assert not store.update_directory_key(directory_key(region, site="440100", key_id=key.key_id))
+    assert not store.update_directory_key(directory_key(unique("R")))  # unknown
+    assert store.directory_key(key.key_id) == retired
+    other = directory_key(region, key_id=f"{region}-7@440300")
+    assert store.add_directory_key(other)
+    assert store.directory_keys(region) == [retired, other] and store.directory_keys(unique("R")) == []
+    assert store.key(key.key_id) is None and store.keys(region) == []  # the site's own keys are apart
 
 
 # --- the stored form (the real store only) ------------------------------------------------------
@@ -201,3 +293,21 @@ def test_statuses_are_stored_as_they_always_were(own_database):
     old = licence()
     coll.insert_one({"_id": old["license_id"], "fields": dict(old, status="LICENSE_STATUS_SUPERSEDED"), "outbox": []})
     assert store.get(old["license_id"])["status"] is LicenseStatus.SUPERSEDED
+
+
+@pytest.mark.integration
+def test_directory_keys_and_dated_keys_are_stored_in_plain_fields(own_database):
+    """The key directory's algorithm is kept as its name; a key kept before keys were dated (no
+    retired_at, no outbox) reads as it was."""
+    from services.elicense.store import DirectoryKeyDoc, LicenseStore, SigningKeyDoc
+    own_database("elicense")
+    store = LicenseStore(None)
+    key = directory_key("440300", valid_from=1000.0)
+    store.add_directory_key(key, received_at=1500.0)
+    kept = DirectoryKeyDoc._get_collection().find_one({"_id": key.key_id})
+    assert (kept["algorithm"], kept["site_region"], kept["issuer_region"], kept["received_at"]) == (
+        "Ed25519", "440300", "440300", 1500.0)
+    SigningKeyDoc._get_collection().insert_one({"_id": "440100-1", "region_code": "440100", "private_key": "p",
+                                                "public_key": "q", "active": False})
+    assert store.key("440100-1") == SigningKey("440100-1", "440100", "p", "q", active=False)
+    assert store.pending("440100-1") == []

@@ -137,7 +137,8 @@ def test_an_approved_licence_item_issues_the_licence_to_its_holder_and_supersede
     assert (new["holder_code"], new["holder_name"], new["issuer_name"]) == (
         "440106199001011234", "买方甲", "广州市规划和自然资源局")
     assert store.get(old["license_id"])["status"] is LicenseStatus.SUPERSEDED
-    assert bus.types() == ["license_issued", "license_issued", "license_revoked"]
+    # the region's first key is made (and published) with the first licence
+    assert bus.types() == ["signing_key_published.440100", "license_issued", "license_issued", "license_revoked"]
     assert store.pending(new["license_id"]) == [] and store.pending(old["license_id"]) == []
 
 
@@ -163,7 +164,7 @@ def test_a_withdrawn_case_has_its_licences_revoked(handlers, store, bus):
     worker = worker_factory(ElicenseWorker, elicense=handlers)
     worker.on_session_withdrawn(to_payload(review_events.SessionWithdrawn(case_no=CASE, after_conclusion=False)))
     assert store.get(lic["license_id"])["status"] is LicenseStatus.REVOKED
-    assert bus.types() == ["license_issued", "license_revoked"]
+    assert bus.types() == ["signing_key_published.440100", "license_issued", "license_revoked"]
     assert bus.published[-1][1]["reason"] == "the case was withdrawn by the applicant"
 
 
@@ -205,7 +206,7 @@ def test_an_event_id_already_in_the_inbox_is_skipped(handlers, bus):
         ctx = WorkerContext(container, ElicenseWorker, entrypoint, data={"event_id": "e-1"})
         worker = worker_factory(ElicenseWorker, elicense=spy, inbox=inbox.get_dependency(ctx))
         worker.on_opinion_recorded(to_payload(opinion_message(license_ids=[])))
-    assert spy.on_opinion.call_count == 1 and bus.types() == ["license_issued"]
+    assert spy.on_opinion.call_count == 1 and bus.types() == ["signing_key_published.440100", "license_issued"]
     assert list(inbox.collection.docs) == ["elicense.on_opinion_recorded:e-1"]
 
 
@@ -215,12 +216,16 @@ def test_the_sweeper_publishes_an_event_a_broker_outage_left_pending(handlers, s
     bus.away = True
     lic = issue(handlers)
     [left] = store.pending(lic["license_id"])
+    [key_left] = store.pending(lic["key_id"])  # the region's first key, made with the licence
     assert bus.published == [] and left["event_type"] == "license_issued"
+    assert key_left["event_type"] == "signing_key_published.440100"
     bus.away = False
     sweeper = get_extension(container, OutboxSweeper)
     assert sweeper is dependency(container, "sweeper")
     assert sweeper.sweep_once() == 0  # not due yet: its retry time has not come
     outbox_clock.ahead = 60.0
-    assert sweeper.sweep_once() == 1
-    assert [(t, h["event_id"]) for t, _, h in bus.published] == [("license_issued", left["id"])]
-    assert store.pending(lic["license_id"]) == [] and sweeper.sweep_once() == 0
+    assert sweeper.sweep_once() == 2
+    assert [(t, h["event_id"]) for t, _, h in bus.published] == [
+        ("license_issued", left["id"]), ("signing_key_published.440100", f"signing_key_published:440100:{lic['key_id']}")]
+    assert store.pending(lic["license_id"]) == [] and store.pending(lic["key_id"]) == []
+    assert sweeper.sweep_once() == 0
