@@ -180,7 +180,10 @@ def definitions(site, vhost=None, desks=None, secrets_of=None, topo=None):
             defs["bindings"].append({"source": b["exchange"], "vhost": vhost, "destination": name,
                                      "destination_type": "queue", "routing_key": b["key"], "arguments": {}})
 
+    level = sites(topo)[site]["level"]
     for q in topo["queues"]:
+        if level not in q.get("levels", [level]):
+            continue
         queue(q["name"], [{**b, "key": _fill(b["key"], site=site)} for b in q.get("bind", [])])
     for p in topo["policies"]:
         defs["policies"].append({"name": p["name"], "vhost": vhost, "pattern": p["pattern"],

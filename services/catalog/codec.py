@@ -6,9 +6,12 @@ value changes a table here, never the data files or what MongoDB holds.
 
 The values sent are the proto numbers (json_format.ParseDict takes a number for an enum field); the
 Timestamps are RFC 3339 strings in UTC (what ParseDict takes for a Timestamp field)."""
-from onething.catalog.v1 import catalog_pb2
-from services.catalog.definitions import STATUS_PROTO_NUMBERS
+import json
+
+from onething.catalog.v1 import catalog_pb2, events_pb2
+from services.catalog.definitions import STATUS_PROTO_NUMBERS, UpstreamVersion, digest
 from services.common import wire
+from services.common.errors import InvalidArgument
 
 SKIP_REASONS = {"situation": catalog_pb2.SKIP_REASON_SITUATION,
                 "switched_off": catalog_pb2.SKIP_REASON_SWITCHED_OFF}
@@ -109,3 +112,31 @@ def version(view):
 def reload_change(code, version_number, outcome):
     """One (code, version, outcome) of handlers.reload as the JSON of catalog.v1.ReloadChange."""
     return {"code": code, "version": version_number, "outcome": _encode(RELOAD_OUTCOMES, outcome, "reload outcome")}
+
+
+# --- package_published (catalog.v1.PackagePublished) -----------------------------------------------
+
+
+def package_published(code, version_number, name, definition):
+    """A version a province hands down (definitions.handed_down's part) as the event's message: the
+    definition as compact JSON (characters as they are; keys in their order, which is meaningful:
+    a situation's answers are a mapping whose order is the order the applicant is offered them),
+    with its digest."""
+    text = json.dumps(definition, ensure_ascii=False, separators=(",", ":"))
+    return events_pb2.PackagePublished(code=code, version=version_number, digest=digest(definition), name=name,
+                                       definition_json=text)
+
+
+def upstream_version(site, event):
+    """A PackagePublished received from `site` as definitions.UpstreamVersion; InvalidArgument when
+    it carries no JSON object (its content is checked by the use case)."""
+    try:
+        definition = json.loads(event.definition_json)
+    except ValueError as exc:
+        raise InvalidArgument(f"version {event.version} of {event.code} from {site}: definition_json is not JSON "
+                              f"({exc})") from None
+    if not isinstance(definition, dict):
+        raise InvalidArgument(f"version {event.version} of {event.code} from {site}: definition_json is not a "
+                              "JSON object")
+    return UpstreamVersion(site=site, code=event.code, version=event.version, digest=event.digest,
+                           definition=definition)

@@ -162,40 +162,56 @@ def build_definitions(raw):
         defs[code] = {"code": code, "home": home, "source": source, "base": pkg, "overlays": {}, "bodies": {}}
     bodies: dict[str, dict] = {}
     for source, region, overlay in raw["overlays"]:
-        unknown = set(overlay) - {"kind", "region", "implementing_bodies", "packages"}
-        if unknown:
-            raise InvalidArgument(f"{source}: unknown overlay keys {', '.join(sorted(unknown))}")
-        if str(overlay.get("region", region)) != region:
-            raise InvalidArgument(f"{source}: says region {overlay.get('region')} but lies in the folder of {region}")
-        check_region(region)
-        for dept, body in (overlay.get("implementing_bodies") or {}).items():
-            bodies.setdefault(region, {})[dept] = _plain_copy(body)
-        for code, changes in (overlay.get("packages") or {}).items():
+        found_bodies, changes_by_code = _read_overlay(source, region, overlay)
+        if found_bodies:
+            bodies.setdefault(region, {}).update(found_bodies)
+        for code, changes in changes_by_code.items():
             if code not in defs:
                 raise InvalidArgument(f"{source}: overlay for package {code}, which no data file defines")
             if region in defs[code]["overlays"]:
                 raise InvalidArgument(f"{source}: a second overlay of {code} for region {region}")
-            defs[code]["overlays"][region] = _plain_copy(changes or {})
+            defs[code]["overlays"][region] = changes
     for d in defs.values():
         reach = [r for r in bodies if d["home"] == NATIONAL or d["home"] in region_chain(r)]
         d["bodies"] = {r: bodies[r] for r in sorted(reach)}
-        items = list(d["base"].get("items", []))
-        for ov in d["overlays"].values():
-            items += ov.get("add_items", []) or []
-        used_depts = {d["base"].get("lead_department")} | {i.get("department_code") for i in items}
-        for r in d["bodies"]:
-            used_depts |= set(d["bodies"][r])
-        for ov in d["overlays"].values():
-            used_depts |= set(ov.get("implementing_bodies") or {})
-        d["departments"] = {c: n for c, n in raw["departments"].items() if c in used_depts}
-        keys = set(d["base"].get("form_fields", []))
-        for i in items:
-            keys |= set(i.get("form_fields", []))
-        d["fields"] = {k: v for k, v in raw["fields"].items() if k in keys}
+        _complete(d, raw["departments"], raw["fields"])
         d["regions"] = dict(raw.get("regions") or {})
-        d["missing"] = {"departments": sorted(c for c in used_depts if c not in raw["departments"]),
-                        "fields": sorted(k for k in keys if k not in raw["fields"])}
     return defs
+
+
+def _read_overlay(source, region, overlay):
+    """One overlay file: ({department: implementing body}, {package code: changes}), checked for
+    what does not fit (unknown keys, a region that is not its folder's)."""
+    unknown = set(overlay) - {"kind", "region", "implementing_bodies", "packages"}
+    if unknown:
+        raise InvalidArgument(f"{source}: unknown overlay keys {', '.join(sorted(unknown))}")
+    if str(overlay.get("region", region)) != region:
+        raise InvalidArgument(f"{source}: says region {overlay.get('region')} but lies in the folder of {region}")
+    check_region(region)
+    found_bodies = {dept: _plain_copy(body) for dept, body in (overlay.get("implementing_bodies") or {}).items()}
+    changes = {code: _plain_copy(c or {}) for code, c in (overlay.get("packages") or {}).items()}
+    return found_bodies, changes
+
+
+def _complete(d, departments, fields):
+    """The department names and form fields a definition uses, taken from the dictionaries given
+    (`missing` names what they lack)."""
+    items = list(d["base"].get("items", []))
+    for ov in d["overlays"].values():
+        items += ov.get("add_items", []) or []
+    used_depts = {d["base"].get("lead_department")} | {i.get("department_code") for i in items}
+    for r in d["bodies"]:
+        used_depts |= set(d["bodies"][r])
+    for ov in d["overlays"].values():
+        used_depts |= set(ov.get("implementing_bodies") or {})
+    d["departments"] = {c: n for c, n in departments.items() if c in used_depts}
+    keys = set(d["base"].get("form_fields", []))
+    for i in items:
+        keys |= set(i.get("form_fields", []))
+    d["fields"] = {k: v for k, v in fields.items() if k in keys}
+    d["missing"] = {"departments": sorted(c for c in used_depts if c not in departments),
+                    "fields": sorted(k for k in keys if k not in fields)}
+    return d
 
 
 def digest(defn):
@@ -211,6 +227,172 @@ def bare_definition(pkg, departments, fields=None):
     return {"code": pkg["code"], "home": NATIONAL, "base": pkg, "overlays": {}, "bodies": {},
             "departments": dict(departments), "regions": {},
             "fields": {k: fields.get(k, {"label": k}) for k in keys}}
+
+
+# --- sites: a province hands its packages down, a city puts its own layer on top -----------------
+#
+# A site is one deployment for one region. The province's catalog owns the national base and its
+# own overlay: it publishes each version of a package it owns (`package_published`) with the
+# definition a city needs, its `handed_down` part. A city's catalog does not own the base: it keeps
+# what its province published (UpstreamVersion) and derives its own versions from it with its own
+# `LocalLayer` (the overlays and implementing bodies of its region and the regions below, read from
+# its data folder) on top. A derived definition names the upstream version it is built on.
+
+
+def is_province(region_code):
+    """A province-level region code (广东省 440000): the level that owns the national base of a site."""
+    return isinstance(region_code, str) and REGION_RE.fullmatch(region_code) is not None \
+        and region_code.endswith("0000") and region_code != "000000"
+
+
+def within(region_code, level):
+    """`region_code` is `level` or lies under it (GB/T 2260): 440106 within 440100 within 440000."""
+    return level == NATIONAL or level in region_chain(region_code)
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamVersion:
+    """A version of a package as the site above published it (`site`: its region code), kept by a
+    site below: its definition is the handed-down part (base, the upper levels' overlays and bodies,
+    the dictionaries they use), `digest` that definition's. `problem` says why no version of this
+    site could be derived from it (its own layer does not fit), empty when one was."""
+
+    site: str
+    code: str
+    version: int
+    digest: str
+    definition: dict
+    received_at: datetime.datetime | None = None
+    problem: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalLayer:
+    """What a site that takes its packages from above adds of its own: for its region and the
+    regions below it, the overlays ({package code: {region: changes}}) and implementing bodies
+    ({region: {department: body}}), and the dictionaries its additions use."""
+
+    region: str
+    overlays: dict
+    bodies: dict
+    departments: dict
+    fields: dict
+    regions: dict
+
+
+def owned_by(defn, site):
+    """Whether the package is the site's to hand down: a national one, or local to the site's own
+    region or a level above it (a city's local package stays with the city)."""
+    return defn["home"] == NATIONAL or defn["home"] in region_chain(site)
+
+
+def handed_down(defn, site):
+    """The part of a definition the sites below `site` need: the base with the overlays and
+    implementing bodies of `site` and the levels above it, the department names and form fields
+    those use and the names of the regions within `site`. The overlays of the levels below (each
+    city's) stay behind: each lower site has its own."""
+    upper = set(region_chain(site))
+    part = {"code": defn["code"], "home": defn["home"], "base": _plain_copy(defn["base"]),
+            "overlays": {r: _plain_copy(ov) for r, ov in defn["overlays"].items() if r in upper},
+            "bodies": {r: _plain_copy(b) for r, b in defn["bodies"].items() if r in upper}}
+    _complete(part, defn["departments"], defn["fields"])
+    del part["missing"]  # a definition that validated uses nothing its dictionaries lack
+    part["regions"] = {code: name for code, name in (defn.get("regions") or {}).items()
+                       if REGION_RE.fullmatch(str(code)) and within(str(code), site)}
+    return part
+
+
+def split_local(raw, region):
+    """A lower site's data folder (what the loader read) split in two: (the folder as
+    build_definitions takes it, with only the packages local to `region` or below and their
+    overlays; the LocalLayer of the packages it takes from above). The national base list and the
+    overlays of other regions in the folder are not the site's and are left out."""
+    packages = [(source, p) for source, p in raw["packages"]
+                if p.get("home", NATIONAL) != NATIONAL and within(p["home"], region)]
+    local_codes = {p.get("code") for _, p in packages}
+    overlays: list[tuple] = []
+    layer_overlays: dict[str, dict] = {}
+    layer_bodies: dict[str, dict] = {}
+    for source, r, overlay in raw["overlays"]:
+        check_region(r)
+        if not within(r, region):
+            continue
+        found_bodies, changes = _read_overlay(source, r, overlay)
+        if found_bodies:
+            layer_bodies.setdefault(r, {}).update(found_bodies)
+        for code, change in changes.items():
+            if code in local_codes:
+                continue
+            if r in layer_overlays.setdefault(code, {}):
+                raise InvalidArgument(f"{source}: a second overlay of {code} for region {r}")
+            layer_overlays[code][r] = change
+        own = dict(overlay, packages={c: v for c, v in (overlay.get("packages") or {}).items() if c in local_codes})
+        overlays.append((source, r, own))
+    local = dict(raw, packages=packages, overlays=overlays)
+    layer = LocalLayer(region=region, overlays=layer_overlays, bodies=layer_bodies,
+                       departments=dict(raw.get("departments") or {}), fields=dict(raw.get("fields") or {}),
+                       regions={str(k): v for k, v in (raw.get("regions") or {}).items()})
+    return local, layer
+
+
+def built_on(defn):
+    """The upstream version a derived definition is built on: {"site", "version", "digest"}; {} for
+    a definition of the site's own."""
+    return dict(defn.get("upstream") or {})
+
+
+def layer_of(defn, region):
+    """The LocalLayer a derived definition holds (to put on a newer upstream version)."""
+    own = lambda r: REGION_RE.fullmatch(str(r)) is not None and within(str(r), region)
+    return LocalLayer(region=region, overlays={defn["code"]: {r: ov for r, ov in defn["overlays"].items() if own(r)}},
+                      bodies={r: b for r, b in defn["bodies"].items() if own(r)},
+                      departments=dict(defn["departments"]), fields=dict(defn["fields"]),
+                      regions=dict(defn.get("regions") or {}))
+
+
+def check_upstream(upstream, region):
+    """Raise InvalidArgument unless `upstream` is a version `region` can take: a definition of its
+    code, matching its digest, of a package national or local to a level above `region`."""
+    defn = upstream.definition
+    where = f"version {upstream.version} of {upstream.code} from {upstream.site}"
+    if not PACKAGE_CODE_RE.fullmatch(str(upstream.code)) or not isinstance(upstream.version, int) \
+            or upstream.version < 1:
+        raise InvalidArgument(f"{where}: not a package code (2-16 characters 0-9A-Z) and version number (1 or more)")
+    if not isinstance(defn, dict) or not isinstance(defn.get("base"), dict):
+        raise InvalidArgument(f"{where} carries no definition")
+    if defn.get("code") != upstream.code:
+        raise InvalidArgument(f"{where} defines package {defn.get('code')!r}")
+    if digest(defn) != upstream.digest:
+        raise InvalidArgument(f"{where}: the definition does not match its digest {str(upstream.digest)[:12]!r}")
+    home = defn.get("home")
+    if home != NATIONAL and (not isinstance(home, str) or not REGION_RE.fullmatch(home)
+                             or home not in region_chain(region)[:-1]):
+        raise InvalidArgument(f"{where}: the package belongs to region {home!r}, not to a level above {region}")
+
+
+def derive(upstream, layer):
+    """The definition of `layer.region`'s version of a package from the upstream version: the
+    handed-down part (of it only the levels above `layer.region`: a lower level's overlay or body
+    there would not be the upstream's to give) with the layer on top, and the upstream version it
+    is built on. Raises InvalidArgument for an upstream version `layer.region` cannot take
+    (check_upstream); validate_definition checks the result like any other."""
+    check_upstream(upstream, layer.region)
+    defn = upstream.definition
+    home = defn["home"]
+    above = set(region_chain(layer.region)[:-1])
+    reaches = lambda r: home == NATIONAL or home in region_chain(r)
+    overlays = {r: _plain_copy(ov) for r, ov in (defn.get("overlays") or {}).items() if r in above}
+    overlays.update({r: _plain_copy(ov) for r, ov in layer.overlays.get(upstream.code, {}).items() if reaches(r)})
+    bodies = {r: _plain_copy(b) for r, b in (defn.get("bodies") or {}).items() if r in above}
+    bodies.update({r: _plain_copy(b) for r, b in layer.bodies.items() if reaches(r)})
+    derived = {"code": upstream.code, "home": home, "source": f"{upstream.site} v{upstream.version}",
+               "base": _plain_copy(defn["base"]), "overlays": dict(sorted(overlays.items())),
+               "bodies": dict(sorted(bodies.items()))}
+    _complete(derived, {**layer.departments, **(defn.get("departments") or {})},
+              {**layer.fields, **(defn.get("fields") or {})})
+    derived["regions"] = {**layer.regions, **(defn.get("regions") or {})}
+    derived["upstream"] = {"site": upstream.site, "version": int(upstream.version), "digest": upstream.digest}
+    return derived
 
 
 # --- checks -------------------------------------------------------------------------------------

@@ -19,13 +19,15 @@ def version_id(code, version):
 
 
 class MemoryCatalogStore(MemoryOutbox):
-    """`docs`: {(code, version): {"version": PackageVersion, "outbox": [pending entries]}}; tests may
-    read it. `pending()` without a version lists the entries of every version."""
+    """`docs`: {(code, version): {"version": PackageVersion, "outbox": [pending entries]}}, `upstreams`:
+    {(site, code, version): UpstreamVersion}; tests may read them. `pending()` without a version
+    lists the entries of every version."""
 
     def __init__(self, bus=None, clock=None):
         super().__init__(bus)
         self.clock = clock or _utc_now
         self.docs = {}
+        self.upstreams = {}  # {(site, code, version): UpstreamVersion}
 
     # -- versions --------------------------------------------------------------------------------
 
@@ -77,14 +79,43 @@ class MemoryCatalogStore(MemoryOutbox):
     def codes(self):
         return sorted({c for c, _ in self.docs})
 
-    def drop_retired_events(self, event_types):
-        changed = 0
+    def add_events(self, code, version, events):
+        events = copy.deepcopy(list(events))
         with self._lock:
-            for doc in self.docs.values():
-                kept = [e for e in doc["outbox"] if e["event_type"] not in event_types]
-                changed += len(kept) != len(doc["outbox"])
-                doc["outbox"] = kept
-        return changed
+            doc = self.docs.get((code, version))
+            if doc is None:
+                return False
+            doc["outbox"].extend(events)
+        self.publish(version_id(code, version), events)
+        return True
+
+    # -- what the site above published ------------------------------------------------------------
+
+    def add_upstream(self, upstream):
+        key = (upstream.site, upstream.code, upstream.version)
+        with self._lock:
+            if key in self.upstreams:
+                return False
+            self.upstreams[key] = dataclasses.replace(copy.deepcopy(upstream), received_at=self.clock())
+        return True
+
+    def upstream(self, site, code, version):
+        return copy.deepcopy(self.upstreams.get((site, code, version)))
+
+    def latest_upstream(self, site, code):
+        found = [u for (s, c, _), u in self.upstreams.items() if (s, c) == (site, code)]
+        return copy.deepcopy(max(found, key=lambda u: u.version)) if found else None
+
+    def upstream_codes(self, site):
+        return sorted({c for s, c, _ in self.upstreams if s == site})
+
+    def note_upstream(self, site, code, version, problem):
+        with self._lock:
+            found = self.upstreams.get((site, code, version))
+            if found is None:
+                return False
+            self.upstreams[(site, code, version)] = dataclasses.replace(found, problem=problem)
+            return True
 
     # -- the outbox (services.common.memory.MemoryOutbox) -------------------------------------------
 

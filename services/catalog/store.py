@@ -15,7 +15,13 @@ import os
 import mongoengine as me
 import yaml
 
-from services.catalog.definitions import STATUS_STORED, PackageVersion, VersionStatus, status_of_stored
+from services.catalog.definitions import (
+    STATUS_STORED,
+    PackageVersion,
+    UpstreamVersion,
+    VersionStatus,
+    status_of_stored,
+)
 from services.common.errors import InvalidArgument
 from services.common.mongo import OutboxStore, plain
 
@@ -94,6 +100,25 @@ class PackageVersionDoc(me.Document):
     outbox = me.ListField(me.DictField())
 
 
+def upstream_id(site, code, version):
+    return f"{site}:{code}:{version}"
+
+
+class UpstreamVersionDoc(me.Document):
+    """A version of a package the site above published (a city keeps its province's), as received."""
+
+    meta = {"db_alias": ALIAS, "collection": "upstream_versions",
+            "indexes": [{"fields": ["site", "code", "version"], "unique": True}]}
+    id = me.StringField(primary_key=True)  # "<site>:<code>:<version>"
+    site = me.StringField(required=True)
+    code = me.StringField(required=True)
+    version = me.IntField(required=True)
+    digest = me.StringField(required=True)
+    definition = me.DictField(required=True)
+    received_at = me.DateTimeField(default=_utc_now)
+    problem = me.StringField(default="")  # why no version of this site could be derived from it
+
+
 # the time each status is reached is kept in its own field
 _STAMPED = {VersionStatus.PUBLISHED: "published_at", VersionStatus.RETIRED: "retired_at"}
 
@@ -109,8 +134,9 @@ def _version(doc):
 class CatalogStore(OutboxStore):
     """Package versions (definitions.PackageVersion). A version's definition is written once (a
     draft's may be replaced while it is a draft); its status moves draft -> published -> retired by
-    compare-and-set updates. The events a write adds (none today: `package_published` had no
-    consumer) are published after the commit (OutboxStore); `clock` gives the times it stamps."""
+    compare-and-set updates. The events a write adds (a province's `package_published`) are
+    published after the commit (OutboxStore); `clock` gives the times it stamps. A city also keeps
+    the versions its province published (definitions.UpstreamVersion), each once."""
 
     document = PackageVersionDoc
 
@@ -165,9 +191,47 @@ class CatalogStore(OutboxStore):
     def codes(self):
         return sorted(PackageVersionDoc.objects.distinct("code"))
 
-    def drop_retired_events(self, event_types):
-        """Outbox entries of event types that no longer exist (`package_published`, which nothing
-        consumed) would stay pending for ever now that publishes are mandatory: remove them."""
-        return PackageVersionDoc._get_collection().update_many(
-            {"outbox.event_type": {"$in": list(event_types)}},
-            {"$pull": {"outbox": {"event_type": {"$in": list(event_types)}}}}).modified_count
+    def add_events(self, code, version, events):
+        """Events about a version that do not change it (a province announcing what it has
+        published); False when there is no such version."""
+        events = list(events)
+        query = PackageVersionDoc.objects(id=version_id(code, version))
+        if (query.update_one(push_all__outbox=events) if events else query.count()) != 1:
+            return False
+        self.publish(version_id(code, version), events)
+        return True
+
+    # -- what the site above published ------------------------------------------------------------
+
+    def add_upstream(self, upstream):
+        """Keep an upstream version; False when (site, code, version) is kept already (nothing changes)."""
+        try:
+            UpstreamVersionDoc(id=upstream_id(upstream.site, upstream.code, upstream.version), site=upstream.site,
+                               code=upstream.code, version=upstream.version, digest=upstream.digest,
+                               definition=upstream.definition, received_at=self.clock(),
+                               problem=upstream.problem).save(force_insert=True)
+        except me.NotUniqueError:
+            return False
+        return True
+
+    def upstream(self, site, code, version):
+        return _upstream(UpstreamVersionDoc.objects(id=upstream_id(site, code, version)).first())
+
+    def latest_upstream(self, site, code):
+        return _upstream(UpstreamVersionDoc.objects(site=site, code=code).order_by("-version").first())
+
+    def upstream_codes(self, site):
+        return sorted(UpstreamVersionDoc.objects(site=site).distinct("code"))
+
+    def note_upstream(self, site, code, version, problem):
+        """Say why no version could be derived from an upstream version ("": one was); False when
+        it is not kept."""
+        return UpstreamVersionDoc.objects(id=upstream_id(site, code, version)).update_one(
+            set__problem=problem) == 1
+
+
+def _upstream(doc):
+    if doc is None:
+        return None
+    return UpstreamVersion(site=doc.site, code=doc.code, version=doc.version, digest=doc.digest,
+                           definition=plain(doc.definition), received_at=doc.received_at, problem=doc.problem or "")

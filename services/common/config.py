@@ -81,6 +81,11 @@ class Settings:
     max_upload_bytes: int = field(default_factory=lambda: _int("ONETHING_MAX_UPLOAD_BYTES", 20 * 1024 * 1024))
     catalog_data: str = field(default_factory=lambda: _env(
         "ONETHING_CATALOG_DATA", os.path.join(ROOT, "services", "catalog", "data")))
+    # a city site's catalog takes the package versions its province publishes (`package_published`,
+    # over the site link) and puts its own overlays on top: the province's region code. Empty (the
+    # default): the catalog owns the national base and loads it from its data folder (one site alone,
+    # or the province)
+    catalog_upstream: str = field(default_factory=lambda: _env("ONETHING_CATALOG_UPSTREAM", ""))
     # the api role's gRPC server: its threads, and how much of them streams may hold (the rest
     # always serves unary calls); see services/common/streams.py
     grpc_threads: int = field(default_factory=lambda: _int("ONETHING_GRPC_THREADS", "16"))
@@ -184,16 +189,25 @@ class Settings:
     # how long infra/tests/test_links.py keeps a site's broker away (stopped or killed) while the
     # other side publishes to it; a few seconds by default, 30 in the long run
     link_outage_seconds: float = field(default_factory=lambda: _float("ONETHING_LINK_OUTAGE_SECONDS", 3))
+    # `make run-sites` (infra/multisite.py): added to every port of the three sites (broker nodes and
+    # apis), so a test run's sites stand beside a developer's
+    sites_port_offset: int = field(default_factory=lambda: _int("ONETHING_SITES_PORT_OFFSET", 0))
 
     def __post_init__(self) -> None:
         problems = []
         if self.profile not in ("local", "production"):
             problems.append(f"ONETHING_PROFILE={self.profile!r}: use local or production")
-        for name, code in [("ONETHING_REGION", self.region), ("ONETHING_DESK_REGION", self.desk_region_spec)] + [
+        for name, code in [("ONETHING_REGION", self.region), ("ONETHING_DESK_REGION", self.desk_region_spec),
+                           ("ONETHING_CATALOG_UPSTREAM", self.catalog_upstream)] + [
                 ("ONETHING_SERVED_REGIONS", r) for r in self.served_regions_spec.split(",") if r.strip()]:
             code = code.strip()
             if code and not (len(code) == 6 and code.isdigit()):
                 problems.append(f"{name}: {code!r} is not a six-digit GB/T 2260 region code")
+        if self.catalog_upstream and len(self.catalog_upstream) == 6 and self.catalog_upstream.isdigit() and (
+                self.catalog_upstream == self.region or not region_within(self.region, self.catalog_upstream)):
+            problems.append(f"ONETHING_CATALOG_UPSTREAM={self.catalog_upstream!r} is not a level above this site's "
+                            f"region ONETHING_REGION={self.region!r} (a city takes its province's packages: 440100 "
+                            "from 440000)")
         for name, value in (("ONETHING_GRPC_THREADS", self.grpc_threads),
                             ("ONETHING_MAX_HANDLER_ATTEMPTS", self.max_handler_attempts),
                             ("ONETHING_PICKUP_MAX_ATTEMPTS", self.pickup_max_attempts),
@@ -210,7 +224,8 @@ class Settings:
         for name, value in (("ONETHING_SWEEP_GRACE_SECONDS", self.sweep_grace_seconds),
                             ("ONETHING_DESK_DELAY_SECONDS", self.desk_delay_seconds),
                             ("ONETHING_S3_RETRIES", self.s3_retries),
-                            ("ONETHING_LINK_OUTAGE_SECONDS", self.link_outage_seconds)):
+                            ("ONETHING_LINK_OUTAGE_SECONDS", self.link_outage_seconds),
+                            ("ONETHING_SITES_PORT_OFFSET", self.sites_port_offset)):
             if value < 0:
                 problems.append(f"{name}={value!r} must not be negative")
         if self.grpc_tls_server and not self.grpc_tls_cert_file.strip():

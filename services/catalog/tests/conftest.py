@@ -18,10 +18,13 @@ def every_region(region_code):
 
 
 # the tests take these as fixtures: a test module importing `conftest` could get another folder's
-def fake_catalog(data_dir=DATA, store=None, bus=None):
-    """A catalog on the in-memory store (with `bus`, a RecordingBus by default) serving every region."""
+def fake_catalog(data_dir=DATA, store=None, bus=None, site=None, upstream=None):
+    """A catalog on the in-memory store (with `bus`, a RecordingBus by default) serving every region;
+    the catalog of site `site` taking the versions `upstream` publishes (defaults: the settings', one
+    site 440100 with no upstream)."""
     store = store if store is not None else MemoryCatalogStore(bus if bus is not None else RecordingBus("catalog"))
-    return build_catalog(store=store, audit=MemoryAuditLog("catalog"), data_dir=str(data_dir), serves=every_region)
+    return build_catalog(store=store, audit=MemoryAuditLog("catalog"), data_dir=str(data_dir), serves=every_region,
+                         site=site, upstream=upstream)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The catalog's MongoDB store on the real local servers (the catalog publishes no events)."""
+"""The catalog's MongoDB store on the real local servers (one site alone, 440100, publishes no
+events; a province's and a city's: test_catalog_sites_integration.py)."""
 import os
 import pathlib
 import shutil

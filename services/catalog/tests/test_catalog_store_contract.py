@@ -2,10 +2,11 @@
 (services.catalog.fakes) and the real MongoDB store alike: a version saved and read back as the
 domain's values (definitions.PackageVersion, its status a VersionStatus), a second save of the same
 version refused, a status change refused when the status it expects is stale, a draft replaced
-only while it is one, the events a write adds published after the commit and removed, kept pending
-when the bus fails and published by the sweep later. The catalog publishes no event today; the
-entries here stand for its future ones. The last tests are the real store's own: the stored strings
-are those the collection has always held."""
+only while it is one, the events a write adds (or an event added to a version without changing it)
+published after the commit and removed, kept pending when the bus fails and published by the sweep
+later; the versions a site above published (definitions.UpstreamVersion) kept once each, read
+back, the latest per code, their problem noted. The last tests are the real store's own: the
+stored strings are those the collection has always held."""
 import datetime
 import time
 import uuid
@@ -13,7 +14,7 @@ import uuid
 import pytest
 
 from onething.catalog.v1 import catalog_pb2
-from services.catalog.definitions import PackageVersion, VersionStatus
+from services.catalog.definitions import PackageVersion, UpstreamVersion, VersionStatus
 from services.catalog.fakes import MemoryCatalogStore
 from services.common.bus import RecordingBus, outbox_entry
 from services.common.testing import FlakyBus, make_due
@@ -189,14 +190,68 @@ def test_a_store_without_a_bus_keeps_its_events_for_the_sweep_of_one_with_a_bus(
     assert len(published(bus, code)) == 1
 
 
-def test_entries_of_event_types_that_no_longer_exist_are_dropped(make_store):
+def test_events_about_a_version_are_added_without_changing_it_and_published(store, bus):
     code = new_code()
-    quiet = make_store(None)
-    gone = outbox_entry("package_published", catalog_pb2.PackageVersion(code=code, version=1))
-    kept = event(code)
-    quiet.add_version(code, 1, PUBLISHED, definition(code), "d1", [gone, kept])
-    assert quiet.drop_retired_events(("package_published",)) >= 1
-    assert [e["id"] for e in quiet.pending(f"{code}:1")] == [kept["id"]]
+    store.add_version(code, 1, PUBLISHED, definition(code), "d1")
+    before = store.version(code, 1)
+    announced = event(code)
+    assert store.add_events(code, 1, [announced])
+    assert published(bus, code) == [announced["id"]] and store.pending(f"{code}:1") == []
+    assert store.version(code, 1) == before  # status, digest and moments untouched
+    assert not store.add_events(code, 2, [event(code, 2)])  # no such version: nothing kept
+    assert store.pending(f"{code}:2") == [] and len(published(bus, code)) == 1
+
+
+def test_an_event_added_while_the_bus_is_away_waits_for_the_sweep(store, bus):
+    code = new_code()
+    store.add_version(code, 1, PUBLISHED, definition(code), "d1")
+    bus.away = True
+    announced = event(code)
+    assert store.add_events(code, 1, [announced])
+    assert [e["id"] for e in store.pending(f"{code}:1")] == [announced["id"]]
+    bus.away = False
+    make_due(store, f"{code}:1")
+    assert store.sweep() >= 1 and published(bus, code) == [announced["id"]]
+
+
+# -- what a site above published -------------------------------------------------------------------
+
+
+def upstream(code, version, digest="u1", site="440000"):
+    return UpstreamVersion(site=site, code=code, version=version, digest=digest, definition=definition(code))
+
+
+def test_an_upstream_version_is_kept_once_and_read_back(store):
+    code = new_code()
+    assert store.upstream("440000", code, 1) is None and store.latest_upstream("440000", code) is None
+    assert store.add_upstream(upstream(code, 1))
+    kept = store.upstream("440000", code, 1)
+    assert (kept.site, kept.code, kept.version, kept.digest, kept.problem) == ("440000", code, 1, "u1", "")
+    assert kept.definition == definition(code) and kept.received_at == T0
+    assert not store.add_upstream(upstream(code, 1, digest="other"))  # the first one stays
+    assert store.upstream("440000", code, 1).digest == "u1"
+
+
+def test_the_latest_upstream_version_is_the_highest_number_of_that_site_and_code(store):
+    code, other = new_code(), new_code()
+    store.add_upstream(upstream(code, 2, "u2"))
+    store.add_upstream(upstream(code, 1, "u1"))
+    store.add_upstream(upstream(code, 7, "u7", site="450000"))
+    store.add_upstream(upstream(other, 3, "o3"))
+    assert store.latest_upstream("440000", code).digest == "u2"
+    assert store.latest_upstream("450000", code).version == 7
+    assert {code, other} <= set(store.upstream_codes("440000")) and code in store.upstream_codes("450000")
+    assert other not in store.upstream_codes("450000")
+
+
+def test_a_problem_is_noted_on_a_kept_upstream_version_and_cleared(store):
+    code = new_code()
+    store.add_upstream(upstream(code, 1))
+    assert store.note_upstream("440000", code, 1, "overlays/440100: only shorten")
+    assert store.upstream("440000", code, 1).problem == "overlays/440100: only shorten"
+    assert store.note_upstream("440000", code, 1, "")
+    assert store.upstream("440000", code, 1).problem == ""
+    assert not store.note_upstream("440000", code, 2, "no such version")
 
 
 # -- the real store's stored form ------------------------------------------------------------------
@@ -228,8 +283,18 @@ def test_a_version_written_before_the_enums_reads_as_the_domains_values(mongo_st
     PackageVersionDoc._get_collection().insert_one({
         "_id": f"{code}:1", "code": code, "version": 1, "status": "published", "digest": "d1",
         "definition": definition(code), "created_at": T0, "published_at": T0,
-        "outbox": [{"id": "old", "event_type": "package_published", "payload": {}, "at": 0}]})
+        "outbox": []})
     found = mongo_store.latest(code, PUBLISHED)
     assert found.status is PUBLISHED and found.published_at == T0 and found.retired_at is None
     assert mongo_store.set_status(code, 1, PUBLISHED, RETIRED)
-    assert mongo_store.drop_retired_events(("package_published",)) >= 1 and mongo_store.pending(f"{code}:1") == []
+    assert mongo_store.version(code, 1).status is RETIRED
+
+
+@pytest.mark.integration
+def test_upstream_versions_are_kept_in_their_own_collection(mongo_store):
+    from services.catalog.store import PackageVersionDoc, UpstreamVersionDoc
+    code = new_code()
+    mongo_store.add_upstream(upstream(code, 3))
+    raw = UpstreamVersionDoc._get_collection().find_one({"_id": f"440000:{code}:3"})
+    assert (raw["site"], raw["code"], raw["version"], raw["digest"], raw["problem"]) == ("440000", code, 3, "u1", "")
+    assert PackageVersionDoc._get_collection().find_one({"code": code}) is None

@@ -1,6 +1,7 @@
 """Versions and reloading: draft -> published -> retired, a published version never changes, a case
-stays on its version, the catalog publishes no events (package_published had no consumer and was
-removed), and data folders that do not validate are refused as a whole."""
+stays on its version, one site alone (440100, the default) publishes no events (a province's
+package_published: test_catalog_sites.py), and data folders that do not validate are refused as a
+whole."""
 import pathlib
 
 import pytest

@@ -65,12 +65,13 @@ def test_domain_modules_import_no_framework():
     impure = []
     for name in NAMES:
         for path in (SERVICES / name).glob("*.py"):
-            if path.stem not in ("domain", "clock", "desk_rules", "definitions", "resolution", "notice"):
+            if path.stem not in ("domain", "clock", "definitions", "resolution", "notice"):
                 continue
             for module in _imports(path):
                 if module.split(".")[0] in FRAMEWORKS:
                     impure.append(f"{path.relative_to(ROOT)} imports {module}")
-    for path in (SERVICES / "common" / "forms.py", SERVICES / "common" / "china.py", SERVICES / "common" / "registry.py"):
+    for path in (SERVICES / "common" / "forms.py", SERVICES / "common" / "china.py", SERVICES / "common" / "registry.py",
+                 SERVICES / "desk" / "rules.py"):
         if path.exists():
             impure += [f"{path.relative_to(ROOT)} imports {m}" for m in _imports(path) if m.split(".")[0] in FRAMEWORKS]
     assert not impure, impure
@@ -93,3 +94,19 @@ def test_the_registry_names_every_service_folder():
         module, cls = entry.worker.split(":")
         assert (ROOT / (module.replace(".", "/") + ".py")).exists(), entry
         assert f"class {cls}" in (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+
+
+def test_a_desk_talks_to_the_platform_only_through_the_broker():
+    """services/desk is a department's own adapter: plain kombu, no nameko or eventlet, no database or
+    object store client, and no service's code (it knows the platform by the desk protocol and the
+    protos only)."""
+    forbidden = ("nameko", "eventlet", "mongoengine", "pymongo", "minio", "grpc")
+    found = []
+    for path in _code_files("services/desk"):
+        for module in _imports(path):
+            parts = module.split(".")
+            if parts[0] in forbidden or (parts[0] == "services" and len(parts) > 1 and parts[1] in NAMES) \
+                    or module.startswith(("services.common.mongo", "services.common.blobs", "services.common.worker")):
+                found.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not found, found
+    assert (SERVICES / "desk" / "__main__.py").exists()
