@@ -34,6 +34,8 @@ ROLE_RE = re.compile(r"[a-z][a-z_]{1,31}")
 ID_KINDS = ("citizen_id", "credit_code", "any")
 OVERLAY_KEYS = ("implementing_code", "implementing_bodies", "promised_limit_days", "disable_items",
                 "add_items", "add_materials", "add_situations")
+# an item implemented above the case's region (sites): its task goes to that level's desk
+IMPLEMENTING_LEVELS = ("province",)
 # what one item costs the applicant when done on its own (overridable per item with `separately`)
 DEFAULT_STEPS_SEPARATELY = 4   # 申请、受理、审查、决定/出件
 DEFAULT_TRIPS_SEPARATELY = 2   # 递交材料、领取结果
@@ -425,6 +427,17 @@ def check_item(item, where, departments, materials, fields, roles=None):
     for f in item.get("form_fields", []):
         if f not in fields:
             raise InvalidArgument(f"{where}: item {code}: form field {f} is not in fields.yaml")
+    level = item.get("implementing_level")
+    if level is not None and level not in IMPLEMENTING_LEVELS:
+        raise InvalidArgument(f"{where}: item {code}: implementing_level must be one of "
+                              f"{', '.join(IMPLEMENTING_LEVELS)}, not {level!r}")
+    named = item.get("implementing_region_field")
+    if named is not None:
+        if named not in item.get("form_fields", []):
+            raise InvalidArgument(f"{where}: item {code}: implementing_region_field {named!r} is not one of "
+                                  "the item's form fields")
+        if (fields.get(named) or {}).get("validator") != "region":
+            raise InvalidArgument(f"{where}: item {code}: implementing_region_field {named!r} is not a region field")
 
 
 def _check_material(m, where, roles=None):

@@ -165,7 +165,10 @@ def resolve(defn, region_code, answers=None, held_license_types=(), version=None
             target.setdefault(m, []).append(item["code"])
             if target is used_materials:
                 needs.append(m)
-        out = {k: v for k, v in item.items() if k not in ("form_fields", "separately", "material_codes")}
+        out = {k: v for k, v in item.items() if k not in ("form_fields", "separately", "material_codes",
+                                                        "implementing_level")}
+        if item.get("implementing_level") == "province":
+            out["implementing_region"] = region_code[:2] + "0000"
         out.update({
             "result": _result_view(item.get("result")),
             "prerequisites": [p for p in item.get("prerequisites", []) if p in chosen_codes],

@@ -304,7 +304,9 @@ def _snapshot_item(item):
                                   "license_type_code": supersedes.get("license_type_code")}},
         "statutory_limit_days": item.get("statutory_limit_days"), "promised_limit_days": item.get("promised_limit_days"),
         "optional": item.get("optional"), "inspection": item.get("inspection"),
-        "implementing_body": {"name": (item.get("implementing_body") or {}).get("name")}}
+        "implementing_body": {"name": (item.get("implementing_body") or {}).get("name")},
+        "implementing_region": item.get("implementing_region"),
+        "implementing_region_field": item.get("implementing_region_field")}
 
 
 def _snapshot_material(material):

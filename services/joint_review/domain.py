@@ -153,6 +153,7 @@ class CaseSubmitted(NamedTuple):
     applicant: dict
     parties: tuple[dict, ...]
     delivery: dict
+    form: dict | None = None  # the case's form (a field may name where an item is decided)
 
 PENDING, ASSIGNED, APPROVED, DONE, REJECTED, CLOSED, RECTIFYING = (
     TaskState.PENDING, TaskState.ASSIGNED, TaskState.APPROVED, TaskState.DONE, TaskState.REJECTED, TaskState.CLOSED,
@@ -172,16 +173,30 @@ def today_of(now):
     return datetime.datetime.fromisoformat(now).astimezone(CST).date()
 
 
-def new_session(case_no, region_code, package, now, materials=()):
+def task_region(item, case_region, form):
+    """Whose desk decides an item: the region the catalog resolved for it (an item a provincial
+    department implements: the province), else the city of the region a form field names (跨城通办:
+    the 迁出地 of an enterprise migration is decided by that city's department), else the case's
+    region. The task's routing key names it, and the links between sites carry it there."""
+    if item.get("implementing_region"):
+        return item["implementing_region"]
+    named = str((form or {}).get(item.get("implementing_region_field") or "", ""))
+    if len(named) == 6 and named.isdigit():
+        return named if named.endswith("0000") else named[:4] + "00"
+    return case_region
+
+
+def new_session(case_no, region_code, package, now, materials=(), form=None):
     """A session for a submitted case. `materials`: the case's MaterialRefs (dicts); a licence that
-    stood in for a material of the party an item's result supersedes is the one it replaces."""
+    stood in for a material of the party an item's result supersedes is the one it replaces; `form`
+    the case's form (a field may name the region whose desk decides an item: task_region)."""
     dept_names = {d.get("code"): d.get("name", "") for d in package.get("departments", [])}
     tasks = []
     for item in package["items"]:
         result = item.get("result") or {}
         tasks.append({
             "item_code": item["code"], "item_name": item["name"], "department_code": item["department_code"],
-            "region_code": region_code, "prerequisites": list(item.get("prerequisites", [])),
+            "region_code": task_region(item, region_code, form), "prerequisites": list(item.get("prerequisites", [])),
             "material_codes": list(item.get("material_codes", [])),
             "license_inputs": list(item.get("license_inputs", [])),
             "result_type": result.get("type", "RESULT_TYPE_RECORD"),

@@ -70,7 +70,7 @@ class JointReview:
         pkg = submitted.package
         now = self._now()
         materials = [dict(m) for m in submitted.materials]
-        session = domain.new_session(case_no, region_code, pkg, now, materials)
+        session = domain.new_session(case_no, region_code, pkg, now, materials, dict(submitted.form or {}))
         case = {"applicant": dict(submitted.applicant), "materials": materials,
                 "parties": [dict(p) for p in submitted.parties],
                 "delivery": dict(submitted.delivery), "package_code": pkg["code"],

@@ -37,7 +37,7 @@ def case_submitted(payload):
     return domain.CaseSubmitted(
         case_no=e.case_no, region_code=e.region_code, package=to_payload(e.package_snapshot),
         materials=tuple(to_payload(m) for m in e.materials), applicant=to_payload(e.applicant),
-        parties=tuple(to_payload(p) for p in e.parties), delivery=to_payload(e.delivery))
+        parties=tuple(to_payload(p) for p in e.parties), delivery=to_payload(e.delivery), form=dict(e.form))
 
 
 class JointReviewWorker:

@@ -345,3 +345,40 @@ def test_every_package_saves_something(catalog):
         assert s["trips_together"] < s["trips_separately"], pkg["code"]
         assert s["materials_together"] <= s["materials_separately"], pkg["code"]
         assert s["working_days_together"] <= s["working_days_separately"], pkg["code"]
+
+
+# --- where an item is decided (sites) ------------------------------------------------------------
+
+def test_an_item_a_provincial_department_implements_names_the_province(catalog):
+    pkg = catalog.get_package("XSECS", "440300", {"allowance": "yes"})
+    assert item(pkg, "440000000011")["implementing_region"] == "440000"
+    assert "implementing_level" not in item(pkg, "440000000011")
+    assert not item(pkg, "110000000001").get("implementing_region")
+
+
+def test_a_cross_city_item_names_the_form_field_of_its_region(catalog):
+    pkg = catalog.get_package("QYQY", "440100")
+    assert item(pkg, "180000000005")["implementing_region_field"] == "move_from_region"
+    assert item(pkg, "180000000001")["implementing_region_field"] == "move_to_region"
+    assert item(pkg, "180000000001")["prerequisites"] == ["180000000005"]
+    assert {"move_from_region", "move_to_region"} <= {f["key"] for f in pkg["form_fields"]}
+
+
+def _item(**extra):
+    return {"code": "440000000099", "name": "试", "department_code": "ybj", "statutory_limit_days": 5,
+            "promised_limit_days": 5, "result": {"type": "RESULT_TYPE_RECORD"},
+            "form_fields": ["move_to_region", "applicant_name"], **extra}
+
+
+FIELDS = {"move_to_region": {"validator": "region"}, "applicant_name": {}}
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ({"implementing_level": "county"}, "implementing_level must be one of province"),
+    ({"implementing_region_field": "move_from_region"}, "is not one of the item's form fields"),
+    ({"implementing_region_field": "applicant_name"}, "is not a region field"),
+])
+def test_where_an_item_is_decided_must_make_sense(extra, problem):
+    with pytest.raises(InvalidArgument, match=problem):
+        definitions.check_item(_item(**extra), "test", {"ybj": {}}, {}, FIELDS)
+    definitions.check_item(_item(), "test", {"ybj": {}}, {}, FIELDS)  # without it: fine

@@ -101,3 +101,20 @@ def test_the_snapshot_is_a_package_snapshot_message_field_for_field(name):
     strict = json_format.ParseDict(snapshot, events_pb2.PackageSnapshot())  # a key it does not have raises
     payload = to_payload(events_pb2.CaseSubmitted(case_no="C1", package_snapshot=strict))
     assert payload["package_snapshot"] == snapshot and "package" not in payload
+
+
+def test_the_snapshot_says_where_a_cross_city_item_is_decided():
+    snapshot = domain.package_snapshot(from_catalog("enterprise_migration"))
+    by_code = {i["code"]: i for i in snapshot["items"]}
+    assert by_code["180000000005"]["implementing_region_field"] == "move_from_region"
+    assert by_code["180000000001"]["implementing_region_field"] == "move_to_region"
+    assert "implementing_region" not in by_code["180000000005"]  # left out when not set, as protobuf's JSON
+    message = from_payload(events_pb2.PackageSnapshot, snapshot)
+    assert message.items[0].implementing_region_field == "move_from_region"
+
+
+def test_the_snapshot_keeps_a_region_the_catalog_resolved():
+    package = from_catalog("newborn")
+    package["items"][0]["implementing_region"] = "440000"
+    snapshot = domain.package_snapshot(package)
+    assert snapshot["items"][0]["implementing_region"] == "440000"

@@ -98,3 +98,35 @@ def test_the_api_decodes_the_requests_enums_once(review_of_fakes, recording_bus,
     assert [p["decision"] for t, p, _ in recording_bus.published if t == "opinion_recorded"] == ["DECISION_APPROVE"]
     assert [r["details"]["decision"] for r in review_of_fakes.audit.find("opinion.record")] == [
         "DECISION_UNSPECIFIED", "DECISION_APPROVE"]
+
+
+# where an item is decided (sites) ------------------------------------------------------------------
+def test_an_item_goes_to_the_region_the_catalog_resolved_for_it():
+    item = {"implementing_region": "440000", "implementing_region_field": "move_from_region"}
+    assert domain.task_region(item, "440100", {"move_from_region": "440305"}) == "440000"
+
+
+def test_an_item_named_by_a_form_field_goes_to_the_city_of_that_region():
+    item = {"implementing_region_field": "move_from_region"}
+    assert domain.task_region(item, "440100", {"move_from_region": "440305"}) == "440300"
+    assert domain.task_region(item, "440100", {"move_from_region": "440300"}) == "440300"
+    assert domain.task_region(item, "440100", {"move_from_region": "440000"}) == "440000"
+
+
+def test_without_either_or_with_no_usable_value_an_item_stays_in_the_cases_region():
+    assert domain.task_region({}, "440100", {"move_from_region": "440305"}) == "440100"
+    field = {"implementing_region_field": "move_from_region"}
+    assert domain.task_region(field, "440100", {}) == "440100"
+    assert domain.task_region(field, "440100", {"move_from_region": "深圳"}) == "440100"
+
+
+def test_a_new_session_routes_each_task_to_its_region():
+    package = {**PACKAGE, "items": [
+        {**PACKAGE["items"][0], "implementing_region_field": "move_from_region"},
+        *[{**i, "implementing_region": "440000"} for i in PACKAGE["items"][1:2]],
+        *PACKAGE["items"][2:]]}
+    session = domain.new_session("C9", "440100", package, T0, form={"move_from_region": "440304"})
+    regions = [t["region_code"] for t in session["tasks"]]
+    assert regions[:2] == ["440300", "440000"]
+    assert all(r == "440100" for r in regions[2:])
+    assert session["region_code"] == "440100"
