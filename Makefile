@@ -9,7 +9,7 @@ PROTOS := $(shell find protos/onething -name '*.proto')
 GOOGLE_TYPES := protos/google/type/date.proto
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status
+.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status run-sites sites-down sites-status test-links-long
 
 all: protos
 
@@ -61,6 +61,7 @@ up: infra-up
 	$(BIN)/python -m infra.suite up
 
 down stop:
+	-$(BIN)/python -m infra.multisite down
 	-$(BIN)/python -m infra.suite down
 	-$(BIN)/python -m infra.local down
 
@@ -77,6 +78,24 @@ test: contracts lint infra-up
 
 unit: protos contracts lint
 	$(BIN)/python -m pytest -q -m "not integration and not e2e"
+
+# Three sites on this machine (infra/multisite.py): the province 440000 and the cities 440100 and
+# 440300, each with its own RabbitMQ node, databases, buckets and api ports, linked by shovels; then a
+# cross-city 企业迁移 case and a case with a provincial item, each to its end (tools/sites_demo.py).
+run-sites: infra-up
+	$(BIN)/python -m infra.multisite up
+	$(BIN)/python -m tools.sites_demo
+
+sites-down:
+	-$(BIN)/python -m infra.multisite down
+
+sites-status:
+	$(BIN)/python -m infra.multisite status
+
+# The links' long run: each side's broker stopped (gracefully, then killed) for 30 s while the other
+# publishes to it (make test runs the same tests with 3 s outages).
+test-links-long: infra-up
+	ONETHING_LINK_OUTAGE_SECONDS=30 $(BIN)/python -m pytest -q infra/tests/test_links.py -m integration
 
 bench: up
 	$(BIN)/python -m tools.bench
