@@ -81,18 +81,17 @@ def _with_site(region):
 
 
 def configure_brokers():
-    """Each site's topology on its node, then every link between them (both ends of each)."""
-    for region in REGIONS:
-        site = node(region)
-        defs = topology.definitions(region, vhost=VHOST, desks=desks_of(region))
-        # the local administrator (tools, tests) may do anything in the site's vhost
-        defs["permissions"].append({"user": "guest", "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"})
-        links.apply(site, defs)
+    """Each site's topology on its node, with its ends of the links between the sites."""
     link_users = [links.link_user(s, r) for s, r in _pairs()]
     secret = topology.passwords(link_users)
-    for sending, receiving in _pairs():
-        links.link(VHOST, node(sending), node(receiving), topology.link_routes(sending, receiving),
-                   secret[links.link_user(sending, receiving)])
+    for region in REGIONS:
+        uris = {other: node(other).amqp_uri("/", links.link_user(region, other),
+                                            secret[links.link_user(region, other)]).rsplit("/", 1)[0]
+                for sending, other in topology.links_of(region) if sending == region}
+        defs = topology.definitions(region, vhost=VHOST, desks=desks_of(region), link_uris=uris)
+        # the local administrator (tools, tests) may do anything in the site's vhost
+        defs["permissions"].append({"user": "guest", "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"})
+        links.apply(node(region), defs)
 
 
 def _pairs():

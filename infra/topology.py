@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from urllib.parse import quote, urlparse, urlunparse
+from urllib.parse import quote, unquote, urlparse, urlunparse
 
 import yaml
 
@@ -157,14 +157,57 @@ def _user(name, password):
             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": [], "limits": {}}
 
 
-def definitions(site, vhost=None, desks=None, secrets_of=None, topo=None):
-    """The RabbitMQ definitions of one site's broker."""
+def link_uris_from(folder):
+    """{other site: AMQP URI with the link user's login} from a folder of one file per linked site
+    (ONETHING_BROKER_LINKS_DIR, the chart's mounted secret)."""
+    found = {}
+    if folder and os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if len(name) == 6 and name.isdigit():
+                with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                    found[name] = fh.read().strip()
+    return found
+
+
+def _link_definitions(site, vhost, topo, link_uris, pw):
+    """Both ends of every link of `site` that this broker holds: for a link it sends on, the queue,
+    bindings and shovel to the other site's broker (its URI from `link_uris`); for a link it
+    receives, the link user (its password from the passwords file) and the exchanges it writes."""
+    from infra import links
+    out = []
+    for sending, receiving in links_of(site, topo):
+        routes = link_routes(sending, receiving, topo)
+        user = links.link_user(sending, receiving)
+        if receiving == site:
+            out.append(links.link_definitions(vhost, sending, receiving, routes, "amqp://127.0.0.1",
+                                              pw[user])[1])
+            continue
+        uri = link_uris.get(receiving)
+        if not uri:
+            raise SystemExit(f"site {site} links to {receiving}, but no URI is given for it (ONETHING_BROKER_LINKS_DIR)")
+        parts = urlparse(uri)
+        if parts.username != user or not parts.password:
+            raise SystemExit(f"the link {sending} → {receiving} logs in as {user}; its URI names {parts.username!r}")
+        address = urlunparse(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""), path=""))
+        out.append(links.link_definitions(vhost, sending, receiving, routes, address,
+                                          unquote(parts.password))[0])
+    return out
+
+
+def definitions(site, vhost=None, desks=None, secrets_of=None, topo=None, link_uris=None):
+    """The RabbitMQ definitions of one site's broker. With `link_uris` ({other site: URI}; default:
+    ONETHING_BROKER_LINKS_DIR), also the links between this site and the others; without, the site
+    stands alone (`make run`)."""
     topo = topo or load()
     if site not in sites(topo):
         raise SystemExit(f"{site!r} is not a site of infra/topology.yaml: {', '.join(sites(topo))}")
     vhost = vhost or topo["vhost"]
     desks = default_desks(site) if desks is None else desks
+    link_uris = link_uris_from(settings().broker_links_dir) if link_uris is None else link_uris
     names = users(desks)
+    if link_uris:
+        from infra.links import link_user
+        names += [link_user(a, b) for a, b in links_of(site, topo) if b == site]
     pw = secrets_of if secrets_of is not None else passwords(names)
     defs: dict = {"vhosts": [{"name": vhost}], "users": [], "permissions": [], "topic_permissions": [],
                   "exchanges": [], "queues": [], "bindings": [], "policies": [], "parameters": []}
@@ -212,6 +255,10 @@ def definitions(site, vhost=None, desks=None, secrets_of=None, topo=None):
             defs["topic_permissions"].append({"user": user, "vhost": vhost, "exchange": tp["exchange"],
                                               "write": _fill(tp["write"], **escaped),
                                               "read": _fill(tp["read"], **escaped)})
+    if link_uris:
+        for part in _link_definitions(site, vhost, topo, link_uris, pw):
+            for key, entries in part.items():
+                defs.setdefault(key, []).extend(e for e in entries if e not in defs.get(key, []))
     return defs
 
 

@@ -1,7 +1,10 @@
 """Print one case's cross-service timeline from the span files every process writes
 (var/spans/*.jsonl): service, operation, start offset, duration, nesting.
 
-    python -m tools.timeline CASE_NO [--spans DIR]
+    python -m tools.timeline CASE_NO [--spans DIR ...] [--sites]
+
+`--sites` reads every site of `make run-sites` (var/sites/<region>/spans): a case's trace goes on
+across the links between sites, and each span is shown with the site that recorded it.
 """
 import argparse
 import glob
@@ -13,17 +16,30 @@ from services.common.telemetry import CASE_ATTR
 
 
 def load_spans(spans_dir=None):
+    """The spans of one folder, or of several (a list): then each span says which folder's site
+    (the folder above `spans`, a region code under var/sites) recorded it."""
+    folders = spans_dir if isinstance(spans_dir, list | tuple) else [spans_dir or settings().spans_dir]
     spans = []
-    for path in glob.glob(os.path.join(spans_dir or settings().spans_dir, "*.jsonl")):
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if line:
-                    try:
-                        spans.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass  # a line cut short by a killed process
+    for folder in folders:
+        site = os.path.basename(os.path.dirname(os.path.abspath(folder))) if len(folders) > 1 else ""
+        for path in glob.glob(os.path.join(folder, "*.jsonl")):
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line:
+                        try:
+                            span = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue  # a line cut short by a killed process
+                        if site:
+                            span["site"] = site
+                        spans.append(span)
     return spans
+
+
+def site_folders():
+    """The span folders of every site `make run-sites` started."""
+    return sorted(glob.glob(os.path.join(settings().var_dir, "sites", "*", "spans")))
 
 
 def case_spans(case_no, spans):
@@ -81,16 +97,19 @@ def print_case(case_no, spans_dir=None, out=print):
     out(f"{'start ms':>9} {'dur ms':>8}  {'service':22s} operation")
     for depth, s in rows(spans):
         out(f"{(s['start_ns'] - t0) / 1e6:9.1f} {(s['end_ns'] - s['start_ns']) / 1e6:8.1f}  "
-            f"{s['service']:22s} {'  ' * depth}{s['name']}")
+            f"{s['service'] + ('@' + s['site'] if s.get('site') else ''):22s} {'  ' * depth}{s['name']}")
     return 0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case_no")
-    parser.add_argument("--spans", help="folder of span files (default: var/spans)")
+    parser.add_argument("--spans", action="append", help="folder of span files (default: var/spans); "
+                                                         "give it again for more folders")
+    parser.add_argument("--sites", action="store_true", help="every site of make run-sites (var/sites/*/spans)")
     args = parser.parse_args()
-    raise SystemExit(print_case(args.case_no, args.spans))
+    folders = (args.spans or []) + (site_folders() if args.sites else [])
+    raise SystemExit(print_case(args.case_no, folders if len(folders) > 1 else (folders[0] if folders else None)))
 
 
 if __name__ == "__main__":

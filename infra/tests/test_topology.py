@@ -214,3 +214,36 @@ def test_keys_reach_every_site_and_figures_reach_only_the_province():
 def test_sites_that_are_not_city_and_province_are_not_linked():
     with pytest.raises(SystemExit, match="not linked"):
         topology.link_routes("440100", "440300")
+
+
+def test_a_sites_links_come_from_the_folder_of_link_uris(tmp_path):
+    (tmp_path / "440000").write_text("amqp://link-440100-440000:p%40ss@province.example:5672\n")
+    (tmp_path / "README").write_text("not a site")
+    uris = topology.link_uris_from(str(tmp_path))
+    assert uris == {"440000": "amqp://link-440100-440000:p%40ss@province.example:5672"}
+    pw = {u: "x" for u in [*topology.users(DESKS), "link-440000-440100"]}
+    defs = topology.definitions("440100", vhost="v", desks=DESKS, secrets_of=pw, link_uris=uris)
+    shovels = {p["name"]: p["value"] for p in defs["parameters"]}
+    assert set(shovels) == {f"link.440100.440000.{x}" for x in
+                            ("joint_review.events", "desk.opinions", "evaluation.events", "elicense.events")}
+    dest = shovels["link.440100.440000.desk.opinions"]["dest-uri"]
+    assert dest.startswith("amqp://link-440100-440000:p%40ss@province.example:5672/v")
+    link_user = next(u for u in defs["users"] if u["name"] == "link-440000-440100")
+    assert link_user["tags"] == ["impersonator"]  # the province's down link arrives here
+
+
+def test_a_link_uri_of_another_user_or_a_missing_one_is_refused():
+    pw = {u: "x" for u in [*topology.users(DESKS), "link-440000-440100"]}
+    with pytest.raises(SystemExit, match="logs in as link-440100-440000"):
+        topology.definitions("440100", vhost="v", desks=DESKS, secrets_of=pw,
+                             link_uris={"440000": "amqp://guest:guest@province.example:5672"})
+    with pytest.raises(SystemExit, match="no URI is given"):
+        topology.definitions("440000", vhost="v", desks=[], secrets_of={**pw, "link-440100-440000": "x",
+                                                                        "link-440300-440000": "x"},
+                             link_uris={"440100": "amqp://link-440000-440100:x@gz.example:5672"})
+
+
+def test_a_site_alone_has_no_links():
+    pw = {u: "x" for u in topology.users(DESKS)}
+    defs = topology.definitions("440100", vhost="v", desks=DESKS, secrets_of=pw, link_uris={})
+    assert defs["parameters"] == [] and not [u for u in defs["users"] if u["name"].startswith("link-")]

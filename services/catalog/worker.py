@@ -42,7 +42,7 @@ class CatalogWorker:
         pkg = self.catalog.get_package(code, region_code, situations or {}, version)
         return dict(pkg, status=STATUS_PROTO_NAMES[pkg["status"]])
 
-    @event_handler("catalog", "package_published")
+    @event_handler("catalog", "package_published", other_sites=True)
     def on_package_published(self, payload):
         """A province's published version: a city derives its own (Catalog.receive); every other
         site (the province itself, a site without upstream) ignores it."""

@@ -215,7 +215,31 @@ class FailureRules:
 
 
 class ReliableEventHandler(FailureRules, nameko_events.EventHandler):
-    """nameko's event handler with the failure rules (FailureRules)."""
+    """nameko's event handler with the failure rules (FailureRules). An event another site produced
+    (its `site` header names another region: it came over a link between sites) reaches only the
+    handlers that say they take one (`other_sites=True`: the key directory, the province's roll-up, a
+    city's package versions); any other handler acknowledges it untouched, so a service that knows
+    nothing of sites never acts on another site's case."""
+
+    def __init__(self, *args, other_sites=False, **kwargs):
+        self.other_sites = other_sites
+        self.site = ""
+        super().__init__(*args, **kwargs)
+
+    def setup(self):
+        from services.common.config import settings
+        self.site = settings().region
+        super().setup()
+
+    def handle_message(self, body, message):
+        site = (message.headers or {}).get("site")
+        if not self.other_sites and isinstance(site, str) and site and site != self.site:
+            logging.getLogger(self.container.service_name).debug(
+                "%s event from site %s (case %s): not this site's", self.event_type, site,
+                (message.headers or {}).get("case_no", "-"))
+            self.queue_consumer.ack_message(message)
+            return None
+        return super().handle_message(body, message)
 
 
 class ReliableConsumer(FailureRules, nameko_messaging.Consumer):
@@ -274,12 +298,13 @@ def _handled(what, method):
     return run
 
 
-def event_handler(source_service, event_type):
+def event_handler(source_service, event_type, other_sites=False):
     """The event handler every worker uses (see FailureRules for what happens on failure, _handled
-    for domain errors and the inbox)."""
+    for domain errors and the inbox, ReliableEventHandler for events of other sites)."""
     def decorate(method):
         run = _handled((source_service, f"{event_type} event"), method)
-        return ReliableEventHandler.decorator(source_service, event_type, requeue_on_error=True)(run)
+        return ReliableEventHandler.decorator(source_service, event_type, requeue_on_error=True,
+                                              other_sites=other_sites)(run)
 
     return decorate
 

@@ -106,7 +106,7 @@ class ElicenseWorker:
         self.elicense.on_session_withdrawn(codec.withdrawal_of(from_payload(review_events.SessionWithdrawn, payload)))
 
     # every site's keys (codec.key_routing_key): this site's own come back here too, and are ignored
-    @event_handler("elicense", "signing_key_published.*")
+    @event_handler("elicense", "signing_key_published.*", other_sites=True)
     def on_signing_key_published(self, payload):
         key = codec.published_key_of(from_payload(licence_events.SigningKeyPublished, payload))
         self.elicense.on_signing_key_published(key, sent_from=self.site)

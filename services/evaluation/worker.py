@@ -49,14 +49,14 @@ class EvaluationWorker:
         self.evaluation.case_withdrawn(event.case_no, event.after_conclusion)
 
     # a city's ratings, 差评 opened and closed (up its link): the province's figures
-    @event_handler("evaluation", "evaluation_received")
+    @event_handler("evaluation", "evaluation_received", other_sites=True)
     def on_city_rated(self, payload):
         self.evaluation.city_report(contracts.rating_report(ReportKind.RATED, payload, self.origin))
 
-    @event_handler("evaluation", "bad_review_opened")
+    @event_handler("evaluation", "bad_review_opened", other_sites=True)
     def on_city_bad_review_opened(self, payload):
         self.evaluation.city_report(contracts.rating_report(ReportKind.BAD_REVIEW_OPENED, payload, self.origin))
 
-    @event_handler("evaluation", "bad_review_closed")
+    @event_handler("evaluation", "bad_review_closed", other_sites=True)
     def on_city_bad_review_closed(self, payload):
         self.evaluation.city_report(contracts.rating_report(ReportKind.BAD_REVIEW_CLOSED, payload, self.origin))

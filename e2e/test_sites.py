@@ -1,0 +1,154 @@
+"""Three sites, as `make run-sites` starts them (infra/multisite.py): the province 440000 and the cities
+440100 广州 and 440300 深圳, each a whole suite with its own RabbitMQ node, linked only through their
+brokers. Cases cross between them and end with licences that verify at every site; a city's broker
+going away (stopped, killed) while work is sent to it loses and doubles nothing.
+
+The sites get ports of their own (ONETHING_SITES_PORT_OFFSET) beside the one-site suite of the other
+e2e tests and beside a developer's `make run-sites`. The broker stays away for
+ONETHING_LINK_OUTAGE_SECONDS (3 s here, 30 s in `make test-sites-long`)."""
+import random
+import time
+
+import amqp
+import pytest
+from kombu import Connection
+
+from e2e.waits import wait_until
+from infra import links, multisite, sites, topology
+from onething.common.v1 import common_pb2
+from onething.intake.v1 import intake_pb2
+from onething.joint_review.v1 import joint_review_pb2
+from services.common.config import settings
+from services.common.ids import credit_code_check_char
+from services.common.registry import desk_broker_user
+from tools import sites_demo, timeline
+from tools.client import citizen_id, demo_form
+
+pytestmark = pytest.mark.e2e
+DONE = sites_demo.DONE
+FINISHED = (joint_review_pb2.TASK_STATE_DONE, joint_review_pb2.TASK_STATE_APPROVED)
+
+
+@pytest.fixture(scope="module")
+def three_sites(test_env, monkeypatch_module):
+    monkeypatch_module.setenv("ONETHING_SITES_PORT_OFFSET", "1000")
+    try:
+        multisite.up()
+        suites = {region: sites_demo.site_suite(region) for region in multisite.REGIONS}
+        for region, code in (("440100", "XSECS"), ("440100", "KBQY"), ("440300", "KBQY"), ("440300", "QYQY"),
+                             ("440100", "QYQY")):
+            sites_demo.wait_offered(suites[region], region, code)
+        yield suites
+    finally:
+        multisite.down()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def _task(suite, case_no, item_code):
+    return next(t for t in suite.session(case_no).tasks if t.item_code == item_code)
+
+
+def test_a_provincial_item_is_decided_by_the_provinces_desk_and_its_licences_verify_everywhere(three_sites):
+    gz = three_sites["440100"]
+    case = sites_demo.newborn_with_allowance(gz)
+    assert case.status == intake_pb2.CASE_STATUS_DELIVERED
+    allowance = _task(gz, case.case_no, "440000000011")
+    assert (allowance.region_code, allowance.decided_by) == ("440000", "desk:ybj:440000")
+    assert allowance.state in FINISHED
+    assert all(t.region_code == "440100" for t in gz.session(case.case_no).tasks if t.item_code != "440000000011")
+    assert sites_demo.verify_everywhere(gz, case, three_sites)
+
+
+def test_an_enterprise_moves_from_shenzhen_to_guangzhou_each_part_decided_where_it_belongs(three_sites):
+    sz = three_sites["440300"]
+    case = sites_demo.enterprise_moves(sz)
+    assert case.status == intake_pb2.CASE_STATUS_DELIVERED
+    where = {t.item_code: (t.region_code, t.decided_by) for t in sz.session(case.case_no).tasks}
+    assert where["180000000001"] == ("440100", "desk:scjg:440100")   # 迁入登记, by 广州
+    assert where["180000000005"] == ("440300", "desk:scjg:440300")   # 迁出调档, by 深圳
+    assert where["180000000002"][0] == where["180000000003"][0] == "440300"
+    licences = sz.licenses(case.case_no)
+    assert [lic.type_code for lic in licences] == ["YYZZ"]
+    assert sites_demo.verify_everywhere(sz, case, three_sites)
+
+    # one trace of the case, across the sites, in the timeline tool
+    lines = []
+    assert timeline.print_case(case.case_no, timeline.site_folders(), out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "spans in trace" in lines[0]  # one trace: SubmitCase in 深圳 to the desk in 广州 and back
+    assert "desk_scjg_440100@440100" in text and "intake@440300" in text and "elicense-worker@440300" in text
+
+
+def _enterprise(suite, region):
+    """An enterprise opened at `region` (开办企业): it holds a 营业执照 there."""
+    body = f"91{region}MA5{random.randint(0, 999999):06d}"[:17]
+    enterprise = common_pb2.Party(role="enterprise", name=f"示例{body[-4:]}有限公司", id_number=body + credit_code_check_char(body))
+    person = common_pb2.Applicant(id_number=citizen_id(), name="周敏", phone="13700000000")
+    case = sites_demo.submit(suite, region, "KBQY", person, parties=[enterprise])
+    return person, enterprise, case.case_no
+
+
+def _move_in(suite, person, enterprise):
+    """企业迁移 from 深圳 into 广州, submitted in 广州: 迁出调档 and the other releases go to 深圳's desks
+    (through the province), 迁入登记 stays in 广州."""
+    form = demo_form(suite.package("QYQY", "440100"), person, [enterprise])
+    form.update({"move_from_region": "440300", "move_to_region": "440100", "new_address": "广州市越秀区示例街2号"})
+    return sites_demo.submit(suite, "440100", "QYQY", person, parties=[enterprise], form=form).case_no
+
+
+def _queue_depth(site, queue):
+    with Connection(site.amqp_uri(multisite.VHOST)) as conn:
+        _, depth, _ = conn.channel().queue_declare(queue, passive=True)
+    return depth
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_city_broker_away_while_work_is_sent_to_it_loses_and_doubles_nothing(three_sites, how):
+    gz, sz_node = three_sites["440100"], multisite.node("440300")
+    opened = [_enterprise(gz, "440100") for _ in range(3)]
+    for _, _, case_no in opened:
+        assert gz.wait_status(case_no, DONE, timeout=120).status == intake_pb2.CASE_STATUS_DELIVERED
+
+    (sites.stop_app if how == "stopped" else sites.kill)(sz_node)
+    try:
+        moving = [_move_in(gz, person, enterprise) for person, enterprise, _ in opened]
+        # the work for 深圳 waits on the province, in its link to 深圳
+        waiting = links.link_queue("440000", "440300", "joint_review.events")
+        wait_until(lambda: _queue_depth(multisite.node("440000"), waiting) >= 3, timeout=30,
+                   what="the tasks for 深圳 waiting on the province")
+        time.sleep(settings().link_outage_seconds)  # the outage itself: nothing to wait for
+    finally:
+        if how == "stopped":
+            sites.start_app(sz_node)
+        else:
+            sites.start(sz_node)
+
+    for case_no in moving:
+        case = gz.wait_status(case_no, DONE, timeout=180)
+        assert case.status == intake_pb2.CASE_STATUS_DELIVERED, case_no
+        tasks = gz.session(case_no).tasks
+        assert all(t.state in FINISHED for t in tasks), [(t.item_code, t.state) for t in tasks]
+        assert {t.decided_by for t in tasks if t.region_code == "440300"} >= {"desk:scjg:440300", "desk:sw:440300"}
+        # nothing doubled: one 营业执照 per move
+        assert [lic.type_code for lic in gz.licenses(case_no)] == ["YYZZ"]
+    assert _queue_depth(multisite.node("440000"), waiting) == 0
+
+
+def test_a_desk_may_not_read_another_departments_tasks_or_speak_for_it_on_its_site(three_sites):
+    node = multisite.node("440300")
+    password = topology.passwords([desk_broker_user("scjg", "440300")])[desk_broker_user("scjg", "440300")]
+    uri = node.amqp_uri(multisite.VHOST, desk_broker_user("scjg", "440300"), password)
+    with Connection(uri) as conn, pytest.raises(amqp.exceptions.AccessRefused):
+        channel = conn.channel()
+        channel.basic_consume("desk.sw.440300", callback=lambda m: None)
+        channel.basic_qos(0, 1, False)
+    with Connection(uri) as conn, pytest.raises(amqp.exceptions.AccessRefused):
+        channel = conn.channel()
+        channel.basic_publish(amqp.Message(b"{}", user_id=desk_broker_user("scjg", "440300")),
+                              exchange="desk.opinions", routing_key="opinion.sw.440300.440100")
+        channel.basic_qos(0, 1, False)
