@@ -93,9 +93,10 @@ sites-status:
 	$(BIN)/python -m infra.multisite status
 
 # The links' long run: each side's broker stopped (gracefully, then killed) for 30 s while the other
-# publishes to it (make test runs the same tests with 3 s outages).
+# publishes to it, on two bare nodes and on the three sites (make test runs the same with 3 s outages).
 test-links-long: infra-up
 	ONETHING_LINK_OUTAGE_SECONDS=30 $(BIN)/python -m pytest -q infra/tests/test_links.py -m integration
+	ONETHING_LINK_OUTAGE_SECONDS=30 $(BIN)/python -m pytest -q e2e/test_sites.py
 
 bench: up
 	$(BIN)/python -m tools.bench

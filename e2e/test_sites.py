@@ -152,3 +152,25 @@ def test_a_desk_may_not_read_another_departments_tasks_or_speak_for_it_on_its_si
         channel.basic_publish(amqp.Message(b"{}", user_id=desk_broker_user("scjg", "440300")),
                               exchange="desk.opinions", routing_key="opinion.sw.440300.440100")
         channel.basic_qos(0, 1, False)
+
+
+def test_a_city_cut_off_from_the_province_keeps_serving_its_own_items(three_sites):
+    """The province's broker away: 广州's own case goes on to its end; its provincial item waits on
+    广州's side of the link and is decided, once, when the province is back."""
+    gz, province = three_sites["440100"], multisite.node("440000")
+    sites.stop_app(province)
+    try:
+        applicant = common_pb2.Applicant(id_number=citizen_id(), name="王芳", phone="13600000000")
+        own = sites_demo.submit(gz, "440100", "XSECS", applicant).case_no  # no provincial item
+        crossing = sites_demo.submit(gz, "440100", "XSECS", applicant, situations={"allowance": "yes"}).case_no
+        assert gz.wait_status(own, DONE, timeout=120).status == intake_pb2.CASE_STATUS_DELIVERED
+        waiting = links.link_queue("440100", "440000", "joint_review.events")
+        wait_until(lambda: _queue_depth(multisite.node("440100"), waiting) >= 1, timeout=30,
+                   what="the provincial task waiting on 广州's side of the link")
+        assert _task(gz, crossing, "440000000011").state == joint_review_pb2.TASK_STATE_ASSIGNED
+    finally:
+        sites.start_app(province)
+    case = gz.wait_status(crossing, DONE, timeout=120)
+    assert case.status == intake_pb2.CASE_STATUS_DELIVERED
+    assert _task(gz, crossing, "440000000011").decided_by == "desk:ybj:440000"
+    assert _queue_depth(multisite.node("440100"), waiting) == 0
