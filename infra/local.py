@@ -63,6 +63,47 @@ def s3_identities(path, access_key, secret_key):
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, fh)
 
 
+def s3_logins(bucket_prefix=None):
+    """{service: (access key, secret key)}: each service's own S3 identity, limited to its buckets
+    (registry: Service.buckets) under this deployment's bucket prefix. A service without buckets
+    gets a key the S3 server does not know: it has no S3 identity at all."""
+    from infra import topology
+    from services.common.registry import SERVICES
+    prefix = settings().bucket_prefix if bucket_prefix is None else bucket_prefix
+    keys = {svc.name: f"{prefix}{svc.name}" for svc in SERVICES}
+    secret = topology.passwords([f"s3:{key}" for svc, key in keys.items() if _service(svc).buckets])
+    return {name: (key, secret.get(f"s3:{key}", "")) if _service(name).buckets else (f"none-{key}", "none")
+            for name, key in keys.items()}
+
+
+def _service(name):
+    from services.common.registry import service
+    return service(name)
+
+
+def ensure_s3_identities(bucket_prefix=None):
+    """The buckets of this deployment (made by the local administrator) and each service's identity
+    limited to its own (`weed shell s3.configure`, which the S3 gateway applies at once). Repeatable."""
+    from services.common.blobs import Blobs
+    from services.common.registry import SERVICES
+    s = settings()
+    prefix = s.bucket_prefix if bucket_prefix is None else bucket_prefix
+    admin = Blobs(bucket_prefix=prefix)
+    for bucket in sorted({b for svc in SERVICES for b, _ in svc.buckets}):
+        admin.ensure_bucket(bucket)
+    commands = []
+    for name, (key, secret) in s3_logins(prefix).items():
+        grants = _service(name).buckets
+        if grants:
+            actions = ",".join(f"{a}:{prefix}{bucket}" for bucket, allowed in grants for a in allowed)
+            commands.append(f"s3.configure -user={key} -access_key={key} -secret_key={secret} "
+                            f"-actions={actions} -apply")
+    done = subprocess.run([os.path.join(BIN, "weed"), "shell", f"-master=127.0.0.1:{s.weed_port_base}"],
+                          input="\n".join(commands) + "\n", capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 or "error" in done.stdout.lower():
+        raise RuntimeError(f"S3 identities not made: {(done.stderr or done.stdout)[-500:]}")
+
+
 def up():
     s, _run_dir, _log_dir, _data_dir = _paths()
     ensure_rabbitmq()

@@ -32,14 +32,18 @@ def logins():
 
 def process_table():
     """name -> (argv, extra environment)."""
+    from infra.local import s3_logins
     table: dict = {}
-    uris = logins()
+    uris, s3 = logins(), s3_logins()
+
+    def own(service):  # the service's own broker user and S3 identity
+        return {"ONETHING_AMQP_URI": uris[broker_user(service)], "ONETHING_S3_ACCESS_KEY": s3[service][0],
+                "ONETHING_S3_SECRET_KEY": s3[service][1]}
     for service in DEFAULT_PORTS:
-        table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"],
-                                   {"ONETHING_AMQP_URI": uris[broker_user(service)]})
+        table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"], own(service))
     nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG]
     for service, path in WORKERS.items():
-        table[f"{service}-worker"] = ([*nameko, path], {"ONETHING_AMQP_URI": uris[broker_user(service)]})
+        table[f"{service}-worker"] = ([*nameko, path], own(service))
     for department, region in desks():
         table[f"desk-{department}-{region}"] = desk_process(department, region, uris)
     return table
@@ -197,6 +201,8 @@ def wait_serving(timeout=180):
 
 
 def up():
+    from infra.local import ensure_s3_identities
+    ensure_s3_identities()
     started = []
     for name in process_table():
         _, fresh = start(name)

@@ -11,6 +11,8 @@ class Service:
     port: int            # default gRPC port of the api role (ONETHING_<NAME>_PORT overrides it)
     worker: str          # "module:Class" of the worker role, run by `nameko run`
     proto_package: str   # the protobuf package of its api and events
+    # the S3 buckets it uses and what it may do in them (its own S3 identity: infra/local.py)
+    buckets: tuple = ()
 
     @property
     def exchange(self) -> str:
@@ -22,12 +24,17 @@ class Service:
         return f"services.{self.name}.api"
 
 
+READ, WRITE = ("Read", "List"), ("Read", "List", "Write", "Tagging")
 SERVICES = (
     Service("catalog", 50051, "services.catalog.worker:CatalogWorker", "onething.catalog.v1"),
-    Service("intake", 50052, "services.intake.worker:IntakeWorker", "onething.intake.v1"),
-    Service("joint_review", 50053, "services.joint_review.worker:JointReviewWorker", "onething.joint_review.v1"),
-    Service("elicense", 50054, "services.elicense.worker:ElicenseWorker", "onething.elicense.v1"),
-    Service("delivery", 50055, "services.delivery.worker:DeliveryWorker", "onething.delivery.v1"),
+    Service("intake", 50052, "services.intake.worker:IntakeWorker", "onething.intake.v1",
+            (("materials", WRITE),)),
+    Service("joint_review", 50053, "services.joint_review.worker:JointReviewWorker", "onething.joint_review.v1",
+            (("results", WRITE),)),
+    Service("elicense", 50054, "services.elicense.worker:ElicenseWorker", "onething.elicense.v1",
+            (("results", WRITE),)),
+    Service("delivery", 50055, "services.delivery.worker:DeliveryWorker", "onething.delivery.v1",
+            (("results", READ),)),  # download links to the results: read only
     Service("evaluation", 50056, "services.evaluation.worker:EvaluationWorker", "onething.evaluation.v1"),
 )
 
