@@ -77,7 +77,7 @@ def topic_regex(pattern):
     """The regular expression that accepts exactly the routing keys the topic pattern binds
     (`*` one word, `#` zero or more words), for the link user's topic permissions."""
     words = _check_pattern(pattern)
-    collapsed = []
+    collapsed: list[str] = []
     for word in words:  # `#.#` is `#`
         if not (word == "#" and collapsed and collapsed[-1] == "#"):
             collapsed.append(word)
@@ -121,7 +121,7 @@ def _check(vhost, sending, receiving, routes):
         raise ValueError(f"a link goes from one site to another, not from {sending} to itself")
     if not routes:
         raise ValueError(f"the link {sending} -> {receiving} has no routes")
-    by_exchange = {}
+    by_exchange: dict[str, list[str]] = {}
     for route in routes:
         try:
             exchange, key = route

@@ -2,6 +2,8 @@
 tests): a bus that can be away, the aid that makes an outbox's entries due, an inbox collection in
 memory and a container's dependency by name. The pytest fixtures several services need are in the
 root conftest.py (`green_waiting`)."""
+from typing import Any
+
 from services.common.bus import RecordingBus, Unroutable
 from services.common.memory import MemoryOutbox
 
@@ -66,3 +68,68 @@ def dependency(container, name):
     """The dependency provider a nameko container holds under attribute `name`."""
     [found] = [d for d in container.dependencies if d.attr_name == name]
     return found
+
+
+def wait_for(check, what, timeout=60.0, interval=0.1):
+    """`check()`'s first truthy value, asked until `timeout` (a condition, never a pause);
+    AssertionError naming `what` when it never holds."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def has_consumer(queue):
+    """True when `queue` exists on this run's vhost and something consumes it."""
+    from kombu import Connection
+
+    from services.common.config import settings
+    with Connection(settings().amqp_uri) as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=queue, passive=True)[2] > 0
+        except Exception:  # not declared yet
+            return False
+
+
+class running_worker:
+    """A worker started as the suite starts it (`nameko run` with infra/nameko.yaml), consuming from
+    this run's vhost with `extra_env` on top of this process's settings; entered once `queue` has a
+    consumer, stopped (and waited for) on leaving. Its output goes to `log_path`."""
+
+    def __init__(self, worker, log_path, queue, extra_env=None):
+        self.worker, self.log_path, self.queue, self.extra_env = worker, log_path, queue, extra_env or {}
+        self.process: Any = None
+
+    def __enter__(self):
+        import os
+        import subprocess
+        import sys
+
+        from services.common.config import ROOT, process_environment
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "nameko"), "run", "--config",
+             os.path.join(ROOT, "infra", "nameko.yaml"), self.worker],
+            env=process_environment(self.extra_env), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+
+        def consuming():
+            assert self.process.poll() is None, f"{self.worker} exited; see {self.log_path}"
+            return has_consumer(self.queue)
+        try:
+            wait_for(consuming, f"{self.worker} to consume {self.queue}")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.process
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        finally:
+            self._log.close()

@@ -8,15 +8,13 @@ handled means every earlier one was handled too."""
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
 import yaml
 
 from services.catalog.definitions import VersionStatus
+from services.common.testing import running_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +22,6 @@ CITY, PROVINCE = "440100", "440000"
 QUEUE = "evt-catalog-package_published--catalog.on_package_published"
 
 
-def until(check, what, timeout=60):
-    """`check()`'s first truthy value, looked for until `timeout` (a condition, not a pause)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -44,32 +32,15 @@ def city_database(test_env):
 @pytest.fixture(scope="module")
 def city_worker(test_env, tmp_path_factory, city_database):
     """广州's catalog worker: its own database and data folder (a copy of the seed data)."""
-    from kombu import Connection
 
     from services.common.config import ROOT
     data = tmp_path_factory.mktemp("guangzhou") / "data"
     shutil.copytree(os.path.join(ROOT, "services", "catalog", "data"), data)
-    env = dict(os.environ, ONETHING_REGION=CITY, ONETHING_CATALOG_UPSTREAM=PROVINCE, ONETHING_CATALOG_DATA=str(data),
-               ONETHING_DB_PREFIX=city_database[:-len("catalog")], ONETHING_WORKER_POOL="1")
-    log = open(os.path.join(test_env["ONETHING_VAR_DIR"], "catalog-city-worker.log"), "ab")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "nameko"), "run", "--config",
-                             os.path.join(ROOT, "infra", "nameko.yaml"), "services.catalog.worker:CatalogWorker"],
-                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-    def consuming():
-        assert proc.poll() is None, "the city's catalog worker exited; see its log in the run's var folder"
-        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
-            try:
-                return conn.default_channel.queue_declare(queue=QUEUE, passive=True)[2] > 0
-            except Exception:  # not declared yet
-                return False
-    until(consuming, "the city's catalog worker to consume package_published")
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(20)
-    finally:
-        log.close()
+    extra = dict(ONETHING_REGION=CITY, ONETHING_CATALOG_UPSTREAM=PROVINCE, ONETHING_CATALOG_DATA=str(data),
+                 ONETHING_DB_PREFIX=city_database[:-len("catalog")], ONETHING_WORKER_POOL="1")
+    log = os.path.join(test_env["ONETHING_VAR_DIR"], "catalog-city-worker.log")
+    with running_worker("services.catalog.worker:CatalogWorker", log, QUEUE, extra) as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -141,7 +112,7 @@ def send(payload, site, event_id=None, case_no=""):
 
 def captured(probe, code, version):
     """The (payload, headers) of the province's package_published of (code, version)."""
-    return until(lambda: next(((p, h) for k, p, h in list(probe.events) if k == "package_published"
+    return wait_for(lambda: next(((p, h) for k, p, h in list(probe.events) if k == "package_published"
                                and p.get("code") == code and p.get("version", 0) == version), None),
                  f"package_published {code} v{version} on the broker")
 
@@ -155,7 +126,7 @@ def test_the_province_publishes_and_the_city_takes_each_version_once_with_its_ow
     province.start()
     payload, headers = captured(probe, "XSECS", 1)
     assert headers["site"] == PROVINCE and headers["event_id"]
-    until(lambda: handled(city_database, headers["event_id"]), "the city to take XSECS v1")
+    wait_for(lambda: handled(city_database, headers["event_id"]), "the city to take XSECS v1")
     v1 = city_version(city_database, "XSECS", 1)
     assert v1["status"] == "published" and v1["definition"]["upstream"] == {
         "site": PROVINCE, "version": 1, "digest": payload["digest"]}
@@ -167,7 +138,7 @@ def test_the_province_publishes_and_the_city_takes_each_version_once_with_its_ow
     # the same event again (the link's at-least-once), and the same version under another id
     send(payload, PROVINCE, event_id=headers["event_id"])
     again = send(payload, PROVINCE)
-    until(lambda: handled(city_database, again), "the city to handle the copies")
+    wait_for(lambda: handled(city_database, again), "the city to handle the copies")
     assert [d["version"] for d in city_db(city_database).package_versions.find({"code": "XSECS"})] == [1]
     assert city_db(city_database).upstream_versions.count_documents({"code": "XSECS"}) == 1
 
@@ -176,7 +147,7 @@ def test_the_province_publishes_and_the_city_takes_each_version_once_with_its_ow
     send(forged, CITY)
     send(forged, "440300")
     marker = send(payload, PROVINCE)
-    until(lambda: handled(city_database, marker), "the city to handle the marker")
+    wait_for(lambda: handled(city_database, marker), "the city to handle the marker")
     assert city_db(city_database).upstream_versions.count_documents({"code": "XSECS", "version": 9}) == 0
 
     # a newer province version: a new city version; a case on version 1 reads what it read
@@ -187,7 +158,7 @@ def test_the_province_publishes_and_the_city_takes_each_version_once_with_its_ow
     assert ("XSECS", 2, "drafted") in province.reload()
     province.publish("XSECS")
     _, headers2 = captured(probe, "XSECS", 2)
-    until(lambda: handled(city_database, headers2["event_id"]), "the city to take XSECS v2")
+    wait_for(lambda: handled(city_database, headers2["event_id"]), "the city to take XSECS v2")
     latest, old, versions = city_reads(province, city_database, lambda c: (
         c.get_package("XSECS", CITY), c.get_package("XSECS", CITY, version=1), c.versions("XSECS")))
     assert (latest["version"], card(latest, "110000000004")["promised_limit_days"], card(latest)["promised_limit_days"]) \

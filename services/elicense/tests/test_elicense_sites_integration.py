@@ -9,8 +9,6 @@ and coming back, change nothing; the same event twice is absorbed by the inbox; 
 another public key is refused and logged."""
 import dataclasses
 import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -19,7 +17,7 @@ import pytest
 
 from onething.elicense.v1 import elicense_pb2 as pb
 from onething.elicense.v1 import elicense_pb2_grpc as pb_grpc
-from services.common.config import ROOT
+from services.common.testing import running_worker, wait_for
 from services.elicense import codec, document, domain
 from services.elicense.domain import LicenseStatus, PublishedKey
 
@@ -28,16 +26,6 @@ SITE, OTHER = "440100", "440300"
 QUEUE = "evt-elicense-signing_key_published.*--elicense.on_signing_key_published"
 
 
-def until(check, what, timeout=60):
-    """`check()`'s first truthy value, looked for until `timeout` (a condition, not a pause)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Worker:
@@ -69,27 +57,8 @@ def own_key(elicense):
 @pytest.fixture(scope="module")
 def worker(test_env, own_key):
     path = os.path.join(test_env["ONETHING_VAR_DIR"], f"elicense-worker-sites-{uuid.uuid4().hex[:6]}.log")
-    log = open(path, "ab")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "nameko"), "run", "--config",
-                             os.path.join(ROOT, "infra", "nameko.yaml"), "services.elicense.worker:ElicenseWorker"],
-                            env={**os.environ, "ONETHING_REGION": SITE}, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
-    from kombu import Connection
-
-    def consuming():
-        assert proc.poll() is None, f"the elicense worker exited; see {path}"
-        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
-            try:
-                return conn.default_channel.queue_declare(queue=QUEUE, passive=True)[2] > 0
-            except Exception:  # not declared yet
-                return False
-    until(consuming, "the elicense worker to consume signing_key_published")
-    yield Worker(proc, path)
-    proc.terminate()
-    try:
-        proc.wait(20)
-    finally:
-        log.close()
+    with running_worker("services.elicense.worker:ElicenseWorker", path, QUEUE, {"ONETHING_REGION": SITE}) as proc:
+        yield Worker(proc, path)
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +123,14 @@ def shenzhen(worker, elicense):
     """Shenzhen's key, arrived over the link and kept in the key directory."""
     other = OtherSite()
     arrive(other.key(), OTHER)
-    until(lambda: elicense.store.directory_key(other.key_id), "the key directory to keep Shenzhen's key")
+    wait_for(lambda: elicense.store.directory_key(other.key_id), "the key directory to keep Shenzhen's key")
     return other
 
 
 def test_the_worker_announces_the_sites_own_keys_when_it_starts_and_ignores_them_coming_back(worker, elicense,
                                                                                              own_key):
     event_id = domain.published(own_key, SITE).event_id
-    until(lambda: inbox_has(event_id), "the site's own key to come back to its worker")
+    wait_for(lambda: inbox_has(event_id), "the site's own key to come back to its worker")
     assert elicense.store.directory_key(own_key.key_id) is None
     assert elicense.store.key(own_key.key_id) == own_key
     assert elicense.store.pending(own_key.key_id) == []  # published, confirmed, removed
@@ -220,7 +189,7 @@ def test_the_command_fetches_the_key_from_the_site(shenzhen, stub, tmp_path, cap
 def test_the_sites_own_key_echoed_back_changes_nothing(worker, elicense, own_key):
     echoed = dataclasses.replace(domain.published(own_key, SITE), public_key=domain.new_key()[1])
     event_id = arrive(echoed, SITE, event_id=f"echo-{uuid.uuid4().hex}")
-    until(lambda: inbox_has(event_id), "the echoed key to be handled")
+    wait_for(lambda: inbox_has(event_id), "the echoed key to be handled")
     assert elicense.store.directory_key(own_key.key_id) is None
     assert elicense.store.key(own_key.key_id) == own_key
 
@@ -228,10 +197,10 @@ def test_the_sites_own_key_echoed_back_changes_nothing(worker, elicense, own_key
 def test_the_same_event_twice_is_absorbed_and_another_key_under_a_known_id_is_refused(shenzhen, worker, elicense):
     kept = elicense.store.directory_key(shenzhen.key_id)
     again = arrive(shenzhen.key(), OTHER)  # the same event id, a second time (a redelivery, a second link)
-    until(lambda: f"event {again} already processed: skipped" in worker.log(),
+    wait_for(lambda: f"event {again} already processed: skipped" in worker.log(),
           "the worker to skip the repeated event")
     forged = dataclasses.replace(shenzhen.key(), public_key=domain.new_key()[1])
     forged_id = arrive(forged, OTHER, event_id=f"forged-{uuid.uuid4().hex}")
-    until(lambda: inbox_has(forged_id), "the forged key to be handled")
+    wait_for(lambda: inbox_has(forged_id), "the forged key to be handled")
     assert f"signing key {shenzhen.key_id} published by site 440300 refused" in worker.log()
     assert elicense.store.directory_key(shenzhen.key_id) == kept

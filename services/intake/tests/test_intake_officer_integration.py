@@ -8,8 +8,6 @@ reads their own material; a 1 MB case number is INVALID_ARGUMENT. The catalog is
 stand-in (services/intake/fakes.py), so the seed catalog does not matter here."""
 import hashlib
 import os
-import subprocess
-import sys
 import time
 
 import grpc
@@ -18,7 +16,7 @@ import pytest
 from onething.intake.v1 import intake_pb2 as pb
 from onething.intake.v1 import intake_pb2_grpc as pb_grpc
 from onething.joint_review.v1 import events_pb2 as review_events
-from services.common.config import ROOT
+from services.common.testing import running_worker, wait_for
 from services.intake import domain
 from services.intake.fakes import FakeCatalog, FakeLicences
 from tools.client import CHUNK, bearer, citizen_id, officer
@@ -39,41 +37,14 @@ PACKAGE = {
 }
 
 
-def until(check, what, timeout=60):
-    """`check()`'s first truthy value, looked for until `timeout` (a condition, not a pause)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
 def worker(test_env):
     """intake's worker as the suite runs it, consuming from this run's vhost."""
-    log = open(os.path.join(test_env["ONETHING_VAR_DIR"], "intake-worker-officer-test.log"), "ab")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "nameko"), "run", "--config",
-                             os.path.join(ROOT, "infra", "nameko.yaml"), "services.intake.worker:IntakeWorker"],
-                            env=dict(os.environ), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    from kombu import Connection
-
-    def consuming():
-        assert proc.poll() is None, "the intake worker exited; see its log in the run's var folder"
-        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
-            try:
-                return conn.default_channel.queue_declare(queue=QUEUE, passive=True)[2] > 0
-            except Exception:  # not declared yet
-                return False
-    until(consuming, "the intake worker to consume task_assigned.#")
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(20)
-    finally:
-        log.close()
+    log = os.path.join(test_env["ONETHING_VAR_DIR"], "intake-worker-officer-test.log")
+    with running_worker("services.intake.worker:IntakeWorker", log, QUEUE) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +116,7 @@ def test_an_officer_with_a_task_reads_the_case_and_its_material_and_no_other_off
             case_no=case.case_no, item_code=item, department_code=department, region_code="440100",
             material_codes=["M01"]), case.case_no)
     expected = {domain.TaskHolder("gaj", "440100"), domain.TaskHolder("wsjk", "440100")}
-    until(lambda: set(holders(case.case_no)) == expected, "the worker to record both departments")
+    wait_for(lambda: set(holders(case.case_no)) == expected, "the worker to record both departments")
 
     shown = stub.GetCase(pb.GetCaseRequest(case_no=case.case_no), metadata=gaj, timeout=30)
     assert shown.case_no == case.case_no and [m.material_code for m in shown.materials] == ["M01", "M02"]
