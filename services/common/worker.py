@@ -380,13 +380,7 @@ class OutboxSweeper(DependencyProvider):
         return self
 
     def _handlers(self):
-        for dependency in self.container.dependencies:
-            if getattr(dependency, "attr_name", None) == self.component:
-                # a Component holds `instance`; nameko's replace_dependencies puts a provider
-                # holding `dependency` in its place
-                found = getattr(dependency, "instance", None)
-                return found if found is not None else getattr(dependency, "dependency", None)
-        raise LookupError(f"{self.container.service_name} has no component called {self.component!r}")
+        return component_of(self.container, self.component)
 
     def sweep_once(self):
         """One sweep now: the number of events published."""
@@ -412,6 +406,18 @@ class OutboxSweeper(DependencyProvider):
                 continue
             if sent:
                 log.info("outbox sweep published %d pending event(s)", sent)
+
+
+def component_of(container, name):
+    """The handlers a service's Component dependency called `name` built, for a dependency provider
+    that works on them outside any worker (the sweeper, elicense's key announcement)."""
+    for dependency in container.dependencies:
+        if getattr(dependency, "attr_name", None) == name:
+            # a Component holds `instance`; nameko's replace_dependencies puts a provider holding
+            # `dependency` in its place
+            found = getattr(dependency, "instance", None)
+            return found if found is not None else getattr(dependency, "dependency", None)
+    raise LookupError(f"{container.service_name} has no component called {name!r}")
 
 
 class ReliableRpc(nameko_rpc.Rpc):

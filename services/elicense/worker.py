@@ -11,7 +11,7 @@ from onething.elicense.v1 import events_pb2 as licence_events
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.common.config import refuse_defaults_in_production
 from services.common.events import from_payload
-from services.common.worker import Component, Inbox, OutboxSweeper, Tracing, event_handler, rpc
+from services.common.worker import Component, Inbox, OutboxSweeper, Tracing, component_of, event_handler, rpc
 from services.elicense import codec
 from services.elicense.wiring import build_elicense
 
@@ -45,11 +45,7 @@ class KeyAnnouncement(DependencyProvider):
         return self
 
     def _handlers(self):
-        for dependency in self.container.dependencies:
-            if getattr(dependency, "attr_name", None) == self.component:
-                found = getattr(dependency, "instance", None)
-                return found if found is not None else getattr(dependency, "dependency", None)
-        raise LookupError(f"{self.container.service_name} has no component called {self.component!r}")
+        return component_of(self.container, self.component)
 
     def announce_once(self):
         """Announce now: the number of events added to the keys' outboxes."""
