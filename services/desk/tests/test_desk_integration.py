@@ -100,13 +100,11 @@ def send_task(conn, task, headers=None):
 
 
 def next_opinion(conn, timeout=30.0):
-    queue = conn.SimpleQueue(OPINIONS, no_ack=False)
-    try:
-        message = queue.get(timeout=timeout)
-        message.ack()
-        return message
-    finally:
-        queue.close()
+    """The next opinion in joint_review's queue, taken one at a time (basic.get): a consumer would
+    be handed every opinion there at once and keep the ones it did not read, unacknowledged."""
+    channel = conn.default_channel
+    raw = wait_for(lambda: channel.basic_get(OPINIONS, no_ack=True), timeout, what="an opinion")
+    return channel.message_to_python(raw)
 
 
 @pytest.fixture
