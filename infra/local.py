@@ -116,11 +116,22 @@ def up():
     print(f"infrastructure up: AMQP {s.amqp_uri}  MongoDB {s.mongo_uri}  S3 http://{s.s3_endpoint}")
 
 
+def _ours_or_free(name, host, port):
+    """Refuse to start `name` on a port something else holds: the new server would fail to bind
+    while the old one answered every readiness check, and its PID file would name a dead process
+    (so `down` would never stop the one that runs)."""
+    _, run_dir, _, _ = _paths()
+    if procs.read_pid(os.path.join(run_dir, f"{name}.pid")) is None and procs.port_open(host, port):
+        raise RuntimeError(f"{host}:{port} is held by a process this checkout did not start "
+                           f"({run_dir}/{name}.pid names none); stop that process first")
+
+
 def start_mongo():
     s, run_dir, log_dir, data_dir = _paths()
     mongo = urlparse(s.mongo_uri)
     mhost, mport = mongo.hostname, mongo.port or 27017
     os.makedirs(os.path.join(data_dir, "mongo"), exist_ok=True)
+    _ours_or_free("mongo", mhost, mport)
     procs.start("mongo", [os.path.join(BIN, "secantusd-py"), "--host", mhost, "--port", str(mport),
                           "--storage-path", os.path.join(data_dir, "mongo"), "--log-level", "WARNING",
                           # standalone: writes stay flat as data grows (the replica-set mode slows
@@ -137,6 +148,7 @@ def start_s3():
     os.makedirs(weed_dir, exist_ok=True)
     conf = os.path.join(weed_dir, "identities.json")
     s3_identities(conf, s.s3_access_key, s.s3_secret_key)
+    _ours_or_free("s3", shost, int(sport))
     base = settings().weed_port_base
     procs.start("s3", [os.path.join(BIN, "weed"), "server", "-ip", shost, "-ip.bind", shost,
                        "-metricsIp", shost, "-dir", weed_dir,
