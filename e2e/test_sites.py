@@ -10,6 +10,7 @@ import random
 import time
 
 import amqp
+import grpc
 import pytest
 from kombu import Connection
 
@@ -22,7 +23,7 @@ from services.common.config import settings
 from services.common.ids import credit_code_check_char
 from services.common.registry import desk_broker_user
 from tools import sites_demo, timeline
-from tools.client import citizen_id, demo_form
+from tools.client import citizen_id, demo_form, officer
 
 pytestmark = pytest.mark.e2e
 DONE = sites_demo.DONE
@@ -62,6 +63,18 @@ def test_a_provincial_item_is_decided_by_the_provinces_desk_and_its_licences_ver
     assert allowance.state in FINISHED
     assert all(t.region_code == "440100" for t in gz.session(case.case_no).tasks if t.item_code != "440000000011")
     assert sites_demo.verify_everywhere(gz, case, three_sites)
+
+    # the province's 医保 officer reads the case and its materials at the case's site, with their token
+    province_officer = officer("ybj", "440000")
+    seen = gz.intake.GetCase(intake_pb2.GetCaseRequest(case_no=case.case_no), metadata=province_officer, timeout=10)
+    assert seen.case_no == case.case_no
+    first, data = gz.download_material(case.case_no, "M01", metadata=province_officer)
+    assert first.size == len(data) > 0
+    # another province department holds no task in it: the case is not there for them
+    with pytest.raises(grpc.RpcError) as refused:
+        gz.intake.GetCase(intake_pb2.GetCaseRequest(case_no=case.case_no), metadata=officer("scjg", "440000"),
+                          timeout=10)
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_an_enterprise_moves_from_shenzhen_to_guangzhou_each_part_decided_where_it_belongs(three_sites):
