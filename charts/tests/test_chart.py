@@ -665,3 +665,15 @@ def test_every_object_of_the_schema_refuses_unknown_keys():
 
     walk(schema, "")
     assert loose == []
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_a_city_takes_its_package_versions_from_its_province_and_the_province_from_no_one(site):
+    upstreams = effective(site)["federation"]["upstreams"]
+    found_all = deployments(rendered(site))
+    for name in ("catalog-api", "catalog-worker"):
+        env = env_of(container(found_all[name]))
+        if upstreams:
+            assert env["ONETHING_CATALOG_UPSTREAM"]["value"] == upstreams[0]["site"] == "440000"
+        else:
+            assert "ONETHING_CATALOG_UPSTREAM" not in env

@@ -113,6 +113,11 @@ the manifest; it must be URL-safe (letters, digits, "-", "_", ".", "~").
 - name: ONETHING_SERVED_REGIONS
   value: {{ join "," . | quote }}
 {{- end }}
+{{- with .Values.federation.upstreams }}
+{{- /* a city takes its province's package versions (services/catalog) */}}
+- name: ONETHING_CATALOG_UPSTREAM
+  value: {{ (first .).site | quote }}
+{{- end }}
 - name: ONETHING_VAR_DIR
   value: {{ include "onething.varDir" . }}
 - name: ONETHING_INFRA_DIR
