@@ -64,6 +64,7 @@ def test_env():
             os.environ[k] = v
     local.delete_vhost(vhost)
     _drop_databases(base.mongo_uri, f"t{RUN}_")
+    local.drop_mongo_users(f"t{RUN}_")
     _drop_buckets(f"t{RUN}-")
     if os.environ.get("ONETHING_KEEP_TEST_VAR") != "1":
         shutil.rmtree(var_dir, ignore_errors=True)

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse, urlunparse
 
 from infra import procs
 from services.common.config import settings
@@ -113,7 +113,7 @@ def up():
 
     start_mongo()
     start_s3()
-    print(f"infrastructure up: AMQP {s.amqp_uri}  MongoDB {s.mongo_uri}  S3 http://{s.s3_endpoint}")
+    print(f"infrastructure up: AMQP {_masked(s.amqp_uri)}  MongoDB {_masked(s.mongo_uri)}  S3 http://{s.s3_endpoint}")
 
 
 def _ours_or_free(name, host, port):
@@ -126,19 +126,100 @@ def _ours_or_free(name, host, port):
                            f"({run_dir}/{name}.pid names none); stop that process first")
 
 
+def _masked(uri):
+    parts = urlparse(uri)
+    if not parts.password:
+        return uri
+    return urlunparse(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 def start_mongo():
+    """SecantusDB with authentication on. Its users are made before auth is on (that is how the
+    server takes them): on the first start on a data folder it runs once without auth, the local
+    administrator of ONETHING_MONGO_URI is made, and it starts again with --auth."""
     s, run_dir, log_dir, data_dir = _paths()
     mongo = urlparse(s.mongo_uri)
     mhost, mport = mongo.hostname, mongo.port or 27017
-    os.makedirs(os.path.join(data_dir, "mongo"), exist_ok=True)
+    folder = os.path.join(data_dir, "mongo")
+    os.makedirs(folder, exist_ok=True)
     _ours_or_free("mongo", mhost, mport)
-    procs.start("mongo", [os.path.join(BIN, "secantusd-py"), "--host", mhost, "--port", str(mport),
-                          "--storage-path", os.path.join(data_dir, "mongo"), "--log-level", "WARNING",
+    marker = os.path.join(folder, ".administrator")
+    if not os.path.exists(marker):
+        _run_mongo(mhost, mport, folder, run_dir, log_dir, auth=False)
+        _make_administrator(mhost, mport, mongo)
+        procs.stop("mongo", run_dir, timeout=30)
+        with open(marker, "w") as fh:
+            fh.write(f"{unquote(mongo.username or '')}\n")
+    _run_mongo(mhost, mport, folder, run_dir, log_dir, auth=True)
+
+
+def _run_mongo(host, port, folder, run_dir, log_dir, auth):
+    procs.start("mongo", [os.path.join(BIN, "secantusd-py"), "--host", host, "--port", str(port),
+                          "--storage-path", folder, "--log-level", "WARNING",
                           # standalone: writes stay flat as data grows (the replica-set mode slows
                           # down per write); nothing uses change streams or transactions
-                          "--standalone"],
+                          "--standalone", *(["--auth"] if auth else [])],
                 run_dir, log_dir)
-    procs.wait_for_port(mhost, mport, 60, "SecantusDB")
+    procs.wait_for_port(host, port, 60, "SecantusDB")
+
+
+def _make_administrator(host, port, mongo):
+    import pymongo
+    if not mongo.username or not mongo.password:
+        raise RuntimeError("ONETHING_MONGO_URI names no user and password: the local administrator needs both")
+    with pymongo.MongoClient(f"mongodb://{host}:{port}", serverSelectionTimeoutMS=30000,
+                             directConnection=True) as client:
+        try:
+            client["admin"].command("createUser", unquote(mongo.username), pwd=unquote(mongo.password),
+                                    roles=["root"])
+        except pymongo.errors.OperationFailure as exc:
+            if "already exists" not in str(exc):
+                raise
+
+
+def mongo_logins(db_prefix=None):
+    """{service: MongoDB URI}: each service's own database user, who may read and write its own
+    database and nothing else (the user is named after that database)."""
+    from infra import topology
+    from services.common.registry import NAMES
+    s = settings()
+    prefix = s.db_prefix if db_prefix is None else db_prefix
+    users = {name: f"{prefix}{name}" for name in NAMES}
+    secret = topology.passwords([f"mongo:{u}" for u in users.values()])
+    parts = urlparse(s.mongo_uri)
+    where = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return {name: urlunparse(parts._replace(netloc=f"{quote(u, safe='')}:{quote(secret[f'mongo:{u}'], safe='')}@{where}"))
+            for name, u in users.items()}
+
+
+def ensure_mongo_users(db_prefix=None):
+    """Each service's database user (mongo_logins), made or given its password again by the local
+    administrator. Repeatable."""
+    import pymongo
+    s = settings()
+    with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=s.mongo_timeout_ms, directConnection=True) as admin:
+        for uri in mongo_logins(db_prefix).values():
+            parts = urlparse(uri)
+            user, password = unquote(parts.username), unquote(parts.password)
+            role = [{"role": "readWrite", "db": user}]
+            try:
+                admin["admin"].command("createUser", user, pwd=password, roles=role)
+            except pymongo.errors.OperationFailure as exc:
+                if "already exists" not in str(exc):
+                    raise
+                admin["admin"].command("updateUser", user, pwd=password, roles=role)
+
+
+def drop_mongo_users(db_prefix):
+    """The database users of a prefix (a test run's), when its databases are dropped."""
+    import pymongo
+    s = settings()
+    with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=s.mongo_timeout_ms, directConnection=True) as admin:
+        for uri in mongo_logins(db_prefix).values():
+            try:
+                admin["admin"].command("dropUser", unquote(urlparse(uri).username))
+            except pymongo.errors.OperationFailure:
+                pass  # never made
 
 
 def start_s3():

@@ -32,13 +32,13 @@ def logins():
 
 def process_table():
     """name -> (argv, extra environment)."""
-    from infra.local import s3_logins
+    from infra.local import mongo_logins, s3_logins
     table: dict = {}
-    uris, s3 = logins(), s3_logins()
+    uris, s3, databases = logins(), s3_logins(), mongo_logins()
 
-    def own(service):  # the service's own broker user and S3 identity
+    def own(service):  # the service's own broker user, S3 identity and database user
         return {"ONETHING_AMQP_URI": uris[broker_user(service)], "ONETHING_S3_ACCESS_KEY": s3[service][0],
-                "ONETHING_S3_SECRET_KEY": s3[service][1]}
+                "ONETHING_S3_SECRET_KEY": s3[service][1], "ONETHING_MONGO_URI": databases[service]}
     for service in DEFAULT_PORTS:
         table[f"{service}-api"] = ([sys.executable, "-m", f"services.{service}.api"], own(service))
     nameko = [os.path.join(BIN, "nameko"), "run", "--config", NAMEKO_CONFIG]
@@ -201,8 +201,9 @@ def wait_serving(timeout=180):
 
 
 def up():
-    from infra.local import ensure_s3_identities
+    from infra.local import ensure_mongo_users, ensure_s3_identities
     ensure_s3_identities()
+    ensure_mongo_users()
     started = []
     for name in process_table():
         _, fresh = start(name)

@@ -54,11 +54,18 @@ def process_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **(extra or {})}
 
 
+# the local servers' default secret (S3 and the MongoDB administrator); production refuses it
+LOCAL_S3_SECRET = "onething-local-secret"
+
+
 @dataclass(frozen=True)
 class Settings:
     amqp_uri: str = field(default_factory=lambda: _env(
         "ONETHING_AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/onething"))
-    mongo_uri: str = field(default_factory=lambda: _env("ONETHING_MONGO_URI", "mongodb://127.0.0.1:27017"))
+    # locally: the administrator the local server is made with (infra/local.py); each service of
+    # the suite gets its own user instead
+    mongo_uri: str = field(default_factory=lambda: _env(
+        "ONETHING_MONGO_URI", f"mongodb://onething:{LOCAL_S3_SECRET}@127.0.0.1:27017/?authSource=admin"))
     db_prefix: str = field(default_factory=lambda: _env("ONETHING_DB_PREFIX", "onething_"))
     s3_endpoint: str = field(default_factory=lambda: _env("ONETHING_S3_ENDPOINT", "127.0.0.1:8333"))
     s3_access_key: str = field(default_factory=lambda: _env("ONETHING_S3_ACCESS_KEY", "onething"))
@@ -350,7 +357,6 @@ def settings() -> Settings:
     return Settings()
 
 
-LOCAL_S3_SECRET = "onething-local-secret"
 
 
 def production_problems(s: Settings | None = None, role: str = "api") -> list[str]:
@@ -369,6 +375,8 @@ def production_problems(s: Settings | None = None, role: str = "api") -> list[st
         return problems
     if s.s3_secret_key == LOCAL_S3_SECRET:
         problems.append("ONETHING_S3_SECRET_KEY is the local default secret")
+    if LOCAL_S3_SECRET in s.mongo_uri:
+        problems.append("ONETHING_MONGO_URI uses the local administrator's default password")
     local_dir = os.path.realpath(s.auth_dir)
     if not s.auth_public_key_file_spec and not s.auth_jwks_file_spec:
         problems.append("no identity provider key is configured (ONETHING_AUTH_PUBLIC_KEY_FILE or "

@@ -121,10 +121,11 @@ def test_production_refuses_default_credentials_and_the_local_key(tmp_path, monk
     os.makedirs(tmp_path / "var" / "auth")
     (tmp_path / "var" / "auth" / "idp_ed25519.key").write_text("local dev key")
     for name in ("ONETHING_S3_SECRET_KEY", "ONETHING_AMQP_URI", "ONETHING_AUTH_PUBLIC_KEY_FILE",
-                 "ONETHING_AUTH_JWKS_FILE", "ONETHING_GRPC_BIND_HOST"):
+                 "ONETHING_AUTH_JWKS_FILE", "ONETHING_GRPC_BIND_HOST", "ONETHING_MONGO_URI"):
         monkeypatch.delenv(name, raising=False)
     problems = " | ".join(config.production_problems())
     assert "ONETHING_S3_SECRET_KEY" in problems and "guest" in problems
+    assert "ONETHING_MONGO_URI uses the local administrator's default password" in problems
     assert "local development key" in problems and "private key" in problems
     with pytest.raises(SystemExit, match="refusing to start in the production profile"):
         config.refuse_defaults_in_production()
@@ -139,6 +140,7 @@ def test_production_refuses_default_credentials_and_the_local_key(tmp_path, monk
     (keys / "jwks.json").write_text('{"keys": []}')
     monkeypatch.setenv("ONETHING_S3_SECRET_KEY", "a-real-secret")
     monkeypatch.setenv("ONETHING_AMQP_URI", "amqp://onething:s3cret@mq.internal:5672/onething")
+    monkeypatch.setenv("ONETHING_MONGO_URI", "mongodb://svc-intake:an0ther@mongo.internal:27017/?authSource=admin")
     monkeypatch.setenv("ONETHING_AUTH_JWKS_FILE", str(keys / "jwks.json"))
     assert config.production_problems() == []
     # binding beyond loopback needs TLS in production
