@@ -167,8 +167,9 @@ def _make_administrator(host, port, mongo):
     import pymongo
     if not mongo.username or not mongo.password:
         raise RuntimeError("ONETHING_MONGO_URI names no user and password: the local administrator needs both")
-    with pymongo.MongoClient(f"mongodb://{host}:{port}", serverSelectionTimeoutMS=30000,
-                             directConnection=True) as client:
+    client: pymongo.MongoClient[dict] = pymongo.MongoClient(f"mongodb://{host}:{port}", serverSelectionTimeoutMS=30000,
+                                                            directConnection=True)
+    with client:
         try:
             client["admin"].command("createUser", unquote(mongo.username), pwd=unquote(mongo.password),
                                     roles=["root"])
@@ -187,7 +188,7 @@ def mongo_logins(db_prefix=None):
     users = {name: f"{prefix}{name}" for name in NAMES}
     secret = topology.passwords([f"mongo:{u}" for u in users.values()])
     parts = urlparse(s.mongo_uri)
-    where = parts.hostname + (f":{parts.port}" if parts.port else "")
+    where = (parts.hostname or "127.0.0.1") + (f":{parts.port}" if parts.port else "")
     return {name: urlunparse(parts._replace(netloc=f"{quote(u, safe='')}:{quote(secret[f'mongo:{u}'], safe='')}@{where}"))
             for name, u in users.items()}
 
@@ -197,7 +198,9 @@ def ensure_mongo_users(db_prefix=None):
     administrator. Repeatable."""
     import pymongo
     s = settings()
-    with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=s.mongo_timeout_ms, directConnection=True) as admin:
+    admin: pymongo.MongoClient[dict] = pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=s.mongo_timeout_ms,
+                                                           directConnection=True)
+    with admin:
         for uri in mongo_logins(db_prefix).values():
             parts = urlparse(uri)
             user, password = unquote(parts.username), unquote(parts.password)
@@ -214,7 +217,9 @@ def drop_mongo_users(db_prefix):
     """The database users of a prefix (a test run's), when its databases are dropped."""
     import pymongo
     s = settings()
-    with pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=s.mongo_timeout_ms, directConnection=True) as admin:
+    admin: pymongo.MongoClient[dict] = pymongo.MongoClient(s.mongo_uri, serverSelectionTimeoutMS=s.mongo_timeout_ms,
+                                                           directConnection=True)
+    with admin:
         for uri in mongo_logins(db_prefix).values():
             try:
                 admin["admin"].command("dropUser", unquote(urlparse(uri).username))
