@@ -16,8 +16,10 @@ import pytest
 from services.common.registry import NAMES
 
 RUN = uuid.uuid4().hex[:8]
-# api ports of the suite an e2e run starts; ONETHING_TEST_PORT_BASE moves them (two runs at once)
-_BASE = int(os.environ.get("ONETHING_TEST_PORT_BASE", "51051"))
+# api ports of the suite an e2e run starts; ONETHING_TEST_PORT_BASE moves them (two runs at once).
+# Below Linux's ephemeral range (32768–60999), whose ports the suite's own connections take as
+# their local ends: an api bound there failed once when a connection held its port.
+_BASE = int(os.environ.get("ONETHING_TEST_PORT_BASE", "21051"))
 E2E_PORTS = {name: _BASE + i for i, name in enumerate(NAMES)}
 
 

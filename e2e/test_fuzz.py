@@ -9,7 +9,7 @@ than a short excerpt of any long input; and a refused call writes nothing (the d
 called service's database, and for intake the objects in its bucket, are counted before and after).
 
 ONETHING_FUZZ_EXAMPLES (default 25) sets the examples per RPC; raise it for a long run, e.g.
-ONETHING_FUZZ_EXAMPLES=500 ONETHING_TEST_PORT_BASE=53051 .venv/bin/python -m pytest -m e2e e2e/test_fuzz.py
+ONETHING_FUZZ_EXAMPLES=500 ONETHING_TEST_PORT_BASE=23051 .venv/bin/python -m pytest -m e2e e2e/test_fuzz.py
 """
 import collections
 import importlib

@@ -46,9 +46,11 @@ def node(region) -> sites.Site:
 
 
 def api_ports(region):
-    """{service: port}: 50151… for the province, 50251… and 50351… for the cities (plus the offset)."""
+    """{service: port}: 20151… for the province, 20251… and 20351… for the cities (plus the offset),
+    below Linux's ephemeral range (32768–60999): a port there may be taken at any moment as the local
+    end of one of the hundred processes' own connections, and an api then cannot bind it."""
     i = _index(region)
-    return {name: 50151 + 100 * i + j + _offset() for j, name in enumerate(NAMES)}
+    return {name: 20151 + 100 * i + j + _offset() for j, name in enumerate(NAMES)}
 
 
 def desks_of(region):
