@@ -121,9 +121,14 @@ def _ours_or_free(name, host, port):
     while the old one answered every readiness check, and its PID file would name a dead process
     (so `down` would never stop the one that runs)."""
     _, run_dir, _, _ = _paths()
-    if procs.read_pid(os.path.join(run_dir, f"{name}.pid")) is None and procs.port_open(host, port):
-        raise RuntimeError(f"{host}:{port} is held by a process this checkout did not start "
-                           f"({run_dir}/{name}.pid names none); stop that process first")
+    if procs.read_pid(os.path.join(run_dir, f"{name}.pid")) is not None:
+        return
+    deadline = time.time() + 30  # a server just stopped may hold its port a moment longer
+    while procs.port_open(host, port):
+        if time.time() > deadline:
+            raise RuntimeError(f"{host}:{port} is held by a process this checkout did not start "
+                               f"({run_dir}/{name}.pid names none); stop that process first")
+        time.sleep(0.5)
 
 
 def _masked(uri):

@@ -9,6 +9,9 @@ def test_a_server_is_not_started_on_a_port_something_else_holds(monkeypatch):
     monkeypatch.setattr(procs, "port_open", lambda host, port, timeout=0.5: True)  # yet the port answers
     started = []
     monkeypatch.setattr(procs, "start", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(local.time, "sleep", lambda s: None)
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(local.time, "time", lambda: next(clock))  # 10 s a look: gives up after 30 s
     with pytest.raises(RuntimeError, match="held by a process this checkout did not start"):
         local.start_mongo()
     assert started == []
