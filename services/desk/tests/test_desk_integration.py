@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
@@ -21,23 +20,13 @@ from services.common import telemetry
 from services.common.config import ROOT, settings
 from services.common.events import to_payload
 from services.common.registry import desk_broker_user
+from services.common.testing import wait_for
 from services.desk import desk, rules
 
 pytestmark = pytest.mark.integration
 REGION = "440100"
 OPINIONS = "joint_review.desk_opinions"
 LIC = "1.2.156.3005.2.CSYXZM.440100WSJK.202400000001.001.X"
-
-
-def wait_for(check, timeout=30.0, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +92,7 @@ def next_opinion(conn, timeout=30.0):
     """The next opinion in joint_review's queue, taken one at a time (basic.get): a consumer would
     be handed every opinion there at once and keep the ones it did not read, unacknowledged."""
     channel = conn.default_channel
-    raw = wait_for(lambda: channel.basic_get(OPINIONS, no_ack=True), timeout, what="an opinion")
+    raw = wait_for(lambda: channel.basic_get(OPINIONS, no_ack=True), "an opinion", timeout)
     return channel.message_to_python(raw)
 
 
