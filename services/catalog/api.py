@@ -74,7 +74,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServiceServicer):
 
 def build(port=None, catalog=None):
     s = settings()
-    telemetry.setup("catalog")
+    telemetry.setup("catalog-api")
     catalog = catalog or build_catalog(load=True)
     name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return ApiServer(port if port is not None else s.port("catalog"),
@@ -82,6 +82,6 @@ def build(port=None, catalog=None):
 
 
 if __name__ == "__main__":
-    import logging
-    logging.basicConfig(level=logging.INFO)
+    from services.common import logs
+    logs.configure()
     build().serve_forever()

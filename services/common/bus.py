@@ -44,22 +44,20 @@ class Bus:
                                     transport_options={"connect_timeout": s.amqp_timeout_seconds})
 
     def publish_entry(self, entry):
-        """Publish one outbox entry with its envelope; Unroutable when no queue would receive it."""
-        self.publish_raw(entry["event_type"], entry["payload"], envelope(entry, self.service))
+        """Publish one outbox entry with its envelope; Unroutable when no queue would receive it.
+        The send span is a child of the context the entry was made in (kept in the entry), so an
+        event the sweep publishes minutes later still belongs to the trace that caused it."""
+        parent = telemetry.extract_context(entry["trace"]) if entry.get("trace") else None
+        self.publish_raw(entry["event_type"], entry["payload"], envelope(entry, self.service), parent=parent)
 
-    def publish_raw(self, event_type, payload, headers):
-        with telemetry.tracer().start_as_current_span(
-                f"publish {self.service}.{event_type}", kind=telemetry.trace.SpanKind.PRODUCER) as span:
-            span.set_attribute("messaging.destination", f"{self.service}.events")
-            span.set_attribute("messaging.routing_key", event_type)
-            telemetry.mark_case(headers.get("case_no"), span)
+    def publish_raw(self, event_type, payload, headers, parent=None):
+        exchange = event_exchange(self.service)
+        with telemetry.producer_span(exchange.name, event_type, headers.get("event_id", ""),
+                                     headers.get("case_no", ""), parent=parent):
             out = dict(headers)
             telemetry.inject_headers(out)
-            exchange = event_exchange(self.service)
-            # declared by the publisher too, so an event sent before any consumer exists is not refused
-            if headers.get("event_id"):
-                span.set_attribute("messaging.message.id", headers["event_id"])
             try:
+                # declared by the publisher too, so an event sent before any consumer exists is not refused
                 self._publisher.publish(payload, exchange=exchange, routing_key=event_type, headers=out,
                                         declare=[exchange], message_id=headers.get("event_id"))
             except UndeliverableMessage:
@@ -76,7 +74,8 @@ def outbox_entry(event_type, message, case_no=""):
     a growing backoff after each failed publish (`attempts`)."""
     at = time.time()
     return {"id": uuid.uuid4().hex, "event_type": event_type, "at": at, "attempts": 0,
-            "next_at": at + settings().sweep_grace_seconds, "payload": to_payload(message), "case_no": case_no}
+            "next_at": at + settings().sweep_grace_seconds, "payload": to_payload(message), "case_no": case_no,
+            "trace": telemetry.inject_headers()}
 
 
 class RecordingBus:
@@ -86,7 +85,7 @@ class RecordingBus:
         self.service = service
         self.published = []
 
-    def publish_raw(self, event_type, payload, headers):
+    def publish_raw(self, event_type, payload, headers, parent=None):
         self.published.append((event_type, payload, dict(headers)))
 
     def publish_entry(self, entry):

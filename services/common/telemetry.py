@@ -1,73 +1,281 @@
-"""Tracing for every process: OpenTelemetry SDK, spans written as JSON lines to a local file per
-process (read by tools/timeline.py), W3C trace context carried in gRPC metadata and AMQP headers,
-and the case number kept as a span attribute so a case can be looked up."""
+"""Tracing for every process (apis, workers, desks, tools), configured by the standard OTEL_*
+variables:
+
+- OTEL_TRACES_EXPORTER: `otlp` (OTLP over HTTP/protobuf to OTEL_EXPORTER_OTLP_ENDPOINT or
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), `console`, `none`, and onething's own `file`, the local
+  default: OTLP JSON lines in the span folder (settings().spans_dir), read by tools/timeline.py.
+  Several at once: `otlp,file`. OTEL_SDK_DISABLED=true turns tracing off.
+- OTEL_EXPORTER_OTLP_PROTOCOL: only `http/protobuf` (grpcio cannot run in the eventlet-patched
+  nameko workers, so every process exports the same way).
+- OTEL_BSP_*: the batch span processor's queue (bounded: a full queue drops spans, never blocks
+  a caller), batch size, delay and export timeout. A collector that is down costs the spans, not
+  the speed: the export runs in the processor's own thread, and a failing exporter logs once when
+  it starts failing and once when it recovers.
+- OTEL_RESOURCE_ATTRIBUTES: more resource attributes (deployment.environment, k8s.pod.name...).
+
+Every span's text attributes, event attributes and status are masked (services.common.privacy)
+before any exporter sees them. W3C trace context travels in gRPC metadata and AMQP headers; the
+case number is the span attribute `onething.case_no`, so a case can be found across traces and
+sites.
+"""
+import base64
 import json
+import logging
 import os
+import re
 import threading
+from collections.abc import Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import Link, Status
 
-from services.common.config import settings
+from services.common.config import SettingsError, settings
 from services.common.privacy import install_log_masking, mask_text
 
 CASE_ATTR = "onething.case_no"
-_provider = None
-_service = None
+SITE_ATTR = "onething.site"
+_provider: TracerProvider | None = None
+_service: str | None = None
+log = logging.getLogger(__name__)
 
 
-class JsonLinesExporter(SpanExporter):
-    """Appends finished spans to one file per process; one JSON object per line. Text attributes and
-    the error description are masked (services.common.privacy): no identity number or phone is
-    written, whatever a caller put into a span."""
+# -- masking ------------------------------------------------------------------------------------
+def _masked_attributes(attributes):
+    return {k: mask_text(v) if isinstance(v, str) else v for k, v in (attributes or {}).items()}
 
-    def __init__(self, path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._path = path
+
+def masked(span: ReadableSpan) -> ReadableSpan:
+    """A copy of a finished span whose text attributes, events and status carry no identity number
+    or phone, whatever a caller put into them (an exception message, a form value)."""
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, mask_text(status.description))
+    return ReadableSpan(
+        name=mask_text(span.name), context=span.get_span_context(), parent=span.parent,
+        resource=span.resource, attributes=_masked_attributes(span.attributes),
+        events=[Event(e.name, _masked_attributes(e.attributes), e.timestamp) for e in span.events],
+        links=span.links, kind=span.kind, status=status, start_time=span.start_time,
+        end_time=span.end_time, instrumentation_scope=span.instrumentation_scope)
+
+
+class MaskingExporter(SpanExporter):
+    """Hands masked copies to the exporter behind it; logs when the exporter starts failing and
+    when it recovers (once each, not every batch)."""
+
+    def __init__(self, inner: SpanExporter, name: str):
+        self.inner, self.name = inner, name
+        self.failing = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export([masked(s) for s in spans])
+        except Exception as exc:  # an exporter must never take the process down
+            log.debug("span export to %s raised", self.name, exc_info=True)
+            result = SpanExportResult.FAILURE
+            exc_text = f"{type(exc).__name__}: {exc}"
+        else:
+            exc_text = ""
+        if result is SpanExportResult.FAILURE and not self.failing:
+            self.failing = True
+            log.warning("span export to %s is failing (%s); spans are dropped until it answers",
+                        self.name, exc_text or f"refused, or no answer within {_export_timeout()} s")
+        elif result is SpanExportResult.SUCCESS and self.failing:
+            self.failing = False
+            log.info("span export to %s works again", self.name)
+        return result
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _export_timeout():
+    """OTEL_EXPORTER_OTLP_TIMEOUT as the OTLP exporter reads it (seconds)."""
+    return settings().otlp_timeout
+
+
+# -- OTLP JSON lines on disk ----------------------------------------------------------------------
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+
+
+def _hex_ids(obj):
+    """OTLP/JSON writes trace and span ids as hex, where protobuf's JSON mapping gives base64."""
+    for key in _ID_FIELDS:
+        if obj.get(key):
+            obj[key] = base64.b64decode(obj[key]).hex()
+    return obj
+
+
+def otlp_json(spans: Sequence[ReadableSpan]) -> dict:
+    """The OTLP/JSON encoding of an ExportTraceServiceRequest holding `spans`."""
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    request = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+    for resource_spans in request.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                _hex_ids(span)
+                for link in span.get("links", []):
+                    _hex_ids(link)
+    return request
+
+
+SPAN_FILE_RE = re.compile(r"^(?P<process>.+)-(?P<pid>\d+)-(?P<seq>\d{6})\.jsonl$")
+
+
+class OtlpJsonLinesExporter(SpanExporter):
+    """One line per exported batch, each an OTLP/JSON ExportTraceServiceRequest, in
+    `<folder>/<service>-<pid>-<seq>.jsonl`. Files are only appended to and never renamed; the next
+    seq starts when a file passes `file_bytes`, and the oldest finished files of the folder are
+    deleted while it holds more than `keep_bytes` (a file another process still writes is never
+    one of them: only files with a later seq of the same process count as finished)."""
+
+    def __init__(self, folder: str, stem: str, file_bytes: int, keep_bytes: int):
+        os.makedirs(folder, exist_ok=True)
+        self.folder, self.stem = folder, stem
+        self.file_bytes, self.keep_bytes = file_bytes, keep_bytes
+        self.seq = 1
         self._lock = threading.Lock()
 
-    def export(self, spans):
-        lines = []
-        for span in spans:
-            ctx = span.get_span_context()
-            lines.append(json.dumps({
-                "trace_id": format(ctx.trace_id, "032x"),
-                "span_id": format(ctx.span_id, "016x"),
-                "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
-                "name": span.name,
-                "service": span.resource.attributes.get("service.name", "?"),
-                "kind": span.kind.name,
-                "start_ns": span.start_time,
-                "end_ns": span.end_time,
-                "status": span.status.status_code.name,
-                "error": mask_text(span.status.description or ""),
-                "attributes": {k: mask_text(v) if isinstance(v, str) else v
-                               for k, v in (span.attributes or {}).items()
-                               if isinstance(v, (str, int, float, bool))},
-            }, ensure_ascii=False))
-        with self._lock, open(self._path, "a", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
+    @property
+    def path(self) -> str:
+        return os.path.join(self.folder, f"{self.stem}-{self.seq:06d}.jsonl")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        line = json.dumps(otlp_json(spans), ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            try:
+                if os.path.exists(self.path) and os.path.getsize(self.path) >= self.file_bytes:
+                    self.seq += 1
+                    self.prune()
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            except OSError:
+                log.debug("could not write spans to %s", self.path, exc_info=True)
+                return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+    def prune(self):
+        """Delete the oldest finished span files while the folder holds more than keep_bytes."""
+        files = []
+        latest: dict[tuple[str, str], int] = {}
+        for name in os.listdir(self.folder):
+            m = SPAN_FILE_RE.match(name)
+            if not m:
+                continue
+            key, seq = (m["process"], m["pid"]), int(m["seq"])
+            latest[key] = max(latest.get(key, 0), seq)
+            try:
+                st = os.stat(os.path.join(self.folder, name))
+            except FileNotFoundError:
+                continue
+            files.append((st.st_mtime, st.st_size, name, key, seq))
+        total = sum(f[1] for f in files)
+        for _, size, name, key, seq in sorted(files):
+            if total <= self.keep_bytes:
+                break
+            if seq >= latest[key] and self._may_be_writing(key):
+                continue  # that process may still be writing it
+            try:
+                os.remove(os.path.join(self.folder, name))
+                total -= size
+            except FileNotFoundError:
+                pass
+
+    def _may_be_writing(self, key) -> bool:
+        if f"{key[0]}-{key[1]}" == self.stem:
+            return False  # this process: its current file is the next seq, not on disk yet
+        try:
+            os.kill(int(key[1]), 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass
+        return True
 
     def shutdown(self):
         pass
 
 
+# -- set-up ---------------------------------------------------------------------------------------
+def _exporters(name: str) -> list[tuple[str, SpanExporter]]:
+    s = settings()
+    wanted = [w.strip() for w in s.traces_exporter.split(",") if w.strip()]
+    out: list[tuple[str, SpanExporter]] = []
+    for kind in wanted:
+        if kind == "none":
+            continue
+        if kind == "file":
+            out.append((f"files in {s.spans_dir}", OtlpJsonLinesExporter(
+                s.spans_dir, f"{name}-{os.getpid()}", s.spans_file_bytes, s.spans_keep_bytes)))
+        elif kind == "console":
+            out.append(("the console", ConsoleSpanExporter()))
+        elif kind == "otlp":
+            protocol = s.otlp_protocol
+            if protocol != "http/protobuf":
+                raise SettingsError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: onething exports OTLP over "
+                    "http/protobuf (grpcio cannot run in the nameko workers); use http/protobuf and the "
+                    "collector's OTLP/HTTP port (4318)")
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            exporter = OTLPSpanExporter()
+            # the exporter's own retry warnings would repeat every batch while a collector is down;
+            # MaskingExporter says it once
+            logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
+            out.append((f"OTLP {exporter._endpoint}", exporter))
+        else:
+            raise SettingsError(f"OTEL_TRACES_EXPORTER={kind!r}: use otlp, file, console or none "
+                                "(several: otlp,file)")
+    return out
+
+
 def setup(service_name):
-    """Install the tracer provider of this process once; returns a tracer."""
+    """Install the tracer provider of this process once; returns a tracer. `service_name` is the
+    process's kind: "<service>-api", "<service>-worker", "desk-<department>-<region>", or a tool."""
     global _provider, _service
     install_log_masking()  # every process sets up telemetry: its log records are masked from here on
-    if _provider is None:
+    s = settings()
+    if _provider is None and not s.tracing_disabled:
         _service = service_name
-        _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        path = os.path.join(settings().spans_dir, f"{service_name}-{os.getpid()}.jsonl")
-        _provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
+        _provider = TracerProvider(resource=Resource.create({
+            "service.name": service_name, "service.namespace": "onething",
+            "service.instance.id": f"{s.process_name or service_name}-{os.getpid()}",
+            SITE_ATTR: s.region}))
+        for label, exporter in _exporters(service_name):
+            # the local file default flushes within a second, so the demo and the timeline see a
+            # case at once; OTEL_BSP_SCHEDULE_DELAY still wins
+            delay = None if s.bsp_schedule_delay_set or "file" not in label else 1000
+            _provider.add_span_processor(BatchSpanProcessor(MaskingExporter(exporter, label),
+                                                            schedule_delay_millis=delay))
         trace.set_tracer_provider(_provider)
+    elif _service is None:
+        _service = service_name
+    if s.process_name:
+        # a process of the suite (its launcher or the chart names it): /metrics, /healthz, /readyz;
+        # tests that build an api inside pytest and tools serve none
+        from services.common import ops
+        ops.start_for(service_name)
     return trace.get_tracer("onething")
+
+
+def flush(timeout_millis=5000):
+    """Export what is queued now (tools that exit at once, tests that read the span files)."""
+    if _provider is not None:
+        _provider.force_flush(timeout_millis)
 
 
 def tracer():
@@ -94,9 +302,69 @@ def mark_case(case_no, span=None):
         (span or trace.get_current_span()).set_attribute(CASE_ATTR, case_no)
 
 
+def current_case():
+    """The case number marked on the current span, if any (for log lines)."""
+    attributes = getattr(trace.get_current_span(), "attributes", None) or {}
+    return attributes.get(CASE_ATTR, "")
+
+
 def attach(ctx):
     return otel_context.attach(ctx)
 
 
 def detach(token):
     otel_context.detach(token)
+
+
+# -- messaging spans (OpenTelemetry semantic conventions for RabbitMQ) ------------------------------
+def messaging_attributes(operation, exchange, routing_key, message_id="", queue=""):
+    attributes = {"messaging.system": "rabbitmq", "messaging.operation.type": operation,
+                  "messaging.operation.name": operation, "messaging.destination.name": exchange,
+                  "messaging.rabbitmq.destination.routing_key": routing_key}
+    if message_id:
+        attributes["messaging.message.id"] = message_id
+    if queue:
+        attributes["messaging.destination.subscription.name"] = queue
+    return attributes
+
+
+def producer_span(exchange, routing_key, message_id="", case_no="", parent=None):
+    """A `send` span for one message (a context manager that makes it current): kind PRODUCER, named
+    `send <exchange>`; `parent` is the context the message was made in (an outbox entry keeps it),
+    else the current one."""
+    span = tracer().start_as_current_span(
+        f"send {exchange}", context=parent, kind=trace.SpanKind.PRODUCER,
+        attributes=messaging_attributes("send", exchange, routing_key, message_id))
+    if case_no:
+        # set once the span exists: the context manager yields it
+        return _Marked(span, case_no)
+    return span
+
+
+class _Marked:
+    def __init__(self, manager, case_no):
+        self.manager, self.case_no = manager, case_no
+
+    def __enter__(self):
+        span = self.manager.__enter__()
+        mark_case(self.case_no, span)
+        return span
+
+    def __exit__(self, *exc):
+        return self.manager.__exit__(*exc)
+
+
+def consumer_span(headers, name, exchange, routing_key, queue=""):
+    """A `process` span for a message received with `headers`: kind CONSUMER, a child of the
+    producer's context and linked to it (the semantic conventions' creation-context link), marked
+    with the case number the message carries. Not current: the caller attaches it."""
+    carrier = {k: v for k, v in (headers or {}).items() if isinstance(v, str)}
+    parent = extract_context(carrier)
+    producer = trace.get_current_span(parent).get_span_context()
+    links = [Link(producer)] if producer.is_valid else []
+    span = tracer().start_span(
+        name, context=parent, kind=trace.SpanKind.CONSUMER, links=links,
+        attributes=messaging_attributes("process", exchange, routing_key, str(
+            (headers or {}).get("message_id") or (headers or {}).get("event_id") or ""), queue))
+    mark_case((headers or {}).get("case_no"), span)
+    return span, parent

@@ -21,14 +21,14 @@ class FlakyBus(RecordingBus):
         self.unroutable = set(unroutable)
         self.tries = 0
 
-    def publish_raw(self, event_type, payload, headers):
+    def publish_raw(self, event_type, payload, headers, parent=None):
         self.tries += 1
         if self.away or self.failures > 0:
             self.failures = max(0, self.failures - 1)
             raise ConnectionError("the broker is away")
         if event_type in self.unroutable:
             raise Unroutable(f"no queue is bound for {self.service}.events/{event_type}")
-        super().publish_raw(event_type, payload, headers)
+        super().publish_raw(event_type, payload, headers, parent)
 
 
 def make_due(store, aggregate_id):

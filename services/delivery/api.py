@@ -109,13 +109,13 @@ class DeliveryApi(pb_grpc.DeliveryServiceServicer):
 
 
 def build(port=None):
-    telemetry.setup("delivery")
+    telemetry.setup("delivery-api")
     name = pb.DESCRIPTOR.services_by_name["DeliveryService"].full_name
     return ApiServer(port or settings().port("delivery"),
                      [(pb_grpc.add_DeliveryServiceServicer_to_server, DeliveryApi(build_delivery()))], [name])
 
 
 if __name__ == "__main__":
-    import logging
-    logging.basicConfig(level=logging.INFO)
+    from services.common import logs
+    logs.configure()
     build().serve_forever()

@@ -154,13 +154,13 @@ class ElicenseApi(pb_grpc.ElicenseServiceServicer):
 
 
 def build(port=None):
-    telemetry.setup("elicense")
+    telemetry.setup("elicense-api")
     name = pb.DESCRIPTOR.services_by_name["ElicenseService"].full_name
     return ApiServer(port or settings().port("elicense"),
                      [(pb_grpc.add_ElicenseServiceServicer_to_server, ElicenseApi(build_elicense()))], [name])
 
 
 if __name__ == "__main__":
-    import logging
-    logging.basicConfig(level=logging.INFO)
+    from services.common import logs
+    logs.configure()
     build().serve_forever()

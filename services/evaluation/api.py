@@ -136,7 +136,7 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
 
 
 def build(port=None):
-    telemetry.setup("evaluation")
+    telemetry.setup("evaluation-api")
     evaluation = build_evaluation()
     name = pb.DESCRIPTOR.services_by_name["EvaluationService"].full_name
     return ApiServer(port or settings().port("evaluation"),
@@ -144,6 +144,6 @@ def build(port=None):
 
 
 if __name__ == "__main__":
-    import logging
-    logging.basicConfig(level=logging.INFO)
+    from services.common import logs
+    logs.configure()
     build().serve_forever()

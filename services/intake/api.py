@@ -174,7 +174,7 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
 
 def build(port=None):
     s = settings()
-    telemetry.setup("intake")
+    telemetry.setup("intake-api")
     intake = build_intake()
     name = intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name
     return ApiServer(port or s.port("intake"), [(intake_pb2_grpc.add_IntakeServiceServicer_to_server,
@@ -182,6 +182,6 @@ def build(port=None):
 
 
 if __name__ == "__main__":
-    import logging
-    logging.basicConfig(level=logging.INFO)
+    from services.common import logs
+    logs.configure()
     build().serve_forever()

@@ -180,13 +180,13 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
 
 
 def build(port=None):
-    telemetry.setup("joint_review")
+    telemetry.setup("joint_review-api")
     name = pb.DESCRIPTOR.services_by_name["JointReviewService"].full_name
     return ApiServer(port or settings().port("joint_review"),
                      [(pb_grpc.add_JointReviewServiceServicer_to_server, JointReviewApi(build_review()))], [name])
 
 
 if __name__ == "__main__":
-    import logging
-    logging.basicConfig(level=logging.INFO)
+    from services.common import logs
+    logs.configure()
     build().serve_forever()

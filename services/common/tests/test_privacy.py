@@ -4,6 +4,7 @@ import json
 import logging
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from services.common import ids, privacy, telemetry
 from services.common.address import check_address
@@ -45,17 +46,22 @@ def test_log_records_are_masked_whatever_logger_or_handler(caplog):
 
 
 def test_span_files_are_masked(tmp_path):
-    exporter = telemetry.JsonLinesExporter(str(tmp_path / "spans.jsonl"))
+    exporter = telemetry.MaskingExporter(telemetry.OtlpJsonLinesExporter(str(tmp_path), "t-1", 1 << 20, 1 << 30), "t")
     provider = telemetry.TracerProvider()
-    provider.add_span_processor(telemetry.SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("SubmitCase") as span:
         span.set_attribute("onething.applicant", CITIZEN)
         span.set_attribute("onething.count", 3)
+        span.add_event("checked", {"phone": PHONE})
         span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, f"phone {PHONE} refused"))
-    line = json.loads((tmp_path / "spans.jsonl").read_text(encoding="utf-8"))
-    assert line["attributes"] == {"onething.applicant": "1101**********002X", "onething.count": 3}
-    assert line["error"] == "phone 138****0000 refused"
+    text = (tmp_path / "t-1-000001.jsonl").read_text(encoding="utf-8")
+    assert not privacy.contains_personal_data(text)
+    out = json.loads(text)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert {"key": "onething.applicant", "value": {"stringValue": "1101**********002X"}} in out["attributes"]
+    assert {"key": "onething.count", "value": {"intValue": "3"}} in out["attributes"]
+    assert out["status"] == {"code": 2, "message": "phone 138****0000 refused"}
+    assert out["events"][0]["attributes"] == [{"key": "phone", "value": {"stringValue": "138****0000"}}]
 
 
 def test_refusals_do_not_repeat_identity_numbers_phones_or_form_values():
