@@ -46,6 +46,8 @@ def process_table():
         table[f"{service}-worker"] = ([*nameko, path], own(service))
     for department, region in desks():
         table[f"desk-{department}-{region}"] = desk_process(department, region, uris)
+    for name, (_, env) in table.items():  # its metrics' `process` label and its file_sd target file
+        env.setdefault("ONETHING_PROCESS_NAME", name)
     return table
 
 
@@ -57,7 +59,8 @@ def desk_process(department, region, uris=None):
     return [sys.executable, "-m", DESK], {
         "ONETHING_DESK_DEPARTMENT": department, "ONETHING_DESK_REGION": region,
         "ONETHING_DESK_RULE": settings().desk_rule or "materials_present",
-        "ONETHING_AMQP_URI": uris[desk_broker_user(department, region)]}
+        "ONETHING_AMQP_URI": uris[desk_broker_user(department, region)],
+        "ONETHING_PROCESS_NAME": f"desk-{department}-{region}"}
 
 
 def _dirs():
@@ -83,6 +86,7 @@ def start_desk_replica(department, region, replica, extra_env=None):
     name = f"desk-{department}-{region}-{replica}"
     run_dir, log_dir = _dirs()
     argv, env = desk_process(department, region)
+    env["ONETHING_PROCESS_NAME"] = name  # its own target file beside the first process's
     procs.start(name, supervised(name, argv, run_dir), run_dir, log_dir, env={**env, **(extra_env or {})}, cwd=ROOT)
     return name
 

@@ -239,7 +239,8 @@ def test_a_desk_has_its_own_broker_login_and_nothing_of_the_platform(site):
         assert "envFrom" not in c
         assert [v for v in pod.get("volumes", []) if set(v) - {"name", "emptyDir"}] == []
         refs = [e["valueFrom"] for e in env.values() if "valueFrom" in e]
-        assert refs == [{"secretKeyRef": {"name": values["deskDefaults"]["passwordSecret"], "key": user}}]
+        assert refs == [{"fieldRef": {"fieldPath": "metadata.name"}},  # ONETHING_PROCESS_NAME: the pod's name
+                        {"secretKeyRef": {"name": values["deskDefaults"]["passwordSecret"], "key": user}}]
         assert env["ONETHING_AMQP_URI"]["value"].startswith(f"amqp://{user}:$(AMQP_PASSWORD)@")
         assert list(env).index("AMQP_PASSWORD") < list(env).index("ONETHING_AMQP_URI")
 
@@ -356,7 +357,7 @@ def test_each_service_runs_its_api_and_worker_with_its_own_credentials(site):
             else:
                 assert not [n for n in env if "S3" in n or "BUCKET" in n], svc.name
             # every secret a service's pod reads is its own
-            refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e}
+            refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "secretKeyRef" in e.get("valueFrom", {})}
             assert refs == {secret}
             for other in SERVICES:
                 assert env[f"ONETHING_{other.name.upper()}_HOST"]["value"] in services
@@ -426,42 +427,69 @@ def test_the_image_holds_every_module_the_chart_runs():
 
 
 # --- probes -------------------------------------------------------------------------------------------
+OPS_PORT = {"name": "ops", "containerPort": 8080, "protocol": "TCP"}
+
+
 @pytest.mark.parametrize("site", SITES)
-def test_under_tls_the_apis_probe_themselves_through_the_projects_client(site):
+def test_under_tls_the_apis_readiness_asks_their_grpc_health_through_the_projects_client(site):
     for svc in SERVICES:
         c = container(deployments(rendered(site))[f"{dns(svc.name)}-api"])
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            command = c[probe]["exec"]["command"]
-            assert command[0] == "env" and command[2:4] == ["python", "-c"]
-            assert f'"127.0.0.1:{c["ports"][0]["containerPort"]}"' in command[4]
+        command = c["readinessProbe"]["exec"]["command"]
+        assert command[0] == "env" and command[2:4] == ["python", "-c"]
+        assert f'"127.0.0.1:{c["ports"][0]["containerPort"]}"' in command[4]
 
 
-def test_without_tls_the_apis_have_native_grpc_probes_and_no_tls_settings():
+def test_without_tls_the_apis_readiness_is_the_native_grpc_probe_and_no_tls_settings():
     values = merged(site_values("values-440100.yaml"), {"profile": "local", "grpcTls": {"enabled": False}})
     found = deployments(render(values, "onething-440100"))
     for svc in SERVICES:
         c = container(found[f"{dns(svc.name)}-api"])
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert c[probe]["grpc"] == {"port": svc.port}
+        assert c["readinessProbe"]["grpc"] == {"port": svc.port}
         assert not [n for n in env_of(c) if n.startswith("ONETHING_GRPC_TLS")]
         assert "grpc-tls" not in {v["name"] for v in found[f"{dns(svc.name)}-api"]["spec"]["template"]["spec"]["volumes"]}
 
 
-@pytest.mark.parametrize("switch", [False, True])
-def test_the_workers_probe_is_a_values_switch(switch):
-    values = merged(site_values("values-440100.yaml"), {"workers": {"probe": switch}})
-    docs = render(values, "onething-440100")
-    found = deployments(docs)
+@pytest.mark.parametrize("site", SITES)
+def test_an_api_is_started_and_alive_by_its_ops_endpoint_so_a_store_away_never_restarts_it(site):
+    """Its gRPC health goes NOT_SERVING while a dependency is down: that takes the pod out of its
+    Service (readiness), and must not restart it (startup, liveness)."""
     for svc in SERVICES:
-        c = container(found[f"{dns(svc.name)}-worker"])
+        c = container(deployments(rendered(site))[f"{dns(svc.name)}-api"])
+        assert c["ports"] == [{"name": "grpc", "containerPort": svc.port, "protocol": "TCP"}, OPS_PORT]
+        for probe in ("startupProbe", "livenessProbe"):
+            assert c[probe]["httpGet"] == {"path": "/healthz", "port": "ops"}, probe
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_every_pod_serves_its_ops_endpoint_named_after_itself_and_is_scraped(site):
+    for name, deployment in deployments(rendered(site)).items():
+        template = deployment["spec"]["template"]
+        assert template["metadata"]["annotations"] == {
+            "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}, name
+        c = container(deployment)
+        assert OPS_PORT in c["ports"], name
+        env = env_of(c)
+        assert env["ONETHING_OPS_PORT"]["value"] == "8080"
+        assert env["ONETHING_OPS_BIND_HOST"]["value"] == "0.0.0.0"  # the kubelet and Prometheus reach it
+        assert env["ONETHING_PROCESS_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+@pytest.mark.parametrize("switch", [False, True])
+def test_the_workers_and_desks_probes_are_values_switches_on_by_default(switch):
+    with open(CHART / "values.yaml", encoding="utf-8") as fh:
+        defaults = yaml.safe_load(fh)
+    assert defaults["workers"]["probe"] is True and defaults["deskDefaults"]["probe"] is True
+    values = merged(site_values("values-440100.yaml"), {"workers": {"probe": switch}, "deskDefaults": {"probe": switch}})
+    docs = render(values, "onething-440100")
+    probed = [container(found) for name, found in deployments(docs).items() if not name.endswith("-api")]
+    assert len(probed) == len(SERVICES) + len(values["desks"])
+    for c in probed:
+        assert c["ports"] == [OPS_PORT]  # served and scraped either way
         if switch:
-            assert c["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
-            for probe in ("readinessProbe", "livenessProbe"):
-                assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
         else:
-            assert "readinessProbe" not in c and "livenessProbe" not in c and "ports" not in c
-    for desk in desk_deployments(docs).values():
-        assert "livenessProbe" not in container(desk)
+            assert "readinessProbe" not in c and "livenessProbe" not in c
 
 
 def _pki(folder, server_name):
@@ -589,6 +617,8 @@ REFUSED = [
     ({"grpcTls": {"enabled": False}}, "value must be true"),  # production without TLS would not start
     ({"settings": {"ONETHING_MONGO_URI": "mongodb://elsewhere"}}, "invalid propertyName"),
     ({"settings": {"PATH": "/tmp"}}, "invalid propertyName"),
+    ({"settings": {"ONETHING_OPS_PORT": "9090"}}, "invalid propertyName"),  # the probes and annotations say 8080
+    ({"deskDefaults": {"probe": "yes"}}, "got string, want boolean"),
     ({"desks": []}, "minItems"),
     ({"desks": [{"department": "wsjk", "region": "440100", "replicas": 1}]}, "missing property 'rule'"),
     ({"desks": [{"department": "wsjk", "region": "440100", "replicas": 1, "rule": "always"}]}, "value must be one of"),

@@ -6,6 +6,7 @@ region that is not a GB/T 2260 code) stops the process at start-up with a messag
 variable (`SettingsError`), instead of failing later in the middle of a case.
 """
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,13 @@ def _flag(name: str, default: str = "0") -> bool:
     if raw not in ("0", "1"):
         raise SettingsError(f"{name}={raw!r}: use 1 (on) or 0 (off)")
     return raw == "1"
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = _env(name, default)
+    if raw not in allowed:
+        raise SettingsError(f"{name}={raw!r}: use one of {', '.join(allowed)}")
+    return raw
 
 
 def process_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -123,8 +131,38 @@ class Settings:
     s3_read_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_S3_READ_TIMEOUT_SECONDS", "30"))
     s3_retries: int = field(default_factory=lambda: _int("ONETHING_S3_RETRIES", "2"))
     amqp_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_AMQP_TIMEOUT_SECONDS", "5"))
+    # the local span files (services/common/telemetry.py): a new file when one passes this size,
+    # the oldest finished files deleted while the folder holds more than the second
+    spans_file_bytes: int = field(default_factory=lambda: _int("ONETHING_SPANS_FILE_BYTES", 64 * 1024 * 1024))
+    spans_keep_bytes: int = field(default_factory=lambda: _int("ONETHING_SPANS_KEEP_BYTES", 2 * 1024 * 1024 * 1024))
+    # tracing and logs (services/common/telemetry.py, services/common/logs.py): the standard
+    # OpenTelemetry variables; `file` (OTLP JSON lines in the span folder) is onething's local default
+    traces_exporter: str = field(default_factory=lambda: _env("OTEL_TRACES_EXPORTER", "file"))
+    otlp_protocol: str = field(default_factory=lambda: _env(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", _env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")))
+    # seconds, as the Python OTLP exporter reads it (the spec's unit is milliseconds)
+    otlp_timeout: float = field(default_factory=lambda: _float(
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", _env("OTEL_EXPORTER_OTLP_TIMEOUT", "10")))
+    tracing_disabled: bool = field(default_factory=lambda: _env("OTEL_SDK_DISABLED", "false").lower() == "true")
+    # set: the batch processor's delay is the operator's; unset, span files are flushed every second
+    bsp_schedule_delay_set: bool = field(default_factory=lambda: bool(_env("OTEL_BSP_SCHEDULE_DELAY", "")))
+    log_format: str = field(default_factory=lambda: _choice("ONETHING_LOG_FORMAT", "json", ("json", "plain")))
+    # the launcher's name of this process (`intake-api`, `desk-wsjk-440100`; the chart: the pod's)
+    process_name: str = field(default_factory=lambda: _env("ONETHING_PROCESS_NAME", ""))
+    # the local Prometheus of `make observe` (infra/observe.py)
+    prometheus_port: int = field(default_factory=lambda: _int("ONETHING_PROMETHEUS_PORT", "9090"))
     # fault injection for tests: "<point>" names a place where the process exits on purpose
     fault: str = field(default_factory=lambda: _env("ONETHING_FAULT", ""))
+
+    # the ops endpoint of every process (services/common/ops.py: /metrics, /healthz, /readyz) ------
+    # its port (0: a free one the kernel picks, written to <var>/observe/targets/<process>.json, where
+    # the local Prometheus finds it; the chart: 8080) and the address it binds (the chart: 0.0.0.0)
+    ops_port: int = field(default_factory=lambda: _int("ONETHING_OPS_PORT", "0"))
+    ops_bind_host: str = field(default_factory=lambda: _env("ONETHING_OPS_BIND_HOST", "127.0.0.1"))
+    # readiness (services/common/readiness.py): how often the database, broker and S3 are asked, and
+    # how long one answer may take before the dependency counts as down
+    readiness_interval_seconds: float = field(default_factory=lambda: _float("ONETHING_READINESS_INTERVAL_SECONDS", "2"))
+    readiness_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_READINESS_TIMEOUT_SECONDS", "2"))
 
     # who may do what (services/common/auth.py, services/common/policy.py) -----------------------
     # "production" refuses default credentials and the local development key at start-up
@@ -225,7 +263,9 @@ class Settings:
                             ("ONETHING_RPC_TIMEOUT_SECONDS", self.rpc_timeout_seconds),
                             ("ONETHING_GRPC_TIMEOUT_SECONDS", self.grpc_timeout_seconds),
                             ("ONETHING_MONGO_TIMEOUT_MS", self.mongo_timeout_ms),
-                            ("ONETHING_AMQP_TIMEOUT_SECONDS", self.amqp_timeout_seconds)):
+                            ("ONETHING_AMQP_TIMEOUT_SECONDS", self.amqp_timeout_seconds),
+                            ("ONETHING_READINESS_INTERVAL_SECONDS", self.readiness_interval_seconds),
+                            ("ONETHING_READINESS_TIMEOUT_SECONDS", self.readiness_timeout_seconds)):
             if value < 1 and not (isinstance(value, float) and value > 0):
                 problems.append(f"{name}={value!r} must be more than 0")
         for name, value in (("ONETHING_SWEEP_GRACE_SECONDS", self.sweep_grace_seconds),
@@ -239,6 +279,11 @@ class Settings:
             problems.append("ONETHING_GRPC_TLS_CERT_FILE is empty")
         if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
             problems.append("set both ONETHING_GRPC_TLS_CERT_FILE and ONETHING_GRPC_TLS_KEY_FILE, or neither")
+        if not 0 <= self.ops_port <= 65535:
+            problems.append(f"ONETHING_OPS_PORT={self.ops_port!r} is not a port (0 to 65535; 0: any free one)")
+        if self.process_name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", self.process_name):
+            problems.append(f"ONETHING_PROCESS_NAME={self.process_name[:80]!r}: use up to 63 letters, digits, "
+                            "'-', '_' or '.' (it names the process's file_sd target file)")
         if self.grpc_tls_spec not in ("", "0", "1"):
             problems.append(f"ONETHING_GRPC_TLS={self.grpc_tls_spec!r}: use 1 (on) or 0 (off)")
         if problems:

@@ -21,6 +21,12 @@ Refusals follow the richer gRPC error model: besides code and message, a google.
 `grpc-status-details-bin` trailer with google.rpc.BadRequest (the fields and why), RetryInfo (for
 capacity) and google.rpc.LocalizedMessage (zh-CN, for the person at the window).
 
+Every call but health checks and reflection is counted and timed (grpc_server_started_total,
+grpc_server_handled_total by status code name, grpc_server_handling_seconds; a stream once, when it
+ends). Health follows readiness (services/common/readiness.py): the overall "" service and every named
+service are NOT_SERVING while the database, broker or S3 the process uses does not answer, and SERVING
+again when it does (a server without a readiness checker, as in unit tests, is always SERVING).
+
 The server binds ONETHING_GRPC_BIND_HOST (127.0.0.1) and serves TLS when a certificate and key are
 set (ONETHING_GRPC_TLS_CERT_FILE / _KEY_FILE), mutual TLS with ONETHING_GRPC_TLS_CLIENT_AUTH=1 (client
 certificates checked against ONETHING_GRPC_TLS_CA_FILE)."""
@@ -38,7 +44,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from services.common import limits, policy, telemetry
+from services.common import limits, ops, policy, readiness, telemetry
 from services.common.config import refuse_defaults_in_production, settings
 from services.common.errors import ZH_FALLBACK, DeadlineExceeded, DomainError, FieldViolation, InvalidArgument
 from services.common.outages import is_outage
@@ -275,6 +281,69 @@ def _stream_expired(max_s):
                             zh="连接时间已达上限，请重新打开。")
 
 
+# --- metrics ------------------------------------------------------------------------------------
+
+def _method_labels(method):
+    """/onething.intake.v1.IntakeService/SubmitCase -> (onething.intake.v1.IntakeService, SubmitCase)."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service or "unknown", name or method
+
+
+def _code_name(context, otherwise):
+    """The status the call ended with (set by abort or set_code), or `otherwise` when none was set."""
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else otherwise
+
+
+class _CallMeasure:
+    """One call's count at its start and its status and duration at its end (once, whichever way
+    it ends)."""
+
+    def __init__(self, method):
+        self.labels = _method_labels(method)
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._ended = False
+        ops.GRPC_STARTED.labels(*self.labels).inc()
+
+    def end(self, code_name):
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        ops.GRPC_HANDLED.labels(*self.labels, code_name).inc()
+        ops.GRPC_SECONDS.labels(*self.labels).observe(time.monotonic() - self.started)
+
+
+def _measured(behavior, method, response_streaming):
+    if not response_streaming:
+        def unary(request, context):
+            measure = _CallMeasure(method)
+            try:
+                response = behavior(request, context)
+            except BaseException:
+                measure.end(_code_name(context, "UNKNOWN"))
+                raise
+            measure.end(_code_name(context, "OK"))
+            return response
+        return unary
+
+    def streaming(request, context):
+        measure = _CallMeasure(method)
+        # a client that goes away ends the call without ending the generator
+        context.add_callback(lambda: measure.end(_code_name(context, "CANCELLED")))
+        try:
+            yield from behavior(request, context)
+        except GeneratorExit:
+            measure.end(_code_name(context, "CANCELLED"))
+            raise
+        except BaseException:
+            measure.end(_code_name(context, "UNKNOWN"))
+            raise
+        measure.end(_code_name(context, "OK"))
+    return streaming
+
+
 class _Interceptor(grpc.ServerInterceptor):
     def __init__(self, guard, policies=None):
         self.guard = guard
@@ -288,21 +357,20 @@ class _Interceptor(grpc.ServerInterceptor):
         parse = handler.request_deserializer
         # grpcio hands the raw bytes over (no deserializer): they are parsed inside the wrapper,
         # where a request that cannot be read is INVALID_ARGUMENT rather than grpcio's INTERNAL
+        def wrapped(behavior, request_streaming, response_streaming):
+            return _measured(_wrap(behavior, method, parse, request_streaming, response_streaming, self.guard,
+                                   self.policies), method, response_streaming)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap(handler.unary_unary, method, parse, False, False, self.guard, self.policies), None,
-                handler.response_serializer)
+                wrapped(handler.unary_unary, False, False), None, handler.response_serializer)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap(handler.stream_unary, method, parse, True, False, self.guard, self.policies), None,
-                handler.response_serializer)
+                wrapped(handler.stream_unary, True, False), None, handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap(handler.unary_stream, method, parse, False, True, self.guard, self.policies), None,
-                handler.response_serializer)
+                wrapped(handler.unary_stream, False, True), None, handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
-            _wrap(handler.stream_stream, method, parse, True, True, self.guard, self.policies), None,
-            handler.response_serializer)
+            wrapped(handler.stream_stream, True, True), None, handler.response_serializer)
 
 
 def server_credentials(s=None):
@@ -330,10 +398,12 @@ def server_credentials(s=None):
 class ApiServer:
     """One grpcio server: the service's servicers plus health and reflection. `policies`: the
     access policy table (services/common/policy.py; the registry unless a test brings its own);
-    `host`: the bind address (ONETHING_GRPC_BIND_HOST unless given)."""
+    `host`: the bind address (ONETHING_GRPC_BIND_HOST unless given); `checker`: the readiness its
+    health follows (services/common/readiness.py; the process's own, which services/common/ops.py
+    starts, unless given; none: always SERVING)."""
 
     def __init__(self, port, registrations, service_names, host=None, max_workers=None,
-                 stream_limits=None, policies=None):
+                 stream_limits=None, policies=None, checker=None):
         refuse_defaults_in_production("api")
         s = settings()
         host = s.grpc_bind_host if host is None else host
@@ -356,15 +426,37 @@ class ApiServer:
         self.tls = credentials is not None
         self.port = (self.server.add_secure_port(address, credentials) if credentials is not None
                      else self.server.add_insecure_port(address))
+        self.checker = checker if checker is not None else readiness.current()
+        self._unsubscribe = None
+
+    def _set_health(self, status):
+        for name in [*list(self.service_names), ""]:
+            self.health.set(name, status)
+
+    def _follow(self, summary):
+        """Health as readiness says: NOT_SERVING while a dependency is down (a graceful shutdown
+        that has begun keeps every service NOT_SERVING whatever comes after)."""
+        if summary.ready:
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("gRPC api SERVING: its dependencies answer")
+        else:
+            self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            log.warning("gRPC api NOT_SERVING: %s not answering", ", ".join(summary.down))
 
     def start(self):
         self.server.start()
-        for name in [*list(self.service_names), ""]:
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.checker is None:
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        else:  # NOT_SERVING until every dependency has answered once
+            self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._unsubscribe = self.checker.subscribe(self._follow)
         log.info("gRPC api serving on port %s (%s)", self.port, "TLS" if self.tls else "plaintext")
         return self
 
     def stop(self, grace=2.0):
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
 

@@ -23,10 +23,11 @@ class Tracing(DependencyProvider):
         data = worker_ctx.context_data or {}
         if "traceparent" not in data:  # timers and calls from outside a trace
             return
-        parent = telemetry.extract_context({k: v for k, v in data.items() if isinstance(v, str)})
-        name = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}"
-        span = telemetry.tracer().start_span(name, context=parent, kind=telemetry.trace.SpanKind.CONSUMER)
-        telemetry.mark_case(data.get("case_no"), span)
+        entrypoint = worker_ctx.entrypoint
+        exchange, routing_key, queue = _destination(entrypoint)
+        routing_key = data.get("routing_key") if isinstance(data.get("routing_key"), str) else routing_key
+        span, parent = telemetry.consumer_span(data, f"process {exchange}", exchange, routing_key, queue)
+        span.set_attribute("code.function.name", f"{worker_ctx.service_name}.{entrypoint.method_name}")
         token = telemetry.attach(telemetry.trace.set_span_in_context(span, parent))
         worker_ctx.__dict__["_otel"] = (span, token)
 
@@ -51,6 +52,17 @@ class Tracing(DependencyProvider):
         if span is not None:
             span.end()
             telemetry.detach(token)
+
+
+def _destination(entrypoint):
+    """(exchange, routing key, queue) an entrypoint consumes: an event handler's source exchange
+    and event type, or a queue consumer's binding."""
+    queue = getattr(entrypoint, "queue", None)
+    queue_name = getattr(queue, "name", "") or ""
+    if getattr(entrypoint, "source_service", None):
+        return f"{entrypoint.source_service}.events", entrypoint.event_type, queue_name
+    exchange = getattr(getattr(queue, "exchange", None), "name", "") or ""
+    return exchange, getattr(queue, "routing_key", "") or "", queue_name
 
 
 class Component(DependencyProvider):
@@ -79,10 +91,16 @@ class _InboxView:
         self._coll = collection
         data = worker_ctx.context_data or {}
         self.event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else ""
-        self.key = f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}:{self.event_id}"
+        self.service, self.handler = worker_ctx.service_name, worker_ctx.entrypoint.method_name
+        self.key = f"{self.service}.{self.handler}:{self.event_id}"
 
     def seen(self):
-        return bool(self.event_id) and self._coll.find_one({"_id": self.key}, {"_id": 1}) is not None
+        """True when this handler has processed this event id before (counted as a duplicate)."""
+        found = bool(self.event_id) and self._coll.find_one({"_id": self.key}, {"_id": 1}) is not None
+        if found:
+            from services.common import ops
+            ops.INBOX_DUPLICATES.labels(self.service, self.handler).inc()
+        return found
 
     def record(self):
         if not self.event_id:
@@ -152,28 +170,57 @@ class FailureRules:
       and replay.
     The retry is a copy of the message in `<queue>.retry` that expires back into the queue, so the
     count travels with the message; the original is acknowledged only after the copy is confirmed.
-    If even that fails (the broker is away), the message is requeued as it is."""
+    If even that fails (the broker is away), the message is requeued as it is.
+    Each message a handler finishes is counted by outcome (onething_handler_messages_total: ok,
+    outage, failed, dead_lettered) and timed from its arrival (onething_handler_seconds); a message
+    sent to the dead-letter queue also counts in onething_dead_lettered_total."""
 
     # what the nameko entrypoint it is mixed into provides (annotations only: nothing is shadowed)
     queue: Any
     queue_consumer: Any
     container: Any
+    method_name: Any
+
+    ARRIVED = "_onething_arrived"  # where a message keeps the moment it reached the entrypoint
+
+    def handle_message(self, body, message):
+        kept = getattr(message, "__dict__", None)  # kombu's messages have one
+        if kept is not None:
+            kept[self.ARRIVED] = time.monotonic()
+        return super().handle_message(body, message)  # type: ignore[misc]
 
     def handle_message_processed(self, message, result=None, exc_info=None):
-        if exc_info is None:
-            self.queue_consumer.ack_message(message)
-            return
+        finished = time.monotonic()
+        outcome = "ok"
         try:
-            self._after_failure(message, exc_info)
-        except Exception:
-            logging.getLogger(__name__).warning("could not schedule a retry of %s; requeued", self.queue.name,
-                                                exc_info=True)
-            time.sleep(1.0)  # green under eventlet
-            self.queue_consumer.requeue_message(message)
-            return
-        self.queue_consumer.ack_message(message)
+            if exc_info is None:
+                self.queue_consumer.ack_message(message)
+                return
+            try:
+                outcome = self._after_failure(message, exc_info)
+            except Exception:
+                from services.common.outages import is_outage
+                outcome = "outage" if is_outage(exc_info[1]) else "failed"
+                logging.getLogger(__name__).warning("could not schedule a retry of %s; requeued", self.queue.name,
+                                                    exc_info=True)
+                time.sleep(1.0)  # green under eventlet
+                self.queue_consumer.requeue_message(message)
+                return
+            self.queue_consumer.ack_message(message)
+        finally:
+            self._measure(message, outcome, finished)
+
+    def _measure(self, message, outcome, finished):
+        from services.common import ops
+        service, handler = self.container.service_name, self.method_name
+        ops.HANDLER_MESSAGES.labels(service, handler, outcome).inc()
+        arrived = getattr(message, "__dict__", {}).pop(self.ARRIVED, None)
+        if arrived is not None:
+            ops.HANDLER_SECONDS.labels(service, handler).observe(finished - arrived)
 
     def _after_failure(self, message, exc_info):
+        """Schedule the retry or send the message to the dead-letter queue; returns the outcome
+        (outage, failed or dead_lettered)."""
         from nameko.amqp.publish import Publisher
 
         from services.common.config import settings
@@ -204,7 +251,9 @@ class FailureRules:
                               declare=[exchange, queue], **props)
             log.error("%s gave up after %d attempts: message to %s (case %s): %s", self.queue.name, attempts,
                       DEAD_LETTER_QUEUE, headers.get("case_no", "-"), headers["x-onething-error"])
-            return
+            from services.common import ops
+            ops.DEAD_LETTERED.labels(self.container.service_name, self.queue.name).inc()
+            return "dead_lettered"
         delay = min(s.retry_base_seconds * 2 ** (retries - 1), s.retry_max_seconds)
         queue = retry_queue(self.queue.name)
         publisher.publish(message.body, exchange="", routing_key=queue.name, headers=headers,
@@ -212,6 +261,7 @@ class FailureRules:
         log.warning("%s will retry in %.1f s (%s, attempt %d of %d, case %s)", self.queue.name, delay,
                     "outage" if outage else "failure", attempts, s.max_handler_attempts,
                     headers.get("case_no", "-"))
+        return "outage" if outage else "failed"
 
 
 class ReliableEventHandler(FailureRules, nameko_events.EventHandler):
@@ -230,6 +280,11 @@ class ReliableEventHandler(FailureRules, nameko_events.EventHandler):
         from services.common.config import settings
         self.site = settings().region
         super().setup()
+
+    def unpack_message_headers(self, message):
+        data = super().unpack_message_headers(message)
+        data["routing_key"] = (getattr(message, "delivery_info", None) or {}).get("routing_key", "")  # the span's
+        return data
 
     def handle_message(self, body, message):
         site = (message.headers or {}).get("site")
@@ -257,6 +312,8 @@ class ReliableConsumer(FailureRules, nameko_messaging.Consumer):
         user_id, message_id = properties.get("user_id") or "", properties.get("message_id") or ""
         data["user_id"] = user_id
         data["event_id"] = f"{user_id}/{message_id}" if message_id else ""
+        data["message_id"] = message_id  # as sent: the messaging span's message id
+        data["routing_key"] = (getattr(message, "delivery_info", None) or {}).get("routing_key", "")
         return data
 
 

@@ -23,9 +23,10 @@ from kombu import Connection, Consumer, Producer, Queue
 from kombu.exceptions import KombuError
 
 from onething.joint_review.v1 import events_pb2
-from services.common import telemetry
+from services.common import logs, telemetry
 from services.common.events import from_payload, to_payload
 from services.common.registry import DESK_EXCHANGE, desk_broker_user, desk_queue, opinion_routing_key
+from services.desk import metrics as desk_metrics
 from services.desk import rules
 
 log = logging.getLogger("services.desk")
@@ -124,28 +125,49 @@ class Desk:
 
     def _on_task(self, body, message):
         headers = dict(message.headers or {})
-        parent = telemetry.extract_context({k: v for k, v in headers.items() if isinstance(v, str)})
-        with telemetry.tracer().start_as_current_span(
-                f"desk_{self.department}_{self.region}.on_task_assigned", context=parent,
-                kind=telemetry.trace.SpanKind.CONSUMER) as span:
-            task, why = self.task_of(body)
-            telemetry.mark_case(task.get("case_no") if task else headers.get("case_no"), span)
-            if task is None:
-                log.warning("desk %s: task left to officers: %s", self.user, why)
-                message.ack()
-                return
-            rule = self.book.rule_for(self.department, self.region, task["item_code"])
-            opinion = rules.decide(rule, task)
-            span.set_attribute("onething.desk.rule", rule)
-            if opinion is None:
-                log.info("task %s/%s left to officers (%s)", task["case_no"], task["item_code"], rule)
-                message.ack()
-                return
-            if self.delay and not self._wait(self.delay):
-                return  # stopping: the task goes back to the queue with the connection
-            self.publish(task, opinion)
-            message.ack()  # only now: the broker has the opinion
-            log.info("task %s/%s: %s (%s)", task["case_no"], task["item_code"], opinion.decision.name, opinion.reason)
+        info = message.delivery_info or {}
+        span, parent = telemetry.consumer_span(headers, f"process {info.get('exchange') or 'joint_review.events'}",
+                                               info.get("exchange", ""), info.get("routing_key", ""),
+                                               self.queue_name)
+        span.set_attribute("code.function.name", f"desk-{self.department}-{self.region}.on_task_assigned")
+        token = telemetry.attach(telemetry.trace.set_span_in_context(span, parent))
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            outcome = self._decide(body, message, span)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            desk_metrics.TASKS.labels(self.department, self.region, outcome).inc()
+            desk_metrics.DECISION_SECONDS.labels(self.department, self.region).observe(time.monotonic() - started)
+            span.end()
+            telemetry.detach(token)
+
+    def _decide(self, body, message, span):
+        """Decide one task: "decided" (the opinion is confirmed by the broker), "left_for_officer",
+        or "failed" (stopping before the rule's time was up; the task goes back to the queue)."""
+        task, why = self.task_of(body)
+        if task is not None:
+            telemetry.mark_case(task["case_no"], span)
+        if task is None:
+            log.warning("desk %s: task left to officers: %s", self.user, why)
+            message.ack()
+            return "left_for_officer"
+        rule = self.book.rule_for(self.department, self.region, task["item_code"])
+        opinion = rules.decide(rule, task)
+        span.set_attribute("onething.desk.rule", rule)
+        if opinion is None:
+            log.info("task %s/%s left to officers (%s)", task["case_no"], task["item_code"], rule)
+            message.ack()
+            return "left_for_officer"
+        if self.delay and not self._wait(self.delay):
+            return "failed"  # stopping: the task goes back to the queue with the connection
+        self.publish(task, opinion)
+        message.ack()  # only now: the broker has the opinion
+        log.info("task %s/%s: %s (%s)", task["case_no"], task["item_code"], opinion.decision.name, opinion.reason)
+        return "decided"
 
     def task_of(self, body):
         """(the TaskAssigned dict, "") for a task this desk can decide on, or (None, why not)."""
@@ -187,12 +209,7 @@ class Desk:
         a refusal (a nack, a closed channel) raises too."""
         key = opinion_routing_key(self.department, self.region, task["site"])
         message_id = rules.opinion_id(task)
-        with telemetry.tracer().start_as_current_span(f"publish {DESK_EXCHANGE}",
-                                                      kind=telemetry.trace.SpanKind.PRODUCER) as span:
-            span.set_attribute("messaging.destination", DESK_EXCHANGE)
-            span.set_attribute("messaging.routing_key", key)
-            span.set_attribute("messaging.message.id", message_id)
-            telemetry.mark_case(task["case_no"], span)
+        with telemetry.producer_span(DESK_EXCHANGE, key, message_id, task["case_no"]):
             headers = telemetry.inject_headers({
                 "case_no": task["case_no"], "producer": self.user, "schema_version": SCHEMA_VERSION,
                 "occurred_at": datetime.datetime.now(datetime.UTC).isoformat()})
@@ -228,8 +245,8 @@ def main():
             book = rules.rule_book(yaml.safe_load(fh), s.desk_rule, where=s.desk_rules_file)
     except (OSError, yaml.YAMLError, rules.RulesError) as exc:
         raise SystemExit(f"the desk's rules cannot be read: {exc}") from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    telemetry.setup(f"desk_{department}_{region}")
+    logs.configure()
+    telemetry.setup(f"desk-{department}-{region}")
     desk = Desk(department, region, book, s.amqp_uri, delay=s.desk_delay_seconds, timeout=s.amqp_timeout_seconds)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: desk.stop())

@@ -72,6 +72,48 @@ delivery: {worker: "services.delivery.worker:DeliveryWorker", objectStore: true,
 evaluation: {worker: "services.evaluation.worker:EvaluationWorker", objectStore: false, serviceToken: false}
 {{- end -}}
 
+{{/*
+The ops endpoint every process serves (services/common/ops.py): GET /metrics (Prometheus), /healthz
+(liveness) and /readyz (readiness: its database, broker and S3 answer). One port for every pod, named
+`ops`; the process is named after its pod (the `process` label of its metrics).
+*/}}
+{{- define "onething.opsPort" -}}8080{{- end -}}
+
+{{- define "onething.opsEnv" -}}
+- name: ONETHING_OPS_PORT
+  value: {{ include "onething.opsPort" . | quote }}
+- name: ONETHING_OPS_BIND_HOST
+  value: "0.0.0.0"
+- name: ONETHING_PROCESS_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+{{- end -}}
+
+{{/* Pod annotations: Prometheus's kubernetes_sd scrape configuration finds every pod's /metrics by them. */}}
+{{- define "onething.opsAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ include "onething.opsPort" . | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+
+{{- define "onething.opsContainerPort" -}}
+- {name: ops, containerPort: {{ include "onething.opsPort" . }}, protocol: TCP}
+{{- end -}}
+
+{{/* A worker's or desk's probes: ready while its dependencies answer, alive while it runs. */}}
+{{- define "onething.opsProbes" -}}
+readinessProbe:
+  httpGet: {path: /readyz, port: ops}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+livenessProbe:
+  httpGet: {path: /healthz, port: ops}
+  periodSeconds: 20
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end -}}
+
 {{/* Where the processes write their span files (ONETHING_VAR_DIR): an emptyDir, the root filesystem is read-only. */}}
 {{- define "onething.varDir" -}}/var/lib/onething{{- end -}}
 
@@ -143,6 +185,7 @@ where the other services' apis are, the identity provider's public keys.
 {{- $facts := index (include "onething.serviceFacts" $root | fromYaml) $name -}}
 {{- $keys := $v.credentialKeys -}}
 {{ include "onething.siteEnv" $root }}
+{{ include "onething.opsEnv" $root }}
 - name: AMQP_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $svc.credentialsSecret | quote }}, key: {{ $keys.amqpPassword | quote }}}
