@@ -20,7 +20,7 @@ from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, TooLarge, Unavailable
 from services.common.events import from_payload
-from services.intake import domain
+from services.intake import domain, metrics
 
 BUCKET = "materials"
 MAX_IDEMPOTENCY_KEY = 128
@@ -346,8 +346,10 @@ class Intake:
             event = events_pb2.CaseWithdrawn(case_no=case.case_no, reason=reason, applicant_id=applicant_id,
                                              region_code=case.region_code, package_code=case.package_code,
                                              acted_by=acted_by or "applicant")
-            changed = case.changed(domain.WITHDRAWN, note, self.clock().isoformat(), rectification={})
+            now = self.clock()
+            changed = case.changed(domain.WITHDRAWN, note, now.isoformat(), rectification={})
             if self.store.save(changed, case.version, [outbox_entry("case_withdrawn", event, case.case_no)]):
+                metrics.case_moved(case, domain.WITHDRAWN, now)
                 return self.store.case(case.case_no)
             case = self.store.case(case.case_no)  # it changed meanwhile: decide again
         raise Unavailable("the case keeps changing; try again shortly")
@@ -423,8 +425,10 @@ class Intake:
                                            case.version):
                         continue
                 return False
-            changed = case.changed(status, note, self.clock().isoformat(), license_ids=case.license_ids + added)
+            now = self.clock()
+            changed = case.changed(status, note, now.isoformat(), license_ids=case.license_ids + added)
             if self.store.save(changed, case.version):
+                metrics.case_moved(case, status, now)  # a case's end is observed once, here
                 return True
         raise RuntimeError(f"case {case_no} kept changing under us")  # the event is tried again
 
