@@ -9,7 +9,7 @@ PROTOS := $(shell find protos/onething -name '*.proto')
 GOOGLE_TYPES := protos/google/type/date.proto
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status run-sites sites-down sites-status test-links-long
+.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status run-sites sites-down sites-status test-links-long observe observe-down promtool stuck bench-timeline
 
 all: protos
 
@@ -61,6 +61,7 @@ up: infra-up
 	$(BIN)/python -m infra.suite up
 
 down stop:
+	-$(BIN)/python -m infra.observe down
 	-$(BIN)/python -m infra.multisite down
 	-$(BIN)/python -m infra.suite down
 	-$(BIN)/python -m infra.local down
@@ -72,11 +73,25 @@ status:
 run demo: up
 	$(BIN)/python -m tools.demo
 
-# Unit, integration and end-to-end tests. Starts the local servers it needs.
-test: contracts lint infra-up
+# Unit, integration and end-to-end tests. Starts the local servers it needs. The alert rules are
+# checked by promtool (infra/tests/test_alerts.py), which `promtool` installs when it is missing.
+test: contracts lint infra-up promtool
 	$(BIN)/python -m pytest -q
 
-unit: protos contracts lint
+# Debian's prometheus package (prometheus and promtool) when promtool is missing; its own service is
+# kept from starting (infra/observe.py install). Needs root, as on CI.
+promtool: $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || $(BIN)/python -m infra.observe install
+
+# The suite with a real Prometheus on http://127.0.0.1:9090 (ONETHING_PROMETHEUS_PORT): every process's
+# /metrics, RabbitMQ per queue, the alert rules of infra/prometheus/alerts.yml (infra/observe.py).
+observe: up
+	$(BIN)/python -m infra.observe up
+
+observe-down:
+	-$(BIN)/python -m infra.observe down
+
+unit: protos contracts lint promtool
 	$(BIN)/python -m pytest -q -m "not integration and not e2e"
 
 # Three sites on this machine (infra/multisite.py): the province 440000 and the cities 440100 and
@@ -85,9 +100,11 @@ unit: protos contracts lint
 run-sites: infra-up
 	$(BIN)/python -m infra.multisite up
 	$(BIN)/python -m tools.sites_demo
+	-$(BIN)/python -m infra.observe targets
 
 sites-down:
 	-$(BIN)/python -m infra.multisite down
+	-$(BIN)/python -m infra.observe targets
 
 sites-status:
 	$(BIN)/python -m infra.multisite status
@@ -106,6 +123,14 @@ bench: up
 CHAOS_ARGS ?= --cases 1000 --in-flight 8 --kill-every 3
 chaos: up
 	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
+
+# Cases without progress for 30 minutes: where each waits and why (tools/stuck.py; --for, --sites, --json).
+stuck: protos
+	$(BIN)/python -m tools.stuck
+
+# The timeline's lookup speed: one case among 10,000 generated cases' spans (tools/timeline_bench.py).
+bench-timeline: protos
+	$(BIN)/python -m tools.timeline_bench
 
 dead-letters: protos
 	$(BIN)/python -m tools.dead_letters list

@@ -38,6 +38,26 @@ def ensure_rabbitmq(timeout=120):
         rabbitmqctl("await_startup", check=False)
 
 
+RABBITMQ_PROMETHEUS_PORT = 15692
+
+
+def ensure_prometheus_plugin(host="127.0.0.1", port=RABBITMQ_PROMETHEUS_PORT, timeout=30):
+    """RabbitMQ's own metrics (the rabbitmq_prometheus plugin: http://127.0.0.1:15692/metrics, per
+    queue under /metrics/per-object) on the machine's node, enabled while it runs: no restart, and
+    nothing at all when its port answers already. Its listener is put on loopback first (the plugin's
+    default is every interface); the setting lasts as long as the node runs. True when enabled now."""
+    if procs.port_open(host, port):
+        return False
+    rabbitmqctl("eval", f'application:set_env(rabbitmq_prometheus, tcp_config, [{{ip, "{host}"}}, {{port, {port}}}], '
+                        "[{persistent, true}]).")
+    done = subprocess.run(["rabbitmq-plugins", "-q", "enable", "rabbitmq_prometheus"], capture_output=True,
+                          text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmq-plugins enable rabbitmq_prometheus failed: {(done.stderr or done.stdout)[-500:]}")
+    procs.wait_for_port(host, port, timeout, "RabbitMQ's Prometheus endpoint (rabbitmq_prometheus)")
+    return True
+
+
 def ensure_vhost(vhost, user="guest"):
     """The vhost with the site's topology (infra/topology.yaml: users, permissions, exchanges, desk
     queues); `user` (the local administrator, for tools and tests) may do anything in it."""
@@ -108,6 +128,7 @@ def up():
     s, _run_dir, _log_dir, _data_dir = _paths()
     ensure_rabbitmq()
     ensure_vhost(vhost_of(s.amqp_uri))
+    ensure_prometheus_plugin()
     from services.common import auth
     auth.ensure_keys()
 
