@@ -132,6 +132,52 @@ def test_completion_acceptance_joint_inspection_rectification_and_joint_opinion(
     assert [b["item_code"] for k, b in probe.for_case(no) if k == "task_assigned.zjj.440100"].count(
         fire) == 2  # sent back to 住建 alone after the supplement
 
+    # the builder rates it; the timeline shows the whole case, each trace a section: the officers'
+    # decisions and what followed the last one (the conclusion, the licence, the delivery), the
+    # supplement and the rating, though each began in a trace of its own
+    client.rate(no, builder.id_number)
+    client.wait_status(no, {S.CASE_STATUS_RATED})
+    _whole_case_in_the_timeline(no)
+
+
+def _whole_case_in_the_timeline(no):
+    from tools import timeline
+
+    def spans_of(case):
+        return [row.span for section in case.sections for row in section.rows]
+
+    def handled(case, handler):
+        return any(s.attributes.get("code.function.name") == handler for s in spans_of(case))
+
+    def whole():
+        case = timeline.load_case(no)
+        titles = [section.title for section in case.sections]
+        done = (any(t.endswith("/RecordOpinion") for t in titles) and any(t.endswith("/SupplementCase") for t in titles)
+                and any(t.endswith("/SubmitEvaluation") for t in titles)
+                and all(handled(case, h) for h in ("intake.on_case_concluded", "delivery.on_case_concluded",
+                                                   "intake.on_evaluation_received")))
+        return case if done else None
+    try:
+        case = wait_until(whole, timeout=20, what=f"the whole of {no} in the timeline")
+    except TimeoutError:  # the assertions below say what is missing
+        case = timeline.load_case(no)
+    titles = [section.title for section in case.sections]
+    assert titles[0].endswith("/SubmitCase"), titles
+    # one refused before the site visit, the rectification, three approvals, the last approval
+    assert sum(t.endswith("/RecordOpinion") for t in titles) == 6, titles
+    # the last officer's decision: its trace goes on to the conclusion, the licence and the delivery
+    last = next(s for s in reversed(case.sections) if s.title.endswith("/RecordOpinion"))
+    after = {row.span.attributes.get("code.function.name") for row in last.rows}
+    assert {"intake.on_case_concluded", "elicense.on_opinion_recorded", "delivery.on_case_concluded"} <= after, after
+    assert any(row.span.name.startswith("s3 ") for row in last.rows)  # the licence document stored
+    rating = next(s for s in case.sections if s.title.endswith("/SubmitEvaluation"))
+    assert "intake.on_evaluation_received" in {row.span.attributes.get("code.function.name") for row in rating.rows}
+    lines = []
+    assert timeline.print_case(no, out=lines.append) == 0
+    text = "\n".join(lines)
+    for words in ("RecordOpinion", "SupplementCase", "SubmitEvaluation", "intake.on_case_concluded"):
+        assert words in text, words
+
 
 def test_one_department_rejects_and_the_case_ends_rejected_with_the_other_tasks_closed(client, probe):
     archive = item_of(client, ACCEPTANCE, department="cjda")  # 建设工程竣工档案验收

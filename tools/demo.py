@@ -9,6 +9,7 @@ provider's key): the applicant uploads, submits, follows the case, reads the lic
 delivery and rates it; the licences are verified as the public would, with the QR code's token.
 """
 import sys
+import time
 
 from onething.intake.v1 import intake_pb2
 from onething.joint_review.v1 import joint_review_pb2
@@ -42,6 +43,8 @@ def main():
     for r in delivery.results:
         print(f"  download: {r.download_url[:90]}…")
     print()
+    telemetry.flush()  # this process's spans (the demo's own root span) reach the span folder
+    time.sleep(1.0)  # and every process exports what it has within a second
     timeline.print_case(case.case_no)
     print("\nthe suite keeps running; stop it with: make stop")
     return 0 if case.status == intake_pb2.CASE_STATUS_RATED else 1
