@@ -105,3 +105,15 @@ def stop_many(names, run_dir, timeout=30.0, sig=signal.SIGTERM):
         if os.path.exists(pidfile):
             os.remove(pidfile)
     return pids
+
+
+def end(process, timeout=30.0):
+    """Stop a child process (a subprocess.Popen) gracefully: SIGTERM, then SIGKILL after `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

@@ -72,13 +72,7 @@ class OwnMongo:
         procs.wait_for_port("127.0.0.1", MONGO_PORT, 60, "the test's own SecantusDB")
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        procs.end(self.process)
         self.process = None
         wait_for(lambda: not procs.port_open("127.0.0.1", MONGO_PORT), "the test's SecantusDB to let go of its port")
 

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from infra import procs
 from services.common.audit import MemoryAuditLog
 from services.common.bus import Bus, RecordingBus
 from services.common.config import ROOT
@@ -110,13 +111,7 @@ class Site:
         assert not pending, f"no consumer on {sorted(pending)}:\n{self._logged()}"
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        procs.end(self.process)
         self.log.close()
         os.unlink(self.log.name)
         self.local.delete_vhost(self.vhost)
