@@ -4,6 +4,7 @@ case number, the semantic conventions' messaging attributes and consumers linked
 producers. A collector that is down or stuck costs the spans, not the cases."""
 import glob
 import os
+import re
 import time
 
 import pytest
@@ -38,7 +39,8 @@ def test_spans_of_apis_workers_and_desks_arrive_with_the_case_and_linked_parents
         wanted = {"intake-api", "intake-worker", "joint_review-worker", "elicense-worker", "delivery-worker"}
         ids = {s.span_id for s in spans}
         complete = all(s.parent_id in ids for s in spans if s.kind == CONSUMER)  # producers' batches came too
-        return spans if wanted <= services and any(s.startswith("desk-") for s in services) and complete else None
+        desk = any(re.fullmatch(r"desk-[a-z]+-\d{6}", s) for s in services)
+        return spans if wanted <= services and desk and complete else None
     try:
         spans = wait_until(whole, timeout=30, what=f"spans of apis, workers and desks for {no} at the receiver")
     except TimeoutError:  # the assertions below say what is missing
@@ -56,7 +58,7 @@ def test_spans_of_apis_workers_and_desks_arrive_with_the_case_and_linked_parents
         assert span.attributes["messaging.message.id"] == producer.attributes["messaging.message.id"]
         assert span.attributes["messaging.rabbitmq.destination.routing_key"] == \
             producer.attributes["messaging.rabbitmq.destination.routing_key"]
-    desks = [s for s in consumers if s.service.startswith("desk-")]
+    desks = [s for s in consumers if re.fullmatch(r"desk-[a-z]+-\d{6}", s.service)]
     assert desks and all(s.attributes.get(telemetry.CASE_ATTR) == no for s in desks)
     assert all(s.site == settings().region for s in spans if s.service.endswith(("-api", "-worker")))
     # every span of the case's trace reached the receiver whole: its parent is there too, but for

@@ -8,7 +8,7 @@ from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import S3Error
 
-from services.common import telemetry
+from services.common import counters, telemetry
 from services.common.config import settings
 
 
@@ -34,6 +34,7 @@ class Blobs:
         return f"{self.prefix}{name}"
 
     def _span(self, op, bucket):
+        counters.S3_OPERATIONS.labels(op).inc()
         return telemetry.tracer().start_as_current_span(f"s3 {op} {self.bucket(bucket)}",
                                                         kind=telemetry.trace.SpanKind.CLIENT)
 

@@ -8,7 +8,7 @@ from typing import Any
 import mongoengine
 from pymongo import monitoring
 
-from services.common import telemetry
+from services.common import counters, telemetry
 from services.common.config import settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class _CommandSpans(monitoring.CommandListener):
             self._spans[(event.request_id, event.connection_id)] = span
 
     def _end(self, event, ok):
+        if event.command_name not in self._skip:
+            counters.MONGO_COMMANDS.labels(event.command_name).observe(event.duration_micros / 1e6)
         with self._lock:
             span = self._spans.pop((event.request_id, event.connection_id), None)
         if span is not None:

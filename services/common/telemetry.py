@@ -332,6 +332,8 @@ def producer_span(exchange, routing_key, message_id="", case_no="", parent=None)
     """A `send` span for one message (a context manager that makes it current): kind PRODUCER, named
     `send <exchange>`; `parent` is the context the message was made in (an outbox entry keeps it),
     else the current one."""
+    from services.common import counters
+    counters.EVENTS_PUBLISHED.labels(exchange).inc()
     span = tracer().start_as_current_span(
         f"send {exchange}", context=parent, kind=trace.SpanKind.PRODUCER,
         attributes=messaging_attributes("send", exchange, routing_key, message_id))

@@ -77,3 +77,13 @@ def due_date(clock, today):
     """The last working day within the limit, as things stand (a paused clock's date moves)."""
     day, _ = workdays.add_workdays(today, max(0, remaining(clock, today)))
     return day
+
+
+def first_check_day(clock):
+    """The first day on which a running clock may be past its limit (the day after its due date as it
+    stands), so the overdue check need look at nothing before; None for a paused or stopped clock,
+    which cannot go past its limit until it runs again (a changed clock is saved, and the day with it)."""
+    if clock["paused_since"] or clock.get("stopped_on"):
+        return None
+    started = _d(clock["started_on"])
+    return due_date(clock, started) + datetime.timedelta(days=1)

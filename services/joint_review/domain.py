@@ -542,6 +542,16 @@ def check_clocks(session, today):
     return late
 
 
+def next_clock_check(session):
+    """The first day (ISO date) on which a task of the session may have gone past its promised
+    limit: the store keeps it, indexed, and the overdue check reads only sessions whose day has come.
+    Empty when no clock that could go overdue runs."""
+    days = [clock.first_check_day(t["clock"]) for t in session["tasks"]
+            if t["state"] in (ASSIGNED, APPROVED) and t["clock"] and not t["overdue"]]
+    days = [d for d in days if d is not None]
+    return min(days).isoformat() if days else ""
+
+
 def clock_view(c, today, statutory_days=0):
     """What a person reads about a clock: elapsed, remaining, due date, paused."""
     if not c:

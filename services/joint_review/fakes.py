@@ -50,10 +50,18 @@ class FakeSessionStore(MemoryOutbox):
         self.publish(session["case_no"], events)
         return expected_version + 1
 
-    def open_case_numbers(self):
+    def open_case_numbers(self, clocks_due_by=None):
         stored_open = domain.SESSION_STATUS_STORED[domain.SessionStatus.OPEN]
         with self._lock:
-            return [no for no, d in self.docs.items() if d["body"]["status"] == stored_open]
+            bodies = [(no, copy.deepcopy(d["body"])) for no, d in self.docs.items() if d["body"]["status"] == stored_open]
+        if clocks_due_by is None:
+            return [no for no, _ in bodies]
+        due = []
+        for no, body in bodies:
+            day = domain.next_clock_check(domain.session_from_stored(body))
+            if day and day <= clocks_due_by.isoformat():
+                due.append(no)
+        return due
 
     def tasks(self, department_code, region_code, state=None):
         with self._lock:

@@ -281,7 +281,7 @@ class JointReview:
         """Escalate (督办) every task that has just gone past its promised limit."""
         today = today or self._today()
         escalated: list[tuple[str, str]] = []
-        for case_no in self.store.open_case_numbers():
+        for case_no in self.store.open_case_numbers(clocks_due_by=today):
             def change(session, case, case_no=case_no):
                 late = domain.check_clocks(session, today)
                 if not late:

@@ -17,12 +17,15 @@ ALIAS = "joint_review"
 
 class SessionDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "sessions",
-            "indexes": ["body.tasks.department_code", "body.status", "outbox.at", "outbox.next_at"]}
+            "indexes": ["body.tasks.department_code", "body.status", "outbox.at", "outbox.next_at",
+                        ("body.status", "next_clock_check")]}
     case_no = me.StringField(primary_key=True)
     version = me.IntField(default=0)
     body = me.DictField()          # the session as the domain sees it, in its stored form
     case = me.DictField()          # applicant, materials, delivery: what tasks and results need
     outbox = me.ListField(me.DictField())
+    # the first day a clock of it may be overdue (domain.next_clock_check); "" when none runs
+    next_clock_check = me.StringField(default="")
 
 
 class SessionStore(OutboxStore):
@@ -44,7 +47,7 @@ class SessionStore(OutboxStore):
         events = list(events)
         try:
             SessionDoc(case_no=session["case_no"], version=0, body=domain.stored_session(session), case=case,
-                       outbox=events).save(force_insert=True)
+                       outbox=events, next_clock_check=domain.next_clock_check(session)).save(force_insert=True)
         except me.NotUniqueError:
             return False
         self.publish(session["case_no"], events)
@@ -56,7 +59,7 @@ class SessionStore(OutboxStore):
         saved first: nothing is written, nothing published)."""
         events = list(events)
         changes = {"set__body": domain.stored_session(session), "set__version": expected_version + 1,
-                   "push_all__outbox": events}
+                   "set__next_clock_check": domain.next_clock_check(session), "push_all__outbox": events}
         if case is not None:
             changes["set__case"] = case
         updated = SessionDoc.objects(case_no=session["case_no"], version=expected_version).update_one(**changes)
@@ -65,9 +68,16 @@ class SessionStore(OutboxStore):
         self.publish(session["case_no"], events)
         return expected_version + 1
 
-    def open_case_numbers(self):
+    def open_case_numbers(self, clocks_due_by=None):
+        """The open sessions' case numbers; with `clocks_due_by` (a date), only those where a clock
+        may have gone past its limit by then (by the indexed day, not by reading every session)."""
         stored_open = domain.SESSION_STATUS_STORED[domain.SessionStatus.OPEN]
-        return [d.case_no for d in SessionDoc.objects(body__status=stored_open).only("case_no")]
+        query: dict[str, object] = {"body.status": stored_open}
+        if clocks_due_by is not None:
+            # a session stored before the day was kept has no field: it is looked at until it is saved
+            query.update({"$or": [{"next_clock_check": {"$gt": "", "$lte": clocks_due_by.isoformat()}},
+                                  {"next_clock_check": {"$exists": False}}]})
+        return [d["_id"] for d in SessionDoc._get_collection().find(query, {"_id": 1})]
 
     def tasks(self, department_code, region_code, state=None):
         """A department's tasks in a region (each with its case_no), of one TaskState or all."""

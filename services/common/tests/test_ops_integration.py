@@ -100,12 +100,6 @@ def both(status):
     return health_of("") == status and health_of(EVALUATION) == status
 
 
-# The evaluation api as `python -m services.evaluation.api` runs it, with its ops endpoint started
-# the way services/common/telemetry.setup starts it (ops.start_for, idempotent).
-API_RUNNER = ("from services.common import ops; ops.start_for('evaluation-api'); "
-              "from services.evaluation.api import build; build().serve_forever()")
-
-
 def test_an_api_is_not_serving_while_its_database_is_away_and_serving_again_when_it_is_back(
         test_env, own_mongo, tmp_path):
     var_dir = str(tmp_path / "var")
@@ -117,7 +111,7 @@ def test_an_api_is_not_serving_while_its_database_is_away_and_serving_again_when
         "ONETHING_READINESS_INTERVAL_SECONDS": "0.3", "ONETHING_READINESS_TIMEOUT_SECONDS": "1",
         "ONETHING_MONGO_TIMEOUT_MS": "1000"})
     with open(tmp_path / "api.log", "ab") as log:
-        api = subprocess.Popen([sys.executable, "-c", API_RUNNER], env=env, cwd=ROOT, stdout=log,
+        api = subprocess.Popen([sys.executable, "-m", "services.evaluation.api"], env=env, cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         def up():

@@ -38,3 +38,24 @@ def test_a_suspension_stops_the_clock_for_its_working_days():
 def test_pause_reason_must_be_one_the_law_does_not_count():
     with pytest.raises(ValueError):
         clock.pause(clock.start(D(2025, 1, 6), 5), D(2025, 1, 7), "LUNCH")
+
+
+def test_the_first_check_day_is_never_after_a_clock_runs_out():
+    import datetime
+
+    from services.joint_review import clock
+    start = datetime.date(2025, 9, 1)
+    for offset in range(0, 120, 3):  # across National Day, New Year and Spring Festival make-up days
+        for limit in (1, 3, 5, 10, 20):
+            for paused_days in (0, 2):
+                c = clock.start(start + datetime.timedelta(days=offset), limit)
+                c["paused_days"] = paused_days
+                check = clock.first_check_day(c)
+                day = datetime.date.fromisoformat(c["started_on"])
+                while not clock.overdue(c, day):
+                    day += datetime.timedelta(days=1)
+                assert check <= day, (c, check, day)
+                assert check > datetime.date.fromisoformat(c["started_on"])
+    c = clock.start(start, 5)
+    clock.pause(c, start, "HEARING")
+    assert clock.first_check_day(c) is None

@@ -258,3 +258,27 @@ def test_open_sessions_and_a_departments_tasks(store):
     assert [t["case_no"] for t in assigned] == [open_no]
     assert not [t for t in store.tasks("zrzy", "440300") if t["case_no"] == open_no]
     assert not [t for t in store.tasks("zjj", "440100", TaskState.ASSIGNED) if t["case_no"] == open_no]
+
+
+def test_the_overdue_check_reads_only_sessions_whose_clock_may_have_run_out(store):
+    import datetime
+    running, paused = new_case_no(), new_case_no()
+    store.create(opened(running), CASE, [])
+    session = opened(paused)
+    store.create(session, CASE, [])
+    # 规划核实: 5 working days from Monday 22 September 2025, due on Sunday the 28th (a working day
+    # that year, given for the National Day holiday), overdue from the 29th
+    assert domain.next_clock_check(session) == "2025-09-29"
+    assert running not in store.open_case_numbers(clocks_due_by=datetime.date(2025, 9, 28))
+    assert running in store.open_case_numbers(clocks_due_by=datetime.date(2025, 9, 29))
+    # a paused clock cannot run out: the session is not looked at until it runs again
+    stored = store.load(paused)
+    domain.suspend(stored.session, "A1", "zrzy", "HEARING", "2025-09-24T10:00:00+08:00")
+    store.save(stored.session, stored.version)
+    assert paused not in store.open_case_numbers(clocks_due_by=datetime.date(2026, 9, 30))
+    assert paused in store.open_case_numbers()  # still open
+    # once flagged overdue, a task is not looked at again
+    stored = store.load(running)
+    assert [t["item_code"] for t in domain.check_clocks(stored.session, datetime.date(2025, 9, 29))] == ["A1"]
+    store.save(stored.session, stored.version)
+    assert running not in store.open_case_numbers(clocks_due_by=datetime.date(2026, 9, 30))
