@@ -35,6 +35,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # namek
 from services.common.bus import event_exchange
 from services.common.config import settings
 from services.common.privacy import mask_id
+from tools import bench_costs
 from tools.client import Suite, citizen_id
 
 GRPC_CALLS = 2000
@@ -366,7 +367,8 @@ def run_amqp(amqp_uri):
 # 3. summary ------------------------------------------------------------------------------------
 def summary(m, s, g, a, ac, c):
     print("\n3. summary (Markdown)\n")
-    print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem']} RAM, {m['os']}; Python {m['python']}, "
+    print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem']} RAM, {m['os']}; {m.get('stored', '?')} cases "
+          f"stored before the run; Python {m['python']}, "
           f"grpcio {m['grpcio']}, kombu {m['kombu']}, RabbitMQ {s['rabbitmq']}; load before run {m['load']}.\n")
     print("| benchmark | throughput | p50 | p95 | max |")
     print("|---|---|---|---|---|")
@@ -382,12 +384,49 @@ def summary(m, s, g, a, ac, c):
     print(f"| same, with publisher confirms | {ac['rate']:.0f} msgs/s | {ac['p50']:.2f} ms | {ac['p95']:.2f} ms | – |")
 
 
+def bench_seed_count():
+    """Cases stored in intake's database now."""
+    import pymongo
+    s = settings()
+    client: pymongo.MongoClient = pymongo.MongoClient(s.mongo_uri, directConnection=True)
+    with client:
+        return client[s.db_name("intake")]["cases"].estimated_document_count()
+
+
+def costs(before, after, s, g, ac):
+    """4. what one case costs: its primitives (counted by every process), their bare round trips
+    (measured now), the floor they add up to and the suite's ratio to it."""
+    if not after["processes"]:
+        print("\n4. costs: no process announced its /metrics (var/observe/targets is empty)")
+        return
+    cost = bench_costs.per_case(before, after, s["ok"])
+    mongo = bench_costs.mongo_round_trip()
+    s3 = bench_costs.s3_round_trip()
+    rtt = {"mongo": mongo, "s3": s3, "amqp_confirmed": ac["p50"] / 1000, "grpc": g["p50"] / 1e6}
+    total, parts = bench_costs.floor(cost, rtt)
+    print(f"\n4. what one case costs ({after['processes']} processes counted, per concluded case, the "
+          "work after the conclusion included)")
+    print(f"   mongo commands {cost['mongo']:.1f} (suite's own mean {1000 * cost['mongo_seconds'] / max(cost['mongo'], 1e-9):.2f} ms; "
+          f"bare insert {1000 * mongo['insert']:.2f} ms, find {1000 * mongo['find']:.2f} ms)")
+    print("     " + ", ".join(f"{c} {n:.1f}" for c, n in cost["by_command"].items()))
+    print(f"   events published {cost['published']:.1f}, messages handled {cost['handled']:.1f}, desk tasks "
+          f"{cost['desk']:.1f} (bare confirmed publish→consume {ac['p50']:.2f} ms)")
+    print(f"   gRPC calls {cost['grpc']:.1f} (uploads included; bare unary {g['p50']:.0f} µs)")
+    print(f"   S3 operations {cost['s3']:.1f} (bare 20 KB put {1000 * s3['put']:.2f} ms, get {1000 * s3['get']:.2f} ms)")
+    print(f"   floor {1000 * total:.0f} ms per case one after another (" +
+          ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in parts.items()) + ")")
+    print(f"   the suite's p50 submit→concluded is {s['p50'] / (1000 * total):.1f}× the floor")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=40, help="cases to drive (default 40)")
     parser.add_argument("--concurrency", type=int, default=8, help="cases in flight, one thread each (default 8)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds a case may take from submit to conclusion (default 120)")
+    parser.add_argument("--stored", type=int, default=0,
+                        help="first make sure at least this many cases are stored (copies of a real one, "
+                             "tools/bench_seed.py); the figures say how many were")
     args = parser.parse_args(argv)
     if args.cases < 1 or args.concurrency < 1 or args.timeout <= 0:
         parser.error("--cases and --concurrency must be at least 1, --timeout positive")
@@ -396,15 +435,22 @@ def main(argv=None):
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['mem']}, load {m['load']}, Python {m['python']}")
     started = time.perf_counter()
     preflight()
+    if args.stored:
+        from tools import bench_seed
+        bench_seed.ensure_stored(args.stored)
+    m["stored"] = bench_seed_count()
+    before = bench_costs.totals()
     s = run_suite(args.cases, args.concurrency, args.timeout)
     if s["failed"]:
         print(f"\nFAILED: {len(s['failed'])} of {args.cases} cases did not conclude "
               f"(timeout {args.timeout:g} s); see above and var/log", file=sys.stderr)
         return 1
     settle()
+    after = bench_costs.totals()
     g = run_grpc_echo(args.concurrency)
     a, ac = run_amqp(settings().amqp_uri)
     summary(m, s, g, a, ac, args.concurrency)
+    costs(before, after, s, g, ac)
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
     return 0
 

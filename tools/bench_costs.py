@@ -1,0 +1,146 @@
+"""What one case costs, for tools/bench.py: the primitives every process of the running suite counts
+on its /metrics (MongoDB commands, S3 operations, events published and handled, gRPC calls), read
+from every target in var/observe/targets before and after a run; the round trip of each primitive,
+measured bare in the same run; and the floor they add up to.
+
+The floor is the time one case's primitives take one after another at their bare round trips: what a
+case would cost if the suite added nothing of its own. The suite's ratio is its p50 latency over it."""
+import glob
+import json
+import math
+import os
+import time
+import urllib.request
+import uuid
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.common.config import settings
+
+ROUND_TRIPS = 300
+
+
+def targets(var_dir=None):
+    """{process: "host:port"} of every process that announced its ops endpoint."""
+    found = {}
+    for path in glob.glob(os.path.join(var_dir or settings().var_dir, "observe", "targets", "*.json")):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                entry = json.load(fh)[0]
+            found[entry["labels"]["process"]] = entry["targets"][0]
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+    return found
+
+
+def _scrape(address):
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def totals(var_dir=None):
+    """Counts summed over every process: mongo commands (and the seconds they took), S3 operations,
+    events published, handler messages, desk tasks, gRPC calls answered."""
+    out = {"mongo": 0.0, "mongo_seconds": 0.0, "s3": 0.0, "published": 0.0, "handled": 0.0, "desk": 0.0,
+           "grpc": 0.0, "processes": 0}
+    by_command: dict[str, float] = {}
+    for address in targets(var_dir).values():
+        try:
+            text = _scrape(address)
+        except OSError:
+            continue
+        out["processes"] += 1
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name, value = sample.name, sample.value
+                if name == "onething_mongo_command_seconds_count":
+                    out["mongo"] += value
+                    command = sample.labels.get("command", "?")
+                    by_command[command] = by_command.get(command, 0.0) + value
+                elif name == "onething_mongo_command_seconds_sum":
+                    out["mongo_seconds"] += value
+                elif name == "onething_s3_operations_total":
+                    out["s3"] += value
+                elif name == "onething_events_published_total":
+                    out["published"] += value
+                elif name == "onething_handler_messages_total":
+                    out["handled"] += value
+                elif name == "onething_desk_tasks_total":
+                    out["desk"] += value
+                elif name == "grpc_server_handled_total":
+                    out["grpc"] += value
+    out["by_command"] = by_command  # type: ignore[assignment]
+    return out
+
+
+def per_case(before, after, cases):
+    """What the run added, per case."""
+    cost = {k: (after[k] - before[k]) / cases for k in ("mongo", "mongo_seconds", "s3", "published", "handled",
+                                                         "desk", "grpc")}
+    commands = {c: (n - before["by_command"].get(c, 0.0)) / cases for c, n in after["by_command"].items()}
+    cost["by_command"] = {c: n for c, n in sorted(commands.items(), key=lambda kv: -kv[1]) if n > 0.05}
+    return cost
+
+
+def _p50(values):
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) / 2) - 1)]
+
+
+def mongo_round_trip(n=ROUND_TRIPS):
+    """p50 seconds of one small insert and of one find by _id, on a scratch collection."""
+    import pymongo
+    s = settings()
+    client: pymongo.MongoClient = pymongo.MongoClient(s.mongo_uri, directConnection=True)
+    with client:
+        coll = client[f"{s.db_prefix}bench_scratch"]["round_trips"]
+        inserts, finds = [], []
+        for i in range(n):
+            doc = {"_id": uuid.uuid4().hex, "n": i, "body": "x" * 1500}
+            t0 = time.perf_counter()
+            coll.insert_one(doc)
+            t1 = time.perf_counter()
+            coll.find_one({"_id": doc["_id"]})
+            t2 = time.perf_counter()
+            inserts.append(t1 - t0)
+            finds.append(t2 - t1)
+        client.drop_database(f"{s.db_prefix}bench_scratch")
+    return {"insert": _p50(inserts), "find": _p50(finds)}
+
+
+def s3_round_trip(n=100):
+    """p50 seconds of one 20 KB put and one get, in a scratch bucket."""
+    import io
+
+    from services.common.blobs import Blobs
+    blobs = Blobs()
+    bucket = f"bench-scratch-{uuid.uuid4().hex[:8]}"
+    blobs.client.make_bucket(blobs.bucket(bucket))
+    data = os.urandom(20 * 1024)
+    puts, gets = [], []
+    try:
+        for i in range(n):
+            t0 = time.perf_counter()
+            blobs.client.put_object(blobs.bucket(bucket), f"k{i}", io.BytesIO(data), len(data))
+            t1 = time.perf_counter()
+            resp = blobs.client.get_object(blobs.bucket(bucket), f"k{i}")
+            resp.read()
+            resp.close()
+            resp.release_conn()
+            t2 = time.perf_counter()
+            puts.append(t1 - t0)
+            gets.append(t2 - t1)
+    finally:
+        for i in range(n):
+            blobs.client.remove_object(blobs.bucket(bucket), f"k{i}")
+        blobs.client.remove_bucket(blobs.bucket(bucket))
+    return {"put": _p50(puts), "get": _p50(gets)}
+
+
+def floor(cost, rtt):
+    """Seconds one case's primitives take one after another at their bare round trips."""
+    mongo = (rtt["mongo"]["insert"] + rtt["mongo"]["find"]) / 2
+    s3 = (rtt["s3"]["put"] + rtt["s3"]["get"]) / 2
+    parts = {"mongo": cost["mongo"] * mongo, "s3": cost["s3"] * s3,
+             "events": cost["published"] * rtt["amqp_confirmed"], "grpc": cost["grpc"] * rtt["grpc"]}
+    return sum(parts.values()), parts
