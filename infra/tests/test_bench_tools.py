@@ -1,0 +1,82 @@
+"""The bench's helpers: what a case costs, read from processes' /metrics; the floor; the stored-case
+copies of tools/bench_seed.py."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from bson import ObjectId
+
+from tools import bench_costs, bench_seed
+
+METRICS = """# TYPE onething_mongo_command_seconds histogram
+onething_mongo_command_seconds_count{command="find"} %(find)s
+onething_mongo_command_seconds_sum{command="find"} %(find_s)s
+onething_mongo_command_seconds_count{command="insert"} 2
+onething_mongo_command_seconds_sum{command="insert"} 0.01
+# TYPE onething_s3_operations counter
+onething_s3_operations_total{op="put"} 3
+# TYPE onething_events_published counter
+onething_events_published_total{exchange="intake.events"} %(events)s
+# TYPE grpc_server_handled counter
+grpc_server_handled_total{grpc_service="s",grpc_method="m",grpc_code="OK"} 4
+"""
+
+
+@pytest.fixture
+def process(tmp_path):
+    """One process's /metrics (its counts settable) announced as a target in tmp_path."""
+    counts = {"find": 10, "find_s": 0.05, "events": 5}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = (METRICS % counts).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    folder = tmp_path / "observe" / "targets"
+    folder.mkdir(parents=True)
+    (folder / "intake-worker.json").write_text(json.dumps([{"targets": [f"127.0.0.1:{server.server_port}"],
+                                                            "labels": {"process": "intake-worker"}}]))
+    (folder / "gone.json").write_text(json.dumps([{"targets": ["127.0.0.1:9"], "labels": {"process": "gone"}}]))
+    (folder / "broken.json").write_text("{")
+    yield counts
+    server.shutdown()
+
+
+def test_what_a_case_costs_is_the_difference_of_the_counts_per_case(process, tmp_path):
+    before = bench_costs.totals(str(tmp_path))
+    assert before["processes"] == 1  # the one that answers; a dead target and a broken file are skipped
+    assert before["mongo"] == 12 and before["s3"] == 3 and before["published"] == 5 and before["grpc"] == 4
+    process.update(find=30, find_s=0.15, events=25)
+    cost = bench_costs.per_case(before, bench_costs.totals(str(tmp_path)), cases=10)
+    assert cost["mongo"] == pytest.approx(2.0) and cost["published"] == pytest.approx(2.0)
+    assert cost["by_command"] == {"find": pytest.approx(2.0)} and cost["s3"] == 0
+    rtt = {"mongo": {"insert": 0.001, "find": 0.001}, "s3": {"put": 0.002, "get": 0.002},
+           "amqp_confirmed": 0.0005, "grpc": 0.0004}
+    total, parts = bench_costs.floor(cost, rtt)
+    assert parts == {"mongo": pytest.approx(0.002), "s3": 0, "events": pytest.approx(0.001), "grpc": 0}
+    assert total == pytest.approx(0.003)
+
+
+def test_copies_of_a_case_get_their_own_numbers_and_licence_ids():
+    docs = [{"_id": "440100XSECS202611280101", "license_ids": ["LIC-1"], "note": "case 440100XSECS202611280101"},
+            {"_id": ObjectId(), "case_no": "440100XSECS202611280101"}]
+    copies = bench_seed._copies("440100XSECS202611280101", ["LIC-1"], docs, first=7, count=2)
+    assert [c.get("_id") for c in copies] == ["440100XSECS20261128B0000007", None,
+                                              "440100XSECS20261128B0000008", None]
+    assert copies[0]["license_ids"] == ["LIC-1.B0000007"] and copies[2]["license_ids"] == ["LIC-1.B0000008"]
+    assert copies[1]["case_no"] == "440100XSECS20261128B0000007" and all(c["bench_copy"] for c in copies)
+
+
+@pytest.mark.parametrize("argv", [[], ["many"], ["1", "2"], ["-5"]])
+def test_the_seed_command_says_how_to_call_it(argv):
+    with pytest.raises(SystemExit, match="usage"):
+        bench_seed.main(argv)
