@@ -183,6 +183,13 @@ class FailureRules:
 
     ARRIVED = "_onething_arrived"  # where a message keeps the moment it reached the entrypoint
 
+    def setup(self):
+        super().setup()  # type: ignore[misc]
+        # every outcome's series exists from the start at 0, so rate() sees a process's first failure
+        from services.common import ops
+        for outcome in ("ok", "outage", "failed", "dead_lettered"):
+            ops.HANDLER_MESSAGES.labels(self.container.service_name, self.method_name, outcome)
+
     def handle_message(self, body, message):
         kept = getattr(message, "__dict__", None)  # kombu's messages have one
         if kept is not None:
