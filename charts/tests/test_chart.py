@@ -382,7 +382,22 @@ def test_every_setting_the_chart_sets_is_one_config_reads(site):
             names = {e["name"] for e in c["env"]}
             unknown = {n for n in names if n.startswith("ONETHING_")} - known
             assert unknown == set(), f"{deployment['metadata']['name']}: {sorted(unknown)}"
-            assert names <= known | {"AMQP_PASSWORD", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"}
+            assert names <= known | {"AMQP_PASSWORD", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                                     "OTEL_EXPORTER_OTLP_PROTOCOL"}
+
+
+@pytest.mark.parametrize("endpoint", ["", "http://otel-collector.observability:4318"])
+def test_spans_go_to_the_collector_when_the_values_name_one(endpoint):
+    values = site_values("values-440100.yaml")
+    values["otlp"] = {"endpoint": endpoint, "protocol": "http/protobuf"}
+    for deployment in of_kind(render(values, "onething"), "Deployment"):
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            if endpoint:
+                assert env["OTEL_TRACES_EXPORTER"] == "otlp" and env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+                assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+            else:  # the span files in the pod's folder
+                assert "OTEL_TRACES_EXPORTER" not in env and "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
 
 
 @pytest.mark.parametrize("site", SITES)

@@ -165,6 +165,9 @@ the manifest; it must be URL-safe (letters, digits, "-", "_", ".", "~").
 - name: ONETHING_INFRA_DIR
   value: {{ include "onething.varDir" . }}
 {{- if .Values.otlp.endpoint }}
+{{- /* to the collector only: a pod's span folder is not kept */}}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .Values.otlp.endpoint | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
