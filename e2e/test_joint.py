@@ -155,7 +155,8 @@ def _whole_case_in_the_timeline(no):
         done = (any(t.endswith("/RecordOpinion") for t in titles) and any(t.endswith("/SupplementCase") for t in titles)
                 and any(t.endswith("/SubmitEvaluation") for t in titles)
                 and all(handled(case, h) for h in ("intake.on_case_concluded", "delivery.on_case_concluded",
-                                                   "intake.on_evaluation_received")))
+                                                   "elicense.on_opinion_recorded", "intake.on_evaluation_received"))
+                and any(s.name.startswith("s3 ") and s.service == "elicense-worker" for s in spans_of(case)))
         return case if done else None
     try:
         case = wait_until(whole, timeout=20, what=f"the whole of {no} in the timeline")
