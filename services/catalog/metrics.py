@@ -1,14 +1,6 @@
 """catalog's metrics (services/common/ops.py calls `register(role)`): its worker serves the outbox
 gauges of its package versions (services/common/outbox_metrics.py)."""
-from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
-
 from services.common import outbox_metrics
 
 SERVICE = "catalog"
-
-
-def register(role: str, registry: CollectorRegistry = REGISTRY) -> list[Collector]:
-    if outbox_metrics.check_role(role) != "worker":
-        return []
-    from services.catalog.store import PackageVersionDoc
-    return [outbox_metrics.serve_outbox(registry, SERVICE, PackageVersionDoc)]
+register = outbox_metrics.worker_outbox(SERVICE, "services.catalog.store:PackageVersionDoc")

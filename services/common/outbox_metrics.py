@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pymongo
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -235,3 +235,17 @@ def outbox_gauges(registry: CollectorRegistry) -> OutboxGauges:
 def serve_outbox(registry: CollectorRegistry, service: str, *documents: Any) -> OutboxGauges:
     """`registry` serves the outbox of `service`, whose aggregates are the mongoengine `documents`."""
     return outbox_gauges(registry).add(service, [d._get_collection for d in documents])
+
+
+def worker_outbox(service: str, *documents: str):
+    """The `register(role, registry=REGISTRY)` of a service whose worker serves only its outbox
+    gauges; `documents` name its aggregates as "module:Class" (imported when it registers, so the
+    metrics module stays light)."""
+    def register(role: str, registry: CollectorRegistry = REGISTRY) -> list[Collector]:
+        if check_role(role) != "worker":
+            return []
+        import importlib
+        docs = [getattr(importlib.import_module(module), name)
+                for module, name in (d.split(":", 1) for d in documents)]
+        return [serve_outbox(registry, service, *docs)]
+    return register

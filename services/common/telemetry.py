@@ -88,7 +88,7 @@ class MaskingExporter(SpanExporter):
         if result is SpanExportResult.FAILURE and not self.failing:
             self.failing = True
             log.warning("span export to %s is failing (%s); spans are dropped until it answers",
-                        self.name, exc_text or f"refused, or no answer within {_export_timeout()} s")
+                        self.name, exc_text or f"refused, or no answer within {settings().otlp_timeout} s")
         elif result is SpanExportResult.SUCCESS and self.failing:
             self.failing = False
             log.info("span export to %s works again", self.name)
@@ -99,11 +99,6 @@ class MaskingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
-
-
-def _export_timeout():
-    """OTEL_EXPORTER_OTLP_TIMEOUT as the OTLP exporter reads it (seconds)."""
-    return settings().otlp_timeout
 
 
 # -- OTLP JSON lines on disk ----------------------------------------------------------------------
@@ -331,29 +326,14 @@ def messaging_attributes(operation, exchange, routing_key, message_id="", queue=
 def producer_span(exchange, routing_key, message_id="", case_no="", parent=None):
     """A `send` span for one message (a context manager that makes it current): kind PRODUCER, named
     `send <exchange>`; `parent` is the context the message was made in (an outbox entry keeps it),
-    else the current one."""
+    else the current one. Counted as a published event (services/common/counters.py)."""
     from services.common import counters
     counters.EVENTS_PUBLISHED.labels(exchange).inc()
-    span = tracer().start_as_current_span(
-        f"send {exchange}", context=parent, kind=trace.SpanKind.PRODUCER,
-        attributes=messaging_attributes("send", exchange, routing_key, message_id))
+    attributes = messaging_attributes("send", exchange, routing_key, message_id)
     if case_no:
-        # set once the span exists: the context manager yields it
-        return _Marked(span, case_no)
-    return span
-
-
-class _Marked:
-    def __init__(self, manager, case_no):
-        self.manager, self.case_no = manager, case_no
-
-    def __enter__(self):
-        span = self.manager.__enter__()
-        mark_case(self.case_no, span)
-        return span
-
-    def __exit__(self, *exc):
-        return self.manager.__exit__(*exc)
+        attributes[CASE_ATTR] = case_no
+    return tracer().start_as_current_span(f"send {exchange}", context=parent, kind=trace.SpanKind.PRODUCER,
+                                          attributes=attributes)
 
 
 def consumer_span(headers, name, exchange, routing_key, queue=""):

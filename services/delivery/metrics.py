@@ -1,14 +1,6 @@
 """delivery's metrics (services/common/ops.py calls `register(role)`): its worker serves the outbox
 gauges of its deliveries (services/common/outbox_metrics.py)."""
-from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
-
 from services.common import outbox_metrics
 
 SERVICE = "delivery"
-
-
-def register(role: str, registry: CollectorRegistry = REGISTRY) -> list[Collector]:
-    if outbox_metrics.check_role(role) != "worker":
-        return []
-    from services.delivery.store import DeliveryDoc
-    return [outbox_metrics.serve_outbox(registry, SERVICE, DeliveryDoc)]
+register = outbox_metrics.worker_outbox(SERVICE, "services.delivery.store:DeliveryDoc")
