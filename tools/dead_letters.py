@@ -23,30 +23,34 @@ _FAILURE_HEADERS = ("x-onething-attempts", "x-onething-retries", "x-onething-err
                     "x-onething-original-routing-key")
 
 
-def _connect(uri):
+def _connect(uri, timeout=5):
     from urllib.parse import unquote, urlparse
     u = urlparse(uri)
     vhost = unquote(u.path[1:]) if u.path and u.path != "/" else "/"
     conn = amqp.Connection(host=f"{u.hostname or '127.0.0.1'}:{u.port or 5672}", userid=unquote(u.username or "guest"),
-                           password=unquote(u.password or "guest"), virtual_host=vhost, connect_timeout=5,
+                           password=unquote(u.password or "guest"), virtual_host=vhost, connect_timeout=timeout,
                            confirm_publish=True)
     conn.connect()
     return conn
 
 
 @contextmanager
-def _reading(uri=None):
-    """A channel and every dead letter read from it (unacknowledged); what is not acknowledged
-    goes back to the queue when the channel closes."""
-    from kombu import Connection
-    with Connection(uri or settings().amqp_uri) as kconn:  # make sure the queue exists
-        _exchange, queue = dead_letter_entities()
-        queue(kconn.default_channel).declare()
-    conn = _connect(uri or settings().amqp_uri)
+def _reading(uri=None, declare=True, limit=None, timeout=5):
+    """A channel and every dead letter read from it (unacknowledged, at most `limit`); what is not
+    acknowledged goes back to the queue when the channel closes. `declare=False` only reads: a
+    vhost without the queue raises amqp's NotFound instead of getting one."""
+    if declare:
+        from kombu import Connection
+        with Connection(uri or settings().amqp_uri) as kconn:  # make sure the queue exists
+            _exchange, queue = dead_letter_entities()
+            queue(kconn.default_channel).declare()
+    conn = _connect(uri or settings().amqp_uri, timeout)
     channel = conn.channel()
-    letters = []
+    letters: list = []
     try:
-        while True:
+        if not declare:
+            channel.queue_declare(DEAD_LETTER_QUEUE, passive=True)
+        while limit is None or len(letters) < limit:
             msg = channel.basic_get(queue=DEAD_LETTER_QUEUE, no_ack=False)
             if msg is None:
                 break

@@ -783,29 +783,15 @@ class RabbitBroker:
         """Every dead letter (as tools.dead_letters.describe gives it), read without acknowledgement:
         closing the channel puts them all back. A vhost without the queue has none; a broker that
         cannot be reached raises."""
-        import amqp
         from amqp.exceptions import NotFound
-        names = _from_workers()
-        u = urlparse(self.amqp_uri)
-        conn = amqp.Connection(host=f"{u.hostname or '127.0.0.1'}:{u.port or 5672}", userid=self.user,
-                               password=self.password, virtual_host=self.vhost, connect_timeout=self.timeout)
-        conn.connect()
-        letters: list[dict] = []
+        names = _from_workers()  # imports tools.dead_letters quietly (nameko's eventlet warning)
+
+        from tools.dead_letters import _reading
         try:
-            channel = conn.channel()
-            try:
-                channel.queue_declare(names.dead_letters, passive=True)
-            except NotFound:
-                return []
-            while len(letters) < 100_000:
-                msg = channel.basic_get(queue=names.dead_letters, no_ack=False)
-                if msg is None:
-                    break
-                letters.append(names.describe(msg))
-            channel.close()  # unacknowledged: every message goes back to the queue
-        finally:
-            conn.close()
-        return letters
+            with _reading(self.amqp_uri, declare=False, limit=100_000, timeout=self.timeout) as (_, messages):
+                return [names.describe(m) for m in messages]
+        except NotFound:
+            return []
 
 
 def _loopback(uri: str) -> bool:
