@@ -3,11 +3,10 @@ identifier and a verification token, and the signed directory fields in the PDF'
 the document can be verified offline with only the issuer's public key (tools/verify_license.py)."""
 import base64
 import io
+import itertools
 import json
 
-from reportlab.graphics import renderPDF
-from reportlab.graphics.barcode.qr import QrCodeWidget
-from reportlab.graphics.shapes import Drawing
+from reportlab.graphics.barcode import qrencoder
 from reportlab.lib.pagesizes import A5, landscape
 from reportlab.pdfgen import canvas
 
@@ -28,6 +27,36 @@ def qr_payload(fields):
     window clerk's scanner to look the licence up and check it."""
     return json.dumps({"id": fields["license_id"], "token": qr_token(fields), "kid": fields["key_id"]},
                       separators=(",", ":"))
+
+
+def qr_modules(text):
+    """The QR code of `text` (error correction level L, the smallest version that holds it, the
+    mask pattern of least penalty) as rows of booleans, dark = True."""
+    code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.L)
+    code.addData(text)
+    code.make()
+    return code.modules
+
+
+def draw_qr(c, text, x, y, size, border=4):
+    """The QR code of `text` in a `size`-point square at (x, y) with a quiet zone of `border`
+    modules, as one filled path of each row's dark runs: the code is computed once and the page
+    gets one path instead of a drawing object per run."""
+    rows = qr_modules(text)
+    box = size / (len(rows) + 2 * border)
+    path = c.beginPath()
+    for r, row in enumerate(rows):
+        top = y + size - (r + border + 1) * box
+        col = 0
+        for dark, run in itertools.groupby(row):
+            count = sum(1 for _ in run)
+            if dark:
+                path.rect(x + (col + border) * box, top, count * box, box)
+            col += count
+    c.saveState()
+    c.setFillColorRGB(0, 0, 0)
+    c.drawPath(path, stroke=0, fill=1)
+    c.restoreState()
 
 
 def render(fields, public_key_b64):
@@ -53,12 +82,7 @@ def render(fields, public_key_b64):
     for label, value in rows:
         c.drawString(40, y, f"{label}：{value}")
         y -= 20
-    qr = QrCodeWidget(qr_payload(fields))
-    x0, y0, x1, y1 = qr.getBounds()
-    size = 130
-    drawing = Drawing(size, size, transform=[size / (x1 - x0), 0, 0, size / (y1 - y0), 0, 0])
-    drawing.add(qr)
-    renderPDF.draw(drawing, c, width - size - 30, 40)
+    draw_qr(c, qr_payload(fields), width - 130 - 30, 40, 130)
     c.setFont(FONT, 8)
     c.drawString(40, 30, f"签名密钥 {fields['key_id']}  扫码或用 tools/verify_license.py 离线核验")
     c.showPage()

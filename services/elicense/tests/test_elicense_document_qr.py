@@ -1,0 +1,60 @@
+"""The licence's QR code is drawn straight onto the page (one path of each row's dark runs): the
+modules on the page are the QR code of the payload, with its finder patterns where a scanner looks,
+and the same code reportlab's own widget would have drawn."""
+import io
+import re
+
+from reportlab.graphics.barcode.qr import QrCodeWidget
+from reportlab.pdfgen import canvas
+
+from services.elicense import document
+
+PAYLOAD = '{"id":"4f0c2a9e6b1d4e7f8a3c5b2d9e1f0a7c","token":"MEUCIQDx3v1p9Qk2f7b0aZr8sT4u","kid":"k-2026"}'
+FINDER = [[1, 1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0, 1], [1, 0, 1, 1, 1, 0, 1], [1, 0, 1, 1, 1, 0, 1],
+          [1, 0, 1, 1, 1, 0, 1], [1, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 1]]
+
+
+def drawn_modules(text, size=130.0, border=4):
+    """Draw the code on a page of its own and read the rectangles back into rows of modules."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=(size, size), pageCompression=0, invariant=1)
+    document.draw_qr(c, text, 0, 0, size, border)
+    c.showPage()
+    c.save()
+    n = len(document.qr_modules(text))
+    box = size / (n + 2 * border)
+    grid = [[0] * n for _ in range(n)]
+    number = r"(-?[\d.]+)"
+    rects = re.findall(rf"{number} {number} {number} {number} re".encode(), buf.getvalue())
+    assert rects, "no rectangles drawn"
+    for x, y, w, _h in rects:
+        col = round(float(x) / box) - border
+        row = round((size - float(y)) / box) - border - 1
+        for k in range(round(float(w) / box)):
+            grid[row][col + k] = 1
+    return grid
+
+
+def test_the_page_carries_the_payloads_code():
+    expected = [[int(bool(m)) for m in row] for row in document.qr_modules(PAYLOAD)]
+    assert drawn_modules(PAYLOAD) == expected
+
+
+def test_finder_patterns_sit_in_three_corners():
+    grid = drawn_modules(PAYLOAD)
+    n = len(grid)
+    assert [row[:7] for row in grid[:7]] == FINDER
+    assert [row[n - 7:] for row in grid[:7]] == FINDER
+    assert [row[:7] for row in grid[n - 7:]] == FINDER
+    assert any(any(row[8:n - 8]) for row in grid[8:n - 8])  # data, not an empty square
+
+
+def test_same_code_as_reportlabs_widget():
+    widget = QrCodeWidget(PAYLOAD)
+    widget.draw()
+    assert [list(map(bool, row)) for row in widget.qr.modules] == \
+        [list(map(bool, row)) for row in document.qr_modules(PAYLOAD)]
+
+
+def test_a_different_payload_gives_a_different_code():
+    assert document.qr_modules(PAYLOAD) != document.qr_modules(PAYLOAD.replace("k-2026", "k-2027"))
