@@ -92,6 +92,8 @@ def own_database(test_env):
         return name
 
     yield use
+    from services.common import write_behind
+    write_behind.flush()  # what waits for a database about to go
     for service, name in used:
         mongoengine.get_connection(service).drop_database(name)
         mongo.disconnect(service)

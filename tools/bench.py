@@ -409,6 +409,8 @@ def costs(before, after, s, g, ac):
     print(f"   mongo commands {cost['mongo']:.1f} (suite's own mean {1000 * cost['mongo_seconds'] / max(cost['mongo'], 1e-9):.2f} ms; "
           f"bare insert {1000 * mongo['insert']:.2f} ms, find {1000 * mongo['find']:.2f} ms)")
     print("     " + ", ".join(f"{c} {n:.1f}" for c, n in cost["by_command"].items()))
+    print("     where (process, command, collection): " + ", ".join(
+        f"{p} {n:.1f}" for p, n in list(cost["by_place"].items())[:16]))
     print(f"   events published {cost['published']:.1f}, messages handled {cost['handled']:.1f}, desk tasks "
           f"{cost['desk']:.1f} (bare confirmed publish→consume {ac['p50']:.2f} ms)")
     print(f"   gRPC calls {cost['grpc']:.1f} (uploads included; bare unary {g['p50']:.0f} µs)")

@@ -44,7 +44,8 @@ def totals(var_dir=None):
     out = {"mongo": 0.0, "mongo_seconds": 0.0, "s3": 0.0, "published": 0.0, "handled": 0.0, "desk": 0.0,
            "grpc": 0.0, "processes": 0}
     by_command: dict[str, float] = {}
-    for address in targets(var_dir).values():
+    by_place: dict[str, float] = {}  # "<process> <command> <collection>"
+    for process, address in targets(var_dir).items():
         try:
             text = _scrape(address)
         except OSError:
@@ -57,6 +58,8 @@ def totals(var_dir=None):
                     out["mongo"] += value
                     command = sample.labels.get("command", "?")
                     by_command[command] = by_command.get(command, 0.0) + value
+                    place = f"{process} {command} {sample.labels.get('collection') or '-'}"
+                    by_place[place] = by_place.get(place, 0.0) + value
                 elif name == "onething_mongo_command_seconds_sum":
                     out["mongo_seconds"] += value
                 elif name == "onething_s3_operations_total":
@@ -70,6 +73,7 @@ def totals(var_dir=None):
                 elif name == "grpc_server_handled_total":
                     out["grpc"] += value
     out["by_command"] = by_command  # type: ignore[assignment]
+    out["by_place"] = by_place  # type: ignore[assignment]
     return out
 
 
@@ -79,6 +83,8 @@ def per_case(before, after, cases):
                                                          "desk", "grpc")}
     commands = {c: (n - before["by_command"].get(c, 0.0)) / cases for c, n in after["by_command"].items()}
     cost["by_command"] = {c: n for c, n in sorted(commands.items(), key=lambda kv: -kv[1]) if n > 0.05}
+    places = {p: (n - before.get("by_place", {}).get(p, 0.0)) / cases for p, n in after.get("by_place", {}).items()}
+    cost["by_place"] = {p: n for p, n in sorted(places.items(), key=lambda kv: -kv[1]) if n > 0.05}
     return cost
 
 

@@ -10,10 +10,10 @@ from bson import ObjectId
 from tools import bench_costs, bench_seed
 
 METRICS = """# TYPE onething_mongo_command_seconds histogram
-onething_mongo_command_seconds_count{command="find"} %(find)s
-onething_mongo_command_seconds_sum{command="find"} %(find_s)s
-onething_mongo_command_seconds_count{command="insert"} 2
-onething_mongo_command_seconds_sum{command="insert"} 0.01
+onething_mongo_command_seconds_count{command="find",collection="cases"} %(find)s
+onething_mongo_command_seconds_sum{command="find",collection="cases"} %(find_s)s
+onething_mongo_command_seconds_count{command="insert",collection="inbox"} 2
+onething_mongo_command_seconds_sum{command="insert",collection="inbox"} 0.01
 # TYPE onething_s3_operations counter
 onething_s3_operations_total{op="put"} 3
 # TYPE onething_events_published counter
@@ -59,6 +59,7 @@ def test_what_a_case_costs_is_the_difference_of_the_counts_per_case(process, tmp
     cost = bench_costs.per_case(before, bench_costs.totals(str(tmp_path)), cases=10)
     assert cost["mongo"] == pytest.approx(2.0) and cost["published"] == pytest.approx(2.0)
     assert cost["by_command"] == {"find": pytest.approx(2.0)} and cost["s3"] == 0
+    assert cost["by_place"] == {"intake-worker find cases": pytest.approx(2.0)}
     rtt = {"mongo": {"insert": 0.001, "find": 0.001}, "s3": {"put": 0.002, "get": 0.002},
            "amqp_confirmed": 0.0005, "grpc": 0.0004}
     total, parts = bench_costs.floor(cost, rtt)

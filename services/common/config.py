@@ -122,6 +122,10 @@ class Settings:
     # the outbox sweep: how often it runs, and how old an entry must be before it takes it
     sweep_interval_seconds: float = field(default_factory=lambda: _float("ONETHING_SWEEP_INTERVAL_SECONDS", "5"))
     sweep_grace_seconds: float = field(default_factory=lambda: _float("ONETHING_SWEEP_GRACE_SECONDS", "10"))
+    # the writes whose loss costs at most a duplicate (an inbox record, the removal of published
+    # events from an outbox) wait this long to go in one batch (services/common/write_behind.py); 0:
+    # each is written at once
+    write_behind_ms: float = field(default_factory=lambda: _float("ONETHING_WRITE_BEHIND_MS", "50"))
     # timeouts of every outbound call
     rpc_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_RPC_TIMEOUT_SECONDS", "10"))
     grpc_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_GRPC_TIMEOUT_SECONDS", "10"))

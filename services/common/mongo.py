@@ -8,14 +8,15 @@ from typing import Any
 import mongoengine
 from pymongo import monitoring
 
-from services.common import counters, telemetry
+from services.common import counters, telemetry, write_behind
 from services.common.config import settings
 
 log = logging.getLogger(__name__)
 
 
 class _CommandSpans(monitoring.CommandListener):
-    """Turns every MongoDB command into a client span, child of whatever span is current."""
+    """Turns every MongoDB command into a client span, child of whatever span is current, and counts
+it by command and collection (counters.MONGO_COMMANDS)."""
 
     _skip = {"hello", "ismaster", "isMaster", "ping", "saslStart", "saslContinue", "endSessions", "buildInfo"}
 
@@ -24,21 +25,24 @@ class _CommandSpans(monitoring.CommandListener):
         self._lock = threading.Lock()
 
     def started(self, event):
-        if event.command_name in self._skip or not telemetry.trace.get_current_span().is_recording():
+        if event.command_name in self._skip:
             return
         collection = event.command.get(event.command_name)
-        name = f"mongo {event.command_name} {event.database_name}.{collection}" if isinstance(
-            collection, str) else f"mongo {event.command_name} {event.database_name}"
-        span = telemetry.tracer().start_span(name, kind=telemetry.trace.SpanKind.CLIENT)
-        span.set_attribute("db.system", "mongodb")
+        collection = collection if isinstance(collection, str) else ""
+        span = None
+        if telemetry.trace.get_current_span().is_recording():
+            name = f"mongo {event.command_name} {event.database_name}.{collection}" if collection else \
+                f"mongo {event.command_name} {event.database_name}"
+            span = telemetry.tracer().start_span(name, kind=telemetry.trace.SpanKind.CLIENT)
+            span.set_attribute("db.system", "mongodb")
         with self._lock:
-            self._spans[(event.request_id, event.connection_id)] = span
+            self._spans[(event.request_id, event.connection_id)] = (span, collection)
 
     def _end(self, event, ok):
-        if event.command_name not in self._skip:
-            counters.MONGO_COMMANDS.labels(event.command_name).observe(event.duration_micros / 1e6)
         with self._lock:
-            span = self._spans.pop((event.request_id, event.connection_id), None)
+            span, collection = self._spans.pop((event.request_id, event.connection_id), (None, ""))
+        if event.command_name not in self._skip:
+            counters.MONGO_COMMANDS.labels(event.command_name, collection).observe(event.duration_micros / 1e6)
         if span is not None:
             if not ok:
                 span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR))
@@ -101,8 +105,10 @@ def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
     The sweep passes none and takes the entries that are due. Publishes are mandatory: an event no
     queue is bound for stays pending with its attempt counted and is reported, never dropped. A
     publish that fails is left pending for the sweep: the change it belongs to is already
-    committed, so the caller must not fail because of it; neither does a failed clean-up (the
-    sweep sends the event again and the consumers' inboxes absorb the duplicate)."""
+    committed, so the caller must not fail because of it. The published entries are removed by the
+    process's write-behind (services/common/write_behind.py) within ONETHING_WRITE_BEHIND_MS, in
+    one batch with other aggregates'; a removal that is lost (the process dies first, the store is
+    away) makes the sweep send the event again and the consumers' inboxes absorb the duplicate."""
     from services.common import faults
     from services.common.bus import Unroutable
     coll = doc_cls._get_collection()
@@ -130,11 +136,8 @@ def flush_outbox(doc_cls, doc_id, bus, entries=None, older_than=None):
             _note_failure(coll, doc_id, entry, exc)
             break
         sent.append(entry["id"])
-    if sent:
-        try:
-            coll.update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": sent}}}})
-        except Exception as exc:
-            log.warning("published events of %s stay in its outbox until the sweep: %s", doc_id, exc)
+    if sent:  # removed in the next batch of write-behind (a clean-up lost costs a duplicate, no more)
+        write_behind.default().pull_outbox(coll, doc_id, sent)
     return len(sent)
 
 
@@ -151,6 +154,7 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     is due (a new entry is due `sweep_grace_seconds` after it was written, so a live writer's own
     flush is not raced). Delivery is at-least-once; consumers keep an inbox of event ids."""
     grace = settings().sweep_grace_seconds if older_than is None else older_than
+    write_behind.flush()  # entries published but still waiting to be removed are not due
     now = time.time()
     query = {"$or": [{"outbox.next_at": {"$lte": now}},
                      # entries written before next_at existed
@@ -188,6 +192,7 @@ class OutboxStore:
 
     def pending(self, aggregate_id):
         """The entries still waiting on one aggregate (for tests and tools)."""
+        write_behind.flush()
         doc = self.document._get_collection().find_one({"_id": aggregate_id}, {"outbox": 1})
         return list((doc or {}).get("outbox") or [])
 

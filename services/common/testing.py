@@ -44,24 +44,45 @@ def make_due(store, aggregate_id):
 
 
 class MemoryInboxCollection:
-    """The two calls services.common.worker's inbox makes on its MongoDB collection, in memory:
+    """The calls services.common.worker's inbox (and the write-behind) make on its MongoDB collection, in memory:
     `docs` {key: document}; a second insert of a key is a DuplicateKeyError, as in MongoDB."""
 
     def __init__(self):
-        self.docs = {}
+        self._docs = {}
+
+    @property
+    def docs(self):
+        """What is stored, once the process's write-behind has written what waits."""
+        from services.common import write_behind
+        write_behind.flush()
+        return self._docs
 
     @property
     def ids(self):
         return set(self.docs)
 
     def find_one(self, query, projection=None):
-        return self.docs.get(query["_id"])
+        return self._docs.get(query["_id"])
 
     def insert_one(self, document):
         from pymongo.errors import DuplicateKeyError
-        if document["_id"] in self.docs:
+        if document["_id"] in self._docs:
             raise DuplicateKeyError("already processed")
-        self.docs[document["_id"]] = dict(document)
+        self._docs[document["_id"]] = dict(document)
+
+    def bulk_write(self, requests, ordered=True):
+        """InsertOne requests only (what the write-behind sends an inbox), duplicates reported as
+        MongoDB reports them."""
+        from pymongo.errors import BulkWriteError
+        errors = []
+        for i, request in enumerate(requests):
+            document = request._doc
+            if document["_id"] in self._docs:
+                errors.append({"index": i, "code": 11000, "errmsg": "duplicate key"})
+            else:
+                self._docs[document["_id"]] = dict(document)
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "nInserted": len(requests) - len(errors)})
 
 
 def dependency(container, name):

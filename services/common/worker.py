@@ -10,7 +10,7 @@ from nameko import messaging as nameko_messaging
 from nameko import rpc as nameko_rpc
 from nameko.extensions import DependencyProvider
 
-from services.common import telemetry
+from services.common import telemetry, write_behind
 
 
 class Tracing(DependencyProvider):
@@ -81,6 +81,7 @@ class Component(DependencyProvider):
         release = getattr(self.instance, "release_resources", None)
         if release:
             release()
+        write_behind.flush()  # outbox clean-ups still waiting
 
     def get_dependency(self, worker_ctx):
         return self.instance
@@ -95,23 +96,23 @@ class _InboxView:
         self.key = f"{self.service}.{self.handler}:{self.event_id}"
 
     def seen(self):
-        """True when this handler has processed this event id before (counted as a duplicate)."""
-        found = bool(self.event_id) and self._coll.find_one({"_id": self.key}, {"_id": 1}) is not None
+        """True when this handler has processed this event id before (counted as a duplicate): its
+        record is in the inbox, or still waiting in this process's write-behind."""
+        found = bool(self.event_id) and (write_behind.default().holds(self._coll, self.key) or
+                                         self._coll.find_one({"_id": self.key}, {"_id": 1}) is not None)
         if found:
             from services.common import ops
             ops.INBOX_DUPLICATES.labels(self.service, self.handler).inc()
         return found
 
     def record(self):
+        """Remember the event as processed, in the next write-behind batch: a record lost before it
+        is written (the process dies) lets a later duplicate run the handler again, as a death
+        between handling and recording always did."""
         if not self.event_id:
             return
         import datetime
-
-        from pymongo.errors import DuplicateKeyError
-        try:
-            self._coll.insert_one({"_id": self.key, "at": datetime.datetime.now(datetime.UTC)})
-        except DuplicateKeyError:
-            pass
+        write_behind.default().insert(self._coll, {"_id": self.key, "at": datetime.datetime.now(datetime.UTC)})
 
 
 class Inbox(DependencyProvider):
@@ -138,6 +139,9 @@ class Inbox(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return _InboxView(self.collection, worker_ctx)
+
+    def stop(self):
+        write_behind.flush()  # the records still waiting, before the process goes
 
 
 DEAD_LETTER_EXCHANGE = "onething.dead_letters"

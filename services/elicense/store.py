@@ -11,6 +11,7 @@ pending."""
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
+from services.common import write_behind
 from services.common.bus import outbox_entry
 from services.common.mongo import OutboxStore, flush_outbox, next_counter, plain, sweep_outbox
 from services.elicense import codec, domain
@@ -53,9 +54,41 @@ class DirectoryKeyDoc(me.Document):
 
 
 class CounterDoc(me.Document):
+    """One register's last serial number. Only counters live here: the local MongoDB server
+    (SecantusDB 0.7) answers findAndModify by reading the whole collection, so the collection the
+    serials are drawn from must stay a handful of documents (reservations have their own)."""
     meta = {"db_alias": ALIAS, "collection": "counters"}
     key = me.StringField(primary_key=True)
     value = me.IntField(default=0)
+
+
+class ReservationDoc(me.Document):
+    """The serial kept for one licence-to-be (serial_for), by `<case>:<item>`."""
+    meta = {"db_alias": ALIAS, "collection": "serial_reservations"}
+    key = me.StringField(primary_key=True)
+    value = me.IntField(required=True)
+
+
+LEGACY_RESERVATION = "reserved:"  # how reservations were kept in `counters` before they had their own collection
+
+
+def move_reservations(limit=1000):
+    """Move the reservations earlier versions kept in `counters` to their own collection, `limit`
+    at a time; the number moved. Safe to run again or from two processes at once: a reservation is
+    copied (a copy there already is kept) before it leaves `counters`."""
+    counters, reservations = CounterDoc._get_collection(), ReservationDoc._get_collection()
+    moved = 0
+    while True:
+        batch = list(counters.find({"_id": {"$regex": f"^{LEGACY_RESERVATION}"}}).limit(limit))
+        if not batch:
+            return moved
+        for doc in batch:
+            try:
+                reservations.insert_one({"_id": doc["_id"][len(LEGACY_RESERVATION):], "value": doc["value"]})
+            except DuplicateKeyError:
+                pass
+        counters.delete_many({"_id": {"$in": [d["_id"] for d in batch]}})
+        moved += len(batch)
 
 
 def outbox_entries(events):
@@ -147,15 +180,16 @@ class LicenseStore(OutboxStore):
         """The serial number kept for one licence-to-be (`reservation`, e.g. case and item): a retry
         after a failure (S3 away while the document was written) uses the same number, so a failed
         attempt leaves no gap in the register."""
-        coll = CounterDoc._get_collection()
-        held = coll.find_one({"_id": f"reserved:{reservation}"})
+        coll = ReservationDoc._get_collection()
+        held = coll.find_one({"_id": reservation}) or CounterDoc._get_collection().find_one(
+            {"_id": f"{LEGACY_RESERVATION}{reservation}"})  # one an earlier version made, not moved yet
         if held is not None:
             return held["value"]
         value = self.next_serial(key)
         try:
-            coll.insert_one({"_id": f"reserved:{reservation}", "value": value})
+            coll.insert_one({"_id": reservation, "value": value})
         except DuplicateKeyError:  # a concurrent redelivery reserved one first: use that
-            return coll.find_one({"_id": f"reserved:{reservation}"})["value"]
+            return coll.find_one({"_id": reservation})["value"]
         return value
 
     # --- signing keys -----------------------------------------------------------------------
@@ -251,6 +285,7 @@ class LicenseStore(OutboxStore):
 
     def pending(self, aggregate_id):
         """The entries still waiting on one licence or signing key."""
+        write_behind.flush()  # published ones whose removal waits are not pending
         for doc_cls in (LicenseDoc, SigningKeyDoc):
             doc = doc_cls._get_collection().find_one({"_id": aggregate_id}, {"outbox": 1})
             if doc is not None:

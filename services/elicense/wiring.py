@@ -5,13 +5,17 @@ handed in (tests: services.elicense.fakes); what is not is built for real:
 - `blobs`: object storage for the licence documents (bucket `results`);
 - `clock()`: now, as an aware datetime; `audit`: the audit log;
 - `site`: the region code of this site (settings().region), whose keys are its own."""
+import logging
+
 from services.common import mongo
 from services.common.audit import MongoAuditLog
 from services.common.blobs import Blobs
 from services.common.bus import Bus
 from services.common.config import settings
 from services.elicense.handlers import BUCKET, Elicense
-from services.elicense.store import LicenseStore
+from services.elicense.store import LicenseStore, move_reservations
+
+log = logging.getLogger(__name__)
 
 
 def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None, site=None):
@@ -19,6 +23,12 @@ def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None, sit
         mongo.connect("elicense")
     if store is None:
         store = LicenseStore(bus if bus is not None else Bus("elicense"))
+        try:
+            moved = move_reservations()
+            if moved:
+                log.info("moved %d serial reservations out of the counters collection", moved)
+        except Exception as exc:  # the store away at start-up: moved on a later start, read where they are meanwhile
+            log.warning("serial reservations not moved (%s: %s)", type(exc).__name__, exc)
     if blobs is None:
         blobs = Blobs()
         blobs.ensure_bucket(BUCKET)

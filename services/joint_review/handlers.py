@@ -82,8 +82,9 @@ class JointReview:
             department_codes=sorted({t["department_code"] for t in session["tasks"]}),
             opened_at=codec.timestamp_of(now))
         outbox.append(outbox_entry("session_opened", opened, case_no))
-        self.store.create(session, case, outbox)
-        return self.store.load(case_no).session
+        if self.store.create(session, case, outbox):
+            return session
+        return self.store.load(case_no).session  # another delivery of the event opened it first
 
     def case_supplemented(self, event):
         """The applicant handed in what was asked: the departments that asked review again."""
@@ -166,15 +167,16 @@ class JointReview:
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
     def record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials=(), defects=(),
-                       actor=None, answering_round=None):
+                       actor=None, answering_round=None, loaded=None):
         """A department's decision, from its desk or an officer (`actor`: who, for the audit log).
         `answering_round`: the task's round the opinion was given on (a desk's), refused when the
-        task has been through a rectification since."""
+        task has been through a rectification since. `loaded`: the session as the caller has just
+        read it (StoredSession), tried first instead of reading it again."""
         telemetry.mark_case(case_no)
         with self.audit.attempt(actor, "opinion.record", case_no, item_code=item_code, department_code=department_code,
                                 decision=decision_name(decision), material_codes=list(materials)):
             return self._record_opinion(case_no, item_code, department_code, decision, reason, by, materials, defects,
-                                        answering_round)
+                                        answering_round, loaded)
 
     def desk_opinion(self, opinion, sender):
         """A department desk's opinion (a DeskOpinion, decoded by the worker) that the broker
@@ -183,7 +185,8 @@ class JointReview:
         region that own the task as this session keeps it, whatever the opinion says of itself;
         from anyone else it is refused (PermissionDenied, in the audit log) and changes nothing."""
         telemetry.mark_case(opinion.case_no)
-        session = self.store.load(opinion.case_no).session
+        loaded = self.store.load(opinion.case_no)
+        session = loaded.session
         if session is None:
             raise NotFound(f"there is no joint review session for case {opinion.case_no}")
         task = domain.task_of(session, opinion.item_code)
@@ -200,10 +203,10 @@ class JointReview:
                                    domain.decision_from_proto(opinion.decision), opinion.reason, by,
                                    materials=list(opinion.material_codes), defects=list(opinion.defects),
                                    actor=AuditActor(by, "service", department, region, auth=SERVICE),
-                                   answering_round=opinion.round)
+                                   answering_round=opinion.round, loaded=loaded)
 
     def _record_opinion(self, case_no, item_code, department_code, decision, reason, by, materials, defects,
-                        answering_round=None):
+                        answering_round=None, loaded=None):
         def change(session, case):
             if answering_round is not None:
                 domain.answers_round(session, item_code, answering_round)
@@ -222,7 +225,7 @@ class JointReview:
             opinion = from_payload(events_pb2.OpinionRecorded, opinion)
             return [outbox_entry("opinion_recorded", opinion, case_no)]
 
-        session = self._update(case_no, change)
+        session = self._update(case_no, change, loaded=loaded)
         return dict(domain.task_of(session, item_code), case_no=case_no)
 
     def suspend_clock(self, case_no, item_code, department_code, reason, actor=None):
@@ -317,10 +320,11 @@ class JointReview:
         return tasks
 
     # -----------------------------------------------------------------------------------------
-    def _update(self, case_no, change, attempts=20, case_changes=False, missing_ok=False):
-        """Load, change, advance and save under the version check; retry when another writer won."""
-        for _ in range(attempts):
-            session, case, version = self.store.load(case_no)
+    def _update(self, case_no, change, attempts=20, case_changes=False, missing_ok=False, loaded=None):
+        """Load, change, advance and save under the version check; retry when another writer won.
+        `loaded`: the session as the caller read it just now, used for the first try."""
+        for attempt in range(attempts):
+            session, case, version = loaded if attempt == 0 and loaded is not None else self.store.load(case_no)
             if session is None:
                 if missing_ok:
                     return None

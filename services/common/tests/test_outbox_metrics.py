@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 from pymongo.errors import ServerSelectionTimeoutError
 
-from services.common import outbox_metrics
+from services.common import outbox_metrics, write_behind
 from services.common.outbox_metrics import BACKLOG_PIPELINE, OutboxGauges, StoreGauges, outbox_gauges, register_once
 from services.common.registry import NAMES
 
@@ -230,6 +230,7 @@ def test_the_gauges_read_the_pending_events_of_elicenses_licences_and_keys(own_d
             d._get_collection().update_one({"_id": doc["_id"]},
                                            {"$set": {"outbox": [dict(e, next_at=0) for e in doc["outbox"]]}})
     assert store.sweep() == 3
+    write_behind.flush()  # the published entries' removal, which waits a moment to go in one batch
     assert samples(gauges)[(PENDING, (("service", "elicense"),))] == 0.0
 
 

@@ -171,6 +171,26 @@ def test_a_reserved_serial_number_is_kept_for_its_licence(store):
     assert store.serial_for(unique("CSYXZM.440300WSJK."), unique("R")) == 1  # numbered per issuer
 
 
+@pytest.mark.integration
+def test_reservations_an_earlier_version_kept_among_the_counters_are_honoured_and_moved(own_database):
+    """Earlier versions kept reservations in `counters`, which made every serial drawn read them all
+    (the local server's findAndModify reads the whole collection): they are honoured where they are
+    and moved to their own collection, once, however often the move runs."""
+    from services.elicense.store import CounterDoc, LicenseStore, ReservationDoc, move_reservations
+    own_database("elicense")
+    store = LicenseStore(bus=None)
+    key = unique("CSYXZM.440100WSJK.")
+    counters = CounterDoc._get_collection()
+    counters.insert_one({"_id": key, "value": 7})
+    counters.insert_many([{"_id": f"reserved:C{i}:110000000001", "value": i + 1} for i in range(7)])
+    assert store.serial_for(key, "C3:110000000001") == 4  # read where an earlier version put it
+    assert move_reservations(limit=3) == 7 and move_reservations() == 0
+    assert [d["_id"] for d in counters.find()] == [key]  # only the counter is left to read
+    assert ReservationDoc._get_collection().count_documents({}) == 7
+    assert store.serial_for(key, "C3:110000000001") == 4 and store.serial_for(key, "C9:110000000001") == 8
+    assert counters.find_one({"_id": key})["value"] == 8
+
+
 def test_keys_are_added_once_and_a_rotation_retires_the_older_ones(store):
     region = unique("R")
     first = store.add_key(SigningKey(f"{region}-1", region, "priv-1", "pub-1"))

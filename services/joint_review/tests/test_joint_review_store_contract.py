@@ -39,13 +39,17 @@ def _fake():
 
 
 def _mongo(request):
+    from services.common import write_behind
     from services.joint_review.store import SessionDoc, SessionStore
     request.getfixturevalue("own_database")("joint_review")
     coll = SessionDoc._get_collection()
 
     def put_raw(case_no, body, case, version):
         coll.insert_one({"_id": case_no, "version": version, "body": body, "case": case, "outbox": []})
-    return Backend(SessionStore(), lambda case_no: coll.find_one({"_id": case_no}), put_raw)
+    def raw(case_no):
+        write_behind.flush()  # the removal of published events waits a moment to go in one batch
+        return coll.find_one({"_id": case_no})
+    return Backend(SessionStore(), raw, put_raw)
 
 
 @pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
