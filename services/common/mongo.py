@@ -156,13 +156,22 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     grace = settings().sweep_grace_seconds if older_than is None else older_than
     write_behind.flush()  # entries published but still waiting to be removed are not due
     now = time.time()
-    query = {"$or": [{"outbox.next_at": {"$lte": now}},
-                     # entries written before next_at existed
-                     {"outbox": {"$elemMatch": {"next_at": {"$exists": False}, "at": {"$lt": now - grace}}}}]}
+    coll = doc_cls._get_collection()
+    # bounded on both sides: the local server walks an index from its start for a one-sided range
+    # (every aggregate with an empty outbox first) and reads the whole collection for an $or
+    queries = [{"outbox.next_at": {"$gte": 0, "$lte": now}}]
+    if coll.full_name not in _legacy_swept:
+        # once per process: entries written before next_at existed (this reads every document)
+        queries.append({"outbox": {"$elemMatch": {"next_at": {"$exists": False}, "at": {"$lt": now - grace}}}})
     sent = 0
-    for doc in doc_cls._get_collection().find(query, {"_id": 1}).limit(limit):
-        sent += flush_outbox(doc_cls, doc["_id"], bus, older_than=grace)
+    for query in queries:
+        for doc in coll.find(query, {"_id": 1}).limit(limit):
+            sent += flush_outbox(doc_cls, doc["_id"], bus, older_than=grace)
+    _legacy_swept.add(coll.full_name)
     return sent
+
+
+_legacy_swept: set[str] = set()  # collections whose entries without next_at this process has swept
 
 
 class OutboxStore:
