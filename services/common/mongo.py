@@ -159,7 +159,7 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     coll = doc_cls._get_collection()
     # bounded on both sides: the local server walks an index from its start for a one-sided range
     # (every aggregate with an empty outbox first) and reads the whole collection for an $or
-    queries = [{"outbox.next_at": {"$gte": 0, "$lte": now}}]
+    queries: list[dict[str, Any]] = [{"outbox.next_at": {"$gte": 0, "$lte": now}}]
     if coll.full_name not in _legacy_swept:
         # once per process: entries written before next_at existed (this reads every document)
         queries.append({"outbox": {"$elemMatch": {"next_at": {"$exists": False}, "at": {"$lt": now - grace}}}})

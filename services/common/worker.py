@@ -248,6 +248,15 @@ class FailureRules:
                               delivery_mode=2)
         props = {"content_type": message.content_type, "content_encoding": message.content_encoding,
                  "message_id": message.properties.get("message_id") or headers.get("event_id")}
+        sender = (message.properties or {}).get("user_id")
+        own = broker_login(self.container.config["AMQP_URI"])
+        if sender and own:
+            # the copy is this worker's to send, so the broker takes only its own login as user_id:
+            # the sender it vouched for travels in a header that counts only beside that login
+            # (ReliableConsumer), and the copy's inbox key stays the original's
+            if sender != own or "x-onething-sender" not in headers:
+                headers["x-onething-sender"] = sender
+            props["user_id"] = own
         log = logging.getLogger(self.container.service_name)
         if attempts >= s.max_handler_attempts:
             exchange, queue = dead_letter_entities()
@@ -314,18 +323,38 @@ class ReliableConsumer(FailureRules, nameko_messaging.Consumer):
     message's AMQP properties the broker vouches for, never headers of the same name, which the
     sender writes as it likes: `user_id` (the broker refuses a message whose user_id is not the
     sender's login) and `event_id`, the inbox key `<user_id>/<message_id>`, so one sender's message
-    ids never stand in for another's."""
+    ids never stand in for another's. A retry copy the worker made itself (FailureRules) carries the
+    worker's own login as user_id and the original sender in `x-onething-sender`, which is believed
+    only beside that login: a desk cannot send as the worker, so it cannot name another sender."""
+
+    def setup(self):
+        super().setup()
+        self.own_login = broker_login(self.container.config["AMQP_URI"])
 
     def unpack_message_headers(self, message):
         data = {k: v for k, v in super().unpack_message_headers(message).items()
-                if k not in ("user_id", "event_id")}
+                if k not in ("user_id", "event_id", "x-onething-sender")}
         properties = message.properties or {}
         user_id, message_id = properties.get("user_id") or "", properties.get("message_id") or ""
+        kept = (message.headers or {}).get("x-onething-sender")
+        if user_id and user_id == getattr(self, "own_login", "") and isinstance(kept, str) and kept:
+            # a retry copy this worker sent (FailureRules): the broker checked its user_id, the
+            # worker's own login, and the header keeps the sender the broker checked the first time
+            user_id = kept
         data["user_id"] = user_id
         data["event_id"] = f"{user_id}/{message_id}" if message_id else ""
         data["message_id"] = message_id  # as sent: the messaging span's message id
         data["routing_key"] = (getattr(message, "delivery_info", None) or {}).get("routing_key", "")
         return data
+
+
+def broker_login(amqp_uri):
+    """The login an AMQP URI connects with ("" when it names none)."""
+    from urllib.parse import unquote, urlsplit
+    try:
+        return unquote(urlsplit(amqp_uri).username or "")
+    except ValueError:
+        return ""
 
 
 class Sender(DependencyProvider):

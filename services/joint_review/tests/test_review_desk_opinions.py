@@ -254,3 +254,53 @@ def test_only_a_queue_consumer_has_a_sender():
     sender = common_worker.Sender()
     ctx = types.SimpleNamespace(entrypoint=object(), context_data={"user_id": WSJK})
     assert sender.get_dependency(ctx) == ""  # an event handler: a header called user_id proves nothing
+
+
+def test_a_retry_copy_keeps_the_sender_the_broker_checked_and_a_desk_cannot_claim_one(container):
+    """A failed opinion goes to the retry queue as a copy the worker sends, so its user_id is the
+    worker's own login; the desk the broker checked the first time travels in x-onething-sender,
+    believed only beside the worker's login."""
+    ext = get_extension(container, common_worker.ReliableConsumer)
+    own = ext.own_login = "joint_review"
+    copy = ext.unpack_message_headers(message({"x-onething-sender": WSJK, "case_no": CASE_NO},
+                                              user_id=own, message_id="opinion:1"))
+    assert copy["user_id"] == WSJK and copy["event_id"] == f"{WSJK}/opinion:1"  # the original's inbox key
+    assert "x-onething-sender" not in copy
+    forged = ext.unpack_message_headers(message({"x-onething-sender": WSJK}, user_id=f"desk-gaj-{REGION}",
+                                                message_id="opinion:2"))
+    assert forged["user_id"] == f"desk-gaj-{REGION}"  # a desk naming another sender is still itself
+
+
+def test_the_retry_copy_is_sent_with_the_workers_login_and_the_original_sender(container, monkeypatch):
+    import sys
+    sent = []
+
+    class Publisher:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def publish(self, body, **kwargs):
+            sent.append(kwargs)
+
+    monkeypatch.setattr("nameko.amqp.publish.Publisher", Publisher)
+    monkeypatch.setitem(container.config, "AMQP_URI", "amqp://joint_review:pw@127.0.0.1:5672/onething")
+    ext = get_extension(container, common_worker.ReliableConsumer)
+    own = "joint_review"
+    original = types.SimpleNamespace(
+        headers={"case_no": CASE_NO, "x-onething-sender": "desk-forged"}, body=b"{}", content_type="application/json",
+        content_encoding="utf-8", properties={"user_id": WSJK, "message_id": "opinion:1"},
+        delivery_info={"exchange": "desk.opinions", "routing_key": "opinion.wsjk.440100.440100"})
+    try:
+        raise ConnectionError("the store is away")
+    except ConnectionError:
+        outcome = ext._after_failure(original, sys.exc_info())
+    assert outcome == "outage"
+    [copy] = sent
+    assert copy["user_id"] == own and copy["headers"]["x-onething-sender"] == WSJK  # the forged header replaced
+    assert copy["message_id"] == "opinion:1" and copy["routing_key"] == f"{DESK_OPINIONS}.retry"
+
+
+def test_the_login_is_read_from_the_amqp_uri():
+    assert common_worker.broker_login("amqp://joint_review:secret@127.0.0.1:5672/onething") == "joint_review"
+    assert common_worker.broker_login("amqp://a%40b:x@h/v") == "a@b"
+    assert common_worker.broker_login("amqp://127.0.0.1/") == ""
