@@ -68,15 +68,17 @@ def _dirs():
     return os.path.join(s.var_dir, "run"), os.path.join(s.var_dir, "log")
 
 
-def supervised(name, argv, run_dir):
-    """`argv` kept running by infra.supervise: restarted with backoff whenever it dies."""
-    return [sys.executable, "-m", "infra.supervise", name, run_dir, "--", *argv]
+def supervised(name, argv, run_dir, log_dir):
+    """`argv` kept running by infra.supervise: restarted with backoff whenever it dies, its output
+    in <log_dir>/<name>.log, rotated (ONETHING_LOG_FILE_BYTES, ONETHING_LOG_FILES_KEPT)."""
+    return [sys.executable, "-m", "infra.supervise", name, run_dir, "--log", os.path.join(log_dir, f"{name}.log"),
+            "--", *argv]
 
 
 def start(name, extra_env=None):
     argv, env = process_table()[name]
     run_dir, log_dir = _dirs()
-    return procs.start(name, supervised(name, argv, run_dir), run_dir, log_dir,
+    return procs.start(name, supervised(name, argv, run_dir, log_dir), run_dir, log_dir,
                        env={**env, **(extra_env or {})}, cwd=ROOT)
 
 
@@ -87,7 +89,7 @@ def start_desk_replica(department, region, replica, extra_env=None):
     run_dir, log_dir = _dirs()
     argv, env = desk_process(department, region)
     env["ONETHING_PROCESS_NAME"] = name  # its own target file beside the first process's
-    procs.start(name, supervised(name, argv, run_dir), run_dir, log_dir, env={**env, **(extra_env or {})}, cwd=ROOT)
+    procs.start(name, supervised(name, argv, run_dir, log_dir), run_dir, log_dir, env={**env, **(extra_env or {})}, cwd=ROOT)
     return name
 
 

@@ -102,12 +102,13 @@ class Settings:
     # or the province)
     catalog_upstream: str = field(default_factory=lambda: _env("ONETHING_CATALOG_UPSTREAM", ""))
     # the api role's gRPC server: its threads, and how much of them streams may hold (the rest
-    # always serves unary calls); see services/common/streams.py
+    # always serves unary calls); watches (async, no thread) are capped only per caller and
+    # overall; see services/common/streams.py
     grpc_threads: int = field(default_factory=lambda: _int("ONETHING_GRPC_THREADS", "16"))
     stream_uploads_total: int = field(default_factory=lambda: _int("ONETHING_STREAM_UPLOADS_TOTAL", "6"))
     stream_uploads_per_caller: int = field(default_factory=lambda: _int("ONETHING_STREAM_UPLOADS_PER_CALLER", "3"))
-    stream_watches_total: int = field(default_factory=lambda: _int("ONETHING_STREAM_WATCHES_TOTAL", "4"))
-    stream_watches_per_caller: int = field(default_factory=lambda: _int("ONETHING_STREAM_WATCHES_PER_CALLER", "2"))
+    stream_watches_total: int = field(default_factory=lambda: _int("ONETHING_STREAM_WATCHES_TOTAL", "2000"))
+    stream_watches_per_caller: int = field(default_factory=lambda: _int("ONETHING_STREAM_WATCHES_PER_CALLER", "10"))
     stream_idle_seconds: float = field(default_factory=lambda: _float("ONETHING_STREAM_IDLE_SECONDS", "10"))
     stream_max_seconds: float = field(default_factory=lambda: _float("ONETHING_STREAM_MAX_SECONDS", "600"))
     # regions this site serves: its own region code and every region under it (GB/T 2260);
@@ -135,6 +136,10 @@ class Settings:
     s3_read_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_S3_READ_TIMEOUT_SECONDS", "30"))
     s3_retries: int = field(default_factory=lambda: _int("ONETHING_S3_RETRIES", "2"))
     amqp_timeout_seconds: float = field(default_factory=lambda: _float("ONETHING_AMQP_TIMEOUT_SECONDS", "5"))
+    # the local log files (infra/supervise.py): a process's log turns into <log>.1 past this size,
+    # and this many rotated files are kept
+    log_file_bytes: int = field(default_factory=lambda: _int("ONETHING_LOG_FILE_BYTES", 64 * 1024 * 1024))
+    log_files_kept: int = field(default_factory=lambda: _int("ONETHING_LOG_FILES_KEPT", "3"))
     # the local span files (services/common/telemetry.py): a new file when one passes this size,
     # the oldest finished files deleted while the folder holds more than the second
     spans_file_bytes: int = field(default_factory=lambda: _int("ONETHING_SPANS_FILE_BYTES", 64 * 1024 * 1024))
