@@ -141,7 +141,8 @@ def test_idle_uploads_cannot_starve_unary_calls_and_are_ended(client):
 def test_watches_are_capped_per_caller_and_unary_calls_still_answer(client):
     a = person("44010619920505123")
     case = client.newborn_case(applicant=a)
-    streams = [client.watch(case.case_no, timeout=60) for _ in range(2)]
+    cap = settings().stream_watches_per_caller  # the per-caller cap (the same settings as the suite's)
+    streams = [client.watch(case.case_no, timeout=60) for _ in range(cap)]
     try:
         for s in streams:
             assert next(s).case_no == case.case_no

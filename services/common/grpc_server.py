@@ -14,9 +14,18 @@ Every call goes through one interceptor, before any handler runs:
   every string, bytes, repeated and map field against its size limit, every enum against its
   declared values; a violation is INVALID_ARGUMENT naming the field and the limit;
 - streams take a slot of their own kind (client streams: uploads; server streams: watches), per
-  caller and overall, well below the thread pool, so unary calls always have threads left
-  (RESOURCE_EXHAUSTED when none is free); a client stream that sends nothing for a while, and any
-  stream that lasts too long, is ended with DEADLINE_EXCEEDED (services/common/streams.py).
+  caller and overall; those that run on the thread pool (uploads, and server streams whose handler
+  is a plain generator, such as DownloadMaterial) also take one of the pool's stream slots, well
+  below its threads, so unary calls always have threads left (RESOURCE_EXHAUSTED when none is
+  free); a client stream that sends nothing for a while, and any stream that lasts too long, is
+  ended with DEADLINE_EXCEEDED (services/common/streams.py).
+
+The server is grpc.aio's, on an asyncio loop of its own thread: a servicer method written as a plain
+function or generator runs on the server's thread pool (ONETHING_GRPC_THREADS) with a servicer
+context that behaves as the sync server's (is_active, add_callback, abort_with_status, code), a
+server stream taking a thread only while it makes its next message; one written as `async def`
+(intake's WatchCase) runs on the loop and holds no thread while it waits, so a thousand of them
+cost no more threads than one. The interceptor wraps either kind the same way.
 Refusals follow the richer gRPC error model: besides code and message, a google.rpc.Status in the
 `grpc-status-details-bin` trailer with google.rpc.BadRequest (the fields and why), RetryInfo (for
 capacity) and google.rpc.LocalizedMessage (zh-CN, for the person at the window).
@@ -30,16 +39,21 @@ again when it does (a server without a readiness checker, as in unit tests, is a
 The server binds ONETHING_GRPC_BIND_HOST (127.0.0.1) and serves TLS when a certificate and key are
 set (ONETHING_GRPC_TLS_CERT_FILE / _KEY_FILE), mutual TLS with ONETHING_GRPC_TLS_CLIENT_AUTH=1 (client
 certificates checked against ONETHING_GRPC_TLS_CA_FILE)."""
+import asyncio
+import contextvars
+import inspect
 import logging
 import signal
 import threading
 import time
 from concurrent import futures
 from dataclasses import replace
+from typing import NoReturn
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
@@ -153,6 +167,10 @@ class StreamGuard:
                                   stream_limits.retry_after_s)
         self.watches = StreamGate("watches", stream_limits.watches_total, stream_limits.watches_per_caller,
                                   stream_limits.retry_after_s)
+        # server streams whose handler runs on the pool (a plain generator): their own share of it
+        self.pooled = StreamGate("streams", stream_limits.pool_streams,
+                                 min(stream_limits.watches_per_caller, stream_limits.pool_streams),
+                                 stream_limits.retry_after_s)
 
     def open(self, gate, context):
         release = gate.acquire(caller_of(context))
@@ -162,7 +180,7 @@ class StreamGuard:
 
 # --- the wrapper around every method ------------------------------------------------------------
 
-def _wrap(behavior, method, parse, request_streaming, response_streaming, guard, policies=None):
+def _wrap(behavior, method, parse, request_streaming, response_streaming, guard, policies=None, is_async=False):
     def who(context, span):
         """The gate of the access policy; the verified caller, bound for the handler."""
         caller = policy.authorize(method, context.invocation_metadata(), policies)
@@ -248,6 +266,7 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
                             argument = requests_of(raw, context, deadline)
                             if not request_streaming:
                                 guard.open(guard.watches, context)
+                                guard.open(guard.pooled, context)
                             iterator = iter(behavior(argument, limited))
                         elif limited.expired():
                             raise _stream_expired(guard.limits.max_s)
@@ -273,6 +292,83 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
         finally:
             end_once()
 
+    # the same for a handler written as `async def` (it runs on the loop; a request stream is not
+    # taken by one: uploads stay on the pool)
+    async def async_unary(raw, context):
+        with start_span(context) as span:
+            try:
+                bound = policy.bind(who(context, span))
+                try:
+                    return await behavior(parse_request(parse, raw), context)
+                finally:
+                    policy.unbind(bound)
+            except DomainError as exc:
+                abort(span, exc, context)
+            except grpc.RpcError:
+                raise
+            except Exception as exc:
+                if context.code() is not None:
+                    raise
+                abort_unexpected(span, exc, context)
+
+    async def async_streaming(raw, context):
+        span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
+                                             kind=telemetry.trace.SpanKind.SERVER)
+        ended: list = []
+
+        def end_once():
+            if not ended:
+                ended.append(True)
+                span.end()
+
+        context.add_callback(end_once)
+        deadline = time.monotonic() + guard.limits.max_s
+        limited = DeadlineContext(context, deadline)
+        iterator = caller = None
+        try:
+            while True:
+                with telemetry.trace.use_span(span, end_on_exit=False, record_exception=False,
+                                              set_status_on_exception=False):
+                    bound = None
+                    try:
+                        if iterator is None:
+                            caller = who(context, span)
+                            bound = policy.bind(caller)
+                            argument = parse_request(parse, raw)
+                            guard.open(guard.watches, context)  # no thread: no pool slot
+                            iterator = behavior(argument, limited)
+                        elif limited.expired():
+                            raise _stream_expired(guard.limits.max_s)
+                        else:
+                            bound = policy.bind(caller)
+                        item = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        if limited.expired() and context.is_active():
+                            abort(span, _stream_expired(guard.limits.max_s), context)
+                        return
+                    except DomainError as exc:
+                        abort(span, exc, context)
+                    except grpc.RpcError:
+                        raise
+                    except Exception as exc:
+                        if context.code() is not None:
+                            raise
+                        abort_unexpected(span, exc, context)
+                    finally:
+                        if bound is not None:
+                            policy.unbind(bound)
+                yield item
+        finally:
+            try:
+                if iterator is not None:
+                    await iterator.aclose()  # the handler's own clean-up, now (a client gone included)
+            finally:
+                end_once()
+
+    if is_async:
+        if request_streaming:
+            raise TypeError(f"{method}: a client stream's handler runs on the pool; write it as a plain function")
+        return async_streaming if response_streaming else async_unary
     return streaming if response_streaming else unary
 
 
@@ -344,22 +440,277 @@ def _measured(behavior, method, response_streaming):
     return streaming
 
 
-class _Interceptor(grpc.ServerInterceptor):
-    def __init__(self, guard, policies=None):
+def _measured_async(behavior, method, response_streaming):
+    if not response_streaming:
+        async def unary(request, context):
+            measure = _CallMeasure(method)
+            try:
+                response = await behavior(request, context)
+            except asyncio.CancelledError:
+                measure.end(_code_name(context, "CANCELLED"))
+                raise
+            except BaseException:
+                measure.end(_code_name(context, "UNKNOWN"))
+                raise
+            measure.end(_code_name(context, "OK"))
+            return response
+        return unary
+
+    async def streaming(request, context):
+        measure = _CallMeasure(method)
+        context.add_callback(lambda: measure.end(_code_name(context, "CANCELLED")))
+        inner = behavior(request, context)
+        try:
+            async for item in inner:
+                yield item
+        except (GeneratorExit, asyncio.CancelledError):
+            measure.end(_code_name(context, "CANCELLED"))
+            raise
+        except BaseException:
+            measure.end(_code_name(context, "UNKNOWN"))
+            raise
+        finally:
+            await inner.aclose()
+        measure.end(_code_name(context, "OK"))
+    return streaming
+
+
+# --- the sync server's servicer context over a grpc.aio call ------------------------------------
+
+class _Aborted(Exception):
+    """What abort() raises in a handler (as the sync server's does); the call then ends with the
+    status it was given."""
+
+
+_END = object()
+
+
+class _CallContext:
+    """The servicer context every wrapped handler sees, sync or async: the sync server's ways
+    (is_active, add_callback, code, abort/abort_with_status raising) over a grpc.aio call. What the
+    handler sets (code, details, trailing metadata, an abort) is handed to the call on the loop when
+    the handler returns or fails (`settle`, `fail`); callbacks run once, when the call ends."""
+
+    def __init__(self, call):
+        self._call = call
+        self._code = self._details = None
+        self._trailing: tuple = ()
+        self._ended = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list = []
+        call.add_done_callback(lambda _call: self._end())
+
+    def _end(self):
+        with self._lock:
+            self._ended.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a call's end callback failed")
+
+    # what handlers and the interceptor read
+    def invocation_metadata(self):
+        return self._call.invocation_metadata()
+
+    def peer(self):
+        return self._call.peer()
+
+    def auth_context(self):
+        return self._call.auth_context()
+
+    def time_remaining(self):
+        return self._call.time_remaining()
+
+    def is_active(self):
+        return not self._ended.is_set()
+
+    def add_callback(self, callback):
+        """`callback()` when the call ends, however it ends (at once if it has ended already)."""
+        with self._lock:
+            if not self._ended.is_set():
+                self._callbacks.append(callback)
+                return True
+        callback()
+        return False
+
+    # what they set
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+    def set_code(self, code):
+        self._code = code
+
+    def set_details(self, details):
+        self._details = details
+
+    def set_trailing_metadata(self, metadata):
+        self._trailing = tuple(metadata or ())
+
+    def abort(self, code, details="", trailing_metadata=None):
+        if code is None or code == grpc.StatusCode.OK:
+            raise ValueError("abort() needs a status code other than OK")
+        self._code, self._details = code, details
+        if trailing_metadata is not None:
+            self._trailing = tuple(trailing_metadata)
+        raise _Aborted(details)
+
+    def abort_with_status(self, status):
+        self.abort(status.code, status.details, status.trailing_metadata)
+
+    # handed to the call (on the loop)
+    def settle(self):
+        if self._trailing:
+            self._call.set_trailing_metadata(self._trailing)
+        if self._code is not None:
+            self._call.set_code(self._code)
+        if self._details is not None:
+            self._call.set_details(self._details)
+
+    async def fail(self, exc) -> NoReturn:
+        """End the call with the status the handler set (an abort, or set_code before it failed);
+        without one, `exc` goes on to grpc (UNKNOWN)."""
+        if self._code is not None and self._code != grpc.StatusCode.OK:
+            await self._call.abort(self._code, self._details or "", self._trailing)
+        raise exc
+
+
+class _BlockingRequests:
+    """A client stream's messages as the sync server gives them: a blocking iterator (read on the
+    loop), which raises grpc.RpcError once the call has ended."""
+
+    def __init__(self, requests, context, loop):
+        self._requests, self._context, self._loop = requests, context, loop
+        self._reader = None  # made at the first read: a stream refused before it is read is never touched
+
+    def __iter__(self):
+        return self
+
+    async def _read(self):
+        if self._reader is None:
+            self._reader = self._requests.__aiter__()
+        try:
+            return await self._reader.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    def __next__(self):
+        if not self._context.is_active():
+            raise grpc.RpcError("the call has ended")
+        pending = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+        while True:
+            try:
+                message = pending.result(timeout=0.5)
+                break
+            except futures.TimeoutError:
+                if not self._context.is_active():
+                    pending.cancel()
+                    raise grpc.RpcError("the call has ended") from None
+        if message is _END:
+            raise StopIteration
+        return message
+
+
+def _on_pool(behavior, request_streaming, response_streaming, pool):
+    """A sync handler (already wrapped) as grpc.aio calls it: run on `pool`, in a context of its
+    own (contextvars), with a _CallContext; a server stream takes a thread only while it makes its
+    next message."""
+    def begin(request, call):
+        loop = asyncio.get_running_loop()
+        context = _CallContext(call)
+        argument = _BlockingRequests(request, context, loop) if request_streaming else request
+        return loop, context, argument, contextvars.Context().run
+
+    if not response_streaming:
+        async def unary(request, call):
+            loop, context, argument, run = begin(request, call)
+            try:
+                response = await loop.run_in_executor(pool, run, behavior, argument, context)
+            except Exception as exc:
+                await context.fail(exc)
+            context.settle()
+            return response
+        return unary
+
+    async def streaming(request, call):
+        _loop, context, argument, run = begin(request, call)
+        pending = iterator = None
+        try:
+            pending = pool.submit(run, lambda: iter(behavior(argument, context)))
+            iterator = await asyncio.wrap_future(pending)
+            while True:
+                pending = pool.submit(run, next, iterator, _END)
+                item = await asyncio.wrap_future(pending)
+                pending = None
+                if item is _END:
+                    break
+                yield item
+        except Exception as exc:
+            await context.fail(exc)
+        finally:
+            if iterator is not None:  # closed on the pool once the message it is making, if any, is made
+                close = iterator.close
+                if pending is None:
+                    pool.submit(run, close)
+                else:
+                    pending.add_done_callback(lambda _: pool.submit(run, close))
+        context.settle()
+    return streaming
+
+
+class _Interceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, guard, policies=None, pool=None):
         self.guard = guard
         self.policies = policies
+        self.pool = pool
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
         method = handler_call_details.method
         parse = handler.request_deserializer
+        pool = self.pool
+
         # grpcio hands the raw bytes over (no deserializer): they are parsed inside the wrapper,
-        # where a request that cannot be read is INVALID_ARGUMENT rather than grpcio's INTERNAL
+        # where a request that cannot be read is INVALID_ARGUMENT rather than grpcio's INTERNAL.
+        # A plain handler is wrapped as before and run on the pool; an `async def` one on the loop.
         def wrapped(behavior, request_streaming, response_streaming):
-            return _measured(_wrap(behavior, method, parse, request_streaming, response_streaming, self.guard,
-                                   self.policies), method, response_streaming)
+            if inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior):
+                inner = _wrap(behavior, method, parse, request_streaming, response_streaming, self.guard,
+                              self.policies, is_async=True)
+                measured = _measured_async(inner, method, response_streaming)
+
+                if response_streaming:
+                    async def streaming(request, call):
+                        context = _CallContext(call)
+                        outer = measured(request, context)
+                        try:
+                            async for item in outer:
+                                yield item
+                        except Exception as exc:
+                            await context.fail(exc)
+                        finally:
+                            await outer.aclose()
+                        context.settle()
+                    return streaming
+
+                async def unary(request, call):
+                    context = _CallContext(call)
+                    try:
+                        response = await measured(request, context)
+                    except Exception as exc:
+                        await context.fail(exc)
+                    context.settle()
+                    return response
+                return unary
+            return _on_pool(_measured(_wrap(behavior, method, parse, request_streaming, response_streaming,
+                                            self.guard, self.policies), method, response_streaming),
+                            request_streaming, response_streaming, pool)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 wrapped(handler.unary_unary, False, False), None, handler.response_serializer)
@@ -395,12 +746,32 @@ def server_credentials(s=None):
                                        root_certificates=ca, require_client_auth=s.grpc_tls_client_auth)
 
 
+class _Health:
+    """grpc_health's aio servicer, set from any thread as the sync one was (set, enter_graceful_shutdown):
+    each change is made on the server's loop."""
+
+    def __init__(self, servicer, loop):
+        self.servicer, self._loop = servicer, loop
+
+    def _on_loop(self, coroutine):
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    def set(self, service, status):
+        self._on_loop(self.servicer.set(service, status))
+
+    def enter_graceful_shutdown(self):
+        self._on_loop(self.servicer.enter_graceful_shutdown())
+
+
 class ApiServer:
-    """One grpcio server: the service's servicers plus health and reflection. `policies`: the
+    """One grpc.aio server: the service's servicers plus health and reflection, on an asyncio loop
+    of its own thread (started here; the caller's thread is not needed). `policies`: the
     access policy table (services/common/policy.py; the registry unless a test brings its own);
     `host`: the bind address (ONETHING_GRPC_BIND_HOST unless given); `checker`: the readiness its
     health follows (services/common/readiness.py; the process's own, which services/common/ops.py
-    starts, unless given; none: always SERVING)."""
+    starts, unless given; none: always SERVING). Plain servicer methods run on a pool of
+    ONETHING_GRPC_THREADS threads, which is also the loop's default executor (what an `async def`
+    handler hands blocking work to with run_in_executor(None, ...))."""
 
     def __init__(self, port, registrations, service_names, host=None, max_workers=None,
                  stream_limits=None, policies=None, checker=None):
@@ -411,23 +782,49 @@ class ApiServer:
         if max_workers:
             stream_limits = replace(stream_limits, threads=max_workers).checked()
         self.stream_guard = StreamGuard(stream_limits)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=stream_limits.threads),
-                                  interceptors=[_Interceptor(self.stream_guard, policies)],
-                                  options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
-        for add, servicer in registrations:
-            add(servicer, self.server)
-        self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = [*list(service_names), health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, self.server)
+        self.pool = futures.ThreadPoolExecutor(max_workers=stream_limits.threads, thread_name_prefix="grpc-api")
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(self.pool)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-api-loop", daemon=True)
+        self._thread.start()
         self.service_names = service_names
         address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
         credentials = server_credentials(s)
         self.tls = credentials is not None
-        self.port = (self.server.add_secure_port(address, credentials) if credentials is not None
-                     else self.server.add_insecure_port(address))
+
+        async def build():
+            server = grpc.aio.server(migration_thread_pool=self.pool,
+                                     interceptors=[_Interceptor(self.stream_guard, policies, self.pool)],
+                                     options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+            for add, servicer in registrations:
+                add(servicer, server)
+            health_servicer = health_aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            names = [*list(service_names), health.SERVICE_NAME, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, server)
+            bound = (server.add_secure_port(address, credentials) if credentials is not None
+                     else server.add_insecure_port(address))
+            return server, health_servicer, bound
+
+        try:
+            self.server, health_servicer, self.port = self._run(build())
+        except BaseException:
+            self._close_loop()
+            raise
+        self.health = _Health(health_servicer, self.loop)
         self.checker = checker if checker is not None else readiness.current()
         self._unsubscribe = None
+        self._stopped = False
+
+    def _run(self, coroutine, timeout=None):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def _close_loop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _set_health(self, status):
         for name in [*list(self.service_names), ""]:
@@ -444,7 +841,7 @@ class ApiServer:
             log.warning("gRPC api NOT_SERVING: %s not answering", ", ".join(summary.down))
 
     def start(self):
-        self.server.start()
+        self._run(self.server.start())
         if self.checker is None:
             self._set_health(health_pb2.HealthCheckResponse.SERVING)
         else:  # NOT_SERVING until every dependency has answered once
@@ -454,11 +851,17 @@ class ApiServer:
         return self
 
     def stop(self, grace=2.0):
+        if self._stopped:
+            return
+        self._stopped = True
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        try:
+            self._run(self.server.stop(grace))
+        finally:
+            self._close_loop()
 
     def serve_forever(self, on_stop=None):
         done = threading.Event()

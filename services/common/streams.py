@@ -1,10 +1,13 @@
 """Streams must not hold the api's threads: how many may be open at once (per caller and overall),
 how long a client stream may stay silent, and how long any stream may last.
 
-A grpcio server answers every call on one of a fixed pool of threads, and a stream holds its
-thread for as long as it lasts. So streams get their own caps, well below the pool (the rest
-always serves unary calls), and a caller cannot take all of them. Pure Python, no gRPC: the api
-role's interceptor (services/common/grpc_server.py) uses these.
+The api server (grpc.aio, services/common/grpc_server.py) runs plain handlers on a fixed pool of
+threads: an upload holds its thread for as long as it lasts, and a server stream whose handler is a
+plain generator (DownloadMaterial) takes one while it makes each message. Those get caps of their
+own, well below the pool (the rest always serves unary calls), and a caller cannot take all of
+them. A server stream written as `async def` (WatchCase) holds no thread while it waits: watches
+are capped only per caller and overall, in the thousands. Pure Python, no gRPC: the api role's
+interceptor uses these.
 """
 import queue
 import threading
@@ -20,8 +23,8 @@ class StreamLimits:
     threads: int = 16                # the api's server threads
     uploads_total: int = 6           # client streams (uploads) open at once, all callers
     uploads_per_caller: int = 3
-    watches_total: int = 4           # server streams (watches) open at once, all callers
-    watches_per_caller: int = 2
+    watches_total: int = 2000        # server streams (watches, downloads) open at once, all callers
+    watches_per_caller: int = 10
     idle_s: float = 10.0             # a client stream that sends nothing this long is ended
     max_s: float = 600.0             # any stream is ended after this long
     retry_after_s: float = 1.0       # what a refusal for capacity suggests
@@ -33,14 +36,20 @@ class StreamLimits:
                    watches_per_caller=s.stream_watches_per_caller, idle_s=s.stream_idle_seconds,
                    max_s=s.stream_max_seconds).checked()
 
+    @property
+    def pool_streams(self):
+        """Server streams that run on the pool (a plain generator handler) open at once: what
+        three quarters of the threads leave after the uploads."""
+        return max(1, (self.threads * 3) // 4 - self.uploads_total)
+
     def checked(self):
-        """Streams may take at most three quarters of the threads; the rest stay for unary calls.
-        Caps that ask for more are scaled down."""
+        """Streams that hold threads (uploads, and server streams on the pool) may take at most
+        three quarters of them; the rest stay for unary calls. Uploads that ask for more are scaled
+        down (one pool slot is always left for server streams). Watches hold no thread: their caps
+        are only kept at one at least, the per-caller one within the overall one."""
         room = max(1, (self.threads * 3) // 4)
-        uploads, watches = max(1, self.uploads_total), max(1, self.watches_total)
-        if uploads + watches > room:
-            uploads = max(1, room * uploads // (uploads + watches))
-            watches = max(1, room - uploads)
+        uploads = max(1, min(self.uploads_total, room - 1))
+        watches = max(1, self.watches_total)
         return StreamLimits(self.threads, uploads, max(1, min(self.uploads_per_caller, uploads)), watches,
                             max(1, min(self.watches_per_caller, watches)), self.idle_s, self.max_s,
                             self.retry_after_s)
@@ -86,7 +95,7 @@ class StreamGate:
         return release
 
 
-_ZH = {"uploads": "上传", "watches": "办件跟踪"}
+_ZH = {"uploads": "上传", "watches": "办件跟踪", "streams": "下载"}
 
 
 _END = object()

@@ -3,6 +3,10 @@ policy.py): the applicant's own token, or a window clerk's with the applicant pr
 `x-on-behalf-of`. No request names the applicant but SubmitCase, whose applicant.id_number must be
 that applicant's (or empty). An officer reads a case (GetCase) and its materials (DownloadMaterial)
 when their department, in their region, holds a task in it. Someone else's case is NOT_FOUND."""
+import asyncio
+import contextvars
+import functools
+import time
 from typing import cast
 
 from google.protobuf import json_format
@@ -13,6 +17,8 @@ from services.common.config import region_prefix, settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.grpc_server import ApiServer
 from services.intake import convert, domain
+from services.intake.watch_hub import WatchHub
+from services.intake.watch_hub import readers as watch_readers
 from services.intake.wiring import build_intake
 
 
@@ -69,6 +75,7 @@ def _who(caller):
 class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
     def __init__(self, intake):
         self.intake = intake
+        self.hub = None  # the watch hub, made on the server's loop by the first watch
 
     def UploadMaterial(self, request_iterator, context):
         first = next(request_iterator, None)
@@ -155,14 +162,26 @@ class IntakeApi(intake_pb2_grpc.IntakeServiceServicer):
         acted_by, by = _who(caller)
         return case_to_proto(self.intake.withdraw(req, allow=allow, acted_by=acted_by, by=by))
 
-    def WatchCase(self, request, context):
-        # a watch holds a server thread while it lasts: the api server gives watches their own
-        # slots, per caller and overall, and ends them after its time limit
-        # (services/common/grpc_server.py; ONETHING_STREAM_WATCHES_*)
+    async def WatchCase(self, request, context):
+        # async: a watch holds no thread while it waits. The first read (the access rule, a member
+        # of staff's read audited) runs on the server's pool; then the api's one watch hub polls
+        # every watched case at once and hands this stream the changes of its case
+        # (services/intake/watch_hub.py). The api server gives watches their own slots, per caller
+        # and overall, and ends them after its time limit (ONETHING_STREAM_WATCHES_*).
         caller = policy.current()
-        for case in self.intake.watch(request.case_no, context.is_active, actor=caller.audit_actor(),
-                                      allow=self._allow(caller)):
-            yield case_to_proto(case)
+        read = functools.partial(self.intake.get_case, request.case_no, actor=caller.audit_actor(),
+                                 allow=self._allow(caller))
+        case = await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, read)
+        yield case_to_proto(case)
+        if self.hub is None:
+            stamps, cases = watch_readers(self.intake.store)
+            self.hub = WatchHub(stamps, cases, interval=self.intake.watch_poll_s)
+        views = self.hub.watch(case, time.monotonic() + self.intake.watch_limit_s, context.is_active)
+        try:
+            async for view in views:
+                yield case_to_proto(view)
+        finally:
+            await views.aclose()
 
     def ListCases(self, request, context):
         caller = policy.current()

@@ -32,6 +32,25 @@ def utc_now():
     return datetime.datetime.now(datetime.UTC)
 
 
+def watch_step(case, sent):
+    """What a watch that has sent the first `sent` entries of a case's history sends when it looks
+    again and finds `case` (None: the case is gone): (the views to send, in order, the entries now
+    sent, whether the watch ends). A view is the case as of one change of its status (notes that
+    leave the status as it is are not sent); the watch ends at the first final status, or when the
+    case is gone. Shared by Intake.watch and the api's watch hub (services/intake/watch_hub.py)."""
+    if case is None:
+        return [], sent, True
+    views = []
+    for i in range(sent, len(case.history)):
+        if case.history[i].note_only:
+            continue
+        view = case.as_of(i)
+        views.append(view)
+        if view.status in domain.FINAL:
+            return views, len(case.history), True
+    return views, len(case.history), case.status in domain.FINAL
+
+
 class Intake:
     def __init__(self, store, blobs, catalog, max_upload_bytes, licences=None,
                  watch_limit_s=600.0, watch_poll_s=0.2, audit=None, clock=None):
@@ -363,21 +382,12 @@ class Intake:
         case = self.get_case(case_no, actor=actor, allow=allow)
         yield case
         deadline = time.monotonic() + self.watch_limit_s
-        sent, status = len(case.history), case.status
-        while status not in domain.FINAL and time.monotonic() < deadline and is_active():
+        sent, done = len(case.history), case.status in domain.FINAL
+        while not done and time.monotonic() < deadline and is_active():
             time.sleep(self.watch_poll_s)
-            case = self.store.case(case_no)
-            if case is None:
-                return
-            for i in range(sent, len(case.history)):
-                if case.history[i].note_only:
-                    continue
-                view = case.as_of(i)
-                yield view
-                if view.status in domain.FINAL:
-                    return
-            sent = len(case.history)
-            status = case.status
+            views, sent, done = watch_step(self.store.case(case_no), sent)
+            yield from views
+
 
     def list_cases(self, req, actor=None, region_prefix=None):
         """An applicant's cases, newest first; `region_prefix` (a clerk's region, as

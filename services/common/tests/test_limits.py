@@ -251,11 +251,19 @@ def test_stream_gate_per_caller_and_total():
 
 
 def test_stream_limits_leave_threads_for_unary_calls():
+    # what holds threads (uploads, server streams on the pool) takes at most three quarters of them
     checked = StreamLimits(threads=8, uploads_total=10, uploads_per_caller=9, watches_total=10).checked()
-    assert checked.uploads_total + checked.watches_total <= 6
-    assert checked.uploads_per_caller <= checked.uploads_total and checked.watches_total >= 1
+    assert checked.uploads_total + checked.pool_streams <= 6 and checked.pool_streams >= 1
+    assert checked.uploads_per_caller <= checked.uploads_total
     default = StreamLimits().checked()
-    assert default.uploads_total + default.watches_total <= default.threads - 4
+    assert default.uploads_total + default.pool_streams <= default.threads - 4
+
+
+def test_watches_hold_no_thread_so_their_caps_do_not_follow_the_threads():
+    checked = StreamLimits(threads=8, uploads_total=3, watches_total=2000, watches_per_caller=5000).checked()
+    assert checked.watches_total == 2000 and checked.watches_per_caller == 2000
+    assert StreamLimits().checked().watches_total == 2000
+    assert StreamLimits(watches_total=0, watches_per_caller=0).checked().watches_per_caller == 1
 
 
 def test_stream_settings_come_from_config(monkeypatch):
