@@ -9,7 +9,7 @@ PROTOS := $(shell find protos/onething -name '*.proto')
 GOOGLE_TYPES := protos/google/type/date.proto
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status run-sites sites-down sites-status test-links-long observe observe-down promtool stuck bench-timeline
+.PHONY: all venv protos contracts lint infra-up infra-down up down run demo stop test unit bench chaos dead-letters clean status run-sites sites-down sites-status test-links-long observe observe-down promtool stuck bench-timeline soak
 
 all: protos
 
@@ -115,8 +115,20 @@ test-links-long: infra-up
 	ONETHING_LINK_OUTAGE_SECONDS=30 $(BIN)/python -m pytest -q infra/tests/test_links.py -m integration
 	ONETHING_LINK_OUTAGE_SECONDS=30 $(BIN)/python -m pytest -q e2e/test_sites.py
 
+BENCH_ARGS ?=
 bench: up
-	$(BIN)/python -m tools.bench
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+
+# The soak run (tools/soak.py): cases for 30 minutes with a sample every minute of throughput, each
+# process's memory and the span, log and MongoDB folders. The suite is restarted first with small
+# rotation sizes, so the run shows the span and log files held at their bounds (make test runs a
+# half-minute version: e2e/test_soak.py).
+SOAK_ENV ?= ONETHING_SPANS_FILE_BYTES=33554432 ONETHING_SPANS_KEEP_BYTES=536870912 ONETHING_LOG_FILE_BYTES=4194304
+SOAK_ARGS ?= --minutes 30
+soak: infra-up
+	-$(BIN)/python -m infra.suite down
+	env $(SOAK_ENV) $(BIN)/python -m infra.suite up
+	env $(SOAK_ENV) $(BIN)/python -m tools.soak $(SOAK_ARGS)
 
 # Fault injection on the running suite: 1,000 cases while processes are SIGKILLed every 3 s and the
 # broker, MongoDB and S3 are each restarted once (make test runs a small version: e2e/test_chaos.py).

@@ -3,7 +3,7 @@ machine, the floor under them: a bare grpcio unary round trip and a raw kombu pu
 trip on the suite's RabbitMQ.
 
     make up                      (or: python -m infra.local up && python -m infra.suite up)
-    python -m tools.bench [--cases N] [--concurrency C] [--timeout S]
+    python -m tools.bench [--cases N | --duration S] [--concurrency C] [--stored K] [--timeout S]
 
 Per case the clock starts just before SubmitCase (the four materials are uploaded first, outside the
 measured time) and stops when the case's `case_concluded` event arrives on an exclusive queue of this
@@ -160,14 +160,19 @@ def preflight():
                          ".venv/bin/python -m infra.local up && .venv/bin/python -m infra.suite up") from None
 
 
-def run_suite(n, concurrency, timeout):
+def run_suite(n, concurrency, timeout, duration=None):
+    """Drive `n` cases, C at a time; with `duration` (seconds), start cases until it has passed
+    (at most `n`) and let those started conclude."""
     listener = ConcludedListener(settings().amqp_uri)
     listener.start()
     local = threading.local()
     abort = threading.Event()
     base_day = datetime.date(1970, 1, 1) + datetime.timedelta(days=random.randrange(0, 365 * 30))
     needed = Suite().required_materials()  # what the catalog asks for 新生儿出生 in 440100
-    results: list[dict | None] = [None] * n
+    results: dict[int, dict] = {}
+    deadline = time.perf_counter() + duration if duration else None
+    numbers = iter(range(n))
+    numbers_lock = threading.Lock()
 
     def one(i):
         if abort.is_set():
@@ -202,16 +207,27 @@ def run_suite(n, concurrency, timeout):
             return
         r["concluded"] = done
 
+    def driver():
+        while not abort.is_set() and (deadline is None or time.perf_counter() < deadline):
+            with numbers_lock:
+                i = next(numbers, None)
+            if i is None:
+                return
+            one(i)
+
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="case") as pool:
-            list(pool.map(one, range(n)))
+            for f in [pool.submit(driver) for _ in range(concurrency)]:
+                f.result()
     finally:
         listener.stop()
 
-    ok = [r for r in results if r and "concluded" in r]
-    failed = [r for r in results if not r or "error" in r]
-    print(f"\n1. suite: {n} × 新生儿出生 (XSECS, its materials uploaded first), {concurrency} in flight, "
-          f"submit → case_concluded event")
+    started = len(results)
+    ok = [r for r in results.values() if "concluded" in r]
+    failed = [r for r in results.values() if "error" in r]
+    print(f"\n1. suite: {started} × 新生儿出生 (XSECS, its materials uploaded first), {concurrency} in flight, "
+          f"submit → case_concluded event" + (f", cases started for {duration:g} s" if duration else ""))
+    n = started
     out: dict = {"n": n, "c": concurrency, "ok": len(ok), "failed": failed, "rabbitmq": listener.rabbitmq}
     if ok:
         lat = [(r["concluded"] - r["submitted"]) * 1000 for r in ok]
@@ -420,18 +436,35 @@ def costs(before, after, s, g, ac):
     print(f"   the suite's p50 submit→concluded is {s['p50'] / (1000 * total):.1f}× the floor")
 
 
+def cpu(before, after, s):
+    """5. where the CPU went: each process's (desks together) CPU time per concluded case, and what
+    the total would take at a given rate."""
+    per_case = bench_costs.cpu_per_case(before, after, max(1, s["ok"]))
+    if not per_case:
+        return
+    total = sum(per_case.values())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    print(f"\n5. CPU per concluded case (the work after the conclusion included): {1000 * total:.0f} ms in all, "
+          f"so {cores} cores carry at most {cores / total:.1f} cases/s")
+    print("   " + ", ".join(f"{name} {1000 * v:.0f} ms" for name, v in per_case.items() if v >= 0.0005))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=int, default=40, help="cases to drive (default 40)")
+    parser.add_argument("--cases", type=int, default=None, help="cases to drive (default 40)")
     parser.add_argument("--concurrency", type=int, default=8, help="cases in flight, one thread each (default 8)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds a case may take from submit to conclusion (default 120)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds to keep starting cases (at most --cases, which then defaults to 1,000,000)")
     parser.add_argument("--stored", type=int, default=0,
                         help="first make sure at least this many cases are stored (copies of a real one, "
                              "tools/bench_seed.py); the figures say how many were")
     args = parser.parse_args(argv)
-    if args.cases < 1 or args.concurrency < 1 or args.timeout <= 0:
-        parser.error("--cases and --concurrency must be at least 1, --timeout positive")
+    if args.cases is None:
+        args.cases = 1_000_000 if args.duration else 40
+    if args.cases < 1 or args.concurrency < 1 or args.timeout <= 0 or (args.duration is not None and args.duration <= 0):
+        parser.error("--cases and --concurrency must be at least 1, --timeout and --duration positive")
 
     m = machine()
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['mem']}, load {m['load']}, Python {m['python']}")
@@ -442,17 +475,20 @@ def main(argv=None):
         bench_seed.ensure_stored(args.stored)
     m["stored"] = bench_seed_count()
     before = bench_costs.totals()
-    s = run_suite(args.cases, args.concurrency, args.timeout)
-    if s["failed"]:
-        print(f"\nFAILED: {len(s['failed'])} of {args.cases} cases did not conclude "
+    cpu_before = bench_costs.cpu_snapshot()
+    s = run_suite(args.cases, args.concurrency, args.timeout, args.duration)
+    if s["failed"] or not s["ok"]:
+        print(f"\nFAILED: {len(s['failed'])} of {s['n']} cases did not conclude "
               f"(timeout {args.timeout:g} s); see above and var/log", file=sys.stderr)
         return 1
     settle()
+    cpu_after = bench_costs.cpu_snapshot()
     after = bench_costs.totals()
     g = run_grpc_echo(args.concurrency)
     a, ac = run_amqp(settings().amqp_uri)
     summary(m, s, g, a, ac, args.concurrency)
     costs(before, after, s, g, ac)
+    cpu(cpu_before, cpu_after, s)
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
     return 0
 

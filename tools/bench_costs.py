@@ -150,3 +150,65 @@ def floor(cost, rtt):
     parts = {"mongo": cost["mongo"] * mongo, "s3": cost["s3"] * s3,
              "events": cost["published"] * rtt["amqp_confirmed"], "grpc": cost["grpc"] * rtt["grpc"]}
     return sum(parts.values()), parts
+
+
+# CPU ---------------------------------------------------------------------------------------------
+def _process_cpu_seconds(pid):
+    """User + system CPU seconds of a process so far, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _suite_pids(var_dir=None):
+    """{name: pid}: the suite's supervised children (var/run/<name>.child.pid), the local MongoDB
+    and S3 servers (var/run/mongo.pid, s3.pid) and RabbitMQ's Erlang VM."""
+    run_dir = os.path.join(var_dir or settings().var_dir, "run")
+    found = {}
+    for path in glob.glob(os.path.join(run_dir, "*.pid")):
+        name = os.path.basename(path)
+        if name.endswith(".child.pid"):
+            name = name[:-len(".child.pid")]
+        elif name in ("mongo.pid", "s3.pid"):
+            name = {"mongo.pid": "mongodb (SecantusDB)", "s3.pid": "s3 (SeaweedFS)"}[name]
+        else:
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                found[name] = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm", encoding="utf-8") as fh:
+                    if fh.read().strip() == "beam.smp":
+                        found["rabbitmq"] = int(pid)
+            except OSError:
+                continue
+    return found
+
+
+def cpu_snapshot(var_dir=None):
+    """{name: (pid, CPU seconds)} of every process _suite_pids finds."""
+    out = {}
+    for name, pid in _suite_pids(var_dir).items():
+        seconds = _process_cpu_seconds(pid)
+        if seconds is not None:
+            out[name] = (pid, seconds)
+    return out
+
+
+def cpu_per_case(before, after, cases):
+    """{group: CPU seconds per case}, processes grouped by what they are (desks together), largest
+    first; a process that restarted in between (another pid) is left out."""
+    groups: dict[str, float] = {}
+    for name, (pid, seconds) in after.items():
+        if name not in before or before[name][0] != pid:
+            continue
+        group = "desks" if name.startswith("desk-") else name
+        groups[group] = groups.get(group, 0.0) + (seconds - before[name][1]) / cases
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))

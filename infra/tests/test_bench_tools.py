@@ -81,3 +81,25 @@ def test_copies_of_a_case_get_their_own_numbers_and_licence_ids():
 def test_the_seed_command_says_how_to_call_it(argv):
     with pytest.raises(SystemExit, match="usage"):
         bench_seed.main(argv)
+
+
+def test_cpu_per_case_groups_the_desks_and_leaves_out_a_restarted_process():
+    before = {"intake-api": (10, 1.0), "desk-ga-440100": (11, 2.0), "desk-mz-440100": (12, 2.0),
+              "elicense-worker": (13, 5.0)}
+    after = {"intake-api": (10, 3.0), "desk-ga-440100": (11, 3.0), "desk-mz-440100": (12, 4.0),
+             "elicense-worker": (99, 1.0), "new-one": (14, 1.0)}
+    per_case = bench_costs.cpu_per_case(before, after, cases=10)
+    assert per_case == {"desks": pytest.approx(0.3), "intake-api": pytest.approx(0.2)}
+    assert list(per_case) == ["desks", "intake-api"]  # largest first
+
+
+def test_the_suites_processes_are_found_by_their_pid_files(tmp_path):
+    import os
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "intake-api.child.pid").write_text(str(os.getpid()))
+    (run / "intake-api.pid").write_text("1")  # its supervisor: not counted
+    (run / "mongo.pid").write_text(str(os.getpid()))
+    snapshot = bench_costs.cpu_snapshot(str(tmp_path))
+    assert snapshot["intake-api"][0] == os.getpid() and snapshot["intake-api"][1] > 0
+    assert "mongodb (SecantusDB)" in snapshot and "intake-api.pid" not in snapshot
