@@ -213,6 +213,39 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
         context.abort_with_status(rich_status(code, ("a store the service needs is not answering; try again shortly"
                                                      if unavailable else "the service failed") + f" (trace {ref})"))
 
+    def fail(span, exc, context):
+        """A handler's exception as the caller gets it: a domain refusal with its code, an abort the
+        handler made as it was, anything else UNAVAILABLE or INTERNAL (abort_unexpected)."""
+        if isinstance(exc, DomainError):
+            abort(span, exc, context)
+        if isinstance(exc, grpc.RpcError) or context.code() is not None:  # aborted on purpose
+            raise exc
+        abort_unexpected(span, exc, context)
+
+    def stream_span(context):
+        """A server stream's span (current only while the handler runs between two messages; ended
+        once, when the stream ends, fails or the client goes away), its end, and the context with the
+        stream's time limit."""
+        span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
+                                             kind=telemetry.trace.SpanKind.SERVER)
+        ended: list = []
+
+        def end_once():
+            if not ended:
+                ended.append(True)
+                span.end()
+
+        context.add_callback(end_once)
+        return span, end_once, DeadlineContext(context, time.monotonic() + guard.limits.max_s)
+
+    def current(span):
+        return telemetry.trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+    def finished(span, limited, context):
+        """The handler has no more: a stream its time limit ended says so."""
+        if limited.expired() and context.is_active():
+            abort(span, _stream_expired(guard.limits.max_s), context)
+
     def requests_of(raw, context, deadline):
         """The request (unary) or the checked messages of the client stream, within its limits."""
         if not request_streaming:
@@ -229,41 +262,21 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
                     return behavior(requests_of(raw, context, deadline), context)
                 finally:
                     policy.unbind(bound)
-            except DomainError as exc:
-                abort(span, exc, context)
-            except grpc.RpcError:
-                raise
             except Exception as exc:
-                if context.code() is not None:  # the handler aborted on purpose
-                    raise
-                abort_unexpected(span, exc, context)
+                fail(span, exc, context)
 
     def streaming(raw, context):
-        # the span is current only while the handler runs between two messages, and ends when the
-        # stream ends, fails or the client goes away, whichever comes first
-        span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
-                                             kind=telemetry.trace.SpanKind.SERVER)
-        ended: list = []
-
-        def end_once():
-            if not ended:
-                ended.append(True)
-                span.end()
-
-        context.add_callback(end_once)
-        deadline = time.monotonic() + guard.limits.max_s
-        limited = DeadlineContext(context, deadline)
+        span, end_once, limited = stream_span(context)
         iterator = caller = None
         try:
             while True:
-                with telemetry.trace.use_span(span, end_on_exit=False, record_exception=False,
-                                              set_status_on_exception=False):
+                with current(span):
                     bound = None
                     try:
                         if iterator is None:
                             caller = who(context, span)
                             bound = policy.bind(caller)
-                            argument = requests_of(raw, context, deadline)
+                            argument = requests_of(raw, context, limited.deadline)
                             if not request_streaming:
                                 guard.open(guard.watches, context)
                                 guard.open(guard.pooled, context)
@@ -274,17 +287,10 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
                             bound = policy.bind(caller)
                         item = next(iterator)
                     except StopIteration:
-                        if limited.expired() and context.is_active():
-                            abort(span, _stream_expired(guard.limits.max_s), context)
+                        finished(span, limited, context)
                         return
-                    except DomainError as exc:
-                        abort(span, exc, context)
-                    except grpc.RpcError:
-                        raise
                     except Exception as exc:
-                        if context.code() is not None:
-                            raise
-                        abort_unexpected(span, exc, context)
+                        fail(span, exc, context)
                     finally:
                         if bound is not None:
                             policy.unbind(bound)
@@ -302,33 +308,15 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
                     return await behavior(parse_request(parse, raw), context)
                 finally:
                     policy.unbind(bound)
-            except DomainError as exc:
-                abort(span, exc, context)
-            except grpc.RpcError:
-                raise
             except Exception as exc:
-                if context.code() is not None:
-                    raise
-                abort_unexpected(span, exc, context)
+                fail(span, exc, context)
 
     async def async_streaming(raw, context):
-        span = telemetry.tracer().start_span(method, context=_context_from_metadata(context),
-                                             kind=telemetry.trace.SpanKind.SERVER)
-        ended: list = []
-
-        def end_once():
-            if not ended:
-                ended.append(True)
-                span.end()
-
-        context.add_callback(end_once)
-        deadline = time.monotonic() + guard.limits.max_s
-        limited = DeadlineContext(context, deadline)
+        span, end_once, limited = stream_span(context)
         iterator = caller = None
         try:
             while True:
-                with telemetry.trace.use_span(span, end_on_exit=False, record_exception=False,
-                                              set_status_on_exception=False):
+                with current(span):
                     bound = None
                     try:
                         if iterator is None:
@@ -343,17 +331,10 @@ def _wrap(behavior, method, parse, request_streaming, response_streaming, guard,
                             bound = policy.bind(caller)
                         item = await iterator.__anext__()
                     except StopAsyncIteration:
-                        if limited.expired() and context.is_active():
-                            abort(span, _stream_expired(guard.limits.max_s), context)
+                        finished(span, limited, context)
                         return
-                    except DomainError as exc:
-                        abort(span, exc, context)
-                    except grpc.RpcError:
-                        raise
                     except Exception as exc:
-                        if context.code() is not None:
-                            raise
-                        abort_unexpected(span, exc, context)
+                        fail(span, exc, context)
                     finally:
                         if bound is not None:
                             policy.unbind(bound)

@@ -155,6 +155,11 @@ class DeadlineContext:
     def __init__(self, context, deadline):
         self._context, self._deadline = context, deadline
 
+    @property
+    def deadline(self):
+        """The stream's time limit (time.monotonic())."""
+        return self._deadline
+
     def expired(self):
         return time.monotonic() >= self._deadline
 
