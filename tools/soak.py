@@ -71,6 +71,33 @@ def folder_bytes(path, pattern="*"):
     return total
 
 
+def mongo_data_dir(default):
+    """The folder the local MongoDB server (SecantusDB) keeps its data in, read from its command
+    line (`--storage-path`; the server may have been started by another checkout's var/), else
+    `default`."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        found = storage_path(argv)
+        if found:
+            return found
+    return default
+
+
+def storage_path(argv):
+    """The `--storage-path` of a SecantusDB server's command line, or None for any other."""
+    if any("secantusd" in os.path.basename(a) for a in argv[:3]) and "--storage-path" in argv:
+        i = argv.index("--storage-path")
+        if i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 def largest_log(log_dir):
     """(name, bytes) of the process whose log files (rotated ones included) take the most."""
     sizes: dict[str, int] = {}
@@ -119,6 +146,7 @@ class Soak:
         self.failed: list[str] = []
         self.stop = threading.Event()
         self.t_start = time.perf_counter()
+        self.mongo_dir = mongo_data_dir(os.path.join(settings().var_dir, "data", "mongo"))
         self.base_day = datetime.date(1970, 1, 1) + datetime.timedelta(days=random.randrange(0, 365 * 30))
 
     def _take(self):
@@ -169,7 +197,7 @@ def sample(soak, start, end, run_dir, s):
             "p95_ms": pct(lat, 95) if lat else None,
             "rss": {name: rss_bytes(pid) for name, pid in sorted(procs.items())},
             "spans_bytes": folder_bytes(s.spans_dir), "logs_bytes": folder_bytes(os.path.join(s.var_dir, "log")),
-            "largest_log": [log_name, log_bytes], "mongo_bytes": folder_bytes(os.path.join(s.var_dir, "data", "mongo"))}
+            "largest_log": [log_name, log_bytes], "mongo_bytes": folder_bytes(soak.mongo_dir)}
 
 
 def print_row(row):

@@ -44,3 +44,11 @@ def test_bad_options_are_refused(capsys):
     with pytest.raises(SystemExit):
         soak.main(["--minutes", "0"])
     assert "must be positive" in capsys.readouterr().err
+
+
+
+def test_the_mongodb_folder_is_read_from_the_servers_command_line():
+    assert soak.storage_path(["/v/bin/python3", "/v/bin/secantusd-py", "--port", "1", "--storage-path", "/d/m"]) == "/d/m"
+    assert soak.storage_path(["/v/bin/python3", "-c", "x", "--storage-path", "/d/m"]) is None  # not the server
+    assert soak.storage_path(["/v/bin/secantusd-py", "--storage-path"]) is None
+    assert soak.mongo_data_dir("/nowhere") != ""  # the running server's, or the default
