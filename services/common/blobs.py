@@ -1,7 +1,10 @@
 """S3 object storage through the minio client, each call a traced span. Services name buckets by
 role ("materials", "results"); ONETHING_BUCKET_PREFIX puts a deployment's (or a test run's) own
 prefix in front."""
+import contextvars
 import io
+import queue
+import threading
 from datetime import timedelta
 
 from minio import Minio
@@ -20,6 +23,41 @@ def _http_client(s):
         timeout=urllib3.Timeout(connect=s.s3_connect_timeout_seconds, read=s.s3_read_timeout_seconds),
         maxsize=16, retries=urllib3.Retry(total=s.s3_retries, backoff_factor=0.2,
                                           status_forcelist=[500, 502, 503, 504]))
+
+
+PART_SIZE = 5 * 1024 * 1024  # S3's smallest part
+QUEUED = 64                   # chunks a streamed put may be behind its caller (4 MiB of 64 KiB chunks)
+
+
+class _Failed:
+    def __init__(self, exc):
+        self.exc = exc
+
+
+_EOF = object()
+
+
+class _QueueReader:
+    """A file-like `read(n)` over a queue of byte chunks that ends at _EOF and raises what a _Failed
+    carries (so a put reading it stops before it completes)."""
+
+    def __init__(self, feed):
+        self._feed, self._buffer, self._done = feed, bytearray(), False
+
+    def read(self, n=-1):
+        while not self._done and (n < 0 or len(self._buffer) < n):
+            item = self._feed.get()
+            if item is _EOF:
+                self._done = True
+            elif isinstance(item, _Failed):
+                self._done = True
+                raise OSError(f"the upload was refused while it arrived: {item.exc}")
+            else:
+                self._buffer += item
+        size = len(self._buffer) if n < 0 else min(n, len(self._buffer))
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
 
 
 class Blobs:
@@ -52,6 +90,52 @@ class Blobs:
             span.set_attribute("s3.key", key)
             self.client.put_object(self.bucket(bucket), key, io.BytesIO(data), len(data), content_type=content_type,
                                    metadata=metadata or {})
+
+    def put_stream(self, bucket, key, chunks, content_type="application/octet-stream", metadata=None,
+                   part_size=PART_SIZE):
+        """Put the bytes of `chunks` (an iterable of bytes) while they come: a thread of its own puts
+        them (one PUT below `part_size`, else a multipart upload of `part_size` parts) as the caller's
+        iteration goes on, at most QUEUED chunks behind it. An exception from `chunks` (the caller
+        refuses what arrived: too large, not the hash it claimed) aborts the put before it completes,
+        so nothing is stored, and is raised here; so is the put's own failure."""
+        feed: queue.Queue = queue.Queue(maxsize=QUEUED)
+        outcome: dict = {}
+
+        def upload():
+            try:
+                with self._span("put", bucket) as span:
+                    span.set_attribute("s3.key", key)
+                    self.client.put_object(self.bucket(bucket), key, _QueueReader(feed), length=-1,
+                                           part_size=part_size, content_type=content_type, metadata=metadata or {})
+            except BaseException as exc:  # handed to the caller below
+                outcome["error"] = exc
+
+        # in a copy of the caller's context, so the put's span belongs to the caller's trace
+        uploader = threading.Thread(target=contextvars.copy_context().run, args=(upload,), name=f"put-{key[:24]}",
+                                    daemon=True)
+        uploader.start()
+
+        def send(item):
+            while uploader.is_alive():  # a put that failed reads no more: stop feeding it
+                try:
+                    feed.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for chunk in chunks:
+                if not send(bytes(chunk)):
+                    break
+        except BaseException as exc:
+            send(_Failed(exc))
+            uploader.join()
+            raise
+        send(_EOF)
+        uploader.join()
+        if "error" in outcome:
+            raise outcome["error"]
 
     def get(self, bucket, key):
         with self._span("get", bucket) as span:

@@ -532,6 +532,11 @@ def manifest(case_no, materials):
                            "license_id": m.get("license_id", "")} for m in materials]}
 
 
+def is_sha256(value):
+    """Whether `value` is a sha256 as hex (64 lower-case hex digits)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def content_key(sha256):
     return f"content/sha256/{sha256}"
 

@@ -108,6 +108,11 @@ class MemoryBlobs:
         self.objects[(bucket, key)] = (bytes(data), content_type, dict(metadata or {}))
         self.puts.append((bucket, key))
 
+    def put_stream(self, bucket, key, chunks, content_type="application/octet-stream", metadata=None):
+        """As Blobs.put_stream: stored only when `chunks` ends without an exception."""
+        data = b"".join(bytes(c) for c in chunks)
+        self.put(bucket, key, data, content_type, metadata)
+
     def get(self, bucket, key):
         if (bucket, key) not in self.objects:
             raise KeyError(f"no object {bucket}/{key}")

@@ -80,6 +80,9 @@ class Intake:
             raise TooLarge(f"the file ({declared_size} bytes) is larger than the limit of "
                            f"{self.max_upload_bytes} bytes")
         declared_type = header.get("content_type", "")
+        claimed = (header.get("sha256") or "").lower()
+        if domain.is_sha256(claimed) and hasattr(self.blobs, "put_stream"):
+            return self._upload_streamed(header, applicant_id, chunks, claimed, declared_size, declared_type)
         digest, parts, size, head = hashlib.sha256(), [], 0, b""
         for chunk in chunks:
             size += len(chunk)
@@ -99,12 +102,15 @@ class Intake:
             raise InvalidArgument(f"the file arrived with {size} bytes, not the {declared_size} the header declared; "
                                   "upload it again")
         sha = digest.hexdigest()
-        claimed = (header.get("sha256") or "").lower()
         if claimed and claimed != sha:
             raise InvalidArgument(f"the file arrived with sha256 {sha}, not the {claimed} the client sent; upload it again")
         key = domain.content_key(sha)
         if self.blobs.stat(BUCKET, key) is None:  # identical content is stored once
             self.blobs.put(BUCKET, key, b"".join(parts), content_type=ctype, metadata={"sha256": sha})
+        return self._record_upload(header, applicant_id, ctype, sha, size, key)
+
+    def _record_upload(self, header, applicant_id, ctype, sha, size, key):
+        """The record of one upload of content stored (or found) under `key`."""
         upload_id = uuid.uuid4().hex
         self.store.save_upload(domain.Upload(
             upload_id=upload_id, applicant_id=applicant_id, material_code=header["material_code"],
@@ -113,7 +119,53 @@ class Intake:
         return {"upload_id": upload_id, "sha256": sha, "size": size, "material_code": header["material_code"],
                 "content_type": ctype}
 
+    def _upload_streamed(self, header, applicant_id, chunks, claimed, declared_size, declared_type):
+        """An upload whose client declared its sha256: its bytes go to S3 while they arrive, under the
+        key of the content they claim to be, in a put that completes only once every byte has come
+        and its hash is the one claimed (anything else aborts it: nothing is stored). Content stored
+        already is only checked, not stored again."""
+        digest, size, head, pending = hashlib.sha256(), 0, b"", []
+        chunks = iter(chunks)
+
+        def take(chunk):
+            nonlocal size
+            size += len(chunk)
+            if size > self.max_upload_bytes:
+                raise TooLarge(f"the file is larger than the limit of {self.max_upload_bytes} bytes")
+            digest.update(chunk)
+            return chunk
+
+        for chunk in chunks:  # the first bytes name the type, before anything is stored
+            pending.append(take(chunk))
+            head = (head + chunk)[:domain.SNIFF_BYTES]
+            if len(head) == domain.SNIFF_BYTES:
+                break
+        if size == 0:
+            raise InvalidArgument("the file is empty")
+        ctype = domain.sniff_content_type(head)
+        domain.check_content_type(ctype, declared_type)
+
+        def checked():
+            yield from pending
+            for chunk in chunks:
+                yield take(chunk)
+            if declared_size and declared_size != size:
+                raise InvalidArgument(f"the file arrived with {size} bytes, not the {declared_size} the header "
+                                      "declared; upload it again")
+            if digest.hexdigest() != claimed:
+                raise InvalidArgument(f"the file arrived with sha256 {digest.hexdigest()}, not the {claimed} the "
+                                      "client sent; upload it again")
+
+        key = domain.content_key(claimed)
+        if self.blobs.stat(BUCKET, key) is None:  # identical content is stored once
+            self.blobs.put_stream(BUCKET, key, checked(), content_type=ctype, metadata={"sha256": claimed})
+        else:
+            for _ in checked():
+                pass
+        return self._record_upload(header, applicant_id, ctype, claimed, size, key)
+
     # submission --------------------------------------------------------------------------
+
     def submit(self, req, acted_by="", by=""):
         """Check everything first; only a valid submission creates a case and one event. The same
         idempotency key from the same applicant returns the case it created, and nothing new.

@@ -10,7 +10,14 @@ import json
 import pytest
 
 from services.common.audit import AuditActor, MemoryAuditLog
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+)
 from services.common.testing import FlakyBus
 from services.intake import domain
 from services.intake.fakes import Clock, FakeCatalog, FakeIntakeStore, FakeLicences, MemoryBlobs
@@ -110,6 +117,44 @@ def test_a_refused_upload_keeps_nothing(s):
         s.intake.upload({"applicant_id": APPLICANT["id_number"], "material_code": "M01"},
                         iter([b"PK\x03\x04" + b"\x00" * 20]))
     assert s.blobs.objects == {}
+
+
+def test_an_upload_that_declares_its_hash_is_stored_while_it_arrives_and_one_that_does_not_after():
+    s = build()
+    streamed, buffered = [], []
+    s.blobs.put_stream = lambda *a, **k: streamed.append(a[1]) or MemoryBlobs.put_stream(s.blobs, *a, **k)
+    s.blobs.put = lambda *a, **k: buffered.append(a[1]) or MemoryBlobs.put(s.blobs, *a, **k)
+    declared = upload(s, "M01", data=b"%PDF-1.4 declared")
+    plain = s.intake.upload({"applicant_id": APPLICANT["id_number"], "material_code": "M02"},
+                            iter([b"%PDF-1.4 not declared"]))
+    assert streamed == [f"content/sha256/{declared['sha256']}"]
+    assert f"content/sha256/{plain['sha256']}" in buffered
+    assert s.blobs.get("materials", f"content/sha256/{declared['sha256']}") == b"%PDF-1.4 declared"
+
+
+@pytest.mark.parametrize("chunks, declared, error, words", [
+    ([b"%PDF-1.4 ", b"what came"], "%PDF-1.4 what was claimed", InvalidArgument, "not the"),  # another hash
+    ([b"%PDF-1.4 ", b"x" * 2000], None, TooLarge, "larger than the limit"),                  # past the limit
+    ([b"PK\x03\x04" + b"\x00" * 20], None, InvalidArgument, "application/zip"),              # not a document
+])
+def test_a_streamed_upload_refused_on_the_way_stores_nothing(chunks, declared, error, words):
+    s = build()
+    s.intake.max_upload_bytes = 1000
+    claimed = hashlib.sha256((declared or "").encode() or b"".join(chunks)).hexdigest()
+    with pytest.raises(error, match=words):
+        s.intake.upload({"applicant_id": APPLICANT["id_number"], "material_code": "M01", "sha256": claimed},
+                        iter(chunks))
+    assert s.blobs.objects == {} and s.store._uploads == {}  # no bytes, no record
+
+
+def test_a_streamed_upload_of_content_stored_already_is_checked_and_not_stored_again(s):
+    data = b"%PDF-1.4 the same scan"
+    upload(s, "M01", data=data)
+    with pytest.raises(InvalidArgument, match="not the"):  # the claimed hash of stored content, other bytes
+        s.intake.upload({"applicant_id": APPLICANT["id_number"], "material_code": "M01",
+                         "sha256": hashlib.sha256(data).hexdigest()}, iter([b"%PDF-1.4 other bytes"]))
+    again = upload(s, "M02", data=data)
+    assert len(s.blobs.puts) == 1 and again["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 # --- submission ------------------------------------------------------------------------------------
