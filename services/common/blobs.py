@@ -5,6 +5,7 @@ import contextvars
 import io
 import queue
 import threading
+import typing
 from datetime import timedelta
 
 from minio import Minio
@@ -105,7 +106,8 @@ class Blobs:
             try:
                 with self._span("put", bucket) as span:
                     span.set_attribute("s3.key", key)
-                    self.client.put_object(self.bucket(bucket), key, _QueueReader(feed), length=-1,
+                    reader: typing.Any = _QueueReader(feed)  # read() is all put_object asks of it
+                    self.client.put_object(self.bucket(bucket), key, reader, length=-1,
                                            part_size=part_size, content_type=content_type, metadata=metadata or {})
             except BaseException as exc:  # handed to the caller below
                 outcome["error"] = exc
