@@ -27,6 +27,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -245,6 +246,21 @@ def folder_site(folder: str) -> str:
 
 # --- the index ---------------------------------------------------------------------------------
 
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch the index to WAL. Two runs opening a new index at once may both ask, and SQLite then
+    answers one of them "database is locked" at once, without waiting its busy timeout (a lock it
+    would have to upgrade): that one asks again, a little later, until BUSY_TIMEOUT_S."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SpanIndex:
     """The index of one span folder. `update()` first, then `traces_of_case` and `read_traces`."""
 
@@ -277,7 +293,7 @@ class SpanIndex:
     def _connect(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         if path != ":memory:":
-            db.execute("PRAGMA journal_mode=WAL")  # readers go on while another run indexes
+            _wal(db)  # readers go on while another run indexes
             db.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost last transaction is indexed again
         with _write(db):
             version = None
