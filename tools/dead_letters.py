@@ -7,7 +7,8 @@ read, fix the cause, and replay.
     python -m tools.dead_letters replay <message id> | --all     # back into the queue that failed
     python -m tools.dead_letters drop <message id>               # explained and not wanted again
 
-Listing does not consume: every message read is put back when the command ends."""
+Listing does not consume: every message read is put back when the command ends. A replay keeps the
+sender the broker validated (see `replay`)."""
 import argparse
 import json
 import sys
@@ -94,25 +95,77 @@ def show(message_id, uri=None):
     return None
 
 
+class ReplayRefused(RuntimeError):
+    """The broker would not take a replay: the letter's sender is a login this tool can neither
+    connect as nor impersonate."""
+
+
+def _login(uri):
+    from urllib.parse import unquote, urlparse
+    return unquote(urlparse(uri).username or "guest")
+
+
+def _sender_uri(user_id, uri):
+    """A URI that connects as `user_id` (the deployment's broker passwords file knows it), or None."""
+    from infra import topology
+    try:
+        password = topology.passwords([user_id], create=False).get(user_id)
+    except (SystemExit, OSError, ValueError):
+        return None
+    return topology.uri_for(user_id, password, uri) if password else None
+
+
 def replay(message_ids=None, uri=None):
     """Send dead letters back into the queue whose handler failed, with their failure count reset;
-    returns the ids replayed. `message_ids=None` replays every one."""
-    done = []
-    with _reading(uri) as (channel, letters):
-        for m in letters:
-            if message_ids is not None and _id(m) not in message_ids:
-                continue
-            h = dict(m.properties.get("application_headers") or {})
-            queue = h.get("x-onething-original-queue")
-            if not queue:
-                continue
-            headers = {k: v for k, v in h.items() if k not in _FAILURE_HEADERS}
-            headers["x-onething-replayed"] = int(h.get("x-onething-replayed", 0)) + 1
-            props = {k: v for k, v in m.properties.items() if k in ("content_type", "content_encoding", "message_id")}
-            out = amqp.Message(m.body, application_headers=headers, delivery_mode=2, **props)
-            channel.basic_publish(out, exchange="", routing_key=queue, mandatory=True)
-            channel.basic_ack(m.delivery_tag)
-            done.append(_id(m))
+    returns the ids replayed. `message_ids=None` replays every one.
+
+    A letter keeps the user_id the broker validated when it was dead-lettered, beside the headers
+    that count only with it (x-onething-sender: the desk whose opinion it is): without it joint_review
+    would refuse the opinion as from nobody. The broker takes a user_id only from that login, so the
+    replay goes out on a connection as that login when the broker passwords file knows it, else on
+    the tool's own (which then needs RabbitMQ's `impersonator` tag); a refusal raises ReplayRefused
+    and leaves the letter where it was."""
+    uri = uri or settings().amqp_uri
+    done, publishers, opened = [], {}, []
+    try:
+        with _reading(uri) as (channel, letters):
+            for m in letters:
+                if message_ids is not None and _id(m) not in message_ids:
+                    continue
+                h = dict(m.properties.get("application_headers") or {})
+                queue = h.get("x-onething-original-queue")
+                if not queue:
+                    continue
+                headers = {k: v for k, v in h.items() if k not in _FAILURE_HEADERS}
+                headers["x-onething-replayed"] = int(h.get("x-onething-replayed", 0)) + 1
+                props = {k: v for k, v in m.properties.items()
+                         if k in ("content_type", "content_encoding", "message_id", "user_id")}
+                out = amqp.Message(m.body, application_headers=headers, delivery_mode=2, **props)
+                sender = props.get("user_id") or ""
+                publish_on = channel
+                if sender and sender != _login(uri):
+                    if sender not in publishers:
+                        sender_uri = _sender_uri(sender, uri)
+                        if sender_uri:
+                            opened.append(_connect(sender_uri))
+                        publishers[sender] = opened[-1].channel() if sender_uri else channel
+                    publish_on = publishers[sender]
+                try:
+                    publish_on.basic_publish(out, exchange="", routing_key=queue, mandatory=True)
+                except amqp.exceptions.AMQPError as exc:
+                    raise ReplayRefused(
+                        f"the broker refused to replay {_id(m)} as its sender {sender!r}: {exc}. Run the tool "
+                        f"with that login's password in the broker passwords file, or give "
+                        f"{_login(uri)!r} RabbitMQ's impersonator tag; the letter stays in "
+                        f"{DEAD_LETTER_QUEUE}") from exc
+                channel.basic_ack(m.delivery_tag)
+                done.append(_id(m))
+    finally:
+        for conn in opened:
+            try:
+                conn.close()
+            except Exception:  # already closed by the broker's refusal
+                pass
     return done
 
 
@@ -154,7 +207,11 @@ def main(argv=None):
     if args.command == "replay":
         if not args.all and not args.message_id:
             parser.error("replay needs a message id or --all")
-        done = replay(None if args.all else {args.message_id})
+        try:
+            done = replay(None if args.all else {args.message_id})
+        except ReplayRefused as exc:
+            print(exc, file=sys.stderr)
+            return 1
         print(f"replayed {len(done)}: {' '.join(done)}")
         return 0 if done else 1
     if args.command == "drop":

@@ -148,3 +148,75 @@ def test_an_unroutable_event_stays_pending_with_its_attempts_counted(test_env):
     # not due again until its backoff has passed: the sweep leaves it alone meanwhile
     assert mongo.sweep_outbox(probe_mod.ProbeDoc, Bus("probe_src")) == 0
     assert coll.find_one({"_id": n})["outbox"][0]["attempts"] == 1
+
+
+def _dead_letter_as(user, queue, headers):
+    """A dead letter as joint_review's worker sends one (FailureRules): published as `user`, with
+    that login as user_id, naming `queue` as where it failed."""
+    import amqp
+    from kombu import Connection
+
+    from infra import topology
+    from services.common.worker import dead_letter_entities
+    with Connection(os.environ["ONETHING_AMQP_URI"]) as kconn:
+        exchange, dlq = dead_letter_entities()
+        exchange(kconn.default_channel).declare()
+        dlq(kconn.default_channel).declare()
+        kconn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+    conn = dead_letters._connect(topology.uri_for(user, topology.passwords([user])[user],
+                                                  os.environ["ONETHING_AMQP_URI"]))
+    try:
+        message_id = uuid.uuid4().hex
+        conn.channel().basic_publish(amqp.Message(b'{"n": 1}', content_type="application/json", message_id=message_id,
+                                                  user_id=user, delivery_mode=2, application_headers={
+                                                      **headers, "x-onething-original-queue": queue,
+                                                      "x-onething-attempts": 3, "x-onething-error": "boom"}),
+                                     exchange=dead_letter_entities()[0].name, routing_key=queue)
+    finally:
+        conn.close()
+    return message_id
+
+
+def test_a_replayed_desk_opinion_keeps_the_sender_the_broker_checked(test_env):
+    """joint_review's worker dead-letters a desk's opinion with its own login as user_id and the desk
+    in x-onething-sender (believed only beside that login): the replay must keep both, or joint_review
+    would refuse the opinion as from nobody."""
+    from kombu import Connection
+    user = "svc-joint_review"
+    queue = "evt-probe-replay--joint_review.replay_probe"  # a queue that login may write to, of this test only
+    message_id = _dead_letter_as(user, queue, {"x-onething-sender": "desk-wsjk-440100", "case_no": "C-1"})
+    _wait(lambda: any(d["message_id"] == message_id for d in dead_letters.list_letters()), what="the dead letter")
+    try:
+        assert dead_letters.replay({message_id}) == [message_id]
+        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
+            got = _wait(lambda: conn.default_channel.basic_get(queue, no_ack=True), what="the replayed message")
+        assert got.properties["user_id"] == user
+        assert got.properties["message_id"] == message_id
+        headers = got.properties["application_headers"]
+        assert headers["x-onething-sender"] == "desk-wsjk-440100" and headers["x-onething-replayed"] == 1
+        assert "x-onething-attempts" not in headers and "x-onething-error" not in headers
+    finally:
+        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
+            conn.default_channel.queue_delete(queue)
+
+
+def test_a_replay_the_broker_refuses_says_why_and_leaves_the_letter(test_env, monkeypatch, capsys):
+    """Without the sender's password and without the impersonator tag the broker refuses the
+    user_id: the tool says what would let it replay, and the letter stays a dead letter."""
+    from kombu import Connection
+    user = "svc-joint_review"
+    queue = "evt-probe-replay--joint_review.refused_probe"
+    message_id = _dead_letter_as(user, queue, {"x-onething-sender": "desk-wsjk-440100"})
+    _wait(lambda: any(d["message_id"] == message_id for d in dead_letters.list_letters()), what="the dead letter")
+    monkeypatch.setattr(dead_letters, "_sender_uri", lambda user_id, uri: None)
+    try:
+        assert dead_letters.main(["replay", message_id]) == 1
+        err = capsys.readouterr().err
+        assert "svc-joint_review" in err and "impersonator" in err and "stays in" in err
+        assert any(d["message_id"] == message_id for d in dead_letters.list_letters())
+        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
+            assert conn.default_channel.basic_get(queue, no_ack=True) is None
+    finally:
+        assert dead_letters.drop(message_id)
+        with Connection(os.environ["ONETHING_AMQP_URI"]) as conn:
+            conn.default_channel.queue_delete(queue)
