@@ -58,3 +58,26 @@ def test_same_code_as_reportlabs_widget():
 
 def test_a_different_payload_gives_a_different_code():
     assert document.qr_modules(PAYLOAD) != document.qr_modules(PAYLOAD.replace("k-2026", "k-2027"))
+
+
+def test_the_mask_is_the_one_reportlabs_own_make_chooses():
+    """qr_modules scores the eight masks with numpy (document.mask_penalty): for payloads of every
+    length up to a large version, each mask's penalty and so the code are reportlab's."""
+    import random
+    import string
+
+    import numpy as np
+    from reportlab.graphics.barcode import qrencoder
+    rng = random.Random(7)
+    for length in list(range(1, 40)) + [rng.randint(40, 400) for _ in range(40)]:
+        text = "".join(rng.choice(string.ascii_letters + string.digits + '{}":,-_') for _ in range(length))
+        code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.L)
+        code.addData(text)
+        code.version = code.calculate_version()
+        for mask in range(8):
+            code.makeImpl(True, mask)
+            assert document.mask_penalty(np.array(code.modules, dtype=bool)) == qrencoder.QRUtil.getLostPoint(code)
+        reference = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.L)
+        reference.addData(text)
+        reference.make()
+        assert document.qr_modules(text) == reference.modules, length
