@@ -230,3 +230,24 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
+
+
+class Stored:
+    """A document read with pymongo alone (find_stored), with a mongoengine document's attribute
+    names: its primary key field reads `_id`, and a field not stored reads None (the readers already
+    take None for a missing field). Without mongoengine's building of the document and its
+    dereferencing walk of every list and dict, which cost a worker more than the read itself."""
+    __slots__ = ("_fields", "_pk")
+
+    def __init__(self, fields, pk):
+        self._fields, self._pk = fields, pk
+
+    def __getattr__(self, name):
+        return self._fields.get("_id" if name == self._pk else name)
+
+
+def find_stored(document, query, leave_out=("outbox",)):
+    """One document of `document`'s collection matching the pymongo `query`, as Stored (None when
+    there is none), without the fields `leave_out` (the outbox: a reader never needs it)."""
+    found = document._get_collection().find_one(query, {name: 0 for name in leave_out} or None)
+    return None if found is None else Stored(found, document._meta["id_field"])

@@ -21,10 +21,12 @@ sites.
 import base64
 import json
 import logging
+import operator
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -102,29 +104,239 @@ class MaskingExporter(SpanExporter):
 
 
 # -- OTLP JSON lines on disk ----------------------------------------------------------------------
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+# A direct encoder of the OTLP/JSON that MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+# gives (opentelemetry-exporter-otlp-proto-common), trace and span ids written as hex: the same keys
+# and values, without building and walking protobuf messages (json_format is slow). Like protobuf's
+# JSON mapping it leaves out every field that holds its default (0, "", an empty list) unless the
+# field has presence (a span's status, a KeyValue's value, the members of an AnyValue), writes 64-bit
+# integers as decimal strings, enums and 32-bit integers as numbers, bytes as base64 and NaN/inf as
+# strings; and like protobuf it refuses what does not fit a field (an int64 out of range, a text with
+# lone surrogates), so an attribute that protobuf could not encode is left out here too.
+_SPAN_KINDS = {trace.SpanKind.INTERNAL: 1, trace.SpanKind.SERVER: 2, trace.SpanKind.CLIENT: 3,
+               trace.SpanKind.PRODUCER: 4, trace.SpanKind.CONSUMER: 5}  # Span.SpanKind
+_FLAGS_HAS_IS_REMOTE, _FLAGS_IS_REMOTE = 0x100, 0x200  # SpanFlags, as encode_spans sets them
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_UINT64_MAX, _UINT32_MAX = (1 << 64) - 1, (1 << 32) - 1
+_INF = float("inf")
 
 
-def _hex_ids(obj):
-    """OTLP/JSON writes trace and span ids as hex, where protobuf's JSON mapping gives base64."""
-    for key in _ID_FIELDS:
-        if obj.get(key):
-            obj[key] = base64.b64decode(obj[key]).hex()
-    return obj
+def _text(value) -> str:
+    """What a protobuf string field stores of `value`: a str (UTF-8 bytes decoded), never one with
+    lone surrogates."""
+    if type(value) is str:
+        if not value.isascii():
+            value.encode()  # UnicodeEncodeError, as protobuf raises
+        return value
+    if isinstance(value, str):
+        return _text(str.__str__(value))
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"bad argument type {type(value).__name__} for a string field")
+
+
+def _put_text(out: dict, key: str, value) -> None:
+    if value is not None:
+        value = _text(value)
+        if value:
+            out[key] = value
+
+
+def _uint(value, top: int) -> int:
+    """What a protobuf unsigned integer field up to `top` stores of `value`."""
+    if type(value) is not int:
+        if isinstance(value, bool):
+            raise TypeError("Expected an int, got a boolean.")
+        value = operator.index(value)
+    if not 0 <= value <= top:
+        raise ValueError(f"Value out of range: {value}")
+    return value
+
+
+def _put_uint64(out: dict, key: str, value) -> None:
+    if value is not None:
+        value = _uint(value, _UINT64_MAX)
+        if value:
+            out[key] = str(value)
+
+
+def _json_double(value: float):
+    if -_INF < value < _INF:
+        return value
+    return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+
+
+def _any_value(value) -> dict:
+    """The AnyValue of an attribute value (the order of the checks is encode_spans' own)."""
+    kind = type(value)
+    if kind is str:
+        if not value.isascii():
+            value.encode()
+        return {"stringValue": value}
+    if kind is bool:
+        return {"boolValue": value}
+    if kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"Value out of range: {value}")
+        return {"intValue": str(value)}
+    if kind is float:
+        return {"doubleValue": _json_double(value)}
+    if value is None:
+        return {}
+    if isinstance(value, str):  # a subclass (bool has none)
+        return {"stringValue": _text(value)}
+    if isinstance(value, int):
+        return _any_value(int.__index__(value))
+    if isinstance(value, float):
+        return {"doubleValue": _json_double(float.__float__(value))}
+    if isinstance(value, bytes):
+        return {"bytesValue": base64.b64encode(value).decode()}
+    if isinstance(value, Sequence):
+        values = [_any_value(v) for v in value]
+        return {"arrayValue": {"values": values} if values else {}}
+    if isinstance(value, Mapping):
+        pairs = [_key_value(str(k), v) for k, v in value.items()]
+        return {"kvlistValue": {"values": pairs} if pairs else {}}
+    raise TypeError(f"Invalid type {type(value)} of value {value}")
+
+
+def _key_value(key, value) -> dict:
+    encoded = _any_value(value)
+    if type(key) is not str or not key.isascii():
+        key = _text(key)
+    return {"key": key, "value": encoded} if key else {"value": encoded}
+
+
+def _json_attributes(attributes) -> list[dict]:
+    """The KeyValues of `attributes`; a value protobuf could not encode is logged and left out, as
+    encode_spans does."""
+    if not attributes:
+        return []
+    out = []
+    for key, value in attributes.items():
+        try:
+            out.append(_key_value(key, value))
+        except Exception as error:
+            log.exception("Failed to encode key %s: %s", key, error)
+    return out
+
+
+def _span_flags(context) -> int:
+    return _FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE if context and context.is_remote else _FLAGS_HAS_IS_REMOTE
+
+
+def _json_span(span: ReadableSpan) -> dict:
+    context = cast(trace.SpanContext, span.get_span_context())
+    out: dict = {"traceId": context.trace_id.to_bytes(16, "big").hex(),
+                 "spanId": context.span_id.to_bytes(8, "big").hex()}
+    trace_state = context.trace_state
+    if trace_state:
+        text = _text(",".join([f"{key}={value}" for key, value in trace_state.items()]))
+        if text:
+            out["traceState"] = text
+    parent = span.parent
+    if parent:
+        out["parentSpanId"] = parent.span_id.to_bytes(8, "big").hex()
+    _put_text(out, "name", span.name)
+    out["kind"] = _SPAN_KINDS[span.kind]
+    _put_uint64(out, "startTimeUnixNano", span.start_time)
+    _put_uint64(out, "endTimeUnixNano", span.end_time)
+    attributes = _json_attributes(span.attributes)
+    if attributes:
+        out["attributes"] = attributes
+    dropped = _uint(span.dropped_attributes, _UINT32_MAX)
+    if dropped:
+        out["droppedAttributesCount"] = dropped
+    events = span.events
+    if events:
+        out["events"] = [_json_event(event) for event in events]
+    dropped = _uint(span.dropped_events, _UINT32_MAX)
+    if dropped:
+        out["droppedEventsCount"] = dropped
+    links = span.links
+    if links:
+        out["links"] = [_json_link(link) for link in links]
+    dropped = _uint(span.dropped_links, _UINT32_MAX)
+    if dropped:
+        out["droppedLinksCount"] = dropped
+    status = span.status
+    if status is not None:
+        encoded: dict = {}
+        _put_text(encoded, "message", status.description)
+        code = status.status_code.value
+        if code:
+            encoded["code"] = code
+        out["status"] = encoded
+    out["flags"] = _span_flags(parent)
+    return out
+
+
+def _json_event(event) -> dict:
+    out: dict = {}
+    _put_uint64(out, "timeUnixNano", event.timestamp)
+    _put_text(out, "name", event.name)
+    attributes = _json_attributes(event.attributes)
+    if attributes:
+        out["attributes"] = attributes
+    dropped = _uint(event.dropped_attributes, _UINT32_MAX)
+    if dropped:
+        out["droppedAttributesCount"] = dropped
+    return out
+
+
+def _json_link(link) -> dict:
+    """A link as encode_spans writes it: its trace state is not part of it."""
+    context = link.context
+    out: dict = {"traceId": context.trace_id.to_bytes(16, "big").hex(),
+                 "spanId": context.span_id.to_bytes(8, "big").hex()}
+    attributes = _json_attributes(link.attributes)
+    if attributes:
+        out["attributes"] = attributes
+    dropped = _uint(link.dropped_attributes, _UINT32_MAX)
+    if dropped:
+        out["droppedAttributesCount"] = dropped
+    out["flags"] = _span_flags(context)
+    return out
+
+
+def _json_scope(scope) -> dict:
+    out: dict = {}
+    if scope is None:
+        return out
+    _put_text(out, "name", scope.name)
+    _put_text(out, "version", scope.version)
+    attributes = _json_attributes(scope.attributes)
+    if attributes:
+        out["attributes"] = attributes
+    return out
 
 
 def otlp_json(spans: Sequence[ReadableSpan]) -> dict:
-    """The OTLP/JSON encoding of an ExportTraceServiceRequest holding `spans`."""
-    from google.protobuf.json_format import MessageToDict
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    request = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
-    for resource_spans in request.get("resourceSpans", []):
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            for span in scope_spans.get("spans", []):
-                _hex_ids(span)
-                for link in span.get("links", []):
-                    _hex_ids(link)
-    return request
+    """The OTLP/JSON encoding of an ExportTraceServiceRequest holding `spans`: spans grouped by
+    resource, then by instrumentation scope, in the order each first appears (as encode_spans)."""
+    groups: dict = {}
+    last_resource = last_scope = last_group = None
+    for span in spans:
+        encoded = _json_span(span)
+        resource, scope = span.resource, span.instrumentation_scope or None
+        if resource is not last_resource or scope is not last_scope or last_group is None:
+            # a dict lookup hashes a Resource through json.dumps: only when the resource changes
+            by_scope = groups.setdefault(resource, {})
+            last_group = by_scope.setdefault(scope, [])
+            last_resource, last_scope = resource, scope
+        last_group.append(encoded)
+    resource_spans = []
+    for resource, by_scope in groups.items():
+        scope_spans = []
+        for scope, encoded_spans in by_scope.items():
+            one: dict = {"scope": _json_scope(scope), "spans": encoded_spans}
+            _put_text(one, "schemaUrl", scope.schema_url if scope else None)
+            scope_spans.append(one)
+        attributes = _json_attributes(resource.attributes)
+        entry: dict = {"resource": {"attributes": attributes} if attributes else {},
+                       "scopeSpans": scope_spans}
+        _put_text(entry, "schemaUrl", resource.schema_url)
+        resource_spans.append(entry)
+    return {"resourceSpans": resource_spans} if resource_spans else {}
 
 
 SPAN_FILE_RE = re.compile(r"^(?P<process>.+)-(?P<pid>\d+)-(?P<seq>\d{6})\.jsonl$")

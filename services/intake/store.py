@@ -7,7 +7,7 @@ import datetime
 
 import mongoengine as me
 
-from services.common.mongo import OutboxStore, next_counter, plain
+from services.common.mongo import OutboxStore, find_stored, next_counter, plain
 from services.intake import domain
 
 ALIAS = "intake"
@@ -192,7 +192,7 @@ class IntakeStore(OutboxStore):
         return True
 
     def case(self, case_no):
-        return case_of(CaseDoc.objects(case_no=case_no).first())
+        return case_of(find_stored(CaseDoc, {"_id": case_no}))
 
     def save(self, case, expected_version, events=()):
         """Write the case's changes (status, history, materials, licences, rectification, recorded

@@ -8,7 +8,7 @@ The session's typed values (domain.TaskState, SessionStatus, Decision) are kept 
 domain.*_STORED: documents written by earlier versions read as they are."""
 import mongoengine as me
 
-from services.common.mongo import OutboxStore, plain
+from services.common.mongo import OutboxStore, find_stored, plain
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
@@ -36,10 +36,10 @@ class SessionStore(OutboxStore):
 
     def load(self, case_no):
         """StoredSession(session, case, version); all None when the case has no session."""
-        doc = SessionDoc.objects(case_no=case_no).first()
+        doc = find_stored(SessionDoc, {"_id": case_no})
         if doc is None:
             return domain.NO_SESSION
-        return StoredSession(domain.session_from_stored(plain(doc.body)), plain(doc.case), doc.version)
+        return StoredSession(domain.session_from_stored(doc.body or {}), doc.case or {}, doc.version or 0)
 
     def create(self, session, case, events=()):
         """The session's first version (0) with its events; False when the case has one already

@@ -66,7 +66,8 @@ def test_one_look_per_interval_fans_out_to_every_watch_whatever_their_number():
             await asyncio.sleep(0.005)
         looks = hub.looks
         await asyncio.sleep(0.1)  # nothing changes: stamps only, one query per look
-        assert db.case_queries == [] and len(db.stamp_queries) == hub.looks > looks
+        # a look is counted as it starts; its query may still be on the executor (one at most)
+        assert db.case_queries == [] and hub.looks - 1 <= len(db.stamp_queries) <= hub.looks and hub.looks > looks
         assert all(len(q) == 50 for q in db.stamp_queries)  # every watched case, each once
         for i in range(50):
             db.move(f"C{i}", REV)
