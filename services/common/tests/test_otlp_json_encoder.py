@@ -5,6 +5,7 @@ spans built by hand with what the SDK would not let through."""
 import base64
 import json
 import math
+from contextlib import nullcontext
 
 import pytest
 from google.protobuf.json_format import MessageToDict
@@ -57,7 +58,7 @@ def _provider(resource=None, limits=None):
     return provider, memory
 
 
-def _remote_parent(trace_state=(("vendor", "v1"), ("onething", "site=440300"))):
+def _remote_parent(trace_state=(("vendor", "v1"), ("rojo", "00f067aa0ba902b7"))):
     ctx = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
                       trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=TraceState(list(trace_state)))
     return trace.set_span_in_context(NonRecordingSpan(ctx))
@@ -121,7 +122,7 @@ def test_every_field_of_real_spans():
     assert [s["scope"].get("name") for s in resource_spans["scopeSpans"]] == ["onething.mongo", "bare", "onething"]
     consumer = next(s for ss in resource_spans["scopeSpans"] for s in ss["spans"] if s["name"] == "process intake.events")
     assert consumer["flags"] == 0x300 and consumer["parentSpanId"] == "b7ad6b7169203331"
-    assert consumer["traceState"] == "vendor=v1,onething=site=440300"
+    assert consumer["traceState"] == "vendor=v1,rojo=00f067aa0ba902b7"
     assert [link["flags"] for link in consumer["links"]] == [0x300, 0x100, 0x100]
 
 
@@ -136,9 +137,9 @@ def test_dropped_attributes_events_and_links():
     tracer = provider.get_tracer("limits")
     ctx = SpanContext(0x1, 0x2, is_remote=False)
     with tracer.start_as_current_span("full", attributes={"a": 1, "b": "长长长长长长", "c": 3},
-                                      links=[Link(ctx, {"x": 1, "y": 2}), Link(ctx)]) as span:
-        span.add_event("e1", {"p": 1, "q": 2})
-        span.add_event("e2")
+                                      links=[Link(ctx), Link(ctx, {"x": 1, "y": 2})]) as span:
+        span.add_event("e1")
+        span.add_event("e2", {"p": 1, "q": 2})  # the newest event is kept
     (span,) = memory.get_finished_spans()
     out = assert_same([span])
     (encoded,) = out["resourceSpans"][0]["scopeSpans"][0]["spans"]
@@ -227,7 +228,7 @@ _span = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_span, min_size=1, max_size=12), st.booleans())
 def test_random_batches(specs, masked):
     providers = [_provider(Resource.create({"service.name": f"svc{i}", "n": i})) for i in range(3)]
@@ -237,7 +238,7 @@ def test_random_batches(specs, masked):
         tracer = provider.get_tracer(*spec["scope"])
         parent = _remote_parent() if spec["remote"] else None
         links = [Link(SpanContext(t, s, is_remote=r), a) for t, s, r, a in spec["links"]]
-        outer = tracer.start_as_current_span("outer", context=parent) if spec["child"] else _nothing()
+        outer = tracer.start_as_current_span("outer", context=parent) if spec["child"] else nullcontext()
         with outer:
             with tracer.start_as_current_span(spec["name"], context=None if spec["child"] else parent,
                                               kind=spec["kind"], attributes=spec["attributes"], links=links) as span:
@@ -253,11 +254,3 @@ def test_random_batches(specs, masked):
     doubles = [a["value"]["doubleValue"] for rs in out.get("resourceSpans", []) for ss in rs["scopeSpans"]
                for s in ss["spans"] for a in s.get("attributes", []) if "doubleValue" in a["value"]]
     assert all(isinstance(d, str) or math.isfinite(d) for d in doubles)  # NaN and inf are written as text
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
