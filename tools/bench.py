@@ -436,9 +436,10 @@ def costs(before, after, s, g, ac):
     print(f"   the suite's p50 submit→concluded is {s['p50'] / (1000 * total):.1f}× the floor")
 
 
-def cpu(before, after, s):
+def cpu(before, after, s, reference=None):
     """5. where the CPU went: each process's (desks together) CPU time per concluded case, and what
-    the total would take at a given rate."""
+    the total would take at a given rate; `reference`: bench_costs.reference_ms before and after the
+    run, the machine's speed the figures were measured at."""
     per_case = bench_costs.cpu_per_case(before, after, max(1, s["ok"]))
     if not per_case:
         return
@@ -447,6 +448,11 @@ def cpu(before, after, s):
     print(f"\n5. CPU per concluded case (the work after the conclusion included): {1000 * total:.0f} ms in all, "
           f"so {cores} cores carry at most {cores / total:.1f} cases/s")
     print("   " + ", ".join(f"{name} {1000 * v:.0f} ms" for name, v in per_case.items() if v >= 0.0005))
+    if reference:
+        ref = sum(reference) / len(reference)
+        print(f"   the machine's speed: a reference piece of Python took {reference[0]:.0f} ms before the run and "
+              f"{reference[1]:.0f} ms after; a case cost {1000 * total / ref:.1f} of them "
+              "(compare CPU figures across runs in that unit)")
 
 
 def main(argv=None):
@@ -475,6 +481,7 @@ def main(argv=None):
         bench_seed.ensure_stored(args.stored)
     m["stored"] = bench_seed_count()
     before = bench_costs.totals()
+    reference = [bench_costs.reference_ms()]
     cpu_before = bench_costs.cpu_snapshot()
     s = run_suite(args.cases, args.concurrency, args.timeout, args.duration)
     if s["failed"] or not s["ok"]:
@@ -484,11 +491,12 @@ def main(argv=None):
     settle()
     cpu_after = bench_costs.cpu_snapshot()
     after = bench_costs.totals()
+    reference.append(bench_costs.reference_ms())
     g = run_grpc_echo(args.concurrency)
     a, ac = run_amqp(settings().amqp_uri)
     summary(m, s, g, a, ac, args.concurrency)
     costs(before, after, s, g, ac)
-    cpu(cpu_before, cpu_after, s)
+    cpu(cpu_before, cpu_after, s, reference)
     print(f"\n(bench took {time.perf_counter() - started:.0f} s)")
     return 0
 

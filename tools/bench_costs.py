@@ -212,3 +212,20 @@ def cpu_per_case(before, after, cases):
         group = "desks" if name.startswith("desk-") else name
         groups[group] = groups.get(group, 0.0) + (seconds - before[name][1]) / cases
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
+def reference_ms(rounds=9):
+    """The machine's speed at the moment: the best of `rounds` timings of one fixed piece of plain
+    Python work (a loop, dicts, JSON), in ms of CPU. Machines of one kind differ, and one machine's
+    speed drifts with its neighbours; CPU figures compare only beside their reference."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        total = 0
+        for i in range(200_000):
+            total += i * i % 7
+        doc = {"case_no": "440100-20261128-000001", "items": [{"code": f"I{i}", "n": i} for i in range(50)]}
+        for _ in range(300):
+            json.loads(json.dumps(doc))
+        best = min(best, time.process_time() - t0)
+    return 1000 * best
