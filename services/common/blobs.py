@@ -1,6 +1,7 @@
 """S3 object storage through the minio client, each call a traced span. Services name buckets by
 role ("materials", "results"); ONETHING_BUCKET_PREFIX puts a deployment's (or a test run's) own
 prefix in front."""
+import collections
 import contextvars
 import io
 import queue
@@ -27,7 +28,9 @@ def _http_client(s):
 
 
 PART_SIZE = 5 * 1024 * 1024  # S3's smallest part
-QUEUED = 64                   # chunks a streamed put may be behind its caller (4 MiB of 64 KiB chunks)
+# bytes a streamed put may be behind its caller: more than a part, so the next part arrives while
+# one is being put, and a bound on what one upload holds in memory whatever its clients' chunk size
+QUEUED_BYTES = 8 * 1024 * 1024
 
 
 class _Failed:
@@ -36,6 +39,34 @@ class _Failed:
 
 
 _EOF = object()
+
+
+class _Feed:
+    """What the caller hands a put's thread, in order: chunks of bytes, then _EOF or a _Failed. A
+    put waits while the chunks waiting hold `limit` bytes (one chunk is always taken, whatever its
+    size); queue.Full when that lasts `timeout` seconds."""
+
+    def __init__(self, limit):
+        self._items: collections.deque = collections.deque()
+        self._bytes, self._limit = 0, limit
+        self._changed = threading.Condition()
+
+    def put(self, item, timeout=None):
+        size = len(item) if isinstance(item, bytes) else 0
+        with self._changed:
+            if not self._changed.wait_for(lambda: not self._items or self._bytes + size <= self._limit, timeout):
+                raise queue.Full
+            self._items.append(item)
+            self._bytes += size
+            self._changed.notify_all()
+
+    def get(self):
+        with self._changed:
+            self._changed.wait_for(lambda: self._items)
+            item = self._items.popleft()
+            self._bytes -= len(item) if isinstance(item, bytes) else 0
+            self._changed.notify_all()
+            return item
 
 
 class _QueueReader:
@@ -96,10 +127,10 @@ class Blobs:
                    part_size=PART_SIZE):
         """Put the bytes of `chunks` (an iterable of bytes) while they come: a thread of its own puts
         them (one PUT below `part_size`, else a multipart upload of `part_size` parts) as the caller's
-        iteration goes on, at most QUEUED chunks behind it. An exception from `chunks` (the caller
+        iteration goes on, at most QUEUED_BYTES behind it. An exception from `chunks` (the caller
         refuses what arrived: too large, not the hash it claimed) aborts the put before it completes,
         so nothing is stored, and is raised here; so is the put's own failure."""
-        feed: queue.Queue = queue.Queue(maxsize=QUEUED)
+        feed = _Feed(QUEUED_BYTES)
         outcome: dict = {}
 
         def upload():

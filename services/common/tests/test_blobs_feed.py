@@ -1,0 +1,50 @@
+"""The hand-over between an upload's arrival and its put (blobs._Feed): bounded in bytes whatever
+the size of the chunks, in order, and never stuck on a chunk larger than the bound."""
+import queue
+import threading
+import time
+
+import pytest
+
+from services.common.blobs import _EOF, _Feed
+
+
+def test_chunks_come_out_in_order_with_the_end_last():
+    feed = _Feed(100)
+    for item in (b"a" * 10, b"b" * 20, _EOF):
+        feed.put(item)
+    assert [feed.get(), feed.get(), feed.get()] == [b"a" * 10, b"b" * 20, _EOF]
+
+
+def test_a_put_past_the_bound_waits_and_gives_up_after_its_timeout():
+    feed = _Feed(100)
+    feed.put(b"x" * 60)
+    feed.put(b"y" * 40)  # exactly the bound
+    with pytest.raises(queue.Full):
+        feed.put(b"z", timeout=0.05)
+
+
+def test_a_waiting_put_goes_on_once_the_reader_takes_a_chunk():
+    feed = _Feed(100)
+    feed.put(b"x" * 100)
+    done = threading.Event()
+
+    def writer():
+        feed.put(b"y" * 50, timeout=5)
+        done.set()
+
+    threading.Thread(target=writer, daemon=True).start()
+    time.sleep(0.05)
+    assert not done.is_set()  # still held back by the bound
+    assert feed.get() == b"x" * 100
+    assert done.wait(5)
+    assert feed.get() == b"y" * 50
+
+
+def test_a_chunk_larger_than_the_bound_is_taken_when_nothing_waits():
+    feed = _Feed(10)
+    feed.put(b"x" * 1000, timeout=0.05)
+    with pytest.raises(queue.Full):
+        feed.put(b"y", timeout=0.05)
+    assert feed.get() == b"x" * 1000
+    feed.put(b"y", timeout=0.05)
