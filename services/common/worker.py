@@ -99,7 +99,7 @@ class _InboxView:
         """True when this handler has processed this event id before (counted as a duplicate): its
         record is in the inbox, or still waiting in this process's write-behind."""
         found = bool(self.event_id) and (write_behind.default().holds(self._coll, self.key) or
-                                         self._coll.find_one({"_id": self.key}, {"_id": 1}) is not None)
+                                         self._coll.find_one({"_id": self.key}) is not None)
         if found:
             from services.common import ops
             ops.INBOX_DUPLICATES.labels(self.service, self.handler).inc()

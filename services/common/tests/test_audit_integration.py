@@ -110,3 +110,36 @@ def test_the_tool_lists_records_by_case_and_actor(coll, client):
     assert "11010519491231002X" not in out and "1101**********002X" in out
     code, out = run_tool(client, "list", "--service", SERVICE, "--actor", "clerk-1")
     assert "1 record(s)" in out and "pickup.confirm  CASE-A" in out
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 37, 64, 65])
+def test_a_new_process_finds_the_head_by_seq_lookups(coll, n):
+    """last_record finds the head without the descending sort the local server answers by reading
+    every record; a new process's first record follows it."""
+    first = audit.MongoAuditLog(SERVICE, coll)
+    for i in range(n):
+        first.record(CLERK, "pickup.confirm", f"C{i}")
+    head = audit.last_record(coll)
+    assert head == audit._last_by_sort(coll)
+    assert head[0] == n
+    later = audit.MongoAuditLog(SERVICE, coll)  # another process: its head found by last_record
+    later.record(CLERK, "pickup.confirm", "C-next")
+    records = list(audit.read_chain(coll))
+    assert [r["seq"] for r in records] == list(range(1, n + 2))
+    assert audit.verify(records)[0] is None
+
+
+@pytest.mark.parametrize("deleted", [24, 32])  # 32: where the doubling probes, so the search stops at the gap
+def test_a_record_deleted_from_the_chain_stays_reported_and_appends_go_on(coll, client, deleted):
+    log = audit.MongoAuditLog(SERVICE, coll)
+    for i in range(40):
+        log.record(CLERK, "pickup.confirm", f"C{i}")
+    coll.delete_one({"seq": deleted})  # someone removes a record in the database
+    later = audit.MongoAuditLog(SERVICE, coll)
+    for i in range(3):
+        later.record(CLERK, "pickup.confirm", f"D{i}")
+    added = [r["seq"] for r in audit.read_chain(coll) if r["target"].startswith("D")]
+    # all three written; the last two past the real head (the first may have gone into the gap)
+    assert len(added) == 3 and added[1:] == [added[2] - 1, added[2]] and added[1] > 40
+    code, out = run_tool(client, "verify", "--service", SERVICE)
+    assert code != 0 and str(deleted + 1) in out  # the break is still named where it is
