@@ -161,8 +161,10 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     # (every aggregate with an empty outbox first) and reads the whole collection for an $or
     queries: list[dict[str, Any]] = [{"outbox.next_at": {"$gte": 0, "$lte": now}}]
     if coll.full_name not in _legacy_swept:
-        # once per process: entries written before next_at existed (this reads every document)
-        queries.append({"outbox": {"$elemMatch": {"next_at": {"$exists": False}, "at": {"$lt": now - grace}}}})
+        # once per process: entries written before next_at existed. Every entry has its `at`, and the
+        # stores index it, so this reads only aggregates holding an entry older than the grace, not
+        # every document (an $elemMatch on the missing next_at would)
+        queries.append({"outbox.at": {"$gte": 0, "$lt": now - grace}})
     sent = 0
     for query in queries:
         for doc in coll.find(query, {"_id": 1}).limit(limit):

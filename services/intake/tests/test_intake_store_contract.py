@@ -344,3 +344,25 @@ def test_a_case_stored_before_versions_were_kept_reads_as_version_0_and_can_chan
     assert not store.save(old.changed(domain.REJECTED, "concluded", "t2"), 0)  # now it has a version
     got = store.case(case_no)
     assert got.version == 1 and got.status is domain.APPROVED and got.license_ids == ["L1"]
+
+
+@pytest.mark.integration
+def test_an_entry_written_before_next_at_existed_is_swept_once_its_grace_has_passed(own_database, bus):
+    """An outbox entry of an earlier version has only its `at`: a process's first sweep finds it by
+    the index on outbox.at (not by reading every case) and sends it once it is older than the grace."""
+    from services.common import mongo
+    from services.intake.store import CaseDoc, IntakeStore
+    own_database("intake")
+    store = IntakeStore(bus)
+    old, recent = a_case(), a_case()
+    for case in (old, recent):
+        store.insert_case(case)
+    for case, age in ((old, 3600), (recent, 0)):
+        entry = withdrawn(case.case_no)
+        entry["at"] = entry["at"] - age
+        del entry["next_at"]
+        CaseDoc._get_collection().update_one({"_id": case.case_no}, {"$push": {"outbox": entry}})
+    mongo._legacy_swept.discard(CaseDoc._get_collection().full_name)  # as a process that just started
+    assert store.sweep() == 1
+    assert [t for t, _ in sent(bus, old.case_no)] == ["case_withdrawn"] and store.pending(old.case_no) == []
+    assert sent(bus, recent.case_no) == [] and len(store.pending(recent.case_no)) == 1  # still in its grace
