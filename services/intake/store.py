@@ -6,6 +6,7 @@ same write, published once the write is committed; see services.common.mongo.Out
 import datetime
 
 import mongoengine as me
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import OutboxStore, find_stored, next_counter, plain
 from services.intake import domain
@@ -162,13 +163,13 @@ class IntakeStore(OutboxStore):
     document = CaseDoc
 
     def save_upload(self, upload):
-        UploadDoc(upload_id=upload.upload_id, applicant_id=upload.applicant_id, material_code=upload.material_code,
-                  file_name=upload.file_name, content_type=upload.content_type, sha256=upload.sha256,
-                  size=upload.size, object_key=upload.object_key,
-                  created_at=upload.created_at or _now()).save(force_insert=True)
+        UploadDoc._get_collection().insert_one({
+            "_id": upload.upload_id, "applicant_id": upload.applicant_id, "material_code": upload.material_code,
+            "file_name": upload.file_name, "content_type": upload.content_type, "sha256": upload.sha256,
+            "size": int(upload.size), "object_key": upload.object_key, "created_at": upload.created_at or _now()})
 
     def upload(self, upload_id):
-        return upload_of(UploadDoc.objects(upload_id=upload_id).first())
+        return upload_of(find_stored(UploadDoc, {"_id": upload_id}))
 
     def next_sequence(self, key):
         """The next number of `key`, atomically (concurrent first submissions of a day included)."""
@@ -184,9 +185,11 @@ class IntakeStore(OutboxStore):
         fields = stored_case(case)
         if not fields["rectification"]:
             del fields["rectification"]
-        try:
-            CaseDoc(case_no=case.case_no, version=1, outbox=events, **fields).save(force_insert=True)
-        except me.NotUniqueError:
+        if fields["submitted_at"] is None:
+            fields["submitted_at"] = _now()
+        try:  # with pymongo alone: mongoengine's building and validating the document cost more than the write
+            CaseDoc._get_collection().insert_one({"_id": case.case_no, "version": 1, "outbox": events, **fields})
+        except DuplicateKeyError:
             return False
         self.publish(case.case_no, events)
         return True
