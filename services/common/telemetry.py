@@ -224,6 +224,12 @@ def _span_flags(context) -> int:
     return _FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE if context and context.is_remote else _FLAGS_HAS_IS_REMOTE
 
 
+def _put_set(out: dict, key: str, value) -> None:
+    """`value` under `key` unless it is empty or zero: protobuf's JSON leaves such fields out."""
+    if value:
+        out[key] = value
+
+
 def _json_span(span: ReadableSpan) -> dict:
     context = cast(trace.SpanContext, span.get_span_context())
     out: dict = {"traceId": context.trace_id.to_bytes(16, "big").hex(),
@@ -240,24 +246,12 @@ def _json_span(span: ReadableSpan) -> dict:
     out["kind"] = _SPAN_KINDS[span.kind]
     _put_uint64(out, "startTimeUnixNano", span.start_time)
     _put_uint64(out, "endTimeUnixNano", span.end_time)
-    attributes = _json_attributes(span.attributes)
-    if attributes:
-        out["attributes"] = attributes
-    dropped = _uint(span.dropped_attributes, _UINT32_MAX)
-    if dropped:
-        out["droppedAttributesCount"] = dropped
-    events = span.events
-    if events:
-        out["events"] = [_json_event(event) for event in events]
-    dropped = _uint(span.dropped_events, _UINT32_MAX)
-    if dropped:
-        out["droppedEventsCount"] = dropped
-    links = span.links
-    if links:
-        out["links"] = [_json_link(link) for link in links]
-    dropped = _uint(span.dropped_links, _UINT32_MAX)
-    if dropped:
-        out["droppedLinksCount"] = dropped
+    _put_set(out, "attributes", _json_attributes(span.attributes))
+    _put_set(out, "droppedAttributesCount", _uint(span.dropped_attributes, _UINT32_MAX))
+    _put_set(out, "events", [_json_event(event) for event in span.events or ()])
+    _put_set(out, "droppedEventsCount", _uint(span.dropped_events, _UINT32_MAX))
+    _put_set(out, "links", [_json_link(link) for link in span.links or ()])
+    _put_set(out, "droppedLinksCount", _uint(span.dropped_links, _UINT32_MAX))
     status = span.status
     if status is not None:
         encoded: dict = {}
@@ -274,12 +268,8 @@ def _json_event(event) -> dict:
     out: dict = {}
     _put_uint64(out, "timeUnixNano", event.timestamp)
     _put_text(out, "name", event.name)
-    attributes = _json_attributes(event.attributes)
-    if attributes:
-        out["attributes"] = attributes
-    dropped = _uint(event.dropped_attributes, _UINT32_MAX)
-    if dropped:
-        out["droppedAttributesCount"] = dropped
+    _put_set(out, "attributes", _json_attributes(event.attributes))
+    _put_set(out, "droppedAttributesCount", _uint(event.dropped_attributes, _UINT32_MAX))
     return out
 
 
@@ -288,12 +278,8 @@ def _json_link(link) -> dict:
     context = link.context
     out: dict = {"traceId": context.trace_id.to_bytes(16, "big").hex(),
                  "spanId": context.span_id.to_bytes(8, "big").hex()}
-    attributes = _json_attributes(link.attributes)
-    if attributes:
-        out["attributes"] = attributes
-    dropped = _uint(link.dropped_attributes, _UINT32_MAX)
-    if dropped:
-        out["droppedAttributesCount"] = dropped
+    _put_set(out, "attributes", _json_attributes(link.attributes))
+    _put_set(out, "droppedAttributesCount", _uint(link.dropped_attributes, _UINT32_MAX))
     out["flags"] = _span_flags(context)
     return out
 
