@@ -449,10 +449,9 @@ def cpu(before, after, s, reference=None):
           f"so {cores} cores carry at most {cores / total:.1f} cases/s")
     print("   " + ", ".join(f"{name} {1000 * v:.0f} ms" for name, v in per_case.items() if v >= 0.0005))
     if reference:
-        ref = sum(reference) / len(reference)
         print(f"   the machine's speed: a reference piece of Python took {reference[0]:.0f} ms before the run and "
-              f"{reference[1]:.0f} ms after; a case cost {1000 * total / ref:.1f} of them "
-              "(compare CPU figures across runs in that unit)")
+              f"{reference[1]:.0f} ms after; compare CPU figures only between runs where these are alike (a "
+              "machine's speed can change within a run, so they do not convert one run's figures to another's)")
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import amqp
 
 from services.common.config import settings
-from services.common.worker import DEAD_LETTER_QUEUE, dead_letter_entities
+from services.common.worker import DEAD_LETTER_QUEUE, broker_login, dead_letter_entities
 
 _FAILURE_HEADERS = ("x-onething-attempts", "x-onething-retries", "x-onething-error", "x-onething-traceback",
                     "x-onething-failed-at", "x-onething-original-queue", "x-onething-original-exchange",
@@ -100,11 +100,6 @@ class ReplayRefused(RuntimeError):
     connect as nor impersonate."""
 
 
-def _login(uri):
-    from urllib.parse import unquote, urlparse
-    return unquote(urlparse(uri).username or "guest")
-
-
 def _sender_uri(user_id, uri):
     """A URI that connects as `user_id` (the deployment's broker passwords file knows it), or None."""
     from infra import topology
@@ -126,7 +121,20 @@ def replay(message_ids=None, uri=None):
     the tool's own (which then needs RabbitMQ's `impersonator` tag); a refusal raises ReplayRefused
     and leaves the letter where it was."""
     uri = uri or settings().amqp_uri
-    done, publishers, opened = [], {}, []
+    own = broker_login(uri) or "guest"
+    done, channels, opened = [], {}, []
+
+    def channel_for(sender, reading):
+        """The channel a letter from `sender` goes out on: one as that login, else the reading one."""
+        if not sender or sender == own:
+            return reading
+        if sender not in channels:
+            sender_uri = _sender_uri(sender, uri)
+            if sender_uri:
+                opened.append(_connect(sender_uri))
+            channels[sender] = opened[-1].channel() if sender_uri else reading
+        return channels[sender]
+
     try:
         with _reading(uri) as (channel, letters):
             for m in letters:
@@ -142,21 +150,13 @@ def replay(message_ids=None, uri=None):
                          if k in ("content_type", "content_encoding", "message_id", "user_id")}
                 out = amqp.Message(m.body, application_headers=headers, delivery_mode=2, **props)
                 sender = props.get("user_id") or ""
-                publish_on = channel
-                if sender and sender != _login(uri):
-                    if sender not in publishers:
-                        sender_uri = _sender_uri(sender, uri)
-                        if sender_uri:
-                            opened.append(_connect(sender_uri))
-                        publishers[sender] = opened[-1].channel() if sender_uri else channel
-                    publish_on = publishers[sender]
                 try:
-                    publish_on.basic_publish(out, exchange="", routing_key=queue, mandatory=True)
+                    channel_for(sender, channel).basic_publish(out, exchange="", routing_key=queue, mandatory=True)
                 except amqp.exceptions.AMQPError as exc:
                     raise ReplayRefused(
                         f"the broker refused to replay {_id(m)} as its sender {sender!r}: {exc}. Run the tool "
                         f"with that login's password in the broker passwords file, or give "
-                        f"{_login(uri)!r} RabbitMQ's impersonator tag; the letter stays in "
+                        f"{own!r} RabbitMQ's impersonator tag; the letter stays in "
                         f"{DEAD_LETTER_QUEUE}") from exc
                 channel.basic_ack(m.delivery_tag)
                 done.append(_id(m))
