@@ -448,6 +448,13 @@ def cpu(before, after, s, reference=None):
     print(f"\n5. CPU per concluded case (the work after the conclusion included): {1000 * total:.0f} ms in all, "
           f"so {cores} cores carry at most {cores / total:.1f} cases/s")
     print("   " + ", ".join(f"{name} {1000 * v:.0f} ms" for name, v in per_case.items() if v >= 0.0005))
+    store = per_case.get("mongodb (SecantusDB)")
+    ceiling = bench_costs.mongo_ceiling() if store else None
+    if store and ceiling:
+        print(f"   the MongoDB server alone: with two clients finding small documents by _id as fast as they can, it "
+              f"served {ceiling['finds_per_s']:.0f} finds/s on {ceiling['server_cores']:.2f} cores (one process, one "
+              f"interpreter lock); at the {1000 * store:.0f} ms of its CPU a case cost here, one core of it carries "
+              f"at most {1 / store:.1f} cases/s")
     if reference:
         print(f"   the machine's speed: a reference piece of Python took {reference[0]:.0f} ms before the run and "
               f"{reference[1]:.0f} ms after; compare CPU figures only between runs where these are alike (a "

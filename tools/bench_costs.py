@@ -114,6 +114,52 @@ def mongo_round_trip(n=ROUND_TRIPS):
     return {"insert": _p50(inserts), "find": _p50(finds)}
 
 
+def _hammer(uri, database, seconds, counts):
+    """One client process of mongo_ceiling: finds by _id as fast as it can for `seconds`."""
+    import pymongo
+    client: pymongo.MongoClient = pymongo.MongoClient(uri, directConnection=True)
+    with client:
+        coll, done, end = client[database]["ceiling"], 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            coll.find_one({"_id": done % 100})
+            done += 1
+    counts.put(done)
+
+
+def mongo_ceiling(seconds=3.0, clients=2, var_dir=None):
+    """How much the MongoDB server serves when nothing holds it back: `clients` processes find small
+    documents by _id for `seconds`; {"finds_per_s", "server_cores"} (the server's CPU over the wall
+    time: the local server is one Python process, so about one core at most), or None when its
+    process is not known (var/run/mongo.pid)."""
+    import multiprocessing
+
+    import pymongo
+    pid = _suite_pids(var_dir).get("mongodb (SecantusDB)")
+    if pid is None:
+        return None
+    s = settings()
+    database = f"{s.db_prefix}bench_scratch"
+    client: pymongo.MongoClient = pymongo.MongoClient(s.mongo_uri, directConnection=True)
+    with client:
+        client[database]["ceiling"].insert_many([{"_id": i, "body": "x" * 1000} for i in range(100)])
+        try:
+            counts: multiprocessing.Queue = multiprocessing.Queue()
+            workers = [multiprocessing.Process(target=_hammer, args=(s.mongo_uri, database, seconds, counts))
+                       for _ in range(clients)]
+            cpu0, t0 = _process_cpu_seconds(pid), time.monotonic()
+            for w in workers:
+                w.start()
+            done = sum(counts.get(timeout=seconds + 60) for _ in workers)
+            for w in workers:
+                w.join()
+            wall, cpu1 = time.monotonic() - t0, _process_cpu_seconds(pid)
+        finally:
+            client.drop_database(database)
+    if cpu0 is None or cpu1 is None:
+        return None
+    return {"finds_per_s": done / wall, "server_cores": (cpu1 - cpu0) / wall}
+
+
 def s3_round_trip(n=100):
     """p50 seconds of one 20 KB put and one get, in a scratch bucket."""
     import io

@@ -103,3 +103,21 @@ def test_the_suites_processes_are_found_by_their_pid_files(tmp_path):
     snapshot = bench_costs.cpu_snapshot(str(tmp_path))
     assert snapshot["intake-api"][0] == os.getpid() and snapshot["intake-api"][1] > 0
     assert "mongodb (SecantusDB)" in snapshot and "intake-api.pid" not in snapshot
+
+
+def test_the_mongodb_ceiling_is_measured_on_the_real_server_and_leaves_nothing_behind(tmp_path):
+    import os
+
+    import pymongo
+
+    from services.common.config import settings
+    assert bench_costs.mongo_ceiling(seconds=0.3, var_dir=str(tmp_path)) is None  # no server pid known
+    run = tmp_path / "run"
+    run.mkdir()
+    # this process stands in for the server's pid: the finds go to the real server all the same
+    (run / "mongo.pid").write_text(str(os.getpid()))
+    found = bench_costs.mongo_ceiling(seconds=0.3, clients=2, var_dir=str(tmp_path))
+    assert found is not None and found["finds_per_s"] > 0 and found["server_cores"] >= 0
+    s = settings()
+    with pymongo.MongoClient(s.mongo_uri, directConnection=True) as client:
+        assert f"{s.db_prefix}bench_scratch" not in client.list_database_names()
