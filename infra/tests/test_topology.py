@@ -247,3 +247,52 @@ def test_a_site_alone_has_no_links():
     pw = {u: "x" for u in topology.users(DESKS)}
     defs = topology.definitions("440100", vhost="v", desks=DESKS, secrets_of=pw, link_uris={})
     assert defs["parameters"] == [] and not [u for u in defs["users"] if u["name"].startswith("link-")]
+
+
+# queues no handler reads any more --------------------------------------------------------------
+def _worker_queues():
+    """The queue of every event handler of the workers, as nameko names it."""
+    import importlib
+
+    from nameko.events import EventHandler
+
+    from services.common.registry import SERVICES
+    names = set()
+    for service in SERVICES:
+        module, cls = service.worker.split(":")
+        worker = getattr(importlib.import_module(module), cls)
+        for attr in vars(worker).values():
+            for ext in getattr(attr, "nameko_entrypoints", ()):
+                if isinstance(ext, EventHandler):
+                    names.add(f"evt-{ext.source_service}-{ext.event_type}--{worker.name}.{attr.__name__}")
+    return names
+
+
+def test_a_retired_queue_is_no_queue_a_worker_reads():
+    import re as _re
+    retired = [p["pattern"] for p in topology.load()["policies"] if "expires" in p["definition"]]
+    assert retired, "no policy retires a queue"
+    live = _worker_queues()
+    assert "evt-joint_review-tasks_assigned--intake.on_tasks_assigned" in live
+    assert not [q for q in live for pattern in retired if _re.search(pattern, q)]
+    assert any(_re.search(p, "evt-joint_review-task_assigned.#--intake.on_task_assigned") for p in retired)
+
+
+@pytest.mark.integration
+def test_the_broker_deletes_intakes_old_copy_of_every_task_once_unused(site):
+    """The queue an intake of before tasks_assigned declared gets the policy that has the broker
+    delete it once unused; a queue of today's intake does not."""
+    import subprocess
+
+    from kombu import Connection
+    vhost = site[broker_user("intake")].rsplit("/", 1)[1]
+    old, new = ("evt-joint_review-task_assigned.#--intake.on_task_assigned",
+                "evt-joint_review-tasks_assigned--intake.on_tasks_assigned")
+    with Connection(site[broker_user("intake")]) as conn:
+        channel = conn.channel()
+        for name in (old, new):
+            channel.queue_declare(name, durable=True, auto_delete=False)
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "policy"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    policies = dict(line.split("\t", 1) if "\t" in line else (line, "") for line in out.splitlines())
+    assert policies[old].strip() == "retired-queues" and policies[new].strip() == ""

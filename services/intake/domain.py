@@ -600,12 +600,12 @@ def check_task_holder(holder, case_no=""):
                               f"(got {holder.department_code[:64]!r}, {holder.region_code[:12]!r})")
 
 
-def with_holder(holders, holder):
-    """The case's task holders with `holder` added, or None when it holds a task already (an
-    assignment redelivered, another item of the same department, a task assigned again after 补正)."""
-    if holder in holders:
-        return None
-    return [*holders, holder]
+def with_holders(holders, added):
+    """The case's task holders with those of `added` it lacks, in order, or None when it has them
+    all already (an assignment redelivered, another item of the same department, a task assigned
+    again after 补正)."""
+    new = [h for h in dict.fromkeys(added) if h not in holders]
+    return [*holders, *new] if new else None
 
 
 def holds_task(case, department_code, region_code):
@@ -757,6 +757,13 @@ class TaskAssigned:
     item_code: str = ""
     department_code: str = ""
     region_code: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TasksAssigned:
+    """The departments (each of its region) one change of the session gave tasks (tasks_assigned)."""
+    case_no: str
+    holders: tuple = ()  # TaskHolder
 
 
 @dataclasses.dataclass(frozen=True)

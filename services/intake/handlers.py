@@ -528,22 +528,30 @@ class Intake:
         raise RuntimeError(f"case {case_no} kept changing under us")
 
     def task_assigned(self, event):
-        """joint_review gave a department of a region a task in the case: from now on that
-        department's officers (of that region) may read the case and its materials. Idempotent:
-        the department is recorded once however often its tasks are assigned. Saved with the case's
-        version, decided again when another change came first; the history is not touched (the
-        applicant sees the review opened, not each assignment). A case intake does not have changes
-        nothing (False)."""
-        holder = domain.TaskHolder(event.department_code, event.region_code)
-        domain.check_task_holder(holder, event.case_no)
+        """One department's task (a domain.TaskAssigned): as tasks_assigned with that one holder."""
+        return self.tasks_assigned(domain.TasksAssigned(
+            event.case_no, (domain.TaskHolder(event.department_code, event.region_code),)))
+
+    def tasks_assigned(self, event):
+        """joint_review gave departments of regions tasks in the case (a domain.TasksAssigned): from
+        now on those departments' officers (of those regions) may read the case and its materials.
+        Idempotent: each department and region is recorded once however often its tasks are
+        assigned. All of one change's departments in one write. Saved with the case's version,
+        decided again when another change came first; the history is not touched (the applicant
+        sees the review opened, not each assignment). A case intake does not have changes nothing
+        (False)."""
+        for holder in event.holders:
+            domain.check_task_holder(holder, event.case_no)
+        if not event.holders:
+            raise InvalidArgument(f"tasks_assigned of case {event.case_no[:64]} names no department")
         telemetry.mark_case(event.case_no)
         for _ in range(10):
             case = self.store.case(event.case_no) if event.case_no else None
             if case is None:
-                log.warning("task_assigned for case %s, which intake does not have: nothing recorded",
+                log.warning("tasks_assigned for case %s, which intake does not have: nothing recorded",
                             (event.case_no or "-")[:64])
                 return False
-            holders = domain.with_holder(case.task_holders, holder)
+            holders = domain.with_holders(case.task_holders, event.holders)
             if holders is None:
                 return False
             if self.store.save(dataclasses.replace(case, task_holders=holders), case.version):

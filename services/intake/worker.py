@@ -35,10 +35,10 @@ def rectification_requested(payload):
                                          material_codes=tuple(e.material_codes), reason=e.reason, round=e.round)
 
 
-def task_assigned(payload):
-    e = from_payload(review_events.TaskAssigned, payload)
-    return domain.TaskAssigned(case_no=e.case_no, item_code=e.item_code, department_code=e.department_code,
-                               region_code=e.region_code)
+def tasks_assigned(payload):
+    e = from_payload(review_events.TasksAssigned, payload)
+    return domain.TasksAssigned(case_no=e.case_no, holders=tuple(
+        domain.TaskHolder(h.department_code, h.region_code) for h in e.holders))
 
 
 def session_opened(payload):
@@ -134,10 +134,11 @@ class IntakeWorker:
     def on_evaluation_received(self, payload):
         self.intake.evaluation_received(evaluation_received(payload))
 
-    # every department's tasks (task_assigned.<department>.<region>): who may read the case
-    @event_handler("joint_review", "task_assigned.#")
-    def on_task_assigned(self, payload):
-        self.intake.task_assigned(task_assigned(payload))
+    # the departments given tasks, once per change of the session: who may read the case (not
+    # every department's task_assigned.<department>.<region>, the desks' work)
+    @event_handler("joint_review", "tasks_assigned")
+    def on_tasks_assigned(self, payload):
+        self.intake.tasks_assigned(tasks_assigned(payload))
 
     @event_handler("joint_review", "session_opened")
     def on_session_opened(self, payload):

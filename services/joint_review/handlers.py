@@ -344,11 +344,13 @@ class JointReview:
         raise RuntimeError(f"session {case_no} kept changing under us")
 
     def _effects(self, session, case, effects):
-        out = []
+        out: list = []
+        holders: dict[tuple[str, str], None] = {}  # (department, region) in order, each once
         for effect in effects:
             kind = effect[0]
             if kind == "assign":
                 task = effect[1]
+                holders.setdefault((task["department_code"], task["region_code"]), None)
                 msg = from_payload(events_pb2.TaskAssigned, {
                     "case_no": session["case_no"], "item_code": task["item_code"], "item_name": task["item_name"],
                     "department_code": task["department_code"], "region_code": task["region_code"],
@@ -378,6 +380,10 @@ class JointReview:
                     "delivery": case["delivery"], "region_code": session["region_code"],
                     "package_code": session["package_code"], "lead_department": case.get("lead_department", "")})
                 out.append(outbox_entry("case_concluded", msg, session["case_no"]))
+        if holders:  # who takes part, once for the whole change (intake: who may read the case)
+            out.append(outbox_entry("tasks_assigned", events_pb2.TasksAssigned(
+                case_no=session["case_no"], holders=[events_pb2.TaskHolder(department_code=d, region_code=r)
+                                                     for d, r in holders]), session["case_no"]))
         return out
 
 

@@ -1,8 +1,8 @@
 """Officers read the cases their department holds a task in, end to end on the real local servers
 (this run's own RabbitMQ vhost, SecantusDB databases and SeaweedFS buckets): intake's api served
 over real gRPC on a free port, its worker run by `nameko run` as the suite runs it. joint_review's
-`task_assigned.<department>.<region>` event goes through the broker to the worker, which records
-the department on the case in MongoDB; the officer then reads the case and a material streamed in
+`tasks_assigned` event goes through the broker to the worker, which records the departments on the
+case in MongoDB; the officer then reads the case and a material streamed in
 parts from S3, byte for byte. Officers of another department or region find nothing; the applicant
 reads their own material; a 1 MB case number is INVALID_ARGUMENT. The catalog is an in-process
 stand-in (services/intake/fakes.py), so the seed catalog does not matter here."""
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 S = grpc.StatusCode
 APPLICANT = citizen_id("44010619900101124")
 OTHER = citizen_id("44010619800101124")
-QUEUE = "evt-joint_review-task_assigned.#--intake.on_task_assigned"
+QUEUE = "evt-joint_review-tasks_assigned--intake.on_tasks_assigned"
 PACKAGE = {
     "code": "XSECS", "name": "新生儿出生一件事", "version": 3, "audience": "AUDIENCE_PERSON", "lead_department": "wsjk",
     "region_code": "440100", "implementing_code": "",
@@ -109,12 +109,9 @@ def test_an_officer_with_a_task_reads_the_case_and_its_material_and_no_other_off
     absent = (S.NOT_FOUND, f"there is no case {case.case_no}")
     assert refused(stub.GetCase, pb.GetCaseRequest(case_no=case.case_no), gaj) == absent  # no task yet
 
-    # joint_review assigns gaj's and wsjk's tasks, as it publishes them: one routing key per department
-    bus = Bus("joint_review")
-    for department, item in (("gaj", "110000000003"), ("wsjk", "110000000001")):
-        bus.publish(f"task_assigned.{department}.440100", review_events.TaskAssigned(
-            case_no=case.case_no, item_code=item, department_code=department, region_code="440100",
-            material_codes=["M01"]), case.case_no)
+    # joint_review assigns gaj's and wsjk's tasks, and tells who takes part as it publishes it
+    Bus("joint_review").publish("tasks_assigned", review_events.TasksAssigned(case_no=case.case_no, holders=[
+        review_events.TaskHolder(department_code=d, region_code="440100") for d in ("gaj", "wsjk")]), case.case_no)
     expected = {domain.TaskHolder("gaj", "440100"), domain.TaskHolder("wsjk", "440100")}
     wait_for(lambda: set(holders(case.case_no)) == expected, "the worker to record both departments")
 

@@ -57,12 +57,12 @@ HANDLERS = [
      evaluation_events.EvaluationReceived(case_no=CASE, grade=evaluation_pb2.GRADE_DISSATISFIED, bad_review=True,
                                           acted_by="applicant"),
      domain.EvaluationReceived(case_no=CASE)),
-    ("on_task_assigned", "joint_review", "task_assigned.#", "task_assigned",
-     review_events.TaskAssigned(case_no=CASE, item_code="110000000003", item_name="出生登记（落户）",
-                                department_code="gaj", region_code="440100", material_codes=["M01", "M02"],
-                                materials=[common_pb2.MaterialRef(material_code="M01", object_key="content/sha256/ab")],
-                                license_inputs=["CSYXZM"], round=1),
-     domain.TaskAssigned(case_no=CASE, item_code="110000000003", department_code="gaj", region_code="440100")),
+    ("on_tasks_assigned", "joint_review", "tasks_assigned", "tasks_assigned",
+     review_events.TasksAssigned(case_no=CASE, holders=[
+         review_events.TaskHolder(department_code="gaj", region_code="440100"),
+         review_events.TaskHolder(department_code="wsjk", region_code="440106")]),
+     domain.TasksAssigned(case_no=CASE, holders=(domain.TaskHolder("gaj", "440100"),
+                                                 domain.TaskHolder("wsjk", "440106")))),
     ("on_session_opened", "joint_review", "session_opened", "session_opened",
      review_events.SessionOpened(case_no=CASE, region_code="440100", package_code="XSECS", item_codes=["I1", "I2"],
                                  department_codes=["gaj", "wsjk"], opened_at=timestamp("2026-11-26T10:00:00+08:00")),
@@ -231,31 +231,35 @@ def test_the_events_of_a_case_move_it_in_the_store(container):
 
 
 def test_task_assignments_record_each_department_of_a_region_once(container):
-    """Every department's tasks reach intake (task_assigned.#); each department and region is
-    recorded on the case once, whatever the items and rounds; the history is not touched. An
-    assignment naming no department is a refusal (acknowledged, nothing recorded), one for a case
-    intake does not have changes nothing, and the same event id twice is skipped by the inbox."""
+    """The departments a change of the session gave tasks reach intake in one tasks_assigned; each
+    department and region is recorded on the case once, whatever the items and rounds, all of one
+    event in one write; the history is not touched. An event naming a holder without its department
+    is a refusal (acknowledged, nothing recorded), one for a case intake does not have changes
+    nothing, and the same event id twice is skipped by the inbox."""
     store = FakeIntakeStore(FlakyBus("intake"))
     a_case(store)
     replace_dependencies(container, intake=handlers_on(store))
 
-    def assigned(department, region="440100", item="I1", case_no=CASE, **more):
-        return review_events.TaskAssigned(case_no=case_no, item_code=item, department_code=department,
-                                          region_code=region, **more)
-    deliver(container, "on_task_assigned", assigned("wsjk"), event_id="t-1")
-    deliver(container, "on_task_assigned", assigned("gaj", item="I2"), event_id="t-2")
-    deliver(container, "on_task_assigned", assigned("gaj", item="I3"), event_id="t-3")       # another item
-    deliver(container, "on_task_assigned", assigned("gaj", item="I2", round=1), event_id="t-4")  # after 补正
-    deliver(container, "on_task_assigned", assigned("gaj", region="440300"), event_id="t-5")  # another region's
+    def assigned(*holders, case_no=CASE):
+        return review_events.TasksAssigned(case_no=case_no, holders=[
+            review_events.TaskHolder(department_code=d, region_code=r) for d, r in holders])
     version = store.case(CASE).version
-    deliver(container, "on_task_assigned", assigned("wsjk"), event_id="t-1")  # redelivered: skipped
-    deliver(container, "on_task_assigned", assigned("", item="I4"), event_id="t-6")  # refused, acknowledged
-    deliver(container, "on_task_assigned", assigned("ybj", case_no="440100XSECS202611269999"), event_id="t-7")
+    deliver(container, "on_tasks_assigned", assigned(("wsjk", "440100"), ("gaj", "440100"), ("gaj", "440100")),
+            event_id="t-1")
+    assert store.case(CASE).version == version + 1  # the departments of one change: one write
+    deliver(container, "on_tasks_assigned", assigned(("gaj", "440100")), event_id="t-2")  # after 补正: held already
+    deliver(container, "on_tasks_assigned", assigned(("gaj", "440300"), ("wsjk", "440100")), event_id="t-3")
+    version = store.case(CASE).version
+    deliver(container, "on_tasks_assigned", assigned(("ybj", "440100")), event_id="t-1")  # the same id: skipped
+    deliver(container, "on_tasks_assigned", assigned(("", "440100"), ("ybj", "440100")), event_id="t-6")  # refused
+    deliver(container, "on_tasks_assigned", assigned(), event_id="t-8")  # names no department: refused
+    deliver(container, "on_tasks_assigned", assigned(("ybj", "440100"), case_no="440100XSECS202611269999"),
+            event_id="t-7")
     case = store.case(CASE)
     assert case.task_holders == [domain.TaskHolder("wsjk", "440100"), domain.TaskHolder("gaj", "440100"),
                                  domain.TaskHolder("gaj", "440300")]
     assert case.version == version and [h.note for h in case.history] == ["submitted"]
-    assert {"intake.on_task_assigned:t-6", "intake.on_task_assigned:t-7"} <= set(
+    assert {"intake.on_tasks_assigned:t-6", "intake.on_tasks_assigned:t-7", "intake.on_tasks_assigned:t-8"} <= set(
         dependency(container, "inbox").collection.docs)
 
 

@@ -95,8 +95,12 @@ def test_open_session_assigns_first_tasks_to_their_desks(review, store, bus, pac
     session = review.open_session(submitted(package))
     assert session["status"] == domain.OPEN
     assert bus.types() == [f"task_assigned.wsjk.{REGION}", f"task_assigned.jkzx.{REGION}",
-                           f"task_assigned.ybj.{REGION}", f"task_assigned.wsjk.{REGION}", "session_opened"]
+                           f"task_assigned.ybj.{REGION}", f"task_assigned.wsjk.{REGION}", "tasks_assigned",
+                           "session_opened"]
     assert assigned_items(bus) == [C01, C02, C06, C07]
+    holders = bus.published[-2][1]  # who takes part, once: intake lets their officers read the case
+    assert holders == {"case_no": CASE_NO, "holders": [{"department_code": d, "region_code": REGION}
+                                                       for d in ("wsjk", "jkzx", "ybj")]}
     opened = bus.published[-1][1]  # intake moves the case to IN_REVIEW on it
     assert opened["case_no"] == CASE_NO and opened["region_code"] == REGION and opened["package_code"] == "XSECS"
     assert len(opened["item_codes"]) == 7 and set(opened["department_codes"]) == {"wsjk", "jkzx", "gaj", "ybj", "rsj"}
