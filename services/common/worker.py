@@ -412,18 +412,21 @@ class CaseTurns:
 CASE_TURNS = CaseTurns()
 
 
-def _handled(what, method):
+def _handled(what, method, relevant=None):
     """`method` with the rules every handler follows: a domain error (the message asks for something
     that can no longer happen: a decided task, a concluded case, or is refused) is logged and the
     message acknowledged, since trying again would change nothing; where the service declares an
     `inbox`, a message id it has processed before is skipped; messages about the same case take
-    turns (CaseTurns)."""
+    turns (CaseTurns). `relevant(payload)` False: a message the handler does nothing with, which is
+    acknowledged at once, without the inbox (a copy of it would do nothing either)."""
     import functools
 
     from services.common.errors import DomainError
 
     @functools.wraps(method)
     def run(self, payload):
+        if relevant is not None and not relevant(payload):
+            return None
         case_no = payload.get("case_no") if isinstance(payload, dict) else None
         service = getattr(type(self), "name", type(self).__name__)  # the handling service, not the source
         with CASE_TURNS.of((service, case_no) if isinstance(case_no, str) and case_no else None):
@@ -442,11 +445,11 @@ def _handled(what, method):
     return run
 
 
-def event_handler(source_service, event_type, other_sites=False):
+def event_handler(source_service, event_type, other_sites=False, relevant=None):
     """The event handler every worker uses (see FailureRules for what happens on failure, _handled
-    for domain errors and the inbox, ReliableEventHandler for events of other sites)."""
+    for domain errors, the inbox and `relevant`, ReliableEventHandler for events of other sites)."""
     def decorate(method):
-        run = _handled((source_service, f"{event_type} event"), method)
+        run = _handled((source_service, f"{event_type} event"), method, relevant)
         return ReliableEventHandler.decorator(source_service, event_type, requeue_on_error=True,
                                               other_sites=other_sites)(run)
 

@@ -18,6 +18,12 @@ from services.elicense.wiring import build_elicense
 refuse_defaults_in_production("worker")  # ONETHING_PROFILE=production: no default credentials or keys
 
 
+def issues_a_licence(payload):
+    """Whether an opinion_recorded makes elicense do anything (ElicenseHandlers.on_opinion): only an
+    approved item whose result is a licence does."""
+    return codec.opinion_of(from_payload(review_events.OpinionRecorded, payload)).issues_a_licence
+
+
 class EventSite(DependencyProvider):
     """The site (its region code) that produced the event being handled: the `site` header of the
     event's envelope (services/common/bus.py); "" for an event without one."""
@@ -93,7 +99,9 @@ class ElicenseWorker:
     sweeper = OutboxSweeper("elicense")  # sweeps elicense.store
     key_announcement = KeyAnnouncement("elicense")
 
-    @event_handler("joint_review", "opinion_recorded")
+    # most opinions issue nothing (a rejection, an item whose result is no licence): acknowledged
+    # without a look at the inbox
+    @event_handler("joint_review", "opinion_recorded", relevant=issues_a_licence)
     def on_opinion_recorded(self, payload):
         self.elicense.on_opinion(codec.opinion_of(from_payload(review_events.OpinionRecorded, payload)))
 

@@ -27,7 +27,7 @@ from services.elicense.domain import Decision, LicenseStatus, Opinion, Party, Re
 from services.elicense.fakes import MemoryBlobs, MemoryLicenseStore
 from services.elicense.handlers import Elicense
 from services.elicense.wiring import build_elicense
-from services.elicense.worker import ElicenseWorker
+from services.elicense.worker import ElicenseWorker, issues_a_licence
 
 CASE = "440100ESFGH202611270002"
 BUYER = common_pb2.Party(role="buyer", name="买方甲", id_number="440106199001011234", code_type="111")
@@ -120,12 +120,31 @@ def test_opinion_recorded_is_decoded_into_an_opinion_for_on_opinion():
                                               (common_pb2.DECISION_UNSPECIFIED, Decision.UNSPECIFIED),
                                               (42, Decision.UNSPECIFIED)])
 def test_each_decision_number_is_decoded_to_its_decision_and_issues_nothing(number, decision):
-    elicense = handlers_mock()
     message = opinion_message(decision=number)
     message.ClearField("supersedes")
-    worker_factory(ElicenseWorker, elicense=elicense).on_opinion_recorded(to_payload(message))
-    [opinion] = elicense.on_opinion.call_args.args
+    opinion = codec.opinion_of(message)
     assert opinion.decision is decision and opinion.supersedes is None and not opinion.issues_a_licence
+    # so the worker acknowledges it without calling on_opinion or looking at its inbox
+    assert not issues_a_licence(to_payload(message))
+    container = ServiceContainer(ElicenseWorker, {"AMQP_URI": "memory://"})
+    inbox = dependency(container, "inbox")
+    inbox.collection = mock.MagicMock(wraps=MemoryInboxCollection())
+    entrypoint = get_extension(container, Entrypoint, method_name="on_opinion_recorded")
+    ctx = WorkerContext(container, ElicenseWorker, entrypoint, data={"event_id": "e-9"})
+    elicense = handlers_mock()
+    worker = worker_factory(ElicenseWorker, elicense=elicense, inbox=inbox.get_dependency(ctx))
+    assert worker.on_opinion_recorded(to_payload(message)) is None
+    elicense.on_opinion.assert_not_called()
+    assert inbox.collection.mock_calls == []  # neither looked up nor recorded
+
+
+def test_an_approved_item_whose_result_is_no_licence_issues_nothing_and_skips_the_inbox():
+    message = opinion_message()
+    message.result_type = common_pb2.RESULT_TYPE_RECORD  # a registration record (登记), no licence
+    assert not issues_a_licence(to_payload(message)) and issues_a_licence(to_payload(opinion_message()))
+    elicense = handlers_mock()
+    worker_factory(ElicenseWorker, elicense=elicense).on_opinion_recorded(to_payload(message))
+    elicense.on_opinion.assert_not_called()
 
 
 def test_an_approved_licence_item_issues_the_licence_to_its_holder_and_supersedes_the_sellers(handlers, store,
