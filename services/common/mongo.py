@@ -254,3 +254,9 @@ def find_stored(document, query):
     whole document (1.4 against 2.4 ms), and an outbox is small."""
     found = document._get_collection().find_one(query)
     return None if found is None else Stored(found, document._meta["id_field"])
+
+
+def find_all_stored(document, query):
+    """Every document of `document`'s collection matching the pymongo `query`, as Stored."""
+    pk = document._meta["id_field"]
+    return [Stored(found, pk) for found in document._get_collection().find(query)]

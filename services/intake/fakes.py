@@ -29,6 +29,9 @@ class FakeIntakeStore(MemoryOutbox):
     def upload(self, upload_id):
         return self._uploads.get(upload_id)
 
+    def uploads(self, upload_ids):
+        return {i: self._uploads[i] for i in upload_ids if i in self._uploads}
+
     def next_sequence(self, key):
         with self._lock:
             self._counters[key] = self._counters.get(key, 0) + 1

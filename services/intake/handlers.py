@@ -257,8 +257,9 @@ class Intake:
 
     def _uploads(self, submissions, applicant_id):
         uploads = []
+        found = self.store.uploads([sub.get("upload_id", "") for sub in submissions])  # one query for all
         for sub in submissions:
-            up = self.store.upload(sub.get("upload_id", ""))
+            up = found.get(sub.get("upload_id", ""))
             if up is None:
                 raise FailedPrecondition(f"upload {sub.get('upload_id')!r} for material {sub.get('material_code')} "
                                          "does not exist; upload the file first")

@@ -8,7 +8,7 @@ import datetime
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import OutboxStore, find_stored, next_counter, plain
+from services.common.mongo import OutboxStore, find_all_stored, find_stored, next_counter, plain
 from services.intake import domain
 
 ALIAS = "intake"
@@ -170,6 +170,13 @@ class IntakeStore(OutboxStore):
 
     def upload(self, upload_id):
         return upload_of(find_stored(UploadDoc, {"_id": upload_id}))
+
+    def uploads(self, upload_ids):
+        """{upload_id: Upload} of those of `upload_ids` that exist, in one query."""
+        ids = sorted({i for i in upload_ids if isinstance(i, str) and i})
+        if not ids:
+            return {}
+        return {up.upload_id: up for up in map(upload_of, find_all_stored(UploadDoc, {"_id": {"$in": ids}}))}
 
     def next_sequence(self, key):
         """The next number of `key`, atomically (concurrent first submissions of a day included)."""

@@ -253,6 +253,19 @@ def test_an_upload_reads_back_as_it_was_saved(store):
     assert store.upload(uuid.uuid4().hex) is None
 
 
+
+def test_uploads_are_read_together_and_a_missing_one_is_left_out(store):
+    ups = [domain.Upload(upload_id=uuid.uuid4().hex, applicant_id="11010519491231002X", material_code=f"M0{i}",
+                         sha256=f"{i}b" * 32, size=12 + i, object_key="content/sha256/" + f"{i}b" * 32,
+                         file_name=f"{i}.pdf", content_type="application/pdf", created_at=T0) for i in range(3)]
+    for up in ups:
+        store.save_upload(up)
+    missing = uuid.uuid4().hex
+    found = store.uploads([ups[2].upload_id, missing, ups[0].upload_id, ups[0].upload_id, ""])
+    assert found == {ups[2].upload_id: ups[2], ups[0].upload_id: ups[0]}
+    assert store.uploads([]) == {} and store.uploads([missing]) == {}
+
+
 def test_sequence_numbers_count_per_key(store):
     key, other = f"440100XSECS{uuid.uuid4().hex}", f"440100XSECS{uuid.uuid4().hex}"
     assert [store.next_sequence(key) for _ in range(3)] == [1, 2, 3]
