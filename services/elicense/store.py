@@ -127,6 +127,9 @@ def _directory_key(doc):
 
 class LicenseStore(OutboxStore):
     document = LicenseDoc
+    #: whether reservations an earlier version kept among the counters may still be there: False once
+    #: this process has moved them (build_elicense, at start), so a serial no longer looks there too
+    legacy_reservations = True
 
     # --- licences ---------------------------------------------------------------------------
 
@@ -181,8 +184,9 @@ class LicenseStore(OutboxStore):
         after a failure (S3 away while the document was written) uses the same number, so a failed
         attempt leaves no gap in the register."""
         coll = ReservationDoc._get_collection()
-        held = coll.find_one({"_id": reservation}) or CounterDoc._get_collection().find_one(
-            {"_id": f"{LEGACY_RESERVATION}{reservation}"})  # one an earlier version made, not moved yet
+        held = coll.find_one({"_id": reservation})
+        if held is None and self.legacy_reservations:  # one an earlier version made, not moved yet
+            held = CounterDoc._get_collection().find_one({"_id": f"{LEGACY_RESERVATION}{reservation}"})
         if held is not None:
             return held["value"]
         value = self.next_serial(key)

@@ -25,6 +25,8 @@ def build_elicense(store=None, bus=None, blobs=None, clock=None, audit=None, sit
         store = LicenseStore(bus if bus is not None else Bus("elicense"))
         try:
             moved = move_reservations()
+            store.legacy_reservations = False  # none left there (an earlier version still running
+            # beside this one may add some: a retry of its item then draws a new number, a gap, no more)
             if moved:
                 log.info("moved %d serial reservations out of the counters collection", moved)
         except Exception as exc:  # the store away at start-up: moved on a later start, read where they are meanwhile

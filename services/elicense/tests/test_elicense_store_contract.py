@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from services.common.audit import MemoryAuditLog
 from services.common.memory import MemoryOutbox
 from services.common.testing import FlakyBus
 from services.elicense import domain
@@ -189,6 +190,10 @@ def test_reservations_an_earlier_version_kept_among_the_counters_are_honoured_an
     assert ReservationDoc._get_collection().count_documents({}) == 7
     assert store.serial_for(key, "C3:110000000001") == 4 and store.serial_for(key, "C9:110000000001") == 8
     assert counters.find_one({"_id": key})["value"] == 8
+    # once moved, a serial looks in the reservations' own collection only
+    store.legacy_reservations = False
+    counters.insert_one({"_id": "reserved:C5:110000000009", "value": 3})  # an earlier version, after the move
+    assert store.serial_for(key, "C3:110000000001") == 4 and store.serial_for(key, "C5:110000000009") == 9
 
 
 def test_keys_are_added_once_and_a_rotation_retires_the_older_ones(store):
@@ -331,3 +336,19 @@ def test_directory_keys_and_dated_keys_are_stored_in_plain_fields(own_database):
                                                 "public_key": "q", "active": False})
     assert store.key("440100-1") == SigningKey("440100-1", "440100", "p", "q", active=False)
     assert store.pending("440100-1") == []
+
+
+@pytest.mark.parametrize("moved, looks_there", [(0, False), (ConnectionError("the store is away"), True)])
+def test_after_the_move_at_start_a_serial_looks_only_in_the_reservations(monkeypatch, moved, looks_there):
+    """build_elicense moves the earlier version's reservations; once that worked the store stops
+    looking for them among the counters, and while it has not (the store away at start) it goes on."""
+    from services.elicense import wiring
+    from services.elicense.fakes import MemoryBlobs
+
+    def move():
+        if isinstance(moved, Exception):
+            raise moved
+        return moved
+    monkeypatch.setattr(wiring, "move_reservations", move)
+    elicense = wiring.build_elicense(bus=None, blobs=MemoryBlobs(), audit=MemoryAuditLog("elicense"), site="440100")
+    assert elicense.store.legacy_reservations is looks_there
