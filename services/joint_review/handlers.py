@@ -62,10 +62,11 @@ class JointReview:
         tasks go to their departments' desks."""
         case_no, region_code = submitted.case_no, submitted.region_code
         telemetry.mark_case(case_no)
-        existing = self.store.load(case_no).session
-        if existing is not None:
-            return existing
+        # no read first: a session that exists already makes create() refuse (a redelivery, rare)
         if self.serves is not None and not self.serves(region_code):
+            existing = self.store.load(case_no).session
+            if existing is not None:  # opened before the site stopped serving the region
+                return existing
             raise FailedPrecondition(f"this site does not review cases of region {region_code!r}")
         pkg = submitted.package
         now = self._now()
