@@ -71,25 +71,35 @@ class _Feed:
 
 class _QueueReader:
     """A file-like `read(n)` over a queue of byte chunks that ends at _EOF and raises what a _Failed
-    carries (so a put reading it stops before it completes)."""
+    carries (so a put reading it stops before it completes). The chunks are kept as they came and
+    joined once per read: a part of 5 MiB is copied once, not three times."""
 
     def __init__(self, feed):
-        self._feed, self._buffer, self._done = feed, bytearray(), False
+        self._feed, self._held, self._done = feed, 0, False
+        self._pieces: collections.deque[memoryview] = collections.deque()
 
     def read(self, n=-1):
-        while not self._done and (n < 0 or len(self._buffer) < n):
+        while not self._done and (n < 0 or self._held < n):
             item = self._feed.get()
             if item is _EOF:
                 self._done = True
             elif isinstance(item, _Failed):
                 self._done = True
                 raise OSError(f"the upload was refused while it arrived: {item.exc}")
-            else:
-                self._buffer += item
-        size = len(self._buffer) if n < 0 else min(n, len(self._buffer))
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+            elif item:
+                self._pieces.append(memoryview(item))
+                self._held += len(item)
+        want = self._held if n < 0 else min(n, self._held)
+        out, got = [], 0
+        while got < want:
+            piece = self._pieces.popleft()
+            take = min(len(piece), want - got)
+            out.append(piece[:take])
+            if take < len(piece):
+                self._pieces.appendleft(piece[take:])
+            got += take
+        self._held -= got
+        return b"".join(out)
 
 
 class Blobs:

@@ -1,5 +1,6 @@
 """The hand-over between an upload's arrival and its put (blobs._Feed): bounded in bytes whatever
-the size of the chunks, in order, and never stuck on a chunk larger than the bound."""
+the size of the chunks, in order, and never stuck on a chunk larger than the bound; and the reader
+the put reads it through (blobs._QueueReader)."""
 import queue
 import threading
 import time
@@ -48,3 +49,32 @@ def test_a_chunk_larger_than_the_bound_is_taken_when_nothing_waits():
         feed.put(b"y", timeout=0.05)
     assert feed.get() == b"x" * 1000
     feed.put(b"y", timeout=0.05)
+
+
+def _reader_of(*items):
+    from services.common.blobs import _QueueReader
+    feed = _Feed(1 << 20)
+    for item in items:
+        feed.put(item)
+    return _QueueReader(feed)
+
+
+def test_the_reader_gives_exactly_what_is_asked_across_the_chunks_as_bytes():
+    reader = _reader_of(b"abc", b"", b"defgh", b"i", _EOF)
+    first = reader.read(4)
+    assert first == b"abcd" and type(first) is bytes  # the minio client takes bytes only
+    assert reader.read(2) == b"ef" and reader.read(10) == b"ghi"
+    assert reader.read(5) == b"" and reader.read() == b""  # at the end: nothing, however often
+
+
+def test_the_reader_reads_everything_when_no_size_is_given():
+    assert _reader_of(b"ab", b"cd", _EOF).read() == b"abcd"
+    assert _reader_of(_EOF).read(3) == b""
+
+
+def test_the_reader_raises_the_refusal_that_ended_the_upload():
+    from services.common.blobs import _Failed
+    reader = _reader_of(b"abc", _Failed(ValueError("not the sha256 the client sent")))
+    assert reader.read(2) == b"ab"
+    with pytest.raises(OSError, match="not the sha256 the client sent"):
+        reader.read(5)
