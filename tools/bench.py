@@ -81,7 +81,9 @@ class ConcludedListener:
         self.amqp_uri = amqp_uri
         self.arrived = {}        # case_no -> (perf_counter at arrival, approved, reason)
         self.duplicates = 0
-        self.error = None
+        self.error = None        # why it could not listen at all
+        self.lost: list[str] = []  # connections lost and made again while it listened
+        self.connection_name = ""  # the broker's name of its connection (rabbitmqctl list_connections name)
         self.rabbitmq = "?"
         self.cond = threading.Condition()
         self._ready = threading.Event()
@@ -120,27 +122,39 @@ class ConcludedListener:
             return got[0] if got else None
 
     def _run(self):
-        queue = Queue(f"bench-case_concluded-{uuid.uuid4().hex[:12]}", exchange=event_exchange("joint_review"),
-                      routing_key="case_concluded", exclusive=True, auto_delete=True, durable=False)
-        try:
-            with Connection(self.amqp_uri) as conn:
-                conn.ensure_connection(max_retries=3)
-                self.rabbitmq = conn.connection.server_properties.get("version", "?")
-                if isinstance(self.rabbitmq, bytes):
-                    self.rabbitmq = self.rabbitmq.decode()
-                with Consumer(conn, queues=[queue], callbacks=[self._on_message], accept=["json"], no_ack=True):
-                    self._ready.set()
-                    while not self._stop.is_set():
-                        try:
-                            conn.drain_events(timeout=0.25)
-                        except TimeoutError:
-                            pass
-        except Exception as exc:
-            with self.cond:
-                self.error = f"{type(exc).__name__}: {exc}"
-                self.cond.notify_all()
-        finally:
-            self._ready.set()
+        """Listen until stop(); a connection lost after the first one (the broker restarted) is
+        made again, and noted in `lost`: what concluded meanwhile may never reach this listener."""
+        connected = False
+        while not self._stop.is_set():
+            queue = Queue(f"bench-case_concluded-{uuid.uuid4().hex[:12]}", exchange=event_exchange("joint_review"),
+                          routing_key="case_concluded", exclusive=True, auto_delete=True, durable=False)
+            try:
+                with Connection(self.amqp_uri) as conn:
+                    conn.ensure_connection(max_retries=3)
+                    self.rabbitmq = conn.connection.server_properties.get("version", "?")
+                    local, peer = conn.connection.sock.getsockname(), conn.connection.sock.getpeername()
+                    self.connection_name = f"{local[0]}:{local[1]} -> {peer[0]}:{peer[1]}"  # as the broker names it
+                    if isinstance(self.rabbitmq, bytes):
+                        self.rabbitmq = self.rabbitmq.decode()
+                    with Consumer(conn, queues=[queue], callbacks=[self._on_message], accept=["json"], no_ack=True):
+                        connected = True
+                        self._ready.set()
+                        while not self._stop.is_set():
+                            try:
+                                conn.drain_events(timeout=0.25)
+                            except TimeoutError:
+                                pass
+            except Exception as exc:
+                with self.cond:
+                    if not connected:  # never listened: the bench cannot run
+                        self.error = f"{type(exc).__name__}: {exc}"
+                        self.cond.notify_all()
+                        break
+                    self.lost.append(f"{type(exc).__name__}: {exc}")
+                    self.cond.notify_all()
+                self._stop.wait(1.0)  # and listen again
+            finally:
+                self._ready.set()
 
 
 def applicant_for(i, base_day):
@@ -201,8 +215,10 @@ def run_suite(n, concurrency, timeout, duration=None):
         r.update(case_no=case.case_no, upload=t0 - t_up, submitted=t0, submit_rpc=t1 - t0)
         done = listener.wait(case.case_no, t0 + timeout)
         if done is None:
-            r["error"] = (f"no case_concluded within {timeout:g} s" if listener.error is None
-                          else f"listener failed: {listener.error}")
+            r["error"] = (f"listener failed: {listener.error}" if listener.error is not None else
+                          f"no case_concluded seen within {timeout:g} s; the bench lost its broker connection "
+                          f"meanwhile ({listener.lost[0]}), so it may have concluded unseen: see python -m tools.stuck"
+                          if listener.lost else f"no case_concluded within {timeout:g} s")
             abort.set()
             return
         r["concluded"] = done

@@ -121,3 +121,38 @@ def test_the_mongodb_ceiling_is_measured_on_the_real_server_and_leaves_nothing_b
     s = settings()
     with pymongo.MongoClient(s.mongo_uri, directConnection=True) as client:
         assert f"{s.db_prefix}bench_scratch" not in client.list_database_names()
+
+
+@pytest.mark.integration
+def test_the_bench_listener_listens_again_after_its_connection_is_closed(test_env):
+    """The broker drops the bench's connection (as a restart does): the listener notes it, binds a
+    queue again and sees the cases that conclude afterwards."""
+    import os
+    import time
+
+    from infra import local
+    from onething.joint_review.v1 import events_pb2
+    from services.common.bus import Bus, Unroutable
+    from tools.bench import ConcludedListener
+    listener = ConcludedListener(test_env["ONETHING_AMQP_URI"])
+    listener.start()
+    try:
+        rows = local.rabbitmqctl("list_connections", "pid", "name").stdout.splitlines()
+        pid = next(row.split("\t")[0] for row in rows if row.endswith("\t" + listener.connection_name))
+        local.rabbitmqctl("close_connection", pid, "the bench test closes it")  # by pid: it takes no name
+        deadline = time.monotonic() + 30
+        while not listener.lost and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listener.lost and listener.error is None
+        bus, case_no = Bus("joint_review"), f"BENCH-{os.urandom(4).hex()}"
+        while time.monotonic() < deadline:  # the queue is bound again within a second or two
+            try:
+                bus.publish("case_concluded", events_pb2.CaseConcluded(case_no=case_no, approved=True), case_no)
+            except Unroutable:  # its queue is not bound yet
+                time.sleep(0.2)
+                continue
+            if listener.wait(case_no, time.perf_counter() + 1.0) is not None:
+                break
+        assert case_no in listener.arrived and listener.arrived[case_no][1] is True
+    finally:
+        listener.stop()
