@@ -23,6 +23,7 @@ it by command and collection (counters.MONGO_COMMANDS)."""
     def __init__(self):
         self._spans = {}
         self._lock = threading.Lock()
+        self._timers = {}  # (command, collection) -> its MONGO_COMMANDS child, found once
 
     def started(self, event):
         if event.command_name in self._skip:
@@ -42,7 +43,11 @@ it by command and collection (counters.MONGO_COMMANDS)."""
         with self._lock:
             span, collection = self._spans.pop((event.request_id, event.connection_id), (None, ""))
         if event.command_name not in self._skip:
-            counters.MONGO_COMMANDS.labels(event.command_name, collection).observe(event.duration_micros / 1e6)
+            timer = self._timers.get((event.command_name, collection))
+            if timer is None:
+                timer = self._timers[(event.command_name, collection)] = \
+                    counters.MONGO_COMMANDS.labels(event.command_name, collection)
+            timer.observe(event.duration_micros / 1e6)
         if span is not None:
             if not ok:
                 span.set_status(telemetry.trace.Status(telemetry.trace.StatusCode.ERROR))

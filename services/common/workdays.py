@@ -4,12 +4,15 @@ the yearly State Council notice, as the `chinese-calendar` package carries them.
 For a year the package does not cover yet (the notice comes out late in the year before), days are
 counted Monday to Friday and the result says it is provisional; it is never silently guessed."""
 import datetime
+import functools
 
 import chinese_calendar
 
 
+@functools.lru_cache(maxsize=8192)
 def is_workday(day):
-    """(is a working day, known from the official calendar)."""
+    """(is a working day, known from the official calendar); remembered per day, since every task's
+    due date walks the same days (the package's own check costs a worker about 1.5 % of its CPU)."""
     try:
         return chinese_calendar.is_workday(day), True
     except NotImplementedError:

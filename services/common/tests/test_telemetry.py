@@ -18,17 +18,13 @@ from services.common.config import SettingsError
 
 
 @pytest.fixture
-def spans():
+def spans(monkeypatch):
     """A tracer provider of this test alone, its finished spans in memory; telemetry.tracer() uses it."""
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    original = trace.get_tracer
-    trace.get_tracer = lambda *a, **k: provider.get_tracer("test")  # type: ignore[assignment]
-    try:
-        yield memory
-    finally:
-        trace.get_tracer = original  # type: ignore[assignment]
+    monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
+    yield memory
 
 
 def _finished(tracer_provider, n=3):
@@ -208,3 +204,27 @@ def test_log_lines_outside_a_span_have_no_trace():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", (), None)
     line = json.loads(logs.JsonFormatter().format(record))
     assert line["message"] == "hello" and "trace_id" not in line and "case_no" not in line
+
+
+def test_the_tracer_is_made_once_and_one_made_before_the_provider_still_records(tmp_path):
+    """telemetry.tracer() is cached; one taken before the process's provider is set (at import time,
+    say) must still record into that provider, not into OpenTelemetry's no-op."""
+    import subprocess
+    import sys
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "from services.common import telemetry\n"
+        "early = telemetry.tracer()\n"
+        "memory = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(memory))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "assert telemetry.tracer() is early\n"
+        "with early.start_as_current_span('after'):\n"
+        "    pass\n"
+        "print([s.name for s in memory.get_finished_spans()])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['after']"
