@@ -2,6 +2,7 @@
 identifier and a verification token, and the signed directory fields in the PDF's metadata so that
 the document can be verified offline with only the issuer's public key (tools/verify_license.py)."""
 import base64
+import functools
 import io
 import itertools
 import json
@@ -30,19 +31,111 @@ def qr_payload(fields):
                       separators=(",", ":"))
 
 
+def _gf_tables():
+    """GF(256) with the QR code's polynomial x^8 + x^4 + x^3 + x^2 + 1: EXP[i] = α^i (doubled in
+    length, so a sum of two logarithms needs no modulo), LOG its inverse."""
+    exp, log, value = [0] * 510, [0] * 256, 1
+    for i in range(255):
+        exp[i] = exp[i + 255] = value
+        log[value] = i
+        value <<= 1
+        if value & 0x100:
+            value ^= 0x11D
+    return exp, log
+
+
+_EXP, _LOG = _gf_tables()
+
+
+@functools.lru_cache(maxsize=32)
+def _generator(degree):
+    """The Reed-Solomon generator (x - α^0)(x - α^1)…(x - α^(degree-1)), coefficients from x^degree
+    down, as logarithms (the leading 1 left out)."""
+    poly = [1]
+    for i in range(degree):
+        out = [*poly, 0]
+        for j, c in enumerate(poly):
+            if c:
+                out[j + 1] ^= _EXP[_LOG[c] + i]
+        poly = out
+    return tuple(_LOG[c] for c in poly[1:])
+
+
+def _remainder(data, degree):
+    """The `degree` error-correction codewords of `data`: data·x^degree mod the generator."""
+    gen = _generator(degree)
+    rem = [0] * degree
+    for byte in data:
+        factor = byte ^ rem[0]
+        rem = [*rem[1:], 0]
+        if factor:
+            lf = _LOG[factor]
+            rem = [r ^ _EXP[lf + g] for r, g in zip(rem, gen, strict=True)]
+    return rem
+
+
+def _codewords(code):
+    """What reportlab's QRCode.createData gives (the data bits, terminator and padding, then each
+    block's data and error-correction codewords interleaved), with the remainders computed above."""
+    blocks = qrencoder.QRRSBlock.getRSBlocks(code.version, code.errorCorrectLevel)
+    buffer = qrencoder.QRBitBuffer()
+    for data in code.dataList:
+        data.write(buffer, code.version)
+    capacity = 8 * sum(b.dataCount for b in blocks)
+    if buffer.getLengthInBits() > capacity:
+        raise ValueError(f"QR data too long: {buffer.getLengthInBits()} bits > {capacity}")
+    if buffer.getLengthInBits() + 4 <= capacity:
+        buffer.put(0, 4)
+    while buffer.getLengthInBits() % 8:
+        buffer.putBit(False)
+    raw = list(buffer.buffer[:buffer.getLengthInBits() // 8])
+    pad = (0xEC, 0x11)
+    raw += [pad[i % 2] for i in range(capacity // 8 - len(raw))]
+    data_blocks, ec_blocks, offset = [], [], 0
+    for b in blocks:
+        data_blocks.append(raw[offset:offset + b.dataCount])
+        offset += b.dataCount
+        ec_blocks.append(_remainder(data_blocks[-1], b.totalCount - b.dataCount))
+    out: list[int] = []
+    for group in (data_blocks, ec_blocks):
+        for i in range(max(len(g) for g in group)):
+            out.extend(g[i] for g in group if i < len(g))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _masks(n):
+    """The eight mask patterns of an n×n symbol, as reportlab's QRUtil defines them (True: flip)."""
+    return np.array([[[bool(qrencoder.QRUtil.getMask(k)(r, c)) for c in range(n)] for r in range(n)]
+                     for k in range(8)], dtype=bool)
+
+
 def qr_modules(text):
     """The QR code of `text` (error correction level L, the smallest version that holds it, the
-    mask pattern of least penalty) as rows of booleans, dark = True. The same code reportlab's
-    QRCode.make() gives, with the eight masks scored by mask_penalty instead of its row-by-row
-    Python: about half the time of a licence's document went there."""
+    mask pattern of least penalty) as rows of booleans, dark = True: the same code reportlab's
+    QRCode.make() gives, made faster where a licence's document spent its time. reportlab lays out
+    the symbol once (mask 0); the codewords' error correction is computed with tables (_codewords),
+    and the eight masks are applied and scored with numpy (mask_penalty) instead of laying the data
+    out eight more times and scoring it row by row in Python."""
     code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.L)
     code.addData(text)
     code.version = code.calculate_version()
+    code.dataCache = _codewords(code)
+    code.makeImpl(True, 0)  # mask 0, the format bits left light (as make() scores the masks)
+    symbol = np.array(code.modules, dtype=bool)
+    masks = _masks(len(symbol))
+    cols, rows = np.array(code.dataPosIterator()).T  # where the data went, (col, row) each
+    data = symbol[rows, cols] ^ masks[0, rows, cols]  # unmasked
     scores = []
     for mask in range(8):
-        code.makeImpl(True, mask)  # as make() scores them: the format bits left light
-        scores.append(mask_penalty(np.array(code.modules, dtype=bool)))
-    code.makeImpl(False, scores.index(min(scores)))  # the first of the least, as make() picks
+        symbol[rows, cols] = data ^ masks[mask, rows, cols]
+        scores.append(mask_penalty(symbol))
+    best = scores.index(min(scores))  # the first of the least, as make() picks
+    symbol[rows, cols] = data ^ masks[best, rows, cols]
+    code.modules = symbol.tolist()
+    code.setupTypeInfo(False, best)  # the format (and version) bits, now set, as make() leaves them
+    if code.version >= 7:
+        code.setupTypeNumber(False)
     return code.modules
 
 

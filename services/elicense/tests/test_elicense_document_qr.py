@@ -4,6 +4,7 @@ and the same code reportlab's own widget would have drawn."""
 import io
 import re
 
+import pytest
 from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.pdfgen import canvas
 
@@ -81,3 +82,36 @@ def test_the_mask_is_the_one_reportlabs_own_make_chooses():
         reference.addData(text)
         reference.make()
         assert document.qr_modules(text) == reference.modules, length
+
+
+def test_the_codewords_are_reportlabs_for_every_version_and_block_layout():
+    """document._codewords (the data, its padding and each block's Reed-Solomon remainder,
+    interleaved) equals reportlab's createData, for payloads from one byte to version 40's capacity,
+    so for single- and many-block layouts alike."""
+    import random
+    import string
+
+    from reportlab.graphics.barcode import qrencoder
+    rng = random.Random(11)
+    seen_versions = set()
+    for length in [1, 2, 17, 18, 53, 78, 106, 134, 154, 192, 230, 271, 321, 367, 425, 458, 520, 586, 644, 718,
+                   792, 858, 929, 1003, 1091, 1171, 1273, 1367, 1465, 1528, 1628, 1732, 1840, 1952, 2068, 2188,
+                   2303, 2431, 2563, 2699, 2809]:
+        text = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(length))
+        code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.L)
+        code.addData(text)
+        code.version = code.calculate_version()
+        seen_versions.add(code.version)
+        expected = qrencoder.QRCode.createData(code.version, code.errorCorrectLevel, code.dataList)
+        assert document._codewords(code) == expected, (length, code.version)
+    assert len(seen_versions) >= 35  # nearly every version, so every block layout of level L
+
+
+def test_a_payload_too_long_for_any_qr_code_is_refused_with_a_clear_error():
+    from reportlab.graphics.barcode import qrencoder
+    code = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.L)
+    code.addData("x" * 2953)
+    code.version = code.calculate_version()
+    code.dataList[0].data = "x" * 3100  # more than version 40 holds
+    with pytest.raises(ValueError, match="QR data too long"):
+        document._codewords(code)
