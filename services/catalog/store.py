@@ -87,7 +87,7 @@ def version_id(code, version):
 
 class PackageVersionDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "package_versions",
-            "indexes": [{"fields": ["code", "version"], "unique": True}, "status", "outbox.at", "outbox.next_at"]}
+            "indexes": [{"fields": ["code", "version"], "unique": True}, "status", "outbox.next_at"]}
     id = me.StringField(primary_key=True)  # "<code>:<version>"
     code = me.StringField(required=True)
     version = me.IntField(required=True)

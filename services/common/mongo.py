@@ -7,6 +7,7 @@ from typing import Any
 
 import mongoengine
 from pymongo import monitoring
+from pymongo.errors import OperationFailure
 
 from services.common import counters, telemetry, write_behind
 from services.common.config import settings
@@ -162,23 +163,60 @@ def sweep_outbox(doc_cls, bus, older_than=None, limit=100):
     write_behind.flush()  # entries published but still waiting to be removed are not due
     now = time.time()
     coll = doc_cls._get_collection()
+    if coll.full_name not in _started:
+        retire_indexes(coll, RETIRED_INDEXES + tuple(getattr(doc_cls, "retired_indexes", ())))
     # bounded on both sides: the local server walks an index from its start for a one-sided range
     # (every aggregate with an empty outbox first) and reads the whole collection for an $or
-    queries: list[dict[str, Any]] = [{"outbox.next_at": {"$gte": 0, "$lte": now}}]
-    if coll.full_name not in _legacy_swept:
-        # once per process: entries written before next_at existed. Every entry has its `at`, and the
-        # stores index it, so this reads only aggregates holding an entry older than the grace, not
-        # every document (an $elemMatch on the missing next_at would)
-        queries.append({"outbox.at": {"$gte": 0, "$lt": now - grace}})
     sent = 0
-    for query in queries:
-        for doc in coll.find(query, {"_id": 1}).limit(limit):
-            sent += flush_outbox(doc_cls, doc["_id"], bus, older_than=grace)
-    _legacy_swept.add(coll.full_name)
+    for doc in coll.find({"outbox.next_at": {"$gte": 0, "$lte": now}}, {"_id": 1}).limit(limit):
+        sent += flush_outbox(doc_cls, doc["_id"], bus, older_than=grace)
+    if coll.full_name not in _started:
+        sent += _sweep_entries_without_next_at(doc_cls, coll, bus, grace, limit)
+        _started.add(coll.full_name)
     return sent
 
 
-_legacy_swept: set[str] = set()  # collections whose entries without next_at this process has swept
+#: indexes every outbox store kept once and no longer does, dropped by a worker's first sweep: each
+#: index costs the local server about 1.3 ms on every write of the document, wanted or not
+RETIRED_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = ((("outbox.at", 1),),)
+
+_started: set[str] = set()  # collections this process has swept once (retired indexes, old entries)
+
+#: where a database notes, per collection, that no outbox entry without next_at is left
+_CHECKS = "outbox_checks"
+
+
+def retire_indexes(coll, keys):
+    """Drop the indexes of `coll` whose key patterns are in `keys` (each a tuple of (field,
+    direction)); those already gone are fine. The names: what was dropped."""
+    wanted = {tuple(k) for k in keys}
+    dropped = []
+    for info in coll.list_indexes():
+        if tuple((field, int(direction)) for field, direction in info["key"].items()) in wanted:
+            try:
+                coll.drop_index(info["name"])
+            except OperationFailure as exc:
+                if exc.code != 27:  # IndexNotFound: another process dropped it first
+                    raise
+            dropped.append(info["name"])
+    if dropped:
+        log.info("retired the indexes %s of %s", ", ".join(dropped), coll.full_name)
+    return dropped
+
+
+def _sweep_entries_without_next_at(doc_cls, coll, bus, grace, limit):
+    """Entries an early version wrote with only their `at` are found by no index: once per process,
+    until a sweep has found none in this database (noted in `outbox_checks`, since new entries
+    always carry next_at), the aggregates holding one are looked for by reading the collection, and
+    those entries older than the grace sent."""
+    checks = coll.database[_CHECKS]
+    if checks.find_one({"_id": coll.name}) is not None:
+        return 0
+    found = list(coll.find({"outbox": {"$elemMatch": {"next_at": {"$exists": False}}}}, {"_id": 1}).limit(limit))
+    if not found:
+        checks.update_one({"_id": coll.name}, {"$set": {"none_without_next_at_since": time.time()}}, upsert=True)
+        return 0
+    return sum(flush_outbox(doc_cls, doc["_id"], bus, older_than=grace) for doc in found)
 
 
 class OutboxStore:

@@ -5,8 +5,9 @@ waited, 0 when there is none).
 
 An outbox is the `outbox` list of an aggregate's document (services.common.mongo.OutboxStore): its
 entries (services.common.bus.outbox_entry) carry `at`, when they were written. One aggregation per
-collection counts the entries and finds the oldest `at`; it starts on the `outbox.at` index the
-stores declare, so it reads the documents that hold pending events and no others.
+collection counts the entries and finds the oldest `at`; it starts on the `outbox.next_at` index
+the stores declare, so it reads the documents that hold pending events and no others (entries of an
+early version, without next_at, are not counted: the sweep sends those at a worker's start).
 
 A store that does not answer within `timeout_seconds` (finding the server included) or answers
 with something unexpected gives no samples and never an exception: an exception would fail the
@@ -39,11 +40,11 @@ ROLES = ("api", "worker")
 SCRAPE_TIMEOUT_SECONDS = 2.0
 
 #: the pending entries of every aggregate in one collection: their number and the oldest `at`. The
-#: range on `outbox.at` (an entry is written with its time) makes it an index scan of the entries
-#: that are pending, whatever the size of the collection.
+#: range on `outbox.next_at` (an entry is written with its next try) makes it an index scan of the
+#: entries that are pending, whatever the size of the collection.
 BACKLOG_PIPELINE: tuple[dict[str, Any], ...] = (
     # bounded on both sides, so the local server seeks in the index instead of walking it from the start
-    {"$match": {"outbox.at": {"$gte": 0, "$lt": 1e15}}},
+    {"$match": {"outbox.next_at": {"$gte": 0, "$lt": 1e15}}},
     {"$project": {"_id": 0, "outbox.at": 1}},
     {"$unwind": "$outbox"},
     {"$group": {"_id": None, "pending": {"$sum": 1}, "oldest": {"$min": "$outbox.at"}}},

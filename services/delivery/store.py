@@ -15,7 +15,7 @@ ALIAS = "delivery"
 
 
 class DeliveryDoc(me.Document):
-    meta = {"db_alias": ALIAS, "collection": "deliveries", "indexes": ["outbox.at", "outbox.next_at"]}
+    meta = {"db_alias": ALIAS, "collection": "deliveries", "indexes": ["outbox.next_at"]}
     case_no = me.StringField(primary_key=True)
     body = me.DictField()
     outbox = me.ListField(me.DictField())

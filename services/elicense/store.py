@@ -21,7 +21,7 @@ ALIAS = "elicense"
 
 class LicenseDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "licenses",
-            "indexes": ["fields.holder_code", "outbox.at", "outbox.next_at", {"fields": ["fields.case_no", "fields.item_code"], "unique": True}]}
+            "indexes": ["fields.holder_code", "outbox.next_at", {"fields": ["fields.case_no", "fields.item_code"], "unique": True}]}
     license_id = me.StringField(primary_key=True)
     fields = me.DictField()
     outbox = me.ListField(me.DictField())

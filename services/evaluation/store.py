@@ -35,7 +35,7 @@ class RateableCase(me.Document):
 
 class EvaluationDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "evaluations",
-            "indexes": ["outbox.at", "outbox.next_at", {"fields": ["case_no", "channel"], "unique": True},
+            "indexes": ["outbox.next_at", {"fields": ["case_no", "channel"], "unique": True},
                         "rect_status", "region_code", "department_code", "package_code"]}
     case_no = me.StringField(required=True)
     channel = me.StringField(required=True)

@@ -33,8 +33,11 @@ class UploadDoc(me.Document):
 
 class CaseDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "cases",
-            "indexes": ["applicant.id_number", "outbox.at", "outbox.next_at", ("applicant.id_number", "-submitted_at", "-case_no"),
+            "indexes": ["outbox.next_at", ("applicant.id_number", "-submitted_at", "-case_no"),
                         {"fields": ["idempotency_key"], "unique": True, "sparse": True}]}
+    # dropped by the worker's first sweep (services.common.mongo.retire_indexes): the compound index
+    # above answers a query on the applicant alone, and each index costs every write of a case
+    retired_indexes = ((("applicant.id_number", 1),),)
     case_no = me.StringField(primary_key=True)
     idempotency_key = me.StringField()
     request_hash = me.StringField()    # sha256 of what the submission asked for (a reused key must match)

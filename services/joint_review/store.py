@@ -17,8 +17,11 @@ ALIAS = "joint_review"
 
 class SessionDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "sessions",
-            "indexes": ["body.tasks.department_code", "body.status", "outbox.at", "outbox.next_at",
+            "indexes": ["body.tasks.department_code", "outbox.next_at",
                         ("body.status", "next_clock_check")]}
+    # dropped by the worker's first sweep (services.common.mongo.retire_indexes): the compound index
+    # above answers a query on the status alone, and each index costs every write of a session
+    retired_indexes = ((("body.status", 1),),)
     case_no = me.StringField(primary_key=True)
     version = me.IntField(default=0)
     body = me.DictField()          # the session as the domain sees it, in its stored form
