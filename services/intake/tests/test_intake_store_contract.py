@@ -445,3 +445,31 @@ def test_an_index_another_worker_dropped_first_is_no_error(own_database, bus):
 
     assert mongo.retire_indexes(ListedBeforeTheOtherDropped(), [(("outbox.at", 1),)]) == ["outbox.at_1"]
     assert "outbox.at_1" not in {i["name"] for i in coll.list_indexes()}
+
+
+@pytest.mark.integration
+def test_a_sweep_that_may_not_drop_the_retired_indexes_still_sends_what_is_due(own_database, bus, monkeypatch, caplog):
+    """Dropping the retired indexes is refused (a database user without dropIndex): the worker's
+    first sweep says so and publishes what is due all the same, instead of failing every run."""
+    from pymongo.errors import OperationFailure
+
+    from services.common import mongo
+    from services.intake.store import CaseDoc, IntakeStore
+
+    def refused(coll, keys):
+        raise OperationFailure("not authorized on onething_intake to execute command dropIndexes", 13)
+
+    own_database("intake")
+    store = IntakeStore(bus)
+    case = a_case()
+    store.insert_case(case)
+    store.bus = None  # the writer died between its commit and its publish
+    assert store.save(case.changed(domain.WITHDRAWN, "withdrawn", "t"), 1, [withdrawn(case.case_no)])
+    store.bus = bus
+    due_now(store, case.case_no)
+    monkeypatch.setattr(mongo, "retire_indexes", refused)
+    mongo._started.discard(CaseDoc._get_collection().full_name)
+    with caplog.at_level("WARNING", logger="services.common.mongo"):
+        assert store.sweep() == 1
+    assert "could not drop the retired indexes" in caplog.text
+    assert [t for t, _ in sent(bus, case.case_no)] == ["case_withdrawn"]
