@@ -72,23 +72,34 @@ class _Feed:
 class _QueueReader:
     """A file-like `read(n)` over a queue of byte chunks that ends at _EOF and raises what a _Failed
     carries (so a put reading it stops before it completes). The chunks are kept as they came and
-    joined once per read: a part of 5 MiB is copied once, not three times."""
+    joined once per read: a part of 5 MiB is copied once, not three times.
+    With a `length` (the put knows the size), the read that hands over the last of those bytes
+    returns only once the queue has ended well: a put never completes before its caller has found
+    the whole stream good, and a stream longer or shorter than `length` fails it."""
 
-    def __init__(self, feed):
-        self._feed, self._held, self._done = feed, 0, False
+    def __init__(self, feed, length=None):
+        self._feed, self._held, self._done, self._length, self._given = feed, 0, False, length, 0
         self._pieces: collections.deque[memoryview] = collections.deque()
+
+    def _next(self):
+        """The next chunk (b"" at the end); raises what a _Failed carries."""
+        item = self._feed.get()
+        if item is _EOF:
+            self._done = True
+            return b""
+        if isinstance(item, _Failed):
+            self._done = True
+            raise OSError(f"the upload was refused while it arrived: {item.exc}")
+        return item
 
     def read(self, n=-1):
         while not self._done and (n < 0 or self._held < n):
-            item = self._feed.get()
-            if item is _EOF:
-                self._done = True
-            elif isinstance(item, _Failed):
-                self._done = True
-                raise OSError(f"the upload was refused while it arrived: {item.exc}")
-            elif item:
+            item = self._next()
+            if item:
                 self._pieces.append(memoryview(item))
                 self._held += len(item)
+        if self._length is not None and self._done and self._given + self._held < self._length:
+            raise OSError(f"the stream ended after {self._given + self._held} bytes, not the {self._length} declared")
         want = self._held if n < 0 else min(n, self._held)
         out, got = [], 0
         while got < want:
@@ -99,7 +110,19 @@ class _QueueReader:
                 self._pieces.appendleft(piece[take:])
             got += take
         self._held -= got
+        self._given += got
+        if self._length is not None and self._given >= self._length:
+            self._await_end()
         return b"".join(out)
+
+    def _await_end(self):
+        """The last declared byte is being handed over: wait for the queue's end first (bytes that
+        still come are more than declared: read and dropped, then refused)."""
+        extra = self._held
+        while not self._done:
+            extra += len(self._next())
+        if extra:
+            raise OSError(f"the stream carried more than the {self._length} bytes declared")
 
 
 class Blobs:
@@ -134,12 +157,14 @@ class Blobs:
                                    metadata=metadata or {})
 
     def put_stream(self, bucket, key, chunks, content_type="application/octet-stream", metadata=None,
-                   part_size=PART_SIZE):
+                   part_size=PART_SIZE, length=None):
         """Put the bytes of `chunks` (an iterable of bytes) while they come: a thread of its own puts
         them (one PUT below `part_size`, else a multipart upload of `part_size` parts) as the caller's
         iteration goes on, at most QUEUED_BYTES behind it. An exception from `chunks` (the caller
         refuses what arrived: too large, not the hash it claimed) aborts the put before it completes,
-        so nothing is stored, and is raised here; so is the put's own failure."""
+        so nothing is stored, and is raised here; so is the put's own failure. `length`, when the
+        caller knows it, saves the put two copies of every part (the minio client reads an unknown
+        length a byte beyond each part); a stream of any other length is refused."""
         feed = _Feed(QUEUED_BYTES)
         outcome: dict = {}
 
@@ -147,8 +172,8 @@ class Blobs:
             try:
                 with self._span("put", bucket) as span:
                     span.set_attribute("s3.key", key)
-                    reader: typing.Any = _QueueReader(feed)  # read() is all put_object asks of it
-                    self.client.put_object(self.bucket(bucket), key, reader, length=-1,
+                    reader: typing.Any = _QueueReader(feed, length)  # read() is all put_object asks of it
+                    self.client.put_object(self.bucket(bucket), key, reader, length=-1 if length is None else length,
                                            part_size=part_size, content_type=content_type, metadata=metadata or {})
             except BaseException as exc:  # handed to the caller below
                 outcome["error"] = exc

@@ -111,9 +111,12 @@ class MemoryBlobs:
         self.objects[(bucket, key)] = (bytes(data), content_type, dict(metadata or {}))
         self.puts.append((bucket, key))
 
-    def put_stream(self, bucket, key, chunks, content_type="application/octet-stream", metadata=None):
-        """As Blobs.put_stream: stored only when `chunks` ends without an exception."""
+    def put_stream(self, bucket, key, chunks, content_type="application/octet-stream", metadata=None, length=None):
+        """As Blobs.put_stream: stored only when `chunks` ends without an exception (and, with a
+        `length`, has that many bytes)."""
         data = b"".join(bytes(c) for c in chunks)
+        if length is not None and len(data) != length:
+            raise OSError(f"the stream carried {len(data)} bytes, not the {length} declared")
         self.put(bucket, key, data, content_type, metadata)
 
     def get(self, bucket, key):

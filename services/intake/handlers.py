@@ -76,6 +76,9 @@ class Intake:
         if not header.get("material_code"):
             raise InvalidArgument("the upload header must name the material (material_code)")
         declared_size = int(header.get("size") or 0)
+        if declared_size < 0:
+            raise InvalidArgument(f"the upload header declares a size of {declared_size} bytes; a size is 0 (not "
+                                  "declared) or more")
         if declared_size > self.max_upload_bytes:
             raise TooLarge(f"the file ({declared_size} bytes) is larger than the limit of "
                            f"{self.max_upload_bytes} bytes")
@@ -158,7 +161,8 @@ class Intake:
 
         key = domain.content_key(claimed)
         if self.blobs.stat(BUCKET, key) is None:  # identical content is stored once
-            self.blobs.put_stream(BUCKET, key, checked(), content_type=ctype, metadata={"sha256": claimed})
+            self.blobs.put_stream(BUCKET, key, checked(), content_type=ctype, metadata={"sha256": claimed},
+                                  length=declared_size or None)
         else:
             for _ in checked():
                 pass

@@ -78,3 +78,42 @@ def test_the_reader_raises_the_refusal_that_ended_the_upload():
     assert reader.read(2) == b"ab"
     with pytest.raises(OSError, match="not the sha256 the client sent"):
         reader.read(5)
+
+
+def test_a_reader_told_the_length_hands_over_the_last_byte_only_after_the_end():
+    from services.common.blobs import _QueueReader
+    feed = _Feed(1 << 20)
+    reader = _QueueReader(feed, length=6)
+    for item in (b"abc", b"def"):
+        feed.put(item)
+    assert reader.read(3) == b"abc"
+    got = []
+    last = threading.Thread(target=lambda: got.append(reader.read(3)), daemon=True)
+    last.start()
+    last.join(0.1)
+    assert last.is_alive() and not got  # every byte is there, but the stream has not ended yet
+    feed.put(_EOF)
+    last.join(5)
+    assert got == [b"def"]
+
+
+def test_a_reader_told_the_length_raises_a_refusal_that_comes_after_the_last_byte():
+    from services.common.blobs import _Failed, _QueueReader
+    feed = _Feed(1 << 20)
+    for item in (b"abcdef", _Failed(ValueError("not the sha256 the client sent"))):
+        feed.put(item)
+    with pytest.raises(OSError, match="not the sha256"):
+        _QueueReader(feed, length=6).read(6)
+
+
+@pytest.mark.parametrize("items, asked, words", [
+    ((b"abc", b"defg", _EOF), 6, "more than the 6 bytes declared"),
+    ((b"abc", b"de", _EOF), 6, "ended after 5 bytes, not the 6 declared"),
+])
+def test_a_reader_told_the_length_refuses_a_stream_of_another_length(items, asked, words):
+    from services.common.blobs import _QueueReader
+    feed = _Feed(1 << 20)
+    for item in items:
+        feed.put(item)
+    with pytest.raises(OSError, match=words):
+        _QueueReader(feed, length=6).read(asked)

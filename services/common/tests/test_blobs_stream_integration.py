@@ -32,10 +32,12 @@ def blobs(test_env):
     return b
 
 
+@pytest.mark.parametrize("known", [False, True])  # the length told to the put, or not
 @pytest.mark.parametrize("size", [100 * 1024, 2 * PART_SIZE + 12345])  # one PUT; three parts
-def test_what_arrives_is_stored_whole(blobs, size):
+def test_what_arrives_is_stored_whole(blobs, size, known):
     data, key = os.urandom(size), f"stream-test/{uuid.uuid4().hex}"
-    blobs.put_stream("materials", key, chunks_of(data), content_type="application/pdf", metadata={"sha256": "x"})
+    blobs.put_stream("materials", key, chunks_of(data), content_type="application/pdf", metadata={"sha256": "x"},
+                     length=size if known else None)
     try:
         assert blobs.get("materials", key) == data
         assert blobs.stat("materials", key).content_type == "application/pdf"
@@ -48,9 +50,21 @@ def test_what_arrives_is_stored_whole(blobs, size):
     (2 * PART_SIZE + 12345, None),               # multipart: refused after the last byte
     (2 * PART_SIZE + 12345, PART_SIZE + CHUNK),  # multipart: refused after the first part went up
 ])
-def test_a_stream_refused_on_the_way_stores_nothing(blobs, size, fail_after):
+@pytest.mark.parametrize("known", [False, True])
+def test_a_stream_refused_on_the_way_stores_nothing(blobs, size, fail_after, known):
+    # with the length known, the put has every byte it was told of before the refusal comes: it
+    # must still not complete
     data, key = os.urandom(size), f"stream-test/{uuid.uuid4().hex}"
     with pytest.raises(Refused):
         blobs.put_stream("materials", key, chunks_of(data, fail_after if fail_after is not None else size),
-                         content_type="application/pdf")
+                         content_type="application/pdf", length=size if known else None)
+    assert blobs.stat("materials", key) is None
+
+
+@pytest.mark.parametrize("size", [100 * 1024, 2 * PART_SIZE + 12345])
+@pytest.mark.parametrize("told, words", [(-1, "more than the"), (+1, "ended after")])
+def test_a_stream_longer_or_shorter_than_its_length_stores_nothing(blobs, size, told, words):
+    data, key = os.urandom(size), f"stream-test/{uuid.uuid4().hex}"
+    with pytest.raises(OSError, match=words):
+        blobs.put_stream("materials", key, chunks_of(data), content_type="application/pdf", length=size + told)
     assert blobs.stat("materials", key) is None

@@ -136,6 +136,8 @@ def _nothing_stored(intake, before):
     (b"just some text, named scan.pdf", {}, InvalidArgument, "text/plain"),
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, {"content_type": "application/pdf"}, InvalidArgument, "declared"),
     (b"%PDF-1.4 short", {"size": 999}, InvalidArgument, "declared"),
+    (b"%PDF-1.4 " + b"x" * 100, {"size": 20}, InvalidArgument, "declared"),  # more than declared
+    (b"%PDF-1.4 x", {"size": -5}, InvalidArgument, "negative|0 .not declared"),
     (b"%PDF-1.4 x", {"applicant": {"id_number": "123"}}, InvalidArgument, "applicant_id"),
 ])
 def test_refused_upload_stores_no_object_and_no_record(intake, data, header, error, words):
