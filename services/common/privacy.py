@@ -37,9 +37,15 @@ def mask_phone(value):
     return value[:3] + "*" * (len(value) - 7) + value[-4:]
 
 
+# both an ID number and a mobile number hold eleven digits in a row: text without such a run (most
+# log lines and span attributes) is given back as it is, the same object, without the substitutions
+_DIGIT_RUN_RE = re.compile(r"[0-9]{11}")
+
+
 def mask_text(text):
-    """Free text with every citizen ID number and mobile number in it masked."""
-    if not isinstance(text, str) or not text:
+    """Free text with every citizen ID number and mobile number in it masked (the same object when
+    there is nothing to mask)."""
+    if not isinstance(text, str) or not text or not _DIGIT_RUN_RE.search(text):
         return text
     text = CITIZEN_ID_RE.sub(lambda m: mask_id(m.group(0)), text)
     return PHONE_RE.sub(lambda m: mask_phone(m.group(0)), text)

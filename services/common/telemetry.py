@@ -53,19 +53,42 @@ log = logging.getLogger(__name__)
 
 # -- masking ------------------------------------------------------------------------------------
 def _masked_attributes(attributes):
-    return {k: mask_text(v) if isinstance(v, str) else v for k, v in (attributes or {}).items()}
+    """`attributes` with their text masked: the same object when none of it changes."""
+    changed = None
+    for key, value in (attributes or {}).items():
+        if isinstance(value, str):
+            text = mask_text(value)
+            if text is not value:
+                if changed is None:
+                    changed = dict(attributes)
+                changed[key] = text
+    return attributes if changed is None else changed
+
+
+def _masked_event(event):
+    attributes = _masked_attributes(event.attributes)
+    return event if attributes is event.attributes else Event(event.name, attributes, event.timestamp)
 
 
 def masked(span: ReadableSpan) -> ReadableSpan:
-    """A copy of a finished span whose text attributes, events and status carry no identity number
-    or phone, whatever a caller put into them (an exception message, a form value)."""
-    status = span.status
+    """A finished span whose text attributes, events and status carry no identity number or phone,
+    whatever a caller put into them (an exception message, a form value): a masked copy, or the
+    span itself when there is nothing to mask (most spans: no copy is made)."""
+    # each read of a ReadableSpan's attributes or events makes a new view: read once, compare to that
+    original_status, original_attributes, original_events = span.status, span.attributes, span.events
+    status = original_status
     if status.description:
-        status = Status(status.status_code, mask_text(status.description))
+        description = mask_text(status.description)
+        if description is not status.description:
+            status = Status(status.status_code, description)
+    name, attributes = mask_text(span.name), _masked_attributes(original_attributes)
+    events = [_masked_event(e) for e in original_events]
+    if (name is span.name and attributes is original_attributes and status is original_status
+            and all(new is old for new, old in zip(events, original_events, strict=True))):
+        return span
     return ReadableSpan(
-        name=mask_text(span.name), context=span.get_span_context(), parent=span.parent,
-        resource=span.resource, attributes=_masked_attributes(span.attributes),
-        events=[Event(e.name, _masked_attributes(e.attributes), e.timestamp) for e in span.events],
+        name=name, context=span.get_span_context(), parent=span.parent,
+        resource=span.resource, attributes=attributes, events=events,
         links=span.links, kind=span.kind, status=status, start_time=span.start_time,
         end_time=span.end_time, instrumentation_scope=span.instrumentation_scope)
 

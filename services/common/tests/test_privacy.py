@@ -28,6 +28,27 @@ def test_masks():
     assert privacy.contains_personal_data(CITIZEN) and not privacy.contains_personal_data(privacy.mask_id(CITIZEN))
 
 
+@pytest.mark.parametrize("text", ["case 440100XSECS202611260001 done", "1381234000 (ten digits)", "", "纯中文"])
+def test_text_with_nothing_to_mask_is_given_back_as_it_is(text):
+    assert privacy.mask_text(text) is text
+
+
+def test_a_span_with_nothing_to_mask_is_exported_as_it_is_and_one_with_something_as_a_masked_copy():
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+
+    def span(value, note):
+        return ReadableSpan(name="GetCase", attributes={"onething.case_no": value, "n": 3},
+                            events=[Event("note", {"text": note}, 1)])
+
+    clean, with_id, with_phone = span("440100XSECS202611260001", "case 1"), span(CITIZEN, "1"), span("x", f"tel {PHONE}")
+    assert telemetry.masked(clean) is clean  # nothing to mask: no copy
+    copy = telemetry.masked(with_id)
+    assert copy is not with_id and copy.attributes == {"onething.case_no": "1101**********002X", "n": 3}
+    assert with_id.attributes["onething.case_no"] == CITIZEN  # the span itself is not changed
+    copy = telemetry.masked(with_phone)
+    assert copy.events[0].attributes["text"] == "tel 138****0000" and copy.attributes["onething.case_no"] == "x"
+
+
 def test_log_records_are_masked_whatever_logger_or_handler(caplog):
     privacy.install_log_masking()
     caplog.set_level(logging.INFO)
