@@ -206,9 +206,14 @@ def test_officers_list_their_own_tasks_and_suspend_a_clock_for_a_hearing(client)
     case = submit(client, enterprise(5, "广州某开发有限公司"), ACCEPTANCE)
     no = case.case_no
     wait_task(client, no, archive, R.TASK_STATE_ASSIGNED)
-    mine = client.review.ListTasks(R.ListTasksRequest(), metadata=officer("cjda"), timeout=10).tasks
+    mine, token, pages = [], None, 0
+    while token != "":  # pages of one case each (page_size 1), in case-number order
+        page = client.review.ListTasks(R.ListTasksRequest(page_size=1, page_token=token or ""),
+                                       metadata=officer("cjda"), timeout=10)
+        mine, token, pages = mine + list(page.tasks), page.next_page_token, pages + 1
     assert [t.item_code for t in mine if t.case_no == no] == [archive]
     assert all(t.department_code == "cjda" for t in mine)
+    assert pages == len({t.case_no for t in mine}) and [t.case_no for t in mine] == sorted(t.case_no for t in mine)
     with pytest.raises(grpc.RpcError) as err:
         client.review.ListTasks(R.ListTasksRequest(department_code="zjj"), metadata=officer("cjda"), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

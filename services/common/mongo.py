@@ -185,8 +185,9 @@ RETIRED_INDEXES: tuple[tuple[tuple[str, int], ...], ...] = ((("outbox.at", 1),),
 
 _started: set[str] = set()  # collections this process has swept once (retired indexes, old entries)
 
-#: where a database notes, per collection, that no outbox entry without next_at is left
-_CHECKS = "outbox_checks"
+#: where a database notes what its stores have found done once and need not look for again: per
+#: collection, that no outbox entry without next_at is left; that every session has its task keys
+CHECKS = "outbox_checks"
 
 
 def retire_indexes(coll, keys):
@@ -212,7 +213,7 @@ def _sweep_entries_without_next_at(doc_cls, coll, bus, grace, limit):
     until a sweep has found none in this database (noted in `outbox_checks`, since new entries
     always carry next_at), the aggregates holding one are looked for by reading the collection, and
     those entries older than the grace sent."""
-    checks = coll.database[_CHECKS]
+    checks = coll.database[CHECKS]
     if checks.find_one({"_id": coll.name}) is not None:
         return 0
     found = list(coll.find({"outbox": {"$elemMatch": {"next_at": {"$exists": False}}}}, {"_id": 1}).limit(limit))

@@ -132,8 +132,9 @@ class JointReviewApi(pb_grpc.JointReviewServiceServicer):
             raise PermissionDenied(f"officer {actor.sub} works in {actor.region}, not {request.region_code}")
         state = domain.task_state_from_proto(request.state)  # None (unspecified): all
         today = _today()
-        return pb.ListTasksResponse(tasks=[task_to_proto(t, today) for t in self.review.list_tasks(
-            actor.department, actor.region, state, actor=actor)])
+        tasks, token = self.review.list_tasks(actor.department, actor.region, state, actor=actor,
+                                              page_size=request.page_size, page_token=request.page_token)
+        return pb.ListTasksResponse(tasks=[task_to_proto(t, today) for t in tasks], next_page_token=token)
 
     def ClaimTask(self, request, context):
         actor = self._officer(context)

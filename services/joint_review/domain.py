@@ -106,6 +106,27 @@ def stored_session(session):
     return body
 
 
+def task_key(department_code, region_code, stored_state):
+    """What a department's task list finds a session by: one of its tasks' department, region and
+    state (its stored string)."""
+    return f"{department_code}|{region_code}|{stored_state}"
+
+
+def task_keys(stored_tasks):
+    """The task keys of a session's tasks in their stored form (stored_session), each once, sorted."""
+    return sorted({task_key(t["department_code"], t["region_code"], t["state"]) for t in stored_tasks})
+
+
+TASKS_PAGE_SIZE, TASKS_PAGE_MOST = 100, 1000
+
+
+def tasks_page_size(requested):
+    """ListTasks' page size: 0 asks for the default (100), at most 1,000."""
+    if requested < 0:
+        raise InvalidArgument("page_size cannot be negative")
+    return min(requested or TASKS_PAGE_SIZE, TASKS_PAGE_MOST)
+
+
 def session_from_stored(body):
     """The session of a stored body (see stored_session): typed values in place of the strings.
     A string the mapping does not know is refused (ValueError), never guessed."""

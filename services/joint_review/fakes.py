@@ -63,13 +63,17 @@ class FakeSessionStore(MemoryOutbox):
                 due.append(no)
         return due
 
-    def tasks(self, department_code, region_code, state=None):
+    def tasks(self, department_code, region_code, state=None, after="", sessions=None):
         with self._lock:
-            bodies = [(no, copy.deepcopy(d["body"])) for no, d in self.docs.items()]
-        found = []
+            bodies = sorted((no, copy.deepcopy(d["body"])) for no, d in self.docs.items() if no > (after or ""))
+        found, held = [], 0
         for case_no, body in bodies:
-            for task in domain.session_from_stored(body)["tasks"]:
-                if task["department_code"] == department_code and task["region_code"] == region_code and (
-                        not state or task["state"] == state):
-                    found.append(dict(task, case_no=case_no))
+            mine = [dict(task, case_no=case_no) for task in domain.session_from_stored(body)["tasks"]
+                    if task["department_code"] == department_code and task["region_code"] == region_code and (
+                        not state or task["state"] == state)]
+            if mine:
+                if sessions is not None and held == sessions:
+                    break
+                found.extend(mine)
+                held += 1
         return found

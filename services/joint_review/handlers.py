@@ -3,7 +3,10 @@ or an officer), rectification rounds, the joint site inspection, licences as the
 withdrawal, legal clocks, and the events that follow. No framework here: the store (the persistence
 port: it saves a session with its expected version and its new events, and publishes them), blobs,
 the audit log and the clock are passed in (wiring.py)."""
+import base64
+import binascii
 import datetime
+import json
 
 from google.protobuf import json_format
 
@@ -12,7 +15,7 @@ from onething.joint_review.v1 import events_pb2, joint_review_pb2
 from services.common import pdf, telemetry
 from services.common.audit import SERVICE, AuditActor, MemoryAuditLog
 from services.common.bus import outbox_entry
-from services.common.errors import FailedPrecondition, NotFound, PermissionDenied
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.common.events import from_payload
 from services.common.registry import desk_broker_user
 from services.joint_review import codec, domain
@@ -313,12 +316,20 @@ class JointReview:
                 raise NotFound(f"there is no joint review session for case {case_no}")
         return session, case or {}
 
-    def list_tasks(self, department_code, region_code, state=None, actor=None):
+    def list_tasks(self, department_code, region_code, state=None, actor=None, page_size=0, page_token=""):
+        """(tasks, next_page_token): a page of a department's tasks in a region, in case-number order,
+        at most `page_size` of them (domain.tasks_page_size), the tasks of one case never split
+        across pages (a case with more of them than that is a page of its own); the token ("" on
+        the last page) asks for the next page."""
+        size = domain.tasks_page_size(page_size)
+        after = _decode_tasks_token(page_token)
         with self.audit.read(actor, "tasks.list", "", department_code=department_code, region_code=region_code,
                              state=task_state_name(state) if state else "") as details:
-            tasks = self.store.tasks(department_code, region_code, state)
-            details["case_nos"] = sorted({t["case_no"] for t in tasks})
-        return tasks
+            found = self.store.tasks(department_code, region_code, state, after=after, sessions=size + 1)
+            page, more = _whole_cases(found, size)
+            details["case_nos"] = sorted({t["case_no"] for t in page})
+        token = base64.urlsafe_b64encode(json.dumps({"after": page[-1]["case_no"]}).encode()).decode() if more else ""
+        return page, token
 
     # -----------------------------------------------------------------------------------------
     def _update(self, case_no, change, attempts=20, case_changes=False, missing_ok=False, loaded=None):
@@ -390,3 +401,30 @@ class JointReview:
 
 def from_dict(message):
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _whole_cases(tasks, size):
+    """(page, more): the tasks of the first cases of `tasks` (in case order, a case's tasks
+    together) that fit in `size`, the first case whole whatever its count; more: a case is left."""
+    cases: dict = {}
+    for task in tasks:
+        cases.setdefault(task["case_no"], []).append(task)
+    page: list = []
+    for mine in cases.values():
+        if page and len(page) + len(mine) > size:
+            return page, True
+        page.extend(mine)
+    return page, False
+
+
+def _decode_tasks_token(token):
+    """The case number a ListTasks page token says to go on after ("" for none)."""
+    if not token:
+        return ""
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+        if not isinstance(after, str) or not after or len(after) > 64:
+            raise ValueError(after)
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidArgument("page_token is not one this service gave out; start again without it") from None

@@ -6,22 +6,27 @@ that died, or a broker outage, leaves pending is published by the worker's Outbo
 
 The session's typed values (domain.TaskState, SessionStatus, Decision) are kept as the strings of
 domain.*_STORED: documents written by earlier versions read as they are."""
-import mongoengine as me
+import logging
+import time
 
-from services.common.mongo import OutboxStore, find_stored, plain
+import mongoengine as me
+from pymongo.errors import OperationFailure
+
+from services.common.mongo import CHECKS, OutboxStore, find_stored
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
 ALIAS = "joint_review"
+log = logging.getLogger(__name__)
 
 
 class SessionDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "sessions",
-            "indexes": ["body.tasks.department_code", "outbox.next_at",
-                        ("body.status", "next_clock_check")]}
+            "indexes": [("task_keys", "_id"), "outbox.next_at", ("body.status", "next_clock_check")]}
     # dropped by the worker's first sweep (services.common.mongo.retire_indexes): the compound index
-    # above answers a query on the status alone, and each index costs every write of a session
-    retired_indexes = ((("body.status", 1),),)
+    # above answers a query on the status alone, and each index costs every write of a session;
+    # task_keys answers a department's task list, which read every session with one of its tasks
+    retired_indexes = ((("body.status", 1),), (("body.tasks.department_code", 1),))
     case_no = me.StringField(primary_key=True)
     version = me.IntField(default=0)
     body = me.DictField()          # the session as the domain sees it, in its stored form
@@ -29,6 +34,9 @@ class SessionDoc(me.Document):
     outbox = me.ListField(me.DictField())
     # the first day a clock of it may be overdue (domain.next_clock_check); "" when none runs
     next_clock_check = me.StringField(default="")
+    # "<department>|<region>|<stored task state>" of each of its tasks (domain.task_keys), with the
+    # case number the index a department's task list pages through
+    task_keys = me.ListField(me.StringField())
 
 
 class SessionStore(OutboxStore):
@@ -52,9 +60,11 @@ class SessionStore(OutboxStore):
         from pymongo.errors import DuplicateKeyError
         events = list(events)
         try:
+            body = domain.stored_session(session)
             SessionDoc._get_collection().insert_one({
-                "_id": session["case_no"], "version": 0, "body": domain.stored_session(session), "case": dict(case),
-                "outbox": events, "next_clock_check": domain.next_clock_check(session)})
+                "_id": session["case_no"], "version": 0, "body": body, "case": dict(case),
+                "outbox": events, "next_clock_check": domain.next_clock_check(session),
+                "task_keys": domain.task_keys(body["tasks"])})
         except DuplicateKeyError:
             return False
         self.publish(session["case_no"], events)
@@ -65,8 +75,9 @@ class SessionStore(OutboxStore):
         events; Conflict when the stored version is not `expected_version` any more (someone else
         saved first: nothing is written, nothing published)."""
         events = list(events)
-        changes = {"body": domain.stored_session(session), "version": expected_version + 1,
-                   "next_clock_check": domain.next_clock_check(session)}
+        body = domain.stored_session(session)
+        changes = {"body": body, "version": expected_version + 1,
+                   "next_clock_check": domain.next_clock_check(session), "task_keys": domain.task_keys(body["tasks"])}
         if case is not None:
             changes["case"] = dict(case)
         update: dict = {"$set": changes}
@@ -93,14 +104,54 @@ class SessionStore(OutboxStore):
             {"body.status": stored_open, "next_clock_check": {"$exists": False}}) for d in coll.find(query, {"_id": 1})]
         return list(dict.fromkeys(found))
 
-    def tasks(self, department_code, region_code, state=None):
-        """A department's tasks in a region (each with its case_no), of one TaskState or all."""
+    def tasks(self, department_code, region_code, state=None, after="", sessions=None):
+        """A department's tasks in a region (each with its case_no), of one TaskState or all: those
+        of the sessions after case number `after`, in case-number order, from at most `sessions`
+        sessions (None: all). Found through the task keys' index: what an officer's list costs grows
+        with the sessions that hold a task of theirs in that state, not with every session."""
+        states = [state] if state else list(domain.TaskState)
+        keys = [domain.task_key(department_code, region_code, domain.TASK_STATE_STORED[domain.TaskState(s)])
+                for s in states]
+        cursor = SessionDoc._get_collection().find({"task_keys": {"$in": keys}, "_id": {"$gt": after or ""}})
+        cursor = cursor.sort("_id", 1)
+        if sessions is not None:
+            cursor = cursor.limit(sessions)
         found = []
-        for doc in SessionDoc.objects(body__tasks__department_code=department_code).only("case_no", "body"):
-            session = domain.session_from_stored(plain(doc.body))
-            for task in session["tasks"]:
+        for doc in cursor:
+            for task in domain.session_from_stored(doc.get("body") or {})["tasks"]:
                 if task["department_code"] == department_code and task["region_code"] == region_code and (
                         not state or task["state"] == state):
-                    found.append(dict(task, case_no=doc.case_no))
+                    found.append(dict(task, case_no=doc["_id"]))
         return found
 
+    # the task keys of sessions stored before they were kept ------------------------------------
+    _keys_given = False  # this process has found every session with its task keys
+
+    def sweep(self, limit=100):
+        if not self._keys_given:
+            try:
+                self._keys_given = self.give_task_keys()
+            except OperationFailure:  # the sweep must go on; tried again on the next one
+                log.warning("could not give stored sessions their task keys", exc_info=True)
+        return super().sweep(limit)
+
+    def give_task_keys(self):
+        """Sessions stored without task keys (by an earlier version) get them, under the version
+        check (a session saved meanwhile has them already); True once none is left, which the
+        database notes (`outbox_checks`) so that later processes do not look again. Without them
+        a session's tasks are in no department's list."""
+        coll = SessionDoc._get_collection()
+        checks = coll.database[CHECKS]
+        if checks.find_one({"_id": "sessions.task_keys"}) is not None:
+            return True
+        found = given = 0
+        for doc in coll.find({"task_keys": {"$exists": False}}, {"version": 1, "body.tasks": 1}).batch_size(200):
+            found += 1
+            keys = domain.task_keys((doc.get("body") or {}).get("tasks") or [])
+            given += coll.update_one({"_id": doc["_id"], "version": doc.get("version", 0),
+                                      "task_keys": {"$exists": False}}, {"$set": {"task_keys": keys}}).modified_count
+        if found:
+            log.info("gave %d of %d stored sessions their task keys", given, found)
+            return False  # looked at once more: none may be left
+        checks.update_one({"_id": "sessions.task_keys"}, {"$set": {"none_without_since": time.time()}}, upsert=True)
+        return True

@@ -79,3 +79,17 @@ def service_container(green_waiting):
         return container
 
     return build
+
+
+@pytest.fixture
+def all_tasks():
+    return _all_tasks
+
+
+def _all_tasks(review, department_code, region_code, state=None, page_size=0):
+    """Every page of review.list_tasks, joined."""
+    tasks, token = review.list_tasks(department_code, region_code, state, page_size=page_size)
+    while token:
+        more, token = review.list_tasks(department_code, region_code, state, page_size=page_size, page_token=token)
+        tasks += more
+    return tasks

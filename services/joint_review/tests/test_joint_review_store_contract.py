@@ -264,6 +264,31 @@ def test_open_sessions_and_a_departments_tasks(store):
     assert not [t for t in store.tasks("zjj", "440100", TaskState.ASSIGNED) if t["case_no"] == open_no]
 
 
+def test_a_departments_tasks_page_through_the_sessions_in_case_number_order(store):
+    numbers = sorted(new_case_no() for _ in range(5))
+    for no in reversed(numbers):
+        store.create(opened(no), CASE, [])
+    assert [t["case_no"] for t in store.tasks("zrzy", "440100", sessions=2)] == numbers[:2]
+    assert [t["case_no"] for t in store.tasks("zrzy", "440100", after=numbers[1], sessions=2)] == numbers[2:4]
+    assert [t["case_no"] for t in store.tasks("zrzy", "440100", after=numbers[3])] == numbers[4:]
+    assert store.tasks("zrzy", "440100", after=numbers[4]) == []
+    # zjj's task waits on zrzy's in each: a state with none of them in it lists nothing
+    assert [t["case_no"] for t in store.tasks("zjj", "440100", TaskState.PENDING, sessions=3)] == numbers[:3]
+    assert store.tasks("zjj", "440100", TaskState.ASSIGNED) == []
+
+
+def test_a_task_whose_state_changes_moves_to_the_list_of_its_new_state(store):
+    no = new_case_no()
+    store.create(opened(no), CASE, [])
+    loaded = store.load(no)
+    store.save(decided(loaded.session), loaded.version)
+    assert store.tasks("zrzy", "440100", TaskState.ASSIGNED) == []
+    assert [(t["item_code"], t["state"]) for t in store.tasks("zrzy", "440100")] == [
+        ("A1", domain.task_of(loaded.session, "A1")["state"])]
+    assert [t["item_code"] for t in store.tasks("zjj", "440100", TaskState.ASSIGNED)] == ["A2"]
+    assert store.tasks("zjj", "440100", TaskState.PENDING) == []
+
+
 def test_the_overdue_check_reads_only_sessions_whose_clock_may_have_run_out(store):
     import datetime
     running, paused = new_case_no(), new_case_no()
@@ -286,3 +311,30 @@ def test_the_overdue_check_reads_only_sessions_whose_clock_may_have_run_out(stor
     assert [t["item_code"] for t in domain.check_clocks(stored.session, datetime.date(2025, 9, 29))] == ["A1"]
     store.save(stored.session, stored.version)
     assert running not in store.open_case_numbers(clocks_due_by=datetime.date(2026, 9, 30))
+
+
+@pytest.mark.integration
+def test_sessions_stored_without_task_keys_get_them_on_the_workers_first_sweep(request):
+    """Sessions an earlier version stored have no task keys, so no department's list finds them;
+    the first sweep gives them theirs (not over a session saved meanwhile), then notes in the
+    database that none is left, and later sweeps do not look again."""
+    backend = _mongo(request)
+    store = backend.store
+    from services.joint_review.store import SessionDoc
+    coll = SessionDoc._get_collection()
+    old, saved_meanwhile = new_case_no(), new_case_no()
+    for no in (old, saved_meanwhile):
+        backend.put_raw(no, domain.stored_session(opened(no)), CASE, 3)
+    assert store.tasks("zrzy", "440100") == []  # found by no key
+    coll.update_one({"_id": saved_meanwhile}, {"$set": {"version": 4, "task_keys": ["zrzy|440100|mine"]}})
+    assert store.give_task_keys() is False  # one given: looked at once more
+    assert coll.find_one({"_id": old})["task_keys"] == ["zjj|440100|TASK_STATE_PENDING",
+                                                        "zrzy|440100|TASK_STATE_ASSIGNED"]
+    assert coll.find_one({"_id": saved_meanwhile})["task_keys"] == ["zrzy|440100|mine"]  # not overwritten
+    assert [t["case_no"] for t in store.tasks("zrzy", "440100")] == [old]
+    assert store.give_task_keys() is True and coll.database["outbox_checks"].find_one({"_id": "sessions.task_keys"})
+    backend.put_raw(new_case_no(), domain.stored_session(opened("x")), CASE, 0)
+    assert store.give_task_keys() is True  # noted: not looked for again
+    store._keys_given = False
+    store.sweep()
+    assert store._keys_given is True

@@ -99,7 +99,7 @@ def test_handlers_log_no_identity_numbers_or_phones(review, package, caplog):
 
 def test_a_listing_by_state_records_the_state_as_the_audit_log_has_always_spelt_it(review, package):
     review.open_session(submitted(package))
-    tasks = review.list_tasks("wsjk", REGION, domain.ASSIGNED, actor=Actor("officer-8", "officer", "wsjk", REGION))
+    tasks, _ = review.list_tasks("wsjk", REGION, domain.ASSIGNED, actor=Actor("officer-8", "officer", "wsjk", REGION))
     assert {t["item_code"] for t in tasks} == {C01, "110000000007"}
     [listed] = records(review, "tasks.list")
     assert listed["details"]["state"] == "TASK_STATE_ASSIGNED" and listed["details"]["case_nos"] == [CASE_NO]

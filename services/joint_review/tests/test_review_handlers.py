@@ -10,7 +10,7 @@ from onething.intake.v1 import events_pb2 as intake_events
 from onething.joint_review.v1 import events_pb2 as review_events
 from services.catalog.resolution import resolve
 from services.common.bus import RecordingBus
-from services.common.errors import NotFound, PermissionDenied
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.events import from_payload, to_payload
 from services.elicense.domain import identifier_valid, license_identifier
 from services.intake.domain import package_snapshot
@@ -145,11 +145,40 @@ def test_routing_key_shape():
 def test_list_tasks_by_department_and_region(review, package):
     review.open_session(submitted(package))
     review.open_session(submitted(package, case_no="440100XSECS202403050002"))
-    tasks = review.list_tasks("wsjk", REGION)
+    tasks, token = review.list_tasks("wsjk", REGION)
+    assert token == ""  # one page
     assert sorted((t["case_no"], t["item_code"]) for t in tasks) == [
         (CASE_NO, C01), (CASE_NO, C07), ("440100XSECS202403050002", C01), ("440100XSECS202403050002", C07)]
-    assert review.list_tasks("wsjk", "440300") == []
-    assert [t["item_code"] for t in review.list_tasks("gaj", REGION, domain.PENDING)] == [C03, C03]
+    assert review.list_tasks("wsjk", "440300") == ([], "")
+    assert [t["item_code"] for t in review.list_tasks("gaj", REGION, domain.PENDING)[0]] == [C03, C03]
+
+
+def test_a_departments_list_comes_in_pages_of_whole_cases(review, package, all_tasks):
+    numbers = [CASE_NO, "440100XSECS202403050002", "440100XSECS202403050003"]
+    for no in reversed(numbers):
+        review.open_session(submitted(package, case_no=no))
+    everything = [(t["case_no"], t["item_code"]) for t in review.list_tasks("wsjk", REGION)[0]]
+    assert everything == [(no, item) for no in sorted(numbers) for item in (C01, C07)]  # case order
+    first, token = review.list_tasks("wsjk", REGION, page_size=1)  # a case's two tasks stay together
+    assert [(t["case_no"], t["item_code"]) for t in first] == everything[:2] and token
+    second, token = review.list_tasks("wsjk", REGION, page_size=3, page_token=token)
+    assert [(t["case_no"], t["item_code"]) for t in second] == everything[2:4] and token
+    last, token = review.list_tasks("wsjk", REGION, page_size=4, page_token=token)
+    assert [(t["case_no"], t["item_code"]) for t in last] == everything[4:] and token == ""
+    assert [(t["case_no"], t["item_code"]) for t in all_tasks(review, "wsjk", REGION, page_size=2)] == everything
+
+
+@pytest.mark.parametrize("page_size, page_token, words", [
+    (-1, "", "page_size cannot be negative"),
+    (0, "not-a-token", "page_token is not one this service gave out"),
+    (0, "eyJhZnRlciI6IDV9", "page_token is not one this service gave out"),  # {"after": 5}
+])
+def test_a_bad_page_is_refused_and_nothing_is_listed(review, package, page_size, page_token, words):
+    review.open_session(submitted(package))
+    before = len(review.audit.records)
+    with pytest.raises(InvalidArgument, match=words):
+        review.list_tasks("wsjk", REGION, page_size=page_size, page_token=page_token)
+    assert len(review.audit.records) == before
 
 
 def test_get_session_of_unknown_case(review):
@@ -475,5 +504,5 @@ def test_an_overdue_task_is_escalated_once_and_flagged_in_the_departments_list(r
     assert {p["item_code"] for p in overdue} == {C01, C02, C06, C07}
     assert all(p["elapsed_days"] > p["limit_days"] for p in overdue)
     assert review.check_clocks(later) == []  # once
-    listed = [task_to_proto(t, later) for t in review.list_tasks("wsjk", REGION)]
+    listed = [task_to_proto(t, later) for t in review.list_tasks("wsjk", REGION)[0]]
     assert {t.item_code: t.overdue for t in listed} == {C01: True, C07: True}
