@@ -175,6 +175,19 @@ def test_bad_reviews_filter_by_department_region_and_openness(store):
     assert store.bad_reviews(region_code=region, open_only=True)[0]["rectification"]["status"] is OPEN
 
 
+@pytest.mark.integration
+def test_bad_reviews_are_read_through_their_own_index(request, bus):
+    """The bad reviews of a department or a region are a small part of its ratings: the query
+    walks the index that starts with n_bad, not every rating of the department or region."""
+    from services.evaluation.store import EvaluationDoc, EvaluationStore
+    request.getfixturevalue("own_database")("evaluation")
+    store = EvaluationStore(bus)
+    store.add_rating(body(_unique(), region="440100", department="wsjk"), [])
+    coll = EvaluationDoc._get_collection()
+    assert (("n_bad", 1),) in {tuple(i["key"].items()) for i in coll.list_indexes()}
+    assert "'indexName': 'n_bad_1'" in str(coll.find({"n_bad": 1}).explain()["queryPlanner"])
+
+
 def test_statistics_group_by_a_field_within_the_filters(store):
     region = f"9{uuid.uuid4().int % 100000:05d}"
     package = _unique("P")
