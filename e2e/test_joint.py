@@ -152,7 +152,8 @@ def _whole_case_in_the_timeline(no):
     def whole():
         case = timeline.load_case(no)
         titles = [section.title for section in case.sections]
-        done = (any(t.endswith("/RecordOpinion") for t in titles) and any(t.endswith("/SupplementCase") for t in titles)
+        # every process exports its spans in batches of its own: wait for all six decisions, not the first
+        done = (sum(t.endswith("/RecordOpinion") for t in titles) >= 6 and any(t.endswith("/SupplementCase") for t in titles)
                 and any(t.endswith("/SubmitEvaluation") for t in titles)
                 and all(handled(case, h) for h in ("intake.on_case_concluded", "delivery.on_case_concluded",
                                                    "elicense.on_opinion_recorded", "intake.on_evaluation_received"))
