@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 
-from services.common import china, forms
+from services.common import china, forms, paging
 from services.common.address import check_address
 from services.common.errors import (
     AlreadyExists,
@@ -517,10 +517,9 @@ def check_applicant_id(value):
                               f"{citizen_id_problem(value)}")
 
 
-def page_size(requested, default=20, most=100):
-    if requested < 0:
-        raise InvalidArgument("page_size cannot be negative")
-    return min(requested or default, most)
+def page_size(requested):
+    """ListCases' page size: 0 asks for the default (20), at most 100."""
+    return paging.page_size(requested, 20, 100)
 
 
 def manifest(case_no, materials):

@@ -3,8 +3,6 @@ listing cases, and the status a case has as the other services report on it. Sto
 catalog, licences and clock are passed in (services/intake/wiring.py); the store saves a case with
 the version it was decided on and the events the change causes, and publishes them itself. Cases
 go in and out as domain values (domain.Case)."""
-import base64
-import binascii
 import copy
 import dataclasses
 import datetime
@@ -15,7 +13,7 @@ import time
 import uuid
 
 from onething.intake.v1 import events_pb2
-from services.common import telemetry
+from services.common import paging, telemetry
 from services.common.audit import MemoryAuditLog
 from services.common.bus import outbox_entry
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, TooLarge, Unavailable
@@ -461,21 +459,16 @@ class Intake:
         if len(cases) > size:
             cases = cases[:size]
             last = cases[-1]
-            token = base64.urlsafe_b64encode(json.dumps(
-                {"at": last.submitted_at.isoformat(), "no": last.case_no}).encode()).decode()
+            token = paging.encode_token({"at": last.submitted_at.isoformat(), "no": last.case_no})
         return cases, token
 
     @staticmethod
     def _decode_token(token):
-        if not token:
-            return None
-        try:
-            data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        def read(data):
             at = datetime.datetime.fromisoformat(data["at"])
             domain.check_case_no(data["no"])
             return at, data["no"]
-        except (ValueError, KeyError, TypeError, binascii.Error, InvalidArgument):
-            raise InvalidArgument("page_token is not one this service gave out; start again without it") from None
+        return paging.decode_token(token, read)
 
     # what the other services report ------------------------------------------------------
     def _move(self, case_no, status, note, license_ids=()):

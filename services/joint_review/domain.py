@@ -19,7 +19,7 @@ import datetime
 import enum
 from typing import NamedTuple
 
-from services.common import china, ids
+from services.common import china, ids, paging
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.joint_review import clock
 
@@ -117,14 +117,18 @@ def task_keys(stored_tasks):
     return sorted({task_key(t["department_code"], t["region_code"], t["state"]) for t in stored_tasks})
 
 
+def listed(task, department_code, region_code, state=None):
+    """Whether a (typed) task is in the department's list in a region, of `state` or of all."""
+    return (task["department_code"] == department_code and task["region_code"] == region_code
+            and (not state or task["state"] == state))
+
+
 TASKS_PAGE_SIZE, TASKS_PAGE_MOST = 100, 1000
 
 
 def tasks_page_size(requested):
     """ListTasks' page size: 0 asks for the default (100), at most 1,000."""
-    if requested < 0:
-        raise InvalidArgument("page_size cannot be negative")
-    return min(requested or TASKS_PAGE_SIZE, TASKS_PAGE_MOST)
+    return paging.page_size(requested, TASKS_PAGE_SIZE, TASKS_PAGE_MOST)
 
 
 def session_from_stored(body):

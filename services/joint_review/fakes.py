@@ -69,8 +69,7 @@ class FakeSessionStore(MemoryOutbox):
         found, held = [], 0
         for case_no, body in bodies:
             mine = [dict(task, case_no=case_no) for task in domain.session_from_stored(body)["tasks"]
-                    if task["department_code"] == department_code and task["region_code"] == region_code and (
-                        not state or task["state"] == state)]
+                    if domain.listed(task, department_code, region_code, state)]
             if mine:
                 if sessions is not None and held == sessions:
                     break

@@ -3,19 +3,16 @@ or an officer), rectification rounds, the joint site inspection, licences as the
 withdrawal, legal clocks, and the events that follow. No framework here: the store (the persistence
 port: it saves a session with its expected version and its new events, and publishes them), blobs,
 the audit log and the clock are passed in (wiring.py)."""
-import base64
-import binascii
 import datetime
-import json
 
 from google.protobuf import json_format
 
 from onething.common.v1 import common_pb2
 from onething.joint_review.v1 import events_pb2, joint_review_pb2
-from services.common import pdf, telemetry
+from services.common import paging, pdf, telemetry
 from services.common.audit import SERVICE, AuditActor, MemoryAuditLog
 from services.common.bus import outbox_entry
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied
 from services.common.events import from_payload
 from services.common.registry import desk_broker_user
 from services.joint_review import codec, domain
@@ -328,7 +325,7 @@ class JointReview:
             found = self.store.tasks(department_code, region_code, state, after=after, sessions=size + 1)
             page, more = _whole_cases(found, size)
             details["case_nos"] = sorted({t["case_no"] for t in page})
-        token = base64.urlsafe_b64encode(json.dumps({"after": page[-1]["case_no"]}).encode()).decode() if more else ""
+        token = paging.encode_token({"after": page[-1]["case_no"]}) if more else ""
         return page, token
 
     # -----------------------------------------------------------------------------------------
@@ -419,12 +416,9 @@ def _whole_cases(tasks, size):
 
 def _decode_tasks_token(token):
     """The case number a ListTasks page token says to go on after ("" for none)."""
-    if not token:
-        return ""
-    try:
-        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    def read(data):
+        after = data["after"]
         if not isinstance(after, str) or not after or len(after) > 64:
             raise ValueError(after)
         return after
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidArgument("page_token is not one this service gave out; start again without it") from None
+    return paging.decode_token(token, read) or ""

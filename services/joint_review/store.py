@@ -118,10 +118,8 @@ class SessionStore(OutboxStore):
             cursor = cursor.limit(sessions)
         found = []
         for doc in cursor:
-            for task in domain.session_from_stored(doc.get("body") or {})["tasks"]:
-                if task["department_code"] == department_code and task["region_code"] == region_code and (
-                        not state or task["state"] == state):
-                    found.append(dict(task, case_no=doc["_id"]))
+            found.extend(dict(task, case_no=doc["_id"]) for task in domain.session_from_stored(doc.get("body") or {})[
+                "tasks"] if domain.listed(task, department_code, region_code, state))
         return found
 
     # the task keys of sessions stored before they were kept ------------------------------------

@@ -338,3 +338,23 @@ def test_sessions_stored_without_task_keys_get_them_on_the_workers_first_sweep(r
     store._keys_given = False
     store.sweep()
     assert store._keys_given is True
+
+
+@pytest.mark.integration
+def test_a_sweep_that_cannot_give_task_keys_logs_it_and_sweeps_all_the_same(request, caplog, monkeypatch):
+    from pymongo.errors import OperationFailure
+    backend = _mongo(request)
+    store = backend.store
+    store.bus = RecordingBus("joint_review")
+    no = new_case_no()
+    store.create(opened(no), CASE, [event(no)])
+
+    def refused():
+        raise OperationFailure("not authorized on onething_joint_review to execute command", code=13)
+    monkeypatch.setattr(store, "give_task_keys", refused)
+    backend.raw(no)  # the creation's own publish done and its removal written
+    store.sweep()
+    assert store._keys_given is False and "could not give stored sessions their task keys" in caplog.text
+    monkeypatch.undo()
+    store.sweep()
+    assert store._keys_given is True  # the next sweep tries again
