@@ -116,7 +116,7 @@ class SessionStore(OutboxStore):
         cursor = cursor.sort("_id", 1)
         if sessions is not None:
             cursor = cursor.limit(sessions)
-        found = []
+        found: list = []
         for doc in cursor:
             found.extend(dict(task, case_no=doc["_id"]) for task in domain.session_from_stored(doc.get("body") or {})[
                 "tasks"] if domain.listed(task, department_code, region_code, state))
