@@ -71,6 +71,11 @@ def test_limits_enums_and_utf8_on_every_service(client):
         err = _refused(grpc.StatusCode.INVALID_ARGUMENT, client.review.ListTasks, request, metadata=officer("gaj"),
                        timeout=10)
         assert words in err.details()
+    for request, words in ((evaluation_pb2.ListBadReviewsRequest(page_size=-1), "page_size cannot be negative"),
+                           (evaluation_pb2.ListBadReviewsRequest(page_token="eyJhZnRlciI6IDF9"), "page_token is not one")):
+        err = _refused(grpc.StatusCode.INVALID_ARGUMENT, client.evaluation.ListBadReviews, request,
+                       metadata=officer("gaj"), timeout=10)
+        assert words in err.details()
     raw = grpc.insecure_channel(settings().address("delivery")).unary_unary(
         "/onething.delivery.v1.DeliveryService/GetDelivery", request_serializer=None, response_deserializer=None)
     err = _refused(grpc.StatusCode.INVALID_ARGUMENT, raw, b"\x0a\x02\xc3\x28", timeout=10,  # case_no: bad UTF-8

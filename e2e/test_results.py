@@ -113,7 +113,9 @@ def test_mail_delivery_then_bad_review_rectified_and_counted(client, probe):
     assert closed.status == evaluation_pb2.RECTIFICATION_STATUS_CLOSED and closed.on_time
     _expect(grpc.StatusCode.FAILED_PRECONDITION, client.close_rectification, no, "again", "chief-wsjk")
     assert no not in [r.case_no for r in client.bad_reviews(LEAD, REGION, open_only=True)]
-    assert no in [r.case_no for r in client.bad_reviews(LEAD, REGION)]
+    listed = [(r.case_no, r.channel) for r in client.bad_reviews(LEAD, REGION)]
+    assert no in [case_no for case_no, _ in listed]
+    assert [(r.case_no, r.channel) for r in client.bad_reviews(LEAD, REGION, page_size=1)] == listed  # page by page
 
     # statistics by region, department and package each count the rating, the 差评 and its closure
     after = _stats(client)

@@ -486,9 +486,17 @@ class Suite:
             case_no=case_no, result=result, channel=RATING_CHANNEL[channel]),
             metadata=self._officer_concerned(case_no, by), timeout=10)
 
-    def bad_reviews(self, department_code="", region_code="", open_only=False):
-        return self.evaluation.ListBadReviews(evaluation_pb2.ListBadReviewsRequest(
-            department_code=department_code, region_code=region_code, open_only=open_only), timeout=10).rectifications
+    def bad_reviews(self, department_code="", region_code="", open_only=False, page_size=0):
+        """Every 差评 rectification within the filters, read a page (of `page_size`) at a time."""
+        found, token = [], ""
+        while True:
+            page = self.evaluation.ListBadReviews(evaluation_pb2.ListBadReviewsRequest(
+                department_code=department_code, region_code=region_code, open_only=open_only, page_size=page_size,
+                page_token=token), timeout=10)
+            found.extend(page.rectifications)
+            token = page.next_page_token
+            if not token:
+                return found
 
     def statistics(self, group_by, **filters):
         """`filters`: region/department/package codes; rated_from/rated_to as "YYYY-MM-DD" (or a Date)."""

@@ -187,7 +187,29 @@ _started: set[str] = set()  # collections this process has swept once (retired i
 
 #: where a database notes what its stores have found done once and need not look for again: per
 #: collection, that no outbox entry without next_at is left; that every session has its task keys
+#: (fill_missing), every 差评 its place in the list of them
 CHECKS = "outbox_checks"
+
+
+def fill_missing(coll, check, missing, fields_of, projection=None, guard=None):
+    """Documents an earlier version stored without some fields get them: `missing` is the query that
+    finds those (it must stop matching once they have them), `fields_of(doc)` the $set for one; each
+    is written only while it still matches `missing` and `guard(doc)` (say, the version it was read
+    at), so a save that came meanwhile wins. True once a look finds none left, which the database
+    notes under `check` in `outbox_checks`, so that later processes do not look again."""
+    checks = coll.database[CHECKS]
+    if checks.find_one({"_id": check}) is not None:
+        return True
+    found = given = 0
+    for doc in coll.find(missing, projection).batch_size(200):
+        found += 1
+        still = {"_id": doc["_id"], **missing, **(guard(doc) if guard else {})}
+        given += coll.update_one(still, {"$set": fields_of(doc)}).modified_count
+    if found:
+        log.info("%s: gave %d of %d stored documents of %s what they lacked", check, given, found, coll.full_name)
+        return False  # looked at once more: none may be left
+    checks.update_one({"_id": check}, {"$set": {"none_without_since": time.time()}}, upsert=True)
+    return True
 
 
 def retire_indexes(coll, keys):
@@ -242,11 +264,30 @@ class OutboxStore:
         if entries and self.bus is not None:
             flush_outbox(self.document, aggregate_id, self.bus, entries)
 
+    #: what documents stored by earlier versions lack, given by the sweeps (fill_missing) until each
+    #: is done: (the store's method, True once none is left; what it gives, for the log)
+    backfills: tuple[tuple[str, str], ...] = ()
+
     def sweep(self, limit=100):
-        """Publish due entries of any aggregate; the number published."""
+        """Publish due entries of any aggregate; the number published. First, until each is done,
+        the backfills."""
+        self.backfill()
         if self.bus is None:
             return 0
         return sweep_outbox(self.document, self.bus, limit=limit)
+
+    def backfill(self):
+        """Run the backfills not yet done in this process; one that fails is logged and tried again
+        on the next sweep, which goes on meanwhile."""
+        done = self.__dict__.setdefault("backfilled", set())
+        for method, what in self.backfills:
+            if method in done:
+                continue
+            try:
+                if getattr(self, method)():
+                    done.add(method)
+            except OperationFailure:
+                log.warning("could not give %s; tried again on the next sweep", what, exc_info=True)
 
     def pending(self, aggregate_id):
         """The entries still waiting on one aggregate (for tests and tools)."""

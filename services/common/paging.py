@@ -30,3 +30,20 @@ def decode_token(token, read):
         return read(json.loads(base64.urlsafe_b64decode(token.encode())))
     except (ValueError, KeyError, TypeError, binascii.Error, InvalidArgument):
         raise InvalidArgument("page_token is not one this service gave out; start again without it") from None
+
+
+def after_token(place):
+    """A page token that says to go on after `place` (a non-empty string: where the list's order
+    put the page's last item)."""
+    return encode_token({"after": place})
+
+
+def read_after(token, longest):
+    """The place (a string of at most `longest` characters) a token of after_token says to go on
+    after; "" for no token. Any other token is InvalidArgument."""
+    def read(data):
+        after = data["after"]
+        if not isinstance(after, str) or not after or len(after) > longest:
+            raise ValueError(after)
+        return after
+    return decode_token(token, read) or ""

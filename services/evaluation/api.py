@@ -123,9 +123,10 @@ class EvaluationApi(pb_grpc.EvaluationServiceServicer):
         def allow(rect):
             return caller.within(rect.get("region_code", "")) and (
                 not caller.is_(policy.OFFICER) or rect.get("department_code") == caller.department)
-        found = self.evaluation.bad_reviews(department, request.region_code, request.open_only,
-                                            actor=caller.audit_actor(), allow=allow)
-        return pb.ListBadReviewsResponse(rectifications=[rectification(r) for r in found])
+        found, token = self.evaluation.bad_reviews(department, request.region_code, request.open_only,
+                                                   actor=caller.audit_actor(), allow=allow,
+                                                   page_size=request.page_size, page_token=request.page_token)
+        return pb.ListBadReviewsResponse(rectifications=[rectification(r) for r in found], next_page_token=token)
 
     def GetStatistics(self, request, context):
         rows = self.evaluation.statistics(domain.group_from_proto(request.group_by), request.region_code,

@@ -9,7 +9,7 @@ import re as _re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from services.common import china
+from services.common import china, paging
 from services.common.config import region_within
 from services.common.errors import InvalidArgument
 from services.common.workdays import add_workdays
@@ -149,6 +149,22 @@ def rectification_deadline(rated_at, days):
     if int(days) < 1:
         raise ValueError("a rectification needs at least one working day")
     return add_workdays(local_date(rated_at), int(days))
+
+
+# ListBadReviews' pages: 100 rectifications by default, at most 1,000
+BAD_REVIEWS_PAGE_SIZE, BAD_REVIEWS_PAGE_MOST = 100, 1000
+
+
+def bad_reviews_page_size(requested):
+    """ListBadReviews' page size: 0 asks for the default (100), at most 1,000."""
+    return paging.page_size(requested, BAD_REVIEWS_PAGE_SIZE, BAD_REVIEWS_PAGE_MOST)
+
+
+def bad_review_order(rectification):
+    """Where a 差评's rectification stands in the lists of them, as one string that sorts the same:
+    by deadline ("YYYY-MM-DD"), then case number, then channel (joined by a space, which sorts
+    before every character of theirs, so that a shorter case number comes first as it does alone)."""
+    return f"{rectification['deadline']} {rectification['case_no']} {rectification['channel']}"
 
 
 def closed_on_time(closed_at, deadline):

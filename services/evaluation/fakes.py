@@ -70,11 +70,14 @@ class FakeEvaluationStore(MemoryOutbox):
         self.publish(revision.key, events)
         return True
 
-    def bad_reviews(self, department_code="", region_code="", open_only=False):
-        return [copy.deepcopy(b) for b in self._bodies()
-                if b.get("bad_review") and (not department_code or b.get("department_code") == department_code)
-                and (not region_code or b.get("region_code") == region_code)
-                and (not open_only or b["rectification"]["status"] == domain.RectificationStatus.OPEN)]
+    def bad_reviews(self, department_code="", region_code="", open_only=False, after="", limit=None):
+        found = sorted((b for b in self._bodies()
+                        if b.get("bad_review") and (not department_code or b.get("department_code") == department_code)
+                        and (not region_code or b.get("region_code") == region_code)
+                        and (not open_only or b["rectification"]["status"] == domain.RectificationStatus.OPEN)
+                        and domain.bad_review_order(b["rectification"]) > (after or "")),
+                       key=lambda b: domain.bad_review_order(b["rectification"]))
+        return [copy.deepcopy(b) for b in found[:limit]]
 
     def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
         counted = []

@@ -10,7 +10,7 @@ with the events its change causes and publishes them itself."""
 import datetime
 
 from onething.evaluation.v1 import evaluation_pb2, events_pb2
-from services.common import telemetry
+from services.common import paging, telemetry
 from services.common.audit import MemoryAuditLog, as_actor
 from services.common.bus import outbox_entry
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -184,14 +184,22 @@ class Evaluation:
             closed_at=contracts.timestamp_of(rect["closed_at"]), closed_by=by, on_time=on_time, result=result)
         return self._save(revision, OPEN, body, [outbox_entry("bad_review_closed", event, case_no)])
 
-    def bad_reviews(self, department_code="", region_code="", open_only=False, actor=None, allow=None):
-        """差评 rectifications; `allow(rectification)`: the api's access rule, those the caller may see."""
+    def bad_reviews(self, department_code="", region_code="", open_only=False, actor=None, allow=None, page_size=0,
+                    page_token=""):
+        """(rectifications, next_page_token): a page of the 差评 rectifications, by deadline, then
+        case number and channel (domain.bad_review_order), at most `page_size` (domain.
+        bad_reviews_page_size); the token ("" on the last page) asks for the next. `allow(rectification)`:
+        the api's access rule, those the caller may see (a page may hold fewer than it might)."""
+        size = domain.bad_reviews_page_size(page_size)
+        after = paging.read_after(page_token, 200)
         with self.audit.read(actor, "bad_reviews.list", "", department_code=department_code,
                              region_code=region_code) as details:
-            found = [b["rectification"] for b in self.store.bad_reviews(department_code, region_code, open_only)
-                     if allow is None or allow(b["rectification"])]
-            details["case_nos"] = sorted({r["case_no"] for r in found})
-        return sorted(found, key=lambda r: (r["deadline"], r["case_no"], r["channel"]))
+            found = self.store.bad_reviews(department_code, region_code, open_only, after=after, limit=size + 1)
+            page, more = found[:size], len(found) > size
+            shown = [b["rectification"] for b in page if allow is None or allow(b["rectification"])]
+            details["case_nos"] = sorted({r["case_no"] for r in shown})
+        token = paging.after_token(domain.bad_review_order(page[-1]["rectification"])) if more else ""
+        return shown, token
 
     def statistics(self, group_by, region_code="", department_code="", package_code="", rated_from="",
                    rated_to=""):
@@ -227,3 +235,4 @@ class Evaluation:
                 return True
         raise RollUpContention(f"the rolled-up rating of case {report.case_no} ({report.channel}) from site "
                                f"{report.origin.site} changed on each of {ROLL_UP_TRIES} tries")
+

@@ -17,10 +17,12 @@ statistics sum its own ratings and its cities' the same way."""
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import OutboxStore, plain
+from services.common.mongo import OutboxStore, fill_missing, plain
 from services.evaluation import domain
 
 ALIAS = "evaluation"
+# above every place in the list of 差评 (each starts with a "YYYY-MM-DD" deadline)
+ORDER_END = "~"
 
 
 class RateableCase(me.Document):
@@ -38,8 +40,12 @@ class EvaluationDoc(me.Document):
             "indexes": ["outbox.next_at", {"fields": ["case_no", "channel"], "unique": True},
                         "rect_status", "region_code", "department_code", "package_code",
                         # the bad reviews (差评, about one rating in a hundred) of a department or a
-                        # region: read without walking every rating of it (10,000 ratings: 40-300 -> 6-10 ms)
-                        "n_bad"]}
+                        # region: read without walking every rating of it (10,000 ratings: 40-300 -> 6-10 ms),
+                        # in the order of their list, a page at a time
+                        ("n_bad", "bad_order")]}
+    # dropped by the worker's first sweep (services.common.mongo.retire_indexes): the index above
+    # answers what it did, and each index costs every write of a rating
+    retired_indexes = ((("n_bad", 1),),)
     case_no = me.StringField(required=True)
     channel = me.StringField(required=True)
     body = me.DictField()
@@ -56,6 +62,8 @@ class EvaluationDoc(me.Document):
     n_open = me.IntField(default=0)
     n_closed = me.IntField(default=0)
     n_on_time = me.IntField(default=0)
+    # a 差评's place in the list of them (domain.bad_review_order); "" for other ratings
+    bad_order = me.StringField(default="")
 
 
 class RolledUpRatingDoc(me.Document):
@@ -164,7 +172,8 @@ def copies(body):
             "rect_status": domain.STATUS_STORED[status] if status else "",
             "n_satisfied": int(bool(body.get("satisfied"))), "n_bad": int(bool(body.get("bad_review"))),
             "n_open": int(status == domain.RectificationStatus.OPEN),
-            "n_closed": int(status == domain.RectificationStatus.CLOSED), "n_on_time": int(bool(rect.get("on_time")))}
+            "n_closed": int(status == domain.RectificationStatus.CLOSED), "n_on_time": int(bool(rect.get("on_time"))),
+            "bad_order": domain.bad_review_order(rect) if rect else ""}
 
 
 def _rateable(doc):
@@ -233,15 +242,32 @@ class EvaluationStore(OutboxStore):
         self.publish(revision.key, events)
         return True
 
-    def bad_reviews(self, department_code="", region_code="", open_only=False):
-        query: dict[str, object] = {"n_bad": 1}
+    def bad_reviews(self, department_code="", region_code="", open_only=False, after="", limit=None):
+        """The bodies of the 差评 within the filters, in the order of their list (domain.bad_review_order),
+        those after `after` (a place in it), at most `limit` (None: all)."""
+        # bounded on both sides: the local server walks an index from its start for a one-sided range
+        query: dict[str, object] = {"n_bad": 1, "bad_order": {"$gt": after or "", "$lt": ORDER_END}}
         if department_code:
             query["department_code"] = department_code
         if region_code:
             query["region_code"] = region_code
         if open_only:
             query["rect_status"] = domain.STATUS_STORED[domain.RectificationStatus.OPEN]
-        return [domain_body(doc.body) for doc in EvaluationDoc.objects(**query).only("body")]
+        cursor = EvaluationDoc._get_collection().find(query, {"body": 1}).sort("bad_order", 1)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [domain_body(doc["body"]) for doc in cursor]
+
+    # 差评 stored before they kept their place in the list ---------------------------------------
+    backfills = (("give_bad_order", "stored 差评 their place in the list of them"),)
+
+    def give_bad_order(self):
+        """差评 stored without `bad_order` (by an earlier version) get it; True once none is left
+        (noted in `outbox_checks`). Without it a 差评 is in no list."""
+        def fields(doc):
+            return {"bad_order": domain.bad_review_order(domain_body(doc["body"])["rectification"])}
+        return fill_missing(EvaluationDoc._get_collection(), "evaluations.bad_order",
+                            {"n_bad": 1, "bad_order": {"$exists": False}}, fields, projection={"body": 1})
 
     def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
         """[{key, ratings, satisfied, bad, closed, on_time, open}] of this site's own ratings, grouped by

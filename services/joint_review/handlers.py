@@ -319,13 +319,13 @@ class JointReview:
         across pages (a case with more of them than that is a page of its own); the token ("" on
         the last page) asks for the next page."""
         size = domain.tasks_page_size(page_size)
-        after = _decode_tasks_token(page_token)
+        after = paging.read_after(page_token, 64)  # a case number
         with self.audit.read(actor, "tasks.list", "", department_code=department_code, region_code=region_code,
                              state=task_state_name(state) if state else "") as details:
             found = self.store.tasks(department_code, region_code, state, after=after, sessions=size + 1)
             page, more = _whole_cases(found, size)
             details["case_nos"] = sorted({t["case_no"] for t in page})
-        token = paging.encode_token({"after": page[-1]["case_no"]}) if more else ""
+        token = paging.after_token(page[-1]["case_no"]) if more else ""
         return page, token
 
     # -----------------------------------------------------------------------------------------
@@ -412,13 +412,3 @@ def _whole_cases(tasks, size):
             return page, True
         page.extend(mine)
     return page, False
-
-
-def _decode_tasks_token(token):
-    """The case number a ListTasks page token says to go on after ("" for none)."""
-    def read(data):
-        after = data["after"]
-        if not isinstance(after, str) or not after or len(after) > 64:
-            raise ValueError(after)
-        return after
-    return paging.decode_token(token, read) or ""

@@ -6,18 +6,13 @@ that died, or a broker outage, leaves pending is published by the worker's Outbo
 
 The session's typed values (domain.TaskState, SessionStatus, Decision) are kept as the strings of
 domain.*_STORED: documents written by earlier versions read as they are."""
-import logging
-import time
-
 import mongoengine as me
-from pymongo.errors import OperationFailure
 
-from services.common.mongo import CHECKS, OutboxStore, find_stored
+from services.common.mongo import OutboxStore, fill_missing, find_stored
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
 ALIAS = "joint_review"
-log = logging.getLogger(__name__)
 
 
 class SessionDoc(me.Document):
@@ -123,33 +118,13 @@ class SessionStore(OutboxStore):
         return found
 
     # the task keys of sessions stored before they were kept ------------------------------------
-    _keys_given = False  # this process has found every session with its task keys
-
-    def sweep(self, limit=100):
-        if not self._keys_given:
-            try:
-                self._keys_given = self.give_task_keys()
-            except OperationFailure:  # the sweep must go on; tried again on the next one
-                log.warning("could not give stored sessions their task keys", exc_info=True)
-        return super().sweep(limit)
+    backfills = (("give_task_keys", "stored sessions their task keys"),)
 
     def give_task_keys(self):
         """Sessions stored without task keys (by an earlier version) get them, under the version
-        check (a session saved meanwhile has them already); True once none is left, which the
-        database notes (`outbox_checks`) so that later processes do not look again. Without them
-        a session's tasks are in no department's list."""
-        coll = SessionDoc._get_collection()
-        checks = coll.database[CHECKS]
-        if checks.find_one({"_id": "sessions.task_keys"}) is not None:
-            return True
-        found = given = 0
-        for doc in coll.find({"task_keys": {"$exists": False}}, {"version": 1, "body.tasks": 1}).batch_size(200):
-            found += 1
-            keys = domain.task_keys((doc.get("body") or {}).get("tasks") or [])
-            given += coll.update_one({"_id": doc["_id"], "version": doc.get("version", 0),
-                                      "task_keys": {"$exists": False}}, {"$set": {"task_keys": keys}}).modified_count
-        if found:
-            log.info("gave %d of %d stored sessions their task keys", given, found)
-            return False  # looked at once more: none may be left
-        checks.update_one({"_id": "sessions.task_keys"}, {"$set": {"none_without_since": time.time()}}, upsert=True)
-        return True
+        check (a session saved meanwhile has them already); True once none is left (noted in
+        `outbox_checks`). Without them a session's tasks are in no department's list."""
+        return fill_missing(SessionDoc._get_collection(), "sessions.task_keys", {"task_keys": {"$exists": False}},
+                            lambda doc: {"task_keys": domain.task_keys((doc.get("body") or {}).get("tasks") or [])},
+                            projection={"version": 1, "body.tasks": 1},
+                            guard=lambda doc: {"version": doc.get("version", 0)})

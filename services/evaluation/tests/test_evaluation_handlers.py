@@ -219,10 +219,41 @@ def test_list_bad_reviews_by_department_region_and_openness(evaluation, clock):
     rate(evaluation, "C1", channel="window", grade=Grade.SATISFIED, comment="")
     evaluation.record_callback("C3", "回访", "staff-1")
     evaluation.close("C3", "done", "chief-1")
-    assert [r["case_no"] for r in evaluation.bad_reviews()] == ["C1", "C2", "C3"]
-    assert [r["case_no"] for r in evaluation.bad_reviews(department_code="wsjk")] == ["C1", "C3"]
-    assert [r["case_no"] for r in evaluation.bad_reviews(department_code="wsjk", region_code="440100")] == ["C1"]
-    assert [r["case_no"] for r in evaluation.bad_reviews(department_code="wsjk", open_only=True)] == ["C1"]
+    def listed(**filters):
+        found, token = evaluation.bad_reviews(**filters)
+        assert token == ""  # one page
+        return [r["case_no"] for r in found]
+    assert listed() == ["C1", "C2", "C3"]
+    assert listed(department_code="wsjk") == ["C1", "C3"]
+    assert listed(department_code="wsjk", region_code="440100") == ["C1"]
+    assert listed(department_code="wsjk", open_only=True) == ["C1"]
+
+
+def test_bad_reviews_come_a_page_at_a_time(evaluation):
+    cases = [f"C{n}" for n in range(1, 6)]
+    for case_no in cases:
+        delivered(evaluation, case_no)
+        rate(evaluation, case_no)
+    seen, token, pages = [], "", 0
+    while True:
+        found, token = evaluation.bad_reviews(page_size=2, page_token=token)
+        seen, pages = seen + [r["case_no"] for r in found], pages + 1
+        if not token:
+            break
+    assert (seen, pages) == (cases, 3)
+    assert [r["case_no"] for r in evaluation.bad_reviews(page_size=5)[0]] == cases
+    assert evaluation.bad_reviews(page_size=5)[1] == ""  # exactly one page: no token for an empty next one
+    # a page the access rule thins out still moves on from what it read
+    first, token = evaluation.bad_reviews(page_size=2, allow=lambda r: r["case_no"] != "C2")
+    assert [r["case_no"] for r in first] == ["C1"] and token
+    assert [r["case_no"] for r in evaluation.bad_reviews(page_size=2, page_token=token)[0]] == ["C3", "C4"]
+    records = len(evaluation.audit.records)
+    for kwargs, words in (({"page_size": -1}, "page_size cannot be negative"),
+                          ({"page_token": "not-a-token"}, "page_token is not one"),
+                          ({"page_token": "eyJhZnRlciI6IDF9"}, "page_token is not one")):  # {"after": 1}
+        with pytest.raises(InvalidArgument, match=words):
+            evaluation.bad_reviews(**kwargs)
+    assert len(evaluation.audit.records) == records  # a refused list reads nothing
 
 
 def test_statistics_by_region_department_and_package(evaluation, clock):

@@ -32,14 +32,14 @@ def test_bad_review_rectification_and_statistics(evaluation, probe):
     assert body["rectification"]["department_code"] == "gaj"
     with pytest.raises(AlreadyExists):
         evaluation.submit(bad, APPLICANT, "window", Grade.DISSATISFIED, {}, "again", "")
-    assert [r["case_no"] for r in evaluation.bad_reviews("gaj", region, open_only=True)] == [bad]
+    assert [r["case_no"] for r in evaluation.bad_reviews("gaj", region, open_only=True)[0]] == [bad]
     with pytest.raises(FailedPrecondition):
         evaluation.close(bad, "done", "chief-1")
     evaluation.record_callback(bad, "已回访", "staff-1")
     rect = evaluation.close(bad, "已培训窗口人员", "chief-1")
     assert rect["on_time"] is True and len(rect["callbacks"]) == 1
-    assert evaluation.bad_reviews("gaj", region, open_only=True) == []
-    assert [r["status"] for r in evaluation.bad_reviews("gaj", region)] == [RectificationStatus.CLOSED]
+    assert evaluation.bad_reviews("gaj", region, open_only=True) == ([], "")
+    assert [r["status"] for r in evaluation.bad_reviews("gaj", region)[0]] == [RectificationStatus.CLOSED]
 
     [row] = evaluation.statistics(StatisticsGroup.REGION, region_code=region)
     assert row == {"key": region, "ratings": 2, "satisfied": 1, "satisfaction_rate": 0.5, "bad_reviews": 1,

@@ -10,6 +10,7 @@ import pytest
 
 from services.common.bus import RecordingBus, outbox_entry
 from services.common.testing import FlakyBus
+from services.evaluation import domain
 from services.evaluation.domain import Grade, Rateable, RectificationStatus, RolledUpRating
 
 OPEN, CLOSED = RectificationStatus.OPEN, RectificationStatus.CLOSED
@@ -175,17 +176,74 @@ def test_bad_reviews_filter_by_department_region_and_openness(store):
     assert store.bad_reviews(region_code=region, open_only=True)[0]["rectification"]["status"] is OPEN
 
 
+def test_bad_reviews_come_in_list_order_after_a_place_and_up_to_a_limit(store):
+    """By deadline, then case number (a shorter one first, as it sorts alone), then channel."""
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    stem = _unique("L")
+    rows = [(stem + "B", "online", "2024-03-08"), (stem + "A", "window", "2024-03-11"),
+            (stem + "A", "online", "2024-03-11"), (stem + "AA", "online", "2024-03-11"),
+            (stem + "A0", "online", "2024-03-12")]
+    for case_no, channel, deadline in rows:
+        rated = body(case_no, channel, region=region)
+        rated["rectification"]["deadline"] = deadline
+        store.add_rating(rated, [])
+    store.add_rating(body(_unique(), region=region, grade=Grade.SATISFIED), [])
+    order = [(stem + "B", "online"), (stem + "A", "online"), (stem + "A", "window"), (stem + "AA", "online"),
+             (stem + "A0", "online")]
+
+    def listed(**more):
+        return [(r["case_no"], r["channel"]) for r in store.bad_reviews(region_code=region, **more)]
+    assert listed() == order
+    assert listed(limit=2) == order[:2]
+    place = domain.bad_review_order(store.bad_reviews(region_code=region)[1]["rectification"])
+    assert listed(after=place) == order[2:]
+    assert listed(after=place, limit=1) == order[2:3]
+    assert listed(after=domain.bad_review_order(store.bad_reviews(region_code=region)[-1]["rectification"])) == []
+
+
 @pytest.mark.integration
 def test_bad_reviews_are_read_through_their_own_index(request, bus):
     """The bad reviews of a department or a region are a small part of its ratings: the query
-    walks the index that starts with n_bad, not every rating of the department or region."""
+    walks the index that starts with n_bad, in the list's order, not every rating of the department
+    or region; the index on n_bad alone that came before is dropped by the first sweep."""
+    from services.common import mongo
     from services.evaluation.store import EvaluationDoc, EvaluationStore
     request.getfixturevalue("own_database")("evaluation")
     store = EvaluationStore(bus)
     store.add_rating(body(_unique(), region="440100", department="wsjk"), [])
     coll = EvaluationDoc._get_collection()
-    assert (("n_bad", 1),) in {tuple(i["key"].items()) for i in coll.list_indexes()}
-    assert "'indexName': 'n_bad_1'" in str(coll.find({"n_bad": 1}).explain()["queryPlanner"])
+    coll.create_index([("n_bad", 1)])  # as an earlier version made it
+    mongo._started.discard(coll.full_name)  # as a process that just started
+    store.sweep()
+    keys = {tuple(i["key"].items()) for i in coll.list_indexes()}
+    assert (("n_bad", 1), ("bad_order", 1)) in keys and (("n_bad", 1),) not in keys
+    plan = str(coll.find({"n_bad": 1, "bad_order": {"$gt": "", "$lt": "~"}}).sort("bad_order", 1).explain()[
+        "queryPlanner"])
+    assert "'indexName': 'n_bad_1_bad_order_1'" in plan
+
+
+@pytest.mark.integration
+def test_bad_reviews_stored_before_they_kept_their_place_get_it_on_a_sweep(request, bus):
+    """A 差评 an earlier version stored has no `bad_order` and is in no list until the worker's
+    sweep gives it one; the database then notes that none is left and later sweeps do not look."""
+    from services.evaluation.store import EvaluationDoc, EvaluationStore
+    request.getfixturevalue("own_database")("evaluation")
+    store = EvaluationStore(bus)
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    old, good = _unique("O"), _unique("G")
+    store.add_rating(body(old, region=region), [])
+    store.add_rating(body(good, region=region, grade=Grade.SATISFIED), [])
+    coll = EvaluationDoc._get_collection()
+    coll.update_many({"case_no": {"$in": [old, good]}}, {"$unset": {"bad_order": ""}})
+    assert store.bad_reviews(region_code=region) == []  # found by no place
+    assert store.give_bad_order() is False  # one given: looked at once more
+    assert coll.find_one({"case_no": old})["bad_order"] == f"2024-03-11 {old} online"
+    assert "bad_order" not in coll.find_one({"case_no": good})  # not a 差评: not in the list, not looked for
+    assert [r["case_no"] for r in store.bad_reviews(region_code=region)] == [old]
+    assert store.give_bad_order() is True and coll.database["outbox_checks"].find_one({"_id": "evaluations.bad_order"})
+    store.backfilled = set()
+    store.sweep()
+    assert store.backfilled == {"give_bad_order"}
 
 
 def test_statistics_group_by_a_field_within_the_filters(store):

@@ -335,9 +335,9 @@ def test_sessions_stored_without_task_keys_get_them_on_the_workers_first_sweep(r
     assert store.give_task_keys() is True and coll.database["outbox_checks"].find_one({"_id": "sessions.task_keys"})
     backend.put_raw(new_case_no(), domain.stored_session(opened("x")), CASE, 0)
     assert store.give_task_keys() is True  # noted: not looked for again
-    store._keys_given = False
+    store.backfilled = set()
     store.sweep()
-    assert store._keys_given is True
+    assert store.backfilled == {"give_task_keys"}
 
 
 @pytest.mark.integration
@@ -354,7 +354,8 @@ def test_a_sweep_that_cannot_give_task_keys_logs_it_and_sweeps_all_the_same(requ
     monkeypatch.setattr(store, "give_task_keys", refused)
     backend.raw(no)  # the creation's own publish done and its removal written
     store.sweep()
-    assert store._keys_given is False and "could not give stored sessions their task keys" in caplog.text
+    assert "give_task_keys" not in store.backfilled
+    assert "could not give stored sessions their task keys" in caplog.text
     monkeypatch.undo()
     store.sweep()
-    assert store._keys_given is True  # the next sweep tries again
+    assert "give_task_keys" in store.backfilled  # the next sweep tries again
