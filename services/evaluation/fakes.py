@@ -90,6 +90,10 @@ class FakeEvaluationStore(MemoryOutbox):
                                 "on_time": int(bool((b.get("rectification") or {}).get("on_time")))}))
         return _grouped(counted, field, region_code, department_code, package_code, rated_from, rated_to)
 
+    def count_figures(self, limit=1000):
+        """The fake's statistics read its ratings themselves: no daily figures to keep."""
+        return 0
+
     # -- the cities' ratings, rolled up -------------------------------------------------------
 
     def rolled_up(self, site, case_no, channel):

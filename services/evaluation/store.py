@@ -14,6 +14,10 @@ the same update, and published by the store right after (services.common.mongo.O
 At a province, `rolled_up_ratings` keeps its cities' ratings as their events told them (one per
 site, case and channel, saved with the version it was read at), with the same 0/1 copies, so its
 statistics sum its own ratings and its cities' the same way."""
+import logging
+import random
+import time
+
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
@@ -21,6 +25,7 @@ from services.common.mongo import OutboxStore, fill_missing, plain
 from services.evaluation import domain
 
 ALIAS = "evaluation"
+log = logging.getLogger(__name__)
 # above every place in the list of 差评 (each starts with a "YYYY-MM-DD" deadline)
 ORDER_END = "~"
 
@@ -38,14 +43,14 @@ class RateableCase(me.Document):
 class EvaluationDoc(me.Document):
     meta = {"db_alias": ALIAS, "collection": "evaluations",
             "indexes": ["outbox.next_at", {"fields": ["case_no", "channel"], "unique": True},
-                        "rect_status", "region_code", "department_code", "package_code",
+                        "rect_status", "uncounted",
                         # the bad reviews (差评, about one rating in a hundred) of a department or a
                         # region: read without walking every rating of it (10,000 ratings: 40-300 -> 6-10 ms),
                         # in the order of their list, a page at a time
                         ("n_bad", "bad_order")]}
-    # dropped by the worker's first sweep (services.common.mongo.retire_indexes): the index above
-    # answers what it did, and each index costs every write of a rating
-    retired_indexes = ((("n_bad", 1),),)
+    # dropped by the worker's first sweep (services.common.mongo.retire_indexes): (n_bad, bad_order)
+    # answers what n_bad did, the statistics read the daily figures, and each index costs every write
+    retired_indexes = ((("n_bad", 1),), (("region_code", 1),), (("department_code", 1),), (("package_code", 1),))
     case_no = me.StringField(required=True)
     channel = me.StringField(required=True)
     body = me.DictField()
@@ -64,9 +69,41 @@ class EvaluationDoc(me.Document):
     n_on_time = me.IntField(default=0)
     # a 差评's place in the list of them (domain.bad_review_order); "" for other ratings
     bad_order = me.StringField(default="")
+    # the daily figures (DailyFiguresDoc): 1 while a change of this rating's figures is not yet in
+    # them (absent once it is); the version of it they count, and its figures as they count them
+    uncounted = me.IntField()
+    counted_version = me.IntField(default=0)
+    counted = me.DictField()
 
 
-class RolledUpRatingDoc(me.Document):
+class Figures(me.Document):
+    """The figures a document of statistics counts (a day's, a city rating's), summed by the $group."""
+    meta: dict[str, object] = {"abstract": True}
+    n_ratings = me.IntField(default=0)
+    n_satisfied = me.IntField(default=0)
+    n_bad = me.IntField(default=0)
+    n_open = me.IntField(default=0)
+    n_closed = me.IntField(default=0)
+    n_on_time = me.IntField(default=0)
+
+
+class DailyFiguresDoc(Figures):
+    """The figures of the ratings of one day (rated_on), region, department and package, kept by the
+    worker's sweep (EvaluationStore.count_figures), so that the statistics read these, not every
+    rating. `version` counts its saves; `last_batch` is what its last save added ([{id, version,
+    figures}] of ratings), until each of those ratings notes that it is counted."""
+    meta = {"db_alias": ALIAS, "collection": "daily_figures",
+            "indexes": ["rated_on", "region_code", "department_code", "package_code"]}
+    key = me.StringField(primary_key=True)         # <rated_on>|<region>|<department>|<package>
+    rated_on = me.StringField()
+    region_code = me.StringField()
+    department_code = me.StringField()
+    package_code = me.StringField()
+    version = me.IntField(default=1)
+    last_batch = me.ListField(me.DictField())
+
+
+class RolledUpRatingDoc(Figures):
     """A city's rating as its province keeps it (domain.RolledUpRating), one per site, case and
     channel; the 0/1 figures beside it are copies for the statistics' $group."""
     meta = {"db_alias": ALIAS, "collection": "rolled_up_ratings",
@@ -86,12 +123,6 @@ class RolledUpRatingDoc(me.Document):
     on_time = me.BooleanField(default=False)
     events = me.ListField(me.StringField())        # the ids of the events merged into it
     version = me.IntField(default=1)
-    n_ratings = me.IntField(default=0)
-    n_satisfied = me.IntField(default=0)
-    n_bad = me.IntField(default=0)
-    n_open = me.IntField(default=0)
-    n_closed = me.IntField(default=0)
-    n_on_time = me.IntField(default=0)
 
 
 def rolled_up_key(site, case_no, channel):
@@ -121,15 +152,21 @@ def domain_rolled_up(raw):
         on_time=bool(raw.get("on_time")), events=tuple(raw.get("events") or ()))
 
 
+def statistics_match(region_code="", department_code="", package_code="", rated_from="", rated_to=""):
+    """The query of the statistics' filters over top-level copies of the codes and the day."""
+    match: dict[str, object] = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
+                                               ("package_code", package_code)) if v}
+    if rated_from or rated_to:
+        match["rated_on"] = {k: v for k, v in (("$gte", rated_from), ("$lte", rated_to)) if v}
+    return match
+
+
 def statistics_pipeline(field, ratings, region_code="", department_code="", package_code="", rated_from="",
                         rated_to="", counted=None):
     """The $match and $group of the statistics over a collection whose documents carry the 0/1
     figures (n_satisfied, n_bad, n_closed, n_on_time, n_open) as top-level copies; `ratings`: what
     each document adds to the ratings; `counted`: a condition every document counted meets."""
-    match: dict[str, object] = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
-                                               ("package_code", package_code)) if v}
-    if rated_from or rated_to:
-        match["rated_on"] = {k: v for k, v in (("$gte", rated_from), ("$lte", rated_to)) if v}
+    match = statistics_match(region_code, department_code, package_code, rated_from, rated_to)
     match.update(counted or {})
     return [{"$match": match}, {"$group": {
         "_id": f"${field}", "ratings": ratings, "satisfied": {"$sum": "$n_satisfied"},
@@ -140,6 +177,36 @@ def statistics_pipeline(field, ratings, region_code="", department_code="", pack
 def statistics_rows(cursor):
     return [{"key": r["_id"] or "", **{k: int(r[k]) for k in ("ratings", "satisfied", "bad", "closed", "on_time",
                                                                "open")}} for r in cursor]
+
+
+FIGURES = ("ratings", "satisfied", "bad", "closed", "on_time", "open")
+BUCKET_FIELDS = ("rated_on", "region_code", "department_code", "package_code")
+# what counting a rating reads of it
+COUNTED_FIELDS = {"version": 1, "counted_version": 1, "counted": 1, "n_satisfied": 1, "n_bad": 1, "n_open": 1,
+                  "n_closed": 1, "n_on_time": 1, **{f: 1 for f in BUCKET_FIELDS}}
+
+
+def figures_of(rating):
+    """What a stored rating adds to its day's figures now."""
+    return {"ratings": 1, **{name: int(rating.get(f"n_{name}") or 0) for name in FIGURES if name != "ratings"}}
+
+
+def bucket_of(rating):
+    """The key of the daily figures a stored rating counts in."""
+    return "|".join(rating.get(f) or "" for f in BUCKET_FIELDS)
+
+
+def counted_base(rating, batch_entry=None):
+    """The figures of a rating that its day's figures hold already: those its last counted version
+    had, or those the figures' last save added for a later version, when that save's ratings have
+    not all noted it yet (a worker that stopped in between)."""
+    if batch_entry is not None and batch_entry["version"] > (rating.get("counted_version") or 0):
+        return batch_entry["figures"]
+    return rating.get("counted") or {}
+
+
+def delta(now, base):
+    return {name: now[name] - int(base.get(name) or 0) for name in FIGURES}
 
 
 def stored_body(body):
@@ -206,7 +273,7 @@ class EvaluationStore(OutboxStore):
         """Save a new rating with its events, then publish them; its key, or None when the case is
         already rated on that channel (nothing saved)."""
         doc = EvaluationDoc(case_no=body["case_no"], channel=body["channel"], body=stored_body(body),
-                            outbox=list(events), version=1, **copies(body))
+                            outbox=list(events), version=1, uncounted=1, **copies(body))
         try:
             doc.save(force_insert=True)
         except me.NotUniqueError:
@@ -234,7 +301,7 @@ class EvaluationStore(OutboxStore):
         if revision.version == 0:  # written before ratings counted their saves
             version = {"$or": [{"version": 0}, {"version": {"$exists": False}}]}
         found = {"_id": revision.key, "rect_status": domain.STATUS_STORED[expected_status], **version}
-        change = {"$set": {"body": stored_body(body), **copies(body)}, "$inc": {"version": 1}}
+        change = {"$set": {"body": stored_body(body), **copies(body), "uncounted": 1}, "$inc": {"version": 1}}
         if events:
             change["$push"] = {"outbox": {"$each": list(events)}}
         if EvaluationDoc._get_collection().update_one(found, change).matched_count != 1:
@@ -259,7 +326,15 @@ class EvaluationStore(OutboxStore):
         return [domain_body(doc["body"]) for doc in cursor]
 
     # 差评 stored before they kept their place in the list ---------------------------------------
-    backfills = (("give_bad_order", "stored 差评 their place in the list of them"),)
+    backfills = (("give_bad_order", "stored 差评 their place in the list of them"),
+                 ("mark_uncounted", "stored ratings a place in the daily figures"))
+
+    def mark_uncounted(self):
+        """Ratings stored before the daily figures (no `counted_version`) are marked uncounted, so the
+        sweeps count them in; True once none is left (noted in `outbox_checks`)."""
+        return fill_missing(EvaluationDoc._get_collection(), "evaluations.daily_figures",
+                            {"counted_version": {"$exists": False}}, lambda doc: {"counted_version": 0, "uncounted": 1},
+                            projection={"_id": 1})
 
     def give_bad_order(self):
         """差评 stored without `bad_order` (by an earlier version) get it; True once none is left
@@ -269,12 +344,104 @@ class EvaluationStore(OutboxStore):
         return fill_missing(EvaluationDoc._get_collection(), "evaluations.bad_order",
                             {"n_bad": 1, "bad_order": {"$exists": False}}, fields, projection={"body": 1})
 
-    def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
+    def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to="",
+                   tries=5):
         """[{key, ratings, satisfied, bad, closed, on_time, open}] of this site's own ratings, grouped by
-        a top-level field."""
-        pipeline = statistics_pipeline(field, {"$sum": 1}, region_code, department_code, package_code, rated_from,
-                                       rated_to)
-        return statistics_rows(EvaluationDoc._get_collection().aggregate(pipeline))
+        a top-level field: the daily figures within the filters, and what the ratings marked
+        uncounted changed since, so the answer is exact, while what it reads grows with the days and
+        codes, not with every rating. Read again when a count changed the figures meanwhile."""
+        match = statistics_match(region_code, department_code, package_code, rated_from, rated_to)
+        days = DailyFiguresDoc._get_collection()
+        for _ in range(tries):
+            counted = {d["_id"]: d for d in days.find(match)}
+            pending = list(EvaluationDoc._get_collection().find({"uncounted": 1, **match}, COUNTED_FIELDS))
+            if {d["_id"]: d["version"] for d in days.find(match, {"version": 1})} == {
+                    k: d["version"] for k, d in counted.items()}:
+                break
+        else:
+            raise RuntimeError(f"the daily figures changed on each of {tries} reads")
+        rows: dict[str, dict] = {}
+
+        def add(key, change):
+            row = rows.setdefault(key or "", {"key": key or "", **dict.fromkeys(FIGURES, 0)})
+            for name in FIGURES:
+                row[name] += change[name]
+        for day in counted.values():
+            add(day.get(field), {name: int(day.get(f"n_{name}") or 0) for name in FIGURES})
+        for rating in pending:
+            day = counted.get(bucket_of(rating)) or {}
+            entry = next((e for e in day.get("last_batch") or () if e["id"] == rating["_id"]), None)
+            add(rating.get(field), delta(figures_of(rating), counted_base(rating, entry)))
+        return sorted((r for r in rows.values() if r["ratings"]), key=lambda r: r["key"])
+
+    # -- the daily figures, kept by the worker's sweep ----------------------------------------
+
+    def sweep(self, limit=100):
+        sent = super().sweep(limit)
+        self.count_figures()
+        return sent
+
+    def count_figures(self, limit=1000):
+        """Add to the daily figures what the ratings marked uncounted changed, at most `limit` of
+        them; the number counted. A day's figures are saved with the version they were read at,
+        and name what they added (`last_batch`) until each of those ratings notes that it is
+        counted, so a worker that stops in between, or another counting beside it, counts nothing
+        twice."""
+        found = list(EvaluationDoc._get_collection().find({"uncounted": 1}, {"_id": 1, **COUNTED_FIELDS}).limit(limit))
+        keys: dict[str, list] = {}
+        for rating in found:
+            keys.setdefault(bucket_of(rating), []).append(rating["_id"])
+        return sum(self._count_into(key, ids) for key, ids in keys.items())
+
+    def _count_into(self, key, ids, tries=10):
+        """Count the ratings `ids` (marked uncounted) into the day's figures `key`; the number counted.
+        When other counts came first on every try, none: they stay uncounted for a later sweep."""
+        ratings, days = EvaluationDoc._get_collection(), DailyFiguresDoc._get_collection()
+        for attempt in range(tries):
+            if attempt:
+                time.sleep(random.uniform(0, 0.005 * attempt))  # another count came first: not in step with it
+            day = days.find_one({"_id": key})
+            if day is not None:
+                self._note_counted(day.get("last_batch") or ())
+            batch = [r for r in ratings.find({"_id": {"$in": ids}, "uncounted": 1}, COUNTED_FIELDS)
+                     if (r.get("counted_version") or 0) < (r.get("version") or 0)]
+            if not batch:
+                return 0
+            totals = {name: int((day or {}).get(f"n_{name}") or 0) for name in FIGURES}
+            for rating in batch:
+                for name, change in delta(figures_of(rating), rating.get("counted") or {}).items():
+                    totals[name] += change
+            last = [{"id": r["_id"], "version": r["version"], "figures": figures_of(r)} for r in batch]
+            fields = {**{f"n_{name}": v for name, v in totals.items()}, "last_batch": last}
+            if day is None:
+                try:
+                    days.insert_one({"_id": key, **dict(zip(BUCKET_FIELDS, key.split("|"), strict=True)), **fields,
+                                     "version": 1})
+                except DuplicateKeyError:
+                    continue
+            elif days.update_one({"_id": key, "version": day.get("version") or 1},
+                                 {"$set": fields, "$inc": {"version": 1}}).matched_count != 1:
+                continue  # another count came first: read again
+            self._note_counted(last)
+            return len(batch)
+        log.info("the daily figures %s changed on each of %d tries: counted by a later sweep", key, tries)
+        return 0
+
+    @staticmethod
+    def _note_counted(entries):
+        """Each rating of a save of the daily figures notes the version and figures they count; one
+        still at that version is no longer uncounted (one saved since stays so). In one update for
+        the ratings alike (the same version and figures), most often all of them."""
+        ratings = EvaluationDoc._get_collection()
+        alike: dict[tuple, list] = {}
+        for entry in entries:
+            alike.setdefault((entry["version"], tuple(sorted(entry["figures"].items()))), []).append(entry["id"])
+        for (version, figures), ids in alike.items():
+            found = {"_id": {"$in": ids}, "counted_version": {"$lt": version}}
+            noted = {"$set": {"counted_version": version, "counted": dict(figures)}}
+            if ratings.update_many({**found, "version": version}, {**noted, "$unset": {"uncounted": ""}}
+                                   ).matched_count != len(ids):
+                ratings.update_many(found, noted)  # those saved since: still uncounted
 
     # -- the cities' ratings, rolled up -------------------------------------------------------
 

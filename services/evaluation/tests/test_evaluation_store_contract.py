@@ -243,7 +243,7 @@ def test_bad_reviews_stored_before_they_kept_their_place_get_it_on_a_sweep(reque
     assert store.give_bad_order() is True and coll.database["outbox_checks"].find_one({"_id": "evaluations.bad_order"})
     store.backfilled = set()
     store.sweep()
-    assert store.backfilled == {"give_bad_order"}
+    assert "give_bad_order" in store.backfilled
 
 
 def test_statistics_group_by_a_field_within_the_filters(store):
@@ -260,6 +260,142 @@ def test_statistics_group_by_a_field_within_the_filters(store):
     assert store.statistics("package_code", package_code=package, rated_from="2024-03-05") == [
         {"key": package, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
     assert store.statistics("region_code", region_code=region, rated_to="2024-03-03") == []
+
+
+def _close(store, case_no, on_time=True):
+    [(revision, found)] = store.rectifications(case_no)
+    found["rectification"].update(status=CLOSED, on_time=on_time)
+    assert store.save_rectification(revision, OPEN, found, [])
+
+
+def test_statistics_are_exact_before_and_after_the_ratings_are_counted(store):
+    """Whether a change of a rating is in the daily figures yet or not, the statistics count it once."""
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    bad, later = _unique("B"), _unique("L")
+    store.add_rating(body(bad, region=region), [])
+    store.add_rating(body(_unique(), region=region, grade=Grade.SATISFIED), [])
+    store.add_rating(body(_unique(), region=region, rated_on="2024-03-05", department="gaj"), [])
+    expected = [{"key": region, "ratings": 3, "satisfied": 1, "bad": 2, "closed": 0, "on_time": 0, "open": 2}]
+    assert store.statistics("region_code", region_code=region) == expected
+    store.count_figures()
+    assert store.statistics("region_code", region_code=region) == expected
+    _close(store, bad)  # after it was counted as open
+    expected[0].update(closed=1, on_time=1, open=1)
+    assert store.statistics("region_code", region_code=region) == expected
+    store.add_rating(body(later, region=region, rated_on="2024-03-05"), [])
+    store.count_figures()
+    expected[0].update(ratings=4, bad=3, open=2)
+    assert store.statistics("region_code", region_code=region) == expected
+    assert store.statistics("department_code", region_code=region, rated_from="2024-03-05") == [
+        {"key": "gaj", "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1},
+        {"key": "wsjk", "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
+
+
+def _counted_store(request, bus):
+    from services.evaluation.store import EvaluationStore
+    request.getfixturevalue("own_database")("evaluation")
+    return EvaluationStore(bus)
+
+
+@pytest.mark.integration
+def test_counting_keeps_daily_figures_and_marks_the_ratings_counted(request, bus):
+    from services.evaluation.store import DailyFiguresDoc, EvaluationDoc
+    store = _counted_store(request, bus)
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    cases = [_unique() for _ in range(3)]
+    for case_no in cases:
+        store.add_rating(body(case_no, region=region), [])
+    ratings, days = EvaluationDoc._get_collection(), DailyFiguresDoc._get_collection()
+    assert ratings.count_documents({"case_no": {"$in": cases}, "uncounted": 1}) == 3
+    assert store.count_figures() >= 3
+    day = days.find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    assert (day["n_ratings"], day["n_bad"], day["n_open"], day["version"]) == (3, 3, 3, 1)
+    assert ratings.count_documents({"case_no": {"$in": cases}, "uncounted": 1}) == 0
+    assert store.count_figures() == 0  # nothing new: nothing read twice
+    _close(store, cases[0])
+    bus_sweeps = store.sweep()  # the worker's sweep counts too
+    assert bus_sweeps >= 0
+    day = days.find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    assert (day["n_ratings"], day["n_open"], day["n_closed"], day["n_on_time"], day["version"]) == (3, 2, 1, 1, 2)
+
+
+@pytest.mark.integration
+def test_a_count_cut_off_before_the_ratings_noted_it_counts_nothing_twice(request, bus, monkeypatch):
+    """The worker stopped after saving a day's figures and before its ratings noted that they are
+    counted: the statistics, the next count, and a rating saved again meanwhile each count once."""
+    from services.evaluation.store import DailyFiguresDoc, EvaluationStore
+    store = _counted_store(request, bus)
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    first, second = _unique(), _unique()
+    for case_no in (first, second):
+        store.add_rating(body(case_no, region=region), [])
+
+    def stopped(entries):
+        raise ConnectionError("the worker stopped here")
+    monkeypatch.setattr(EvaluationStore, "_note_counted", staticmethod(stopped))
+    with pytest.raises(ConnectionError):
+        store.count_figures()
+    monkeypatch.undo()
+    day = DailyFiguresDoc._get_collection().find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    assert day["n_ratings"] == 2 and len(day["last_batch"]) == 2  # saved, but no rating noted it
+    expected = [{"key": region, "ratings": 2, "satisfied": 0, "bad": 2, "closed": 0, "on_time": 0, "open": 2}]
+    assert store.statistics("region_code", region_code=region) == expected
+    _close(store, first, on_time=False)  # saved again before any count noted it
+    expected[0].update(closed=1, open=1)
+    assert store.statistics("region_code", region_code=region) == expected
+    store.count_figures()
+    assert store.statistics("region_code", region_code=region) == expected
+    day = DailyFiguresDoc._get_collection().find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    assert (day["n_ratings"], day["n_open"], day["n_closed"]) == (2, 1, 1)
+
+
+@pytest.mark.integration
+def test_counts_running_side_by_side_count_each_rating_once(request, bus):
+    """Workers counting different ratings of the same day at once: the day's figures are saved with
+    the version read, so neither count overwrites the other's."""
+    import threading
+
+    from services.evaluation.store import DailyFiguresDoc, EvaluationDoc, EvaluationStore
+    store = _counted_store(request, bus)
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    for n in range(80):
+        store.add_rating(body(_unique(), region=region, grade=Grade.SATISFIED if n % 4 else Grade.VERY_DISSATISFIED),
+                         [])
+    ids = [d["_id"] for d in EvaluationDoc._get_collection().find({"region_code": region}, {"_id": 1})]
+    key = f"2024-03-04|{region}|wsjk|XSECS"
+    start = threading.Barrier(8)
+
+    def count(group):
+        start.wait()
+        for n in range(0, len(group), 2):
+            EvaluationStore(bus)._count_into(key, group[n:n + 2])
+    threads = [threading.Thread(target=count, args=(ids[n::8],)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    while store.count_figures():  # those that lost every try to the others, as a later sweep would
+        pass
+    day = DailyFiguresDoc._get_collection().find_one({"_id": key})
+    assert (day["n_ratings"], day["n_satisfied"], day["n_bad"]) == (80, 60, 20)
+    assert store.statistics("region_code", region_code=region) == [
+        {"key": region, "ratings": 80, "satisfied": 60, "bad": 20, "closed": 0, "on_time": 0, "open": 20}]
+
+
+@pytest.mark.integration
+def test_ratings_stored_before_the_daily_figures_are_counted_by_the_sweeps(request, bus):
+    from services.evaluation.store import EvaluationDoc
+    store = _counted_store(request, bus)
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    old = _unique("O")
+    store.add_rating(body(old, region=region), [])
+    EvaluationDoc._get_collection().update_one({"case_no": old}, {"$unset": {"uncounted": "", "counted_version": ""}})
+    assert store.statistics("region_code", region_code=region) == []  # in neither the figures nor the uncounted
+    assert store.mark_uncounted() is False
+    assert store.statistics("region_code", region_code=region)[0]["ratings"] == 1
+    store.count_figures()
+    assert store.statistics("region_code", region_code=region)[0]["ratings"] == 1
+    assert store.mark_uncounted() is True
 
 
 # -- a province's rolled-up ratings of its cities --------------------------------------------------
