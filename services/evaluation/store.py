@@ -14,18 +14,14 @@ the same update, and published by the store right after (services.common.mongo.O
 At a province, `rolled_up_ratings` keeps its cities' ratings as their events told them (one per
 site, case and channel, saved with the version it was read at), with the same 0/1 copies, so its
 statistics sum its own ratings and its cities' the same way."""
-import logging
-import random
-import time
-
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import OutboxStore, fill_missing, plain
+from services.common.mongo import OutboxStore, fill_missing, plain, retire_indexes
 from services.evaluation import domain
+from services.evaluation.daily import DailyFigures
 
 ALIAS = "evaluation"
-log = logging.getLogger(__name__)
 # above every place in the list of 差评 (each starts with a "YYYY-MM-DD" deadline)
 ORDER_END = "~"
 
@@ -87,13 +83,12 @@ class Figures(me.Document):
     n_on_time = me.IntField(default=0)
 
 
-class DailyFiguresDoc(Figures):
+class DayFigures(Figures):
     """The figures of the ratings of one day (rated_on), region, department and package, kept by the
-    worker's sweep (EvaluationStore.count_figures), so that the statistics read these, not every
+    worker's sweep (services/evaluation/daily.py), so that the statistics read these, not every
     rating. `version` counts its saves; `last_batch` is what its last save added ([{id, version,
     figures}] of ratings), until each of those ratings notes that it is counted."""
-    meta = {"db_alias": ALIAS, "collection": "daily_figures",
-            "indexes": ["rated_on", "region_code", "department_code", "package_code"]}
+    meta: dict[str, object] = {"abstract": True}
     key = me.StringField(primary_key=True)         # <rated_on>|<region>|<department>|<package>
     rated_on = me.StringField()
     region_code = me.StringField()
@@ -103,11 +98,22 @@ class DailyFiguresDoc(Figures):
     last_batch = me.ListField(me.DictField())
 
 
+class DailyFiguresDoc(DayFigures):
+    """This site's own ratings' daily figures."""
+    meta = {"db_alias": ALIAS, "collection": "daily_figures",
+            "indexes": ["rated_on", "region_code", "department_code", "package_code"]}
+
+
+class RolledUpDailyFiguresDoc(DayFigures):
+    """The daily figures of the cities' ratings rolled up here (at a province)."""
+    meta = {"db_alias": ALIAS, "collection": "rolled_up_daily_figures",
+            "indexes": ["rated_on", "region_code", "department_code", "package_code"]}
+
+
 class RolledUpRatingDoc(Figures):
     """A city's rating as its province keeps it (domain.RolledUpRating), one per site, case and
     channel; the 0/1 figures beside it are copies for the statistics' $group."""
-    meta = {"db_alias": ALIAS, "collection": "rolled_up_ratings",
-            "indexes": ["region_code", "department_code", "package_code", "rated_on"]}
+    meta = {"db_alias": ALIAS, "collection": "rolled_up_ratings", "indexes": ["uncounted"]}
     key = me.StringField(primary_key=True)         # <site>/<case_no>/<channel>
     site = me.StringField(required=True)
     case_no = me.StringField(required=True)
@@ -123,6 +129,10 @@ class RolledUpRatingDoc(Figures):
     on_time = me.BooleanField(default=False)
     events = me.ListField(me.StringField())        # the ids of the events merged into it
     version = me.IntField(default=1)
+    # the daily figures (RolledUpDailyFiguresDoc), as on a site's own ratings (EvaluationDoc)
+    uncounted = me.IntField()
+    counted_version = me.IntField(default=0)
+    counted = me.DictField()
 
 
 def rolled_up_key(site, case_no, channel):
@@ -152,61 +162,10 @@ def domain_rolled_up(raw):
         on_time=bool(raw.get("on_time")), events=tuple(raw.get("events") or ()))
 
 
-def statistics_match(region_code="", department_code="", package_code="", rated_from="", rated_to=""):
-    """The query of the statistics' filters over top-level copies of the codes and the day."""
-    match: dict[str, object] = {k: v for k, v in (("region_code", region_code), ("department_code", department_code),
-                                               ("package_code", package_code)) if v}
-    if rated_from or rated_to:
-        match["rated_on"] = {k: v for k, v in (("$gte", rated_from), ("$lte", rated_to)) if v}
-    return match
-
-
-def statistics_pipeline(field, ratings, region_code="", department_code="", package_code="", rated_from="",
-                        rated_to="", counted=None):
-    """The $match and $group of the statistics over a collection whose documents carry the 0/1
-    figures (n_satisfied, n_bad, n_closed, n_on_time, n_open) as top-level copies; `ratings`: what
-    each document adds to the ratings; `counted`: a condition every document counted meets."""
-    match = statistics_match(region_code, department_code, package_code, rated_from, rated_to)
-    match.update(counted or {})
-    return [{"$match": match}, {"$group": {
-        "_id": f"${field}", "ratings": ratings, "satisfied": {"$sum": "$n_satisfied"},
-        "bad": {"$sum": "$n_bad"}, "closed": {"$sum": "$n_closed"}, "on_time": {"$sum": "$n_on_time"},
-        "open": {"$sum": "$n_open"}}}]
-
-
-def statistics_rows(cursor):
-    return [{"key": r["_id"] or "", **{k: int(r[k]) for k in ("ratings", "satisfied", "bad", "closed", "on_time",
-                                                               "open")}} for r in cursor]
-
-
-FIGURES = ("ratings", "satisfied", "bad", "closed", "on_time", "open")
-BUCKET_FIELDS = ("rated_on", "region_code", "department_code", "package_code")
-# what counting a rating reads of it
-COUNTED_FIELDS = {"version": 1, "counted_version": 1, "counted": 1, "n_satisfied": 1, "n_bad": 1, "n_open": 1,
-                  "n_closed": 1, "n_on_time": 1, **{f: 1 for f in BUCKET_FIELDS}}
-
-
-def figures_of(rating):
-    """What a stored rating adds to its day's figures now."""
-    return {"ratings": 1, **{name: int(rating.get(f"n_{name}") or 0) for name in FIGURES if name != "ratings"}}
-
-
-def bucket_of(rating):
-    """The key of the daily figures a stored rating counts in."""
-    return "|".join(rating.get(f) or "" for f in BUCKET_FIELDS)
-
-
-def counted_base(rating, batch_entry=None):
-    """The figures of a rating that its day's figures hold already: those its last counted version
-    had, or those the figures' last save added for a later version, when that save's ratings have
-    not all noted it yet (a worker that stopped in between)."""
-    if batch_entry is not None and batch_entry["version"] > (rating.get("counted_version") or 0):
-        return batch_entry["figures"]
-    return rating.get("counted") or {}
-
-
-def delta(now, base):
-    return {name: now[name] - int(base.get(name) or 0) for name in FIGURES}
+ROLLED_UP_RETIRED = tuple(((field, 1),) for field in ("region_code", "department_code", "package_code", "rated_on"))
+# the daily figures of this site's own ratings, and of its cities' rolled up here
+OWN_DAYS = DailyFigures(EvaluationDoc, DailyFiguresDoc, "evaluations.daily_figures")
+ROLLED_UP_DAYS = DailyFigures(RolledUpRatingDoc, RolledUpDailyFiguresDoc, "rolled_up_ratings.daily_figures")
 
 
 def stored_body(body):
@@ -330,11 +289,11 @@ class EvaluationStore(OutboxStore):
                  ("mark_uncounted", "stored ratings a place in the daily figures"))
 
     def mark_uncounted(self):
-        """Ratings stored before the daily figures (no `counted_version`) are marked uncounted, so the
+        """Ratings, own and rolled up, stored before the daily figures are marked uncounted, so the
         sweeps count them in; True once none is left (noted in `outbox_checks`)."""
-        return fill_missing(EvaluationDoc._get_collection(), "evaluations.daily_figures",
-                            {"counted_version": {"$exists": False}}, lambda doc: {"counted_version": 0, "uncounted": 1},
-                            projection={"_id": 1})
+        # the rolled-up ratings' indexes for the aggregation the daily figures replaced
+        retire_indexes(RolledUpRatingDoc._get_collection(), ROLLED_UP_RETIRED)
+        return OWN_DAYS.mark_stored_before() & ROLLED_UP_DAYS.mark_stored_before()
 
     def give_bad_order(self):
         """差评 stored without `bad_order` (by an earlier version) get it; True once none is left
@@ -344,35 +303,13 @@ class EvaluationStore(OutboxStore):
         return fill_missing(EvaluationDoc._get_collection(), "evaluations.bad_order",
                             {"n_bad": 1, "bad_order": {"$exists": False}}, fields, projection={"body": 1})
 
-    def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to="",
-                   tries=5):
+    def statistics(self, field, region_code="", department_code="", package_code="", rated_from="", rated_to=""):
         """[{key, ratings, satisfied, bad, closed, on_time, open}] of this site's own ratings, grouped by
-        a top-level field: the daily figures within the filters, and what the ratings marked
-        uncounted changed since, so the answer is exact, while what it reads grows with the days and
-        codes, not with every rating. Read again when a count changed the figures meanwhile."""
-        match = statistics_match(region_code, department_code, package_code, rated_from, rated_to)
-        days = DailyFiguresDoc._get_collection()
-        for _ in range(tries):
-            counted = {d["_id"]: d for d in days.find(match)}
-            pending = list(EvaluationDoc._get_collection().find({"uncounted": 1, **match}, COUNTED_FIELDS))
-            if {d["_id"]: d["version"] for d in days.find(match, {"version": 1})} == {
-                    k: d["version"] for k, d in counted.items()}:
-                break
-        else:
-            raise RuntimeError(f"the daily figures changed on each of {tries} reads")
-        rows: dict[str, dict] = {}
-
-        def add(key, change):
-            row = rows.setdefault(key or "", {"key": key or "", **dict.fromkeys(FIGURES, 0)})
-            for name in FIGURES:
-                row[name] += change[name]
-        for day in counted.values():
-            add(day.get(field), {name: int(day.get(f"n_{name}") or 0) for name in FIGURES})
-        for rating in pending:
-            day = counted.get(bucket_of(rating)) or {}
-            entry = next((e for e in day.get("last_batch") or () if e["id"] == rating["_id"]), None)
-            add(rating.get(field), delta(figures_of(rating), counted_base(rating, entry)))
-        return sorted((r for r in rows.values() if r["ratings"]), key=lambda r: r["key"])
+        a top-level field: the daily figures within the filters and what the ratings changed since
+        (services/evaluation/daily.py), exact, read in time that grows with the days and codes in the
+        filters, not with every rating."""
+        return OWN_DAYS.statistics(field, region_code=region_code, department_code=department_code,
+                                   package_code=package_code, rated_from=rated_from, rated_to=rated_to)
 
     # -- the daily figures, kept by the worker's sweep ----------------------------------------
 
@@ -382,66 +319,9 @@ class EvaluationStore(OutboxStore):
         return sent
 
     def count_figures(self, limit=1000):
-        """Add to the daily figures what the ratings marked uncounted changed, at most `limit` of
-        them; the number counted. A day's figures are saved with the version they were read at,
-        and name what they added (`last_batch`) until each of those ratings notes that it is
-        counted, so a worker that stops in between, or another counting beside it, counts nothing
-        twice."""
-        found = list(EvaluationDoc._get_collection().find({"uncounted": 1}, {"_id": 1, **COUNTED_FIELDS}).limit(limit))
-        keys: dict[str, list] = {}
-        for rating in found:
-            keys.setdefault(bucket_of(rating), []).append(rating["_id"])
-        return sum(self._count_into(key, ids) for key, ids in keys.items())
-
-    def _count_into(self, key, ids, tries=10):
-        """Count the ratings `ids` (marked uncounted) into the day's figures `key`; the number counted.
-        When other counts came first on every try, none: they stay uncounted for a later sweep."""
-        ratings, days = EvaluationDoc._get_collection(), DailyFiguresDoc._get_collection()
-        for attempt in range(tries):
-            if attempt:
-                time.sleep(random.uniform(0, 0.005 * attempt))  # another count came first: not in step with it
-            day = days.find_one({"_id": key})
-            if day is not None:
-                self._note_counted(day.get("last_batch") or ())
-            batch = [r for r in ratings.find({"_id": {"$in": ids}, "uncounted": 1}, COUNTED_FIELDS)
-                     if (r.get("counted_version") or 0) < (r.get("version") or 0)]
-            if not batch:
-                return 0
-            totals = {name: int((day or {}).get(f"n_{name}") or 0) for name in FIGURES}
-            for rating in batch:
-                for name, change in delta(figures_of(rating), rating.get("counted") or {}).items():
-                    totals[name] += change
-            last = [{"id": r["_id"], "version": r["version"], "figures": figures_of(r)} for r in batch]
-            fields = {**{f"n_{name}": v for name, v in totals.items()}, "last_batch": last}
-            if day is None:
-                try:
-                    days.insert_one({"_id": key, **dict(zip(BUCKET_FIELDS, key.split("|"), strict=True)), **fields,
-                                     "version": 1})
-                except DuplicateKeyError:
-                    continue
-            elif days.update_one({"_id": key, "version": day.get("version") or 1},
-                                 {"$set": fields, "$inc": {"version": 1}}).matched_count != 1:
-                continue  # another count came first: read again
-            self._note_counted(last)
-            return len(batch)
-        log.info("the daily figures %s changed on each of %d tries: counted by a later sweep", key, tries)
-        return 0
-
-    @staticmethod
-    def _note_counted(entries):
-        """Each rating of a save of the daily figures notes the version and figures they count; one
-        still at that version is no longer uncounted (one saved since stays so). In one update for
-        the ratings alike (the same version and figures), most often all of them."""
-        ratings = EvaluationDoc._get_collection()
-        alike: dict[tuple, list] = {}
-        for entry in entries:
-            alike.setdefault((entry["version"], tuple(sorted(entry["figures"].items()))), []).append(entry["id"])
-        for (version, figures), ids in alike.items():
-            found = {"_id": {"$in": ids}, "counted_version": {"$lt": version}}
-            noted = {"$set": {"counted_version": version, "counted": dict(figures)}}
-            if ratings.update_many({**found, "version": version}, {**noted, "$unset": {"uncounted": ""}}
-                                   ).matched_count != len(ids):
-                ratings.update_many(found, noted)  # those saved since: still uncounted
+        """Add to the daily figures, own and rolled up, what the ratings changed since they were last
+        counted, at most `limit` ratings of each; the number counted."""
+        return OWN_DAYS.count(limit) + ROLLED_UP_DAYS.count(limit)
 
     # -- the cities' ratings, rolled up -------------------------------------------------------
 
@@ -458,18 +338,17 @@ class EvaluationStore(OutboxStore):
         if revision is None:
             try:
                 coll.insert_one({"_id": rolled_up_key(rating.site, rating.case_no, rating.channel), **fields,
-                                 "version": 1})
+                                 "version": 1, "uncounted": 1, "counted_version": 0})
             except DuplicateKeyError:
                 return False
             return True
         found = coll.update_one({"_id": revision.key, "version": revision.version},
-                                {"$set": fields, "$inc": {"version": 1}})
+                                {"$set": {**fields, "uncounted": 1}, "$inc": {"version": 1}})
         return found.matched_count == 1
 
     def rolled_up_statistics(self, field, region_code="", department_code="", package_code="", rated_from="",
                              rated_to=""):
         """The cities' ratings rolled up here, as statistics() gives this site's own (a rating counts
-        once it is known)."""
-        pipeline = statistics_pipeline(field, {"$sum": "$n_ratings"}, region_code, department_code, package_code,
-                                       rated_from, rated_to, counted={"n_ratings": 1})
-        return statistics_rows(RolledUpRatingDoc._get_collection().aggregate(pipeline))
+        once it is known), from their own daily figures."""
+        return ROLLED_UP_DAYS.statistics(field, region_code=region_code, department_code=department_code,
+                                         package_code=package_code, rated_from=rated_from, rated_to=rated_to)

@@ -323,7 +323,8 @@ def test_counting_keeps_daily_figures_and_marks_the_ratings_counted(request, bus
 def test_a_count_cut_off_before_the_ratings_noted_it_counts_nothing_twice(request, bus, monkeypatch):
     """The worker stopped after saving a day's figures and before its ratings noted that they are
     counted: the statistics, the next count, and a rating saved again meanwhile each count once."""
-    from services.evaluation.store import DailyFiguresDoc, EvaluationStore
+    from services.evaluation.daily import DailyFigures
+    from services.evaluation.store import DailyFiguresDoc
     store = _counted_store(request, bus)
     region = f"9{uuid.uuid4().int % 100000:05d}"
     first, second = _unique(), _unique()
@@ -332,7 +333,7 @@ def test_a_count_cut_off_before_the_ratings_noted_it_counts_nothing_twice(reques
 
     def stopped(entries):
         raise ConnectionError("the worker stopped here")
-    monkeypatch.setattr(EvaluationStore, "_note_counted", staticmethod(stopped))
+    monkeypatch.setattr(DailyFigures, "note_counted", lambda self, entries: stopped(entries))
     with pytest.raises(ConnectionError):
         store.count_figures()
     monkeypatch.undo()
@@ -355,7 +356,7 @@ def test_counts_running_side_by_side_count_each_rating_once(request, bus):
     the version read, so neither count overwrites the other's."""
     import threading
 
-    from services.evaluation.store import DailyFiguresDoc, EvaluationDoc, EvaluationStore
+    from services.evaluation.store import OWN_DAYS, DailyFiguresDoc, EvaluationDoc
     store = _counted_store(request, bus)
     region = f"9{uuid.uuid4().int % 100000:05d}"
     for n in range(80):
@@ -368,7 +369,7 @@ def test_counts_running_side_by_side_count_each_rating_once(request, bus):
     def count(group):
         start.wait()
         for n in range(0, len(group), 2):
-            EvaluationStore(bus)._count_into(key, group[n:n + 2])
+            OWN_DAYS.count_into(key, group[n:n + 2])
     threads = [threading.Thread(target=count, args=(ids[n::8],)) for n in range(8)]
     for t in threads:
         t.start()
@@ -391,7 +392,11 @@ def test_ratings_stored_before_the_daily_figures_are_counted_by_the_sweeps(reque
     store.add_rating(body(old, region=region), [])
     EvaluationDoc._get_collection().update_one({"case_no": old}, {"$unset": {"uncounted": "", "counted_version": ""}})
     assert store.statistics("region_code", region_code=region) == []  # in neither the figures nor the uncounted
+    from services.evaluation.store import RolledUpRatingDoc
+    rolled_up = RolledUpRatingDoc._get_collection()
+    rolled_up.create_index([("region_code", 1)])  # as an earlier version made it for the aggregation
     assert store.mark_uncounted() is False
+    assert (("region_code", 1),) not in {tuple(i["key"].items()) for i in rolled_up.list_indexes()}
     assert store.statistics("region_code", region_code=region)[0]["ratings"] == 1
     store.count_figures()
     assert store.statistics("region_code", region_code=region)[0]["ratings"] == 1
@@ -444,17 +449,27 @@ def test_rolled_up_statistics_count_a_rating_once_it_is_known_within_the_filters
     store.save_rolled_up(None, rolled(_unique(), region=region, package=package, closed=True, on_time=True))
     store.save_rolled_up(None, rolled(_unique(), region=region, package=package, rated_on="2024-03-06"))
     # only its closing came so far: not counted, not even as closed
-    store.save_rolled_up(None, rolled(_unique(), region=region, package=package, rated=False, rated_on="",
+    unknown = _unique()
+    store.save_rolled_up(None, rolled(unknown, region=region, package=package, rated=False, rated_on="",
                                       closed=True))
-    rows = sorted(store.rolled_up_statistics("department_code", region_code=region), key=lambda r: r["key"])
-    assert rows == [{"key": "gaj", "ratings": 2, "satisfied": 0, "bad": 2, "closed": 1, "on_time": 1, "open": 1},
-                    {"key": "wsjk", "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
-    assert store.rolled_up_statistics("package_code", package_code=package, rated_from="2024-03-05") == [
-        {"key": package, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
-    assert store.rolled_up_statistics("region_code", region_code=region, department_code="wsjk") == [
-        {"key": region, "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
-    assert store.rolled_up_statistics("region_code", region_code=region, rated_to="2024-03-03") == []
-    assert store.statistics("region_code", region_code=region) == []  # not the site's own ratings
+    for _ in ("before the count", "after it"):  # the province's daily figures of its cities' ratings
+        rows = sorted(store.rolled_up_statistics("department_code", region_code=region), key=lambda r: r["key"])
+        assert rows == [{"key": "gaj", "ratings": 2, "satisfied": 0, "bad": 2, "closed": 1, "on_time": 1, "open": 1},
+                        {"key": "wsjk", "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
+        assert store.rolled_up_statistics("package_code", package_code=package, rated_from="2024-03-05") == [
+            {"key": package, "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
+        assert store.rolled_up_statistics("region_code", region_code=region, department_code="wsjk") == [
+            {"key": region, "ratings": 1, "satisfied": 1, "bad": 0, "closed": 0, "on_time": 0, "open": 0}]
+        assert store.rolled_up_statistics("region_code", region_code=region, rated_to="2024-03-03") == []
+        assert store.statistics("region_code", region_code=region) == []  # not the site's own ratings
+        store.count_figures()
+    # its rating comes after it was counted as nothing: it counts now, before and after the next count
+    revision, _ = store.rolled_up("440300", unknown, "online")
+    assert store.save_rolled_up(revision, rolled(unknown, region=region, package=package, closed=True))
+    for _ in ("before the count", "after it"):
+        assert store.rolled_up_statistics("region_code", region_code=region, department_code="gaj") == [
+            {"key": region, "ratings": 3, "satisfied": 0, "bad": 3, "closed": 2, "on_time": 1, "open": 1}]
+        store.count_figures()
 
 
 def test_own_statistics_leave_the_rolled_up_ratings_out(store):
