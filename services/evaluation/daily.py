@@ -13,6 +13,7 @@ it added (`last_batch`: id, version and figures of each rating) until those rati
 so a count cut off in between counts nothing twice. The statistics read the day's figures within the
 filters and add what the uncounted ratings changed since (DailyFigures.statistics): exact between
 sweeps. Plain pymongo on the collections of the mongoengine documents given."""
+import json
 import logging
 import random
 import time
@@ -48,8 +49,9 @@ def figures_of(rating):
 
 
 def day_of(rating):
-    """The key of the daily figures a stored rating counts in: <rated_on>|<region>|<department>|<package>."""
-    return "|".join(rating.get(f) or "" for f in DAY_FIELDS)
+    """The key of the daily figures a stored rating counts in: its day and codes as a JSON list, which
+    no code can make ambiguous (a code with a separator in it, say, from a city's event)."""
+    return json.dumps([rating.get(f) or "" for f in DAY_FIELDS], ensure_ascii=False, separators=(",", ":"))
 
 
 def counted_base(rating, batch_entry=None):
@@ -131,7 +133,7 @@ class DailyFigures:
             fields = {**{f"n_{name}": v for name, v in totals.items()}, "last_batch": last}
             if day is None:
                 try:
-                    days.insert_one({"_id": key, **dict(zip(DAY_FIELDS, key.split("|"), strict=True)), **fields,
+                    days.insert_one({"_id": key, **{f: batch[0].get(f) or "" for f in DAY_FIELDS}, **fields,
                                      "version": 1})
                 except DuplicateKeyError:
                     continue

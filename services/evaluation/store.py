@@ -89,7 +89,7 @@ class DayFigures(Figures):
     rating. `version` counts its saves; `last_batch` is what its last save added ([{id, version,
     figures}] of ratings), until each of those ratings notes that it is counted."""
     meta: dict[str, object] = {"abstract": True}
-    key = me.StringField(primary_key=True)         # <rated_on>|<region>|<department>|<package>
+    key = me.StringField(primary_key=True)         # [rated_on, region, department, package] as JSON (daily.day_of)
     rated_on = me.StringField()
     region_code = me.StringField()
     department_code = me.StringField()

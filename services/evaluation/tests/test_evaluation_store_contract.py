@@ -291,6 +291,24 @@ def test_statistics_are_exact_before_and_after_the_ratings_are_counted(store):
         {"key": "wsjk", "ratings": 1, "satisfied": 0, "bad": 1, "closed": 0, "on_time": 0, "open": 1}]
 
 
+def test_codes_that_would_run_together_count_apart(store):
+    """The daily figures of ("x|y", "z") and ("x", "y|z") are two, whatever the codes hold."""
+    region = f"9{uuid.uuid4().int % 100000:05d}"
+    store.add_rating(body(_unique(), region=region, department="x|y", package="z"), [])
+    store.add_rating(body(_unique(), region=region, department="x", package="y|z"), [])
+    for _ in ("before the count", "after it"):
+        assert sorted((r["key"], r["ratings"]) for r in store.statistics("department_code", region_code=region)) == [
+            ("x", 1), ("x|y", 1)]
+        assert sorted((r["key"], r["ratings"]) for r in store.statistics("package_code", region_code=region)) == [
+            ("y|z", 1), ("z", 1)]
+        store.count_figures()
+
+
+def _day_key(day, region, department="wsjk", package="XSECS"):
+    from services.evaluation.daily import day_of
+    return day_of({"rated_on": day, "region_code": region, "department_code": department, "package_code": package})
+
+
 def _counted_store(request, bus):
     from services.evaluation.store import EvaluationStore
     request.getfixturevalue("own_database")("evaluation")
@@ -308,14 +326,14 @@ def test_counting_keeps_daily_figures_and_marks_the_ratings_counted(request, bus
     ratings, days = EvaluationDoc._get_collection(), DailyFiguresDoc._get_collection()
     assert ratings.count_documents({"case_no": {"$in": cases}, "uncounted": 1}) == 3
     assert store.count_figures() >= 3
-    day = days.find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    day = days.find_one({"_id": _day_key("2024-03-04", region)})
     assert (day["n_ratings"], day["n_bad"], day["n_open"], day["version"]) == (3, 3, 3, 1)
     assert ratings.count_documents({"case_no": {"$in": cases}, "uncounted": 1}) == 0
     assert store.count_figures() == 0  # nothing new: nothing read twice
     _close(store, cases[0])
     bus_sweeps = store.sweep()  # the worker's sweep counts too
     assert bus_sweeps >= 0
-    day = days.find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    day = days.find_one({"_id": _day_key("2024-03-04", region)})
     assert (day["n_ratings"], day["n_open"], day["n_closed"], day["n_on_time"], day["version"]) == (3, 2, 1, 1, 2)
 
 
@@ -337,7 +355,7 @@ def test_a_count_cut_off_before_the_ratings_noted_it_counts_nothing_twice(reques
     with pytest.raises(ConnectionError):
         store.count_figures()
     monkeypatch.undo()
-    day = DailyFiguresDoc._get_collection().find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    day = DailyFiguresDoc._get_collection().find_one({"_id": _day_key("2024-03-04", region)})
     assert day["n_ratings"] == 2 and len(day["last_batch"]) == 2  # saved, but no rating noted it
     expected = [{"key": region, "ratings": 2, "satisfied": 0, "bad": 2, "closed": 0, "on_time": 0, "open": 2}]
     assert store.statistics("region_code", region_code=region) == expected
@@ -346,7 +364,7 @@ def test_a_count_cut_off_before_the_ratings_noted_it_counts_nothing_twice(reques
     assert store.statistics("region_code", region_code=region) == expected
     store.count_figures()
     assert store.statistics("region_code", region_code=region) == expected
-    day = DailyFiguresDoc._get_collection().find_one({"_id": f"2024-03-04|{region}|wsjk|XSECS"})
+    day = DailyFiguresDoc._get_collection().find_one({"_id": _day_key("2024-03-04", region)})
     assert (day["n_ratings"], day["n_open"], day["n_closed"]) == (2, 1, 1)
 
 
@@ -363,7 +381,7 @@ def test_counts_running_side_by_side_count_each_rating_once(request, bus):
         store.add_rating(body(_unique(), region=region, grade=Grade.SATISFIED if n % 4 else Grade.VERY_DISSATISFIED),
                          [])
     ids = [d["_id"] for d in EvaluationDoc._get_collection().find({"region_code": region}, {"_id": 1})]
-    key = f"2024-03-04|{region}|wsjk|XSECS"
+    key = _day_key("2024-03-04", region)
     start = threading.Barrier(8)
 
     def count(group):
