@@ -6,7 +6,7 @@ import datetime as dt
 import grpc
 import pytest
 
-from e2e.waits import wait_event, wait_until
+from e2e.waits import rate_when_rateable, wait_event, wait_until
 from onething.common.v1 import common_pb2
 from onething.delivery.v1 import delivery_pb2
 from onething.evaluation.v1 import evaluation_pb2
@@ -42,13 +42,6 @@ def _expect(code, call, *args, **kwargs):
         call(*args, **kwargs)
     assert err.value.code() == code, err.value.details()
     return err.value.details()
-
-
-def _rate_when_rateable(client, case_no, applicant_id, **kwargs):
-    """Rate as soon as evaluation has heard of the delivery (its worker takes delivery_completed):
-    FAILED_PRECONDITION until then; any other refusal is the answer."""
-    return wait_until(lambda: client.rate(case_no, applicant_id, **kwargs), 20, f"a rating of {case_no} accepted",
-                      ignore=(grpc.StatusCode.FAILED_PRECONDITION,))
 
 
 def _stats(client):
@@ -91,9 +84,9 @@ def test_mail_delivery_then_bad_review_rectified_and_counted(client, probe):
 
     # a 差评 by the applicant opens a rectification for the lead department, due in 5 working days
     before = _stats(client)
-    _expect(grpc.StatusCode.INVALID_ARGUMENT, _rate_when_rateable, client, no, applicant_id,
+    _expect(grpc.StatusCode.INVALID_ARGUMENT, rate_when_rateable, client, no, applicant_id,
             grade=evaluation_pb2.GRADE_VERY_DISSATISFIED)  # a 差评 needs a comment
-    rating = _rate_when_rateable(client, no, applicant_id, grade=evaluation_pb2.GRADE_DISSATISFIED,
+    rating = rate_when_rateable(client, no, applicant_id, grade=evaluation_pb2.GRADE_DISSATISFIED,
                                  comment="邮寄等了很久，电话也没人接")
     assert rating.bad_review and rating.department_code == LEAD
     rect = rating.rectification

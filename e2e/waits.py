@@ -175,3 +175,10 @@ def item_of(client, package_code, region="440100", situations=None, **criteria):
     """The code of the one item of the package (as the catalog resolves it for `region` and
     `situations`) that fits `criteria`: item_of(client, "XSECS", department="gaj") is 出生登记."""
     return find_item(client.package(package_code, region, situations), **criteria).code
+
+
+def rate_when_rateable(client, case_no, applicant_id, **kwargs):
+    """Rate as soon as evaluation has heard of the delivery (its worker takes delivery_completed, on
+    its own, perhaps after intake did): FAILED_PRECONDITION until then; any other refusal is the answer."""
+    return wait_until(lambda: client.rate(case_no, applicant_id, **kwargs), 20, f"a rating of {case_no} accepted",
+                      ignore=(grpc.StatusCode.FAILED_PRECONDITION,))
