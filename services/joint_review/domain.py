@@ -165,6 +165,13 @@ class StoredSession(NamedTuple):
 NO_SESSION = StoredSession(None, None, None)
 
 
+class RecentSession(StoredSession):
+    """A session as this process last saved or read it, not read from the store just now: it may be
+    stale, so a save from it may meet a Conflict, and nothing is decided from it that a fresh read
+    might decide otherwise (no change, a refusal: read again)."""
+    __slots__ = ()
+
+
 class CaseSubmitted(NamedTuple):
     """A case intake submitted, as the review takes it (decoded once from case_submitted, in
     worker.py). `package` is the snapshot of the package version it was submitted under, with the

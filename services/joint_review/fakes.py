@@ -6,6 +6,7 @@ pending with its attempt counted until `sweep` publishes it (services.common.mem
 import copy
 
 from services.common.memory import MemoryOutbox
+from services.common.recent import Recent
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
@@ -16,6 +17,7 @@ class FakeSessionStore(MemoryOutbox):
         # case_no -> {"version", "body" (the stored form), "case", "outbox"}
         self.docs = {}
         self.saves = 0
+        self.recent_copies = Recent()
 
     # the port ----------------------------------------------------------------------------------
     def load(self, case_no):
@@ -23,8 +25,15 @@ class FakeSessionStore(MemoryOutbox):
             doc = self.docs.get(case_no)
             if doc is None:
                 return domain.NO_SESSION
+            self.recent_copies.put(case_no, doc["body"], doc["case"], doc["version"])
             return StoredSession(domain.session_from_stored(copy.deepcopy(doc["body"])), copy.deepcopy(doc["case"]),
                                  doc["version"])
+
+    def recent(self, case_no):
+        """As the real store: the session as this store last saved or read it (a copy), or None."""
+        found = self.recent_copies.get(case_no)
+        return None if found is None else domain.RecentSession(domain.session_from_stored(found[0]), found[1],
+                                                                found[2])
 
     def create(self, session, case, events=()):
         events = copy.deepcopy(list(events))
@@ -33,6 +42,7 @@ class FakeSessionStore(MemoryOutbox):
                 return False
             self.docs[session["case_no"]] = {"version": 0, "body": copy.deepcopy(domain.stored_session(session)),
                                              "case": copy.deepcopy(case), "outbox": list(events)}
+            self.recent_copies.put(session["case_no"], self.docs[session["case_no"]]["body"], case, 0)
         self.publish(session["case_no"], events)
         return True
 
@@ -42,11 +52,18 @@ class FakeSessionStore(MemoryOutbox):
             self.saves += 1
             doc = self.docs.get(session["case_no"])
             if doc is None or doc["version"] != expected_version:
+                self.recent_copies.drop(session["case_no"])
                 raise Conflict(session["case_no"])
+            kept = self.recent_copies.get(session["case_no"])
             doc["body"], doc["version"] = copy.deepcopy(domain.stored_session(session)), expected_version + 1
             if case is not None:
                 doc["case"] = copy.deepcopy(case)
             doc["outbox"].extend(events)
+            if case is not None or (kept is not None and kept[2] == expected_version):
+                self.recent_copies.put(session["case_no"], doc["body"], case if case is not None else kept[1],
+                                       expected_version + 1)
+            else:
+                self.recent_copies.drop(session["case_no"])
         self.publish(session["case_no"], events)
         return expected_version + 1
 

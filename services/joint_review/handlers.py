@@ -12,7 +12,7 @@ from onething.joint_review.v1 import events_pb2, joint_review_pb2
 from services.common import paging, pdf, telemetry
 from services.common.audit import SERVICE, AuditActor, MemoryAuditLog
 from services.common.bus import outbox_entry
-from services.common.errors import FailedPrecondition, NotFound, PermissionDenied
+from services.common.errors import DomainError, FailedPrecondition, NotFound, PermissionDenied
 from services.common.events import from_payload
 from services.common.registry import desk_broker_user
 from services.joint_review import codec, domain
@@ -186,7 +186,11 @@ class JointReview:
         region that own the task as this session keeps it, whatever the opinion says of itself;
         from anyone else it is refused (PermissionDenied, in the audit log) and changes nothing."""
         telemetry.mark_case(opinion.case_no)
-        loaded = self.store.load(opinion.case_no)
+        # a recent copy serves when it has the task (who owns a task never changes; _update reads
+        # again if need be); without one, or without the task in it, a fresh read
+        loaded = self.store.recent(opinion.case_no)
+        if loaded is None or not any(t["item_code"] == opinion.item_code for t in loaded.session["tasks"]):
+            loaded = self.store.load(opinion.case_no)
         session = loaded.session
         if session is None:
             raise NotFound(f"there is no joint review session for case {opinion.case_no}")
@@ -331,15 +335,30 @@ class JointReview:
     # -----------------------------------------------------------------------------------------
     def _update(self, case_no, change, attempts=20, case_changes=False, missing_ok=False, loaded=None):
         """Load, change, advance and save under the version check; retry when another writer won.
-        `loaded`: the session as the caller read it just now, used for the first try."""
+        `loaded`: the session as the caller read it, used for the first try; without it the first try
+        starts from the session as this process last saved or read it (store.recent), when it has
+        it. Such a copy may be stale: a save from it meets a Conflict, and a change that it makes no
+        change or refuses is tried again on a fresh read, so only a fresh read decides that."""
         for attempt in range(attempts):
-            session, case, version = loaded if attempt == 0 and loaded is not None else self.store.load(case_no)
+            if attempt == 0:
+                stored = loaded if loaded is not None else self.store.recent(case_no) or self.store.load(case_no)
+            else:
+                stored = self.store.load(case_no)
+            maybe_stale = isinstance(stored, domain.RecentSession)
+            session, case, version = stored
             if session is None:
                 if missing_ok:
                     return None
                 raise NotFound(f"there is no joint review session for case {case_no}")
-            outbox = change(session, case)
+            try:
+                outbox = change(session, case)
+            except DomainError:
+                if maybe_stale:
+                    continue
+                raise
             if outbox is None:
+                if maybe_stale:
+                    continue
                 return session
             outbox += self._effects(session, case, domain.advance(session, self._now()))
             try:

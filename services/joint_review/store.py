@@ -9,6 +9,7 @@ domain.*_STORED: documents written by earlier versions read as they are."""
 import mongoengine as me
 
 from services.common.mongo import OutboxStore, fill_missing, find_stored
+from services.common.recent import Recent
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
@@ -40,12 +41,28 @@ class SessionStore(OutboxStore):
 
     document = SessionDoc
 
+    recent_size = 64  # the sessions this process saved or read last, kept for the next handler of each
+
+    @property
+    def _recent(self):
+        return self.__dict__.get("_recent_sessions") or self.__dict__.setdefault(
+            "_recent_sessions", Recent(self.recent_size))
+
     def load(self, case_no):
         """StoredSession(session, case, version); all None when the case has no session."""
         doc = find_stored(SessionDoc, {"_id": case_no})
         if doc is None:
             return domain.NO_SESSION
+        self._recent.put(case_no, doc.body or {}, doc.case or {}, doc.version or 0)
         return StoredSession(domain.session_from_stored(doc.body or {}), doc.case or {}, doc.version or 0)
+
+    def recent(self, case_no):
+        """The session as this process last saved or read it (services/common/recent.py), or None: it
+        may be stale, so a save from it may meet a Conflict and a caller must not decide from it
+        alone what a fresh read would decide otherwise."""
+        found = self._recent.get(case_no)
+        return None if found is None else domain.RecentSession(domain.session_from_stored(found[0]), found[1],
+                                                                found[2])
 
     def create(self, session, case, events=()):
         """The session's first version (0) with its events; False when the case has one already
@@ -62,6 +79,7 @@ class SessionStore(OutboxStore):
                 "task_keys": domain.task_keys(body["tasks"])})
         except DuplicateKeyError:
             return False
+        self._recent.put(session["case_no"], body, case, 0)
         self.publish(session["case_no"], events)
         return True
 
@@ -81,9 +99,23 @@ class SessionStore(OutboxStore):
         written = SessionDoc._get_collection().update_one({"_id": session["case_no"], "version": expected_version},
                                                           update)
         if written.matched_count != 1:
+            self._recent.drop(session["case_no"])
             raise Conflict(session["case_no"])
+        self._keep_recent(session["case_no"], body, case, expected_version + 1)
         self.publish(session["case_no"], events)
         return expected_version + 1
+
+    def _keep_recent(self, case_no, body, case, version):
+        """After a save as `version`: the session as saved, with the case as given, or as kept for the
+        version the save started from (any other kept case may be stale: then nothing is kept, and
+        the next handler reads)."""
+        if case is None:
+            kept = self._recent.get(case_no)
+            if kept is None or kept[2] != version - 1:
+                self._recent.drop(case_no)
+                return
+            case = kept[1]
+        self._recent.put(case_no, body, case, version)
 
     def open_case_numbers(self, clocks_due_by=None):
         """The open sessions' case numbers; with `clocks_due_by` (a date), only those where a clock

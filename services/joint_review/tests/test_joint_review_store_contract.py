@@ -132,6 +132,40 @@ def test_a_save_naming_the_current_version_writes_the_next(store):
     assert store.load(case_no).case["materials"] == [] and store.load(case_no).version == 2
 
 
+def test_the_recent_copy_is_the_session_as_this_store_last_created_saved_or_read(store, backend):
+    case_no = new_case_no()
+    assert store.recent(case_no) is None
+    store.create(opened(case_no), CASE, [])
+    assert store.recent(case_no) == store.load(case_no) and isinstance(store.recent(case_no), domain.RecentSession)
+    session, _, version = store.recent(case_no)
+    store.save(decided(session), version, [])
+    assert store.recent(case_no) == store.load(case_no) == (session, CASE, 1)  # the case as kept with the copy
+    copy = store.recent(case_no)
+    copy.session["tasks"].clear()
+    assert store.recent(case_no).session == session  # a copy each time
+    with pytest.raises(Conflict):
+        store.save(session, 0, [])  # stale: no copy kept of what it might be now
+    assert store.recent(case_no) is None
+    store.save(store.load(case_no).session, 1, [], case=dict(CASE, materials=[]))
+    assert store.recent(case_no) == store.load(case_no) and store.recent(case_no).case["materials"] == []
+
+
+def test_a_save_without_the_case_from_another_version_than_the_copy_keeps_no_copy(store):
+    """The case kept with a copy is that version's: a save without the case that started from
+    another version (another process's copy, say) cannot tell what the case is now."""
+    case_no = new_case_no()
+    store.create(opened(case_no), CASE, [])
+    # the stored session moves on without this store (version 1, the case changed)
+    other = type(store)()
+    if isinstance(store, FakeSessionStore):
+        other.docs = store.docs
+    moved = other.load(case_no)
+    other.save(moved.session, moved.version, [], case=dict(CASE, materials=[]))
+    store.save(decided(other.load(case_no).session), 1, [])  # from version 1, which its copy (0) is not
+    assert store.recent(case_no) is None
+    assert store.load(case_no).case["materials"] == []
+
+
 def test_a_save_naming_a_stale_version_is_refused_and_writes_nothing(store, backend):
     case_no = new_case_no()
     bus = RecordingBus("joint_review")

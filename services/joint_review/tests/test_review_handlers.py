@@ -306,6 +306,7 @@ def test_a_session_stored_before_the_keys_concludes_with_results_without_keys(re
         for task in store.docs[CASE_NO]["body"]["tasks"]:  # what an earlier version stored: the id alone
             task.pop("license_issued_type_code", None)
             task.pop("license_document_key", None)
+        store.recent_copies.drop(CASE_NO)  # stored before this process ran: it has no copy of it
 
     run_with_keys(review, package, before_last=stored_by_the_earlier_version)
     [concluded] = [from_payload(review_events.CaseConcluded, p) for t, p, _ in bus.published
@@ -506,3 +507,66 @@ def test_an_overdue_task_is_escalated_once_and_flagged_in_the_departments_list(r
     assert review.check_clocks(later) == []  # once
     listed = [task_to_proto(t, later) for t in review.list_tasks("wsjk", REGION)[0]]
     assert {t.item_code: t.overdue for t in listed} == {C01: True, C07: True}
+
+
+# -- the session as this process last saved or read it (store.recent) ------------------------------
+
+def _other_process(store, bus):
+    """Another process's store over the same sessions, with recent copies of its own."""
+    other = FakeSessionStore(bus)
+    other.docs = store.docs
+    return handlers.JointReview(other, site=REGION)
+
+
+def test_a_process_starts_from_its_recent_copy_and_reads_no_more(review, store, package):
+    review.open_session(submitted(package))
+    loads = []
+    real_load = store.load
+    store.load = lambda case_no: loads.append(case_no) or real_load(case_no)
+    for item in (C01, C02):
+        review.record_opinion(CASE_NO, item, DEPT[item], domain.APPROVE, "", f"desk:{DEPT[item]}:{REGION}")
+    assert loads == []  # each started from the copy the last save left
+    decided = {domain.APPROVED, domain.DONE}
+    assert {domain.task_of(review.get_session(CASE_NO), i)["state"] for i in (C01, C02)} <= decided
+
+
+def test_a_stale_copy_meets_the_version_check_and_the_change_is_made_on_a_fresh_read(review, store, bus, package):
+    review.open_session(submitted(package))
+    review.get_session(CASE_NO)
+    _other_process(store, bus).record_opinion(CASE_NO, C01, "wsjk", domain.APPROVE, "", "desk:wsjk:440100")
+    review.record_opinion(CASE_NO, C02, "jkzx", domain.APPROVE, "", "desk:jkzx:440100")  # from a stale copy
+    session = review.get_session(CASE_NO)
+    assert {domain.task_of(session, i)["state"] for i in (C01, C02)} <= {domain.APPROVED, domain.DONE}
+
+
+@pytest.mark.parametrize("stale_says", ["nothing to change", "a refusal"])
+def test_what_a_stale_copy_would_not_change_or_would_refuse_is_decided_on_a_fresh_read(review, store, bus, package,
+                                                                                      stale_says):
+    """Only a fresh read may decide that nothing changes, or refuse: the other process approved
+    C01 after this process's copy was taken."""
+    from services.common.errors import FailedPrecondition
+    review.open_session(submitted(package))
+    _other_process(store, bus).record_opinion(CASE_NO, C01, "wsjk", domain.APPROVE, "", "desk:wsjk:440100")
+    seen = []
+
+    def change(session, case):
+        approved = domain.task_of(session, C01)["state"] == domain.APPROVED
+        seen.append(approved)
+        if not approved:
+            if stale_says == "a refusal":
+                raise FailedPrecondition("C01 is not approved yet")
+            return None
+        return []
+    review._update(CASE_NO, change)
+    assert seen == [False, True]  # the copy, then the fresh read that decided
+    seen.clear()
+    review._update(CASE_NO, change)
+    assert seen == [True]  # the copy the save left is the stored session: no read
+
+
+def test_a_fresh_read_that_changes_nothing_is_the_answer(review, store, package):
+    review.open_session(submitted(package))
+    store.recent_copies.drop(CASE_NO)
+    calls = []
+    assert review._update(CASE_NO, lambda s, c: calls.append(1)) is not None
+    assert calls == [1]
