@@ -16,13 +16,13 @@ import bson
 class Recent:
     def __init__(self, size=64):
         self.size = size
-        self._items: OrderedDict = OrderedDict()
+        self._items: OrderedDict = OrderedDict()  # key -> (version, body as BSON, case as BSON)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def put(self, key, *parts):
-        """Keep `parts` (values MongoDB can store; copied) as the latest of `key`."""
-        kept = bson.encode({"parts": list(parts)})
+    def put(self, key, version, body, case):
+        """Keep `body` and `case` (values MongoDB can store; copied) as `key`'s at `version`."""
+        kept = (version, bson.encode(body), bson.encode(case))
         with self._lock:
             self._items[key] = kept
             self._items.move_to_end(key)
@@ -30,14 +30,27 @@ class Recent:
                 self._items.popitem(last=False)
 
     def get(self, key):
-        """A copy of the parts kept of `key`, or None."""
+        """A copy (body, case, version) of what is kept of `key`, or None."""
         with self._lock:
             found = self._items.get(key)
             if found is None:
                 self.misses += 1
                 return None
             self.hits += 1
-        return tuple(bson.decode(found)["parts"])
+        return bson.decode(found[1]), bson.decode(found[2]), found[0]
+
+    def saved(self, key, version, body, case=None):
+        """After a save of `key` as `version`: its body, with the case as given, or as kept for the
+        version the save started from; any other kept case may be stale, so then nothing is kept
+        and the next handler reads."""
+        if case is None:
+            with self._lock:
+                found = self._items.get(key)
+            if found is None or found[0] != version - 1:
+                self.drop(key)
+                return
+            case = bson.decode(found[2])
+        self.put(key, version, body, case)
 
     def drop(self, key):
         with self._lock:

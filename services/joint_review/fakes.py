@@ -25,7 +25,7 @@ class FakeSessionStore(MemoryOutbox):
             doc = self.docs.get(case_no)
             if doc is None:
                 return domain.NO_SESSION
-            self.recent_copies.put(case_no, doc["body"], doc["case"], doc["version"])
+            self.recent_copies.put(case_no, doc["version"], doc["body"], doc["case"])
             return StoredSession(domain.session_from_stored(copy.deepcopy(doc["body"])), copy.deepcopy(doc["case"]),
                                  doc["version"])
 
@@ -42,7 +42,7 @@ class FakeSessionStore(MemoryOutbox):
                 return False
             self.docs[session["case_no"]] = {"version": 0, "body": copy.deepcopy(domain.stored_session(session)),
                                              "case": copy.deepcopy(case), "outbox": list(events)}
-            self.recent_copies.put(session["case_no"], self.docs[session["case_no"]]["body"], case, 0)
+            self.recent_copies.put(session["case_no"], 0, self.docs[session["case_no"]]["body"], case)
         self.publish(session["case_no"], events)
         return True
 
@@ -54,16 +54,11 @@ class FakeSessionStore(MemoryOutbox):
             if doc is None or doc["version"] != expected_version:
                 self.recent_copies.drop(session["case_no"])
                 raise Conflict(session["case_no"])
-            kept = self.recent_copies.get(session["case_no"])
             doc["body"], doc["version"] = copy.deepcopy(domain.stored_session(session)), expected_version + 1
             if case is not None:
                 doc["case"] = copy.deepcopy(case)
             doc["outbox"].extend(events)
-            if case is not None or (kept is not None and kept[2] == expected_version):
-                self.recent_copies.put(session["case_no"], doc["body"], case if case is not None else kept[1],
-                                       expected_version + 1)
-            else:
-                self.recent_copies.drop(session["case_no"])
+            self.recent_copies.saved(session["case_no"], expected_version + 1, doc["body"], case)
         self.publish(session["case_no"], events)
         return expected_version + 1
 

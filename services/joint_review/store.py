@@ -53,7 +53,7 @@ class SessionStore(OutboxStore):
         doc = find_stored(SessionDoc, {"_id": case_no})
         if doc is None:
             return domain.NO_SESSION
-        self._recent.put(case_no, doc.body or {}, doc.case or {}, doc.version or 0)
+        self._recent.put(case_no, doc.version or 0, doc.body or {}, doc.case or {})
         return StoredSession(domain.session_from_stored(doc.body or {}), doc.case or {}, doc.version or 0)
 
     def recent(self, case_no):
@@ -79,7 +79,7 @@ class SessionStore(OutboxStore):
                 "task_keys": domain.task_keys(body["tasks"])})
         except DuplicateKeyError:
             return False
-        self._recent.put(session["case_no"], body, case, 0)
+        self._recent.put(session["case_no"], 0, body, case)
         self.publish(session["case_no"], events)
         return True
 
@@ -101,21 +101,9 @@ class SessionStore(OutboxStore):
         if written.matched_count != 1:
             self._recent.drop(session["case_no"])
             raise Conflict(session["case_no"])
-        self._keep_recent(session["case_no"], body, case, expected_version + 1)
+        self._recent.saved(session["case_no"], expected_version + 1, body, case)
         self.publish(session["case_no"], events)
         return expected_version + 1
-
-    def _keep_recent(self, case_no, body, case, version):
-        """After a save as `version`: the session as saved, with the case as given, or as kept for the
-        version the save started from (any other kept case may be stale: then nothing is kept, and
-        the next handler reads)."""
-        if case is None:
-            kept = self._recent.get(case_no)
-            if kept is None or kept[2] != version - 1:
-                self._recent.drop(case_no)
-                return
-            case = kept[1]
-        self._recent.put(case_no, body, case, version)
 
     def open_case_numbers(self, clocks_due_by=None):
         """The open sessions' case numbers; with `clocks_due_by` (a date), only those where a clock

@@ -5,7 +5,7 @@ from services.common.recent import Recent
 def test_a_copy_is_the_parts_as_kept_and_changing_either_leaves_the_other():
     recent = Recent()
     body = {"tasks": [{"state": "assigned"}]}
-    recent.put("C1", body, {"applicant": "A"}, 3)
+    recent.put("C1", 3, body, {"applicant": "A"})
     body["tasks"][0]["state"] = "changed after it was kept"
     got = recent.get("C1")
     assert got == ({"tasks": [{"state": "assigned"}]}, {"applicant": "A"}, 3)
@@ -16,14 +16,25 @@ def test_a_copy_is_the_parts_as_kept_and_changing_either_leaves_the_other():
 
 def test_the_oldest_go_first_and_a_dropped_or_unknown_key_has_none():
     recent = Recent(size=2)
-    recent.put("C1", 1)
-    recent.put("C2", 2)
+    recent.put("C1", 1, {}, {})
+    recent.put("C2", 2, {}, {})
     recent.get("C1")  # read: still the oldest kept, since only a put renews
-    recent.put("C3", 3)
-    assert recent.get("C1") is None and recent.get("C2") == (2,) and recent.get("C3") == (3,)
-    recent.put("C2", 22)  # renewed: C3 is now the oldest
-    recent.put("C4", 4)
-    assert recent.get("C3") is None and recent.get("C2") == (22,)
+    recent.put("C3", 3, {}, {})
+    assert recent.get("C1") is None and recent.get("C2")[2] == 2 and recent.get("C3")[2] == 3
+    recent.put("C2", 22, {}, {})  # renewed: C3 is now the oldest
+    recent.put("C4", 4, {}, {})
+    assert recent.get("C3") is None and recent.get("C2")[2] == 22
     recent.drop("C2")
     recent.drop("never kept")
     assert recent.get("C2") is None and recent.misses == 3
+
+
+def test_after_a_save_the_case_is_kept_only_when_given_or_known_for_the_version_before():
+    recent = Recent()
+    recent.saved("C1", 1, {"v": 1})  # nothing kept before, no case given: nothing to keep
+    assert recent.get("C1") is None
+    recent.saved("C1", 1, {"v": 1}, {"applicant": "A"})
+    recent.saved("C1", 2, {"v": 2})  # from version 1, which is kept: its case goes on
+    assert recent.get("C1") == ({"v": 2}, {"applicant": "A"}, 2)
+    recent.saved("C1", 4, {"v": 4})  # from version 3, which this process never saw: the case may differ
+    assert recent.get("C1") is None
