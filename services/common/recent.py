@@ -7,22 +7,28 @@ again too, so a stale copy never decides anything by itself. Bounded: the oldest
 A copy is kept as BSON, as the database would send it: encoding and decoding it (C code) costs a
 fraction of a deep copy of the same dicts in Python, and a part that could not be stored could not be
 kept either."""
+import datetime
 import threading
 from collections import OrderedDict
 
 import bson
+from bson.codec_options import CodecOptions
+
+# copies decode as the suite's clients read (services.common.mongo.connect): datetimes in UTC, aware
+_READ_AS = CodecOptions(tz_aware=True, tzinfo=datetime.UTC)
 
 
 class Recent:
     def __init__(self, size=64):
         self.size = size
-        self._items: OrderedDict = OrderedDict()  # key -> (version, body as BSON, case as BSON)
+        self._items: OrderedDict = OrderedDict()  # key -> (version, body as BSON, case as BSON or None)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def put(self, key, version, body, case):
-        """Keep `body` and `case` (values MongoDB can store; copied) as `key`'s at `version`."""
-        kept = (version, bson.encode(body), bson.encode(case))
+    def put(self, key, version, body, case=None):
+        """Keep `body` and `case` (values MongoDB can store; copied; `case` may be None) as `key`'s at
+        `version`."""
+        kept = (version, bson.encode(body), None if case is None else bson.encode(case))
         with self._lock:
             self._items[key] = kept
             self._items.move_to_end(key)
@@ -37,7 +43,8 @@ class Recent:
                 self.misses += 1
                 return None
             self.hits += 1
-        return bson.decode(found[1]), bson.decode(found[2]), found[0]
+        case = None if found[2] is None else bson.decode(found[2], _READ_AS)
+        return bson.decode(found[1], _READ_AS), case, found[0]
 
     def saved(self, key, version, body, case=None):
         """After a save of `key` as `version`: its body, with the case as given, or as kept for the
@@ -46,12 +53,29 @@ class Recent:
         if case is None:
             with self._lock:
                 found = self._items.get(key)
-            if found is None or found[0] != version - 1:
+            if found is None or found[0] != version - 1 or found[2] is None:
                 self.drop(key)
                 return
-            case = bson.decode(found[2])
+            case = bson.decode(found[2], _READ_AS)
         self.put(key, version, body, case)
 
     def drop(self, key):
         with self._lock:
             self._items.pop(key, None)
+
+
+class PerStore:
+    """A store's own Recent, as a class attribute (`recent_copies = PerStore(64)`): each store
+    object gets one on first use."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __set_name__(self, owner, name):
+        self.attr = f"_{name}_kept"
+
+    def __get__(self, store, owner=None):
+        if store is None:
+            return self
+        found = store.__dict__.get(self.attr)
+        return found if found is not None else store.__dict__.setdefault(self.attr, Recent(self.size))

@@ -18,6 +18,7 @@ class FakeIntakeStore(MemoryOutbox):
     def __init__(self, bus=None):
         super().__init__(bus)
         self._cases, self._outboxes, self._uploads, self._counters = {}, {}, {}, {}
+        self.recent_copies = {}  # case_no -> the case as this store last read to change or saved it
 
     # uploads and numbers -------------------------------------------------------------------------
     def save_upload(self, upload):
@@ -54,6 +55,20 @@ class FakeIntakeStore(MemoryOutbox):
         with self._lock:
             return copy.deepcopy(self._cases.get(case_no))
 
+    def case_to_change(self, case_no):
+        with self._lock:
+            found = self._cases.get(case_no)
+            if found is None:
+                self.recent_copies.pop(case_no, None)
+                return None
+            self.recent_copies[case_no] = copy.deepcopy(found)
+            return copy.deepcopy(found)
+
+    def recent(self, case_no):
+        """As the real store: the case as this store last read to change or saved it (a copy), or None."""
+        with self._lock:
+            return copy.deepcopy(self.recent_copies.get(case_no))
+
     def by_idempotency_key(self, key):
         if not key:
             return None
@@ -65,6 +80,7 @@ class FakeIntakeStore(MemoryOutbox):
         with self._lock:
             stored = self._cases.get(case.case_no)
             if stored is None or stored.version != int(expected_version or 0):
+                self.recent_copies.pop(case.case_no, None)
                 return False
             saved = copy.deepcopy(case)
             # what its submission fixed stays as it was
@@ -73,6 +89,7 @@ class FakeIntakeStore(MemoryOutbox):
                 setattr(saved, name, copy.deepcopy(getattr(stored, name)))
             saved.version = stored.version + 1
             self._cases[case.case_no] = saved
+            self.recent_copies[case.case_no] = copy.deepcopy(saved)
             self._outboxes[case.case_no].extend(events)
         self.publish(case.case_no, events)
         return True

@@ -388,16 +388,18 @@ class Intake:
         request = {"item_code": event.item_code, "department_code": event.department_code,
                    "material_codes": list(event.material_codes), "reason": event.reason,
                    "at": self.clock().isoformat(), "round": event.round}
-        for _ in range(10):
-            case = self.store.case(event.case_no)
+        for case, fresh in self._versions(event.case_no):
             if case is None:
                 return False
             if event.round and case.rectification_rounds.get(event.item_code, 0) >= event.round:
-                return False  # this round was asked (and perhaps answered) already: a redelivery
-            rect = domain.rectify({"status": case.status, "rectification": copy.deepcopy(case.rectification)},
-                                  request)
+                rect = None  # this round was asked (and perhaps answered) already: a redelivery
+            else:
+                rect = domain.rectify({"status": case.status, "rectification": copy.deepcopy(case.rectification)},
+                                      request)
             if rect is None:
-                return False
+                if fresh:
+                    return False
+                continue
             note = f"rectification: {event.department_code} asks for {', '.join(request['material_codes'])}" + (
                 f" ({event.reason})" if event.reason else "")
             rounds = dict(case.rectification_rounds)
@@ -407,7 +409,7 @@ class Intake:
                                    rectification_rounds=rounds)
             if self.store.save(changed, case.version):
                 return True
-        raise RuntimeError(f"case {event.case_no} kept changing under us")  # the event is tried again
+        return False  # not reached: _versions raises when the tries are spent
 
     # withdrawal ----------------------------------------------------------------------------
     def withdraw(self, req, allow=None, acted_by="", by=""):
@@ -471,26 +473,38 @@ class Intake:
         return paging.decode_token(token, read)
 
     # what the other services report ------------------------------------------------------
+    def _versions(self, case_no, tries=10):
+        """The case to decide what an event changes, once per try, with whether it was read now:
+        first as this process last read or saved it (store.recent: no read, but it may be stale),
+        then as stored now. A save from a stale copy meets the version check and the next try reads;
+        what a copy shows needs no change is decided again on a fresh read, so only a fresh read
+        decides that. Past `tries` reads the event is tried again later."""
+        kept = self.store.recent(case_no)
+        if kept is not None:
+            yield kept, False
+        for _ in range(tries):
+            yield self.store.case_to_change(case_no), True
+        raise RuntimeError(f"case {case_no} kept changing under us")  # the event is tried again
+
     def _move(self, case_no, status, note, license_ids=()):
         """Move the case forward to `status` (never backwards), adding the licences the move brings."""
-        for _ in range(10):
-            case = self.store.case(case_no)
+        for case, fresh in self._versions(case_no):
             if case is None:
                 return False
             added = _added(case.license_ids, license_ids)
-            if domain.advance(case.status, status) is None:
-                if added and case.status in (domain.DELIVERED, domain.RATED, domain.DELIVERY_FAILED):
-                    # reported out of order (delivery first): keep the licences anyway
-                    if not self.store.save(dataclasses.replace(case, license_ids=case.license_ids + added),
-                                           case.version):
-                        continue
+            if domain.advance(case.status, status) is not None:
+                now = self.clock()
+                changed = case.changed(status, note, now.isoformat(), license_ids=case.license_ids + added)
+                if self.store.save(changed, case.version):
+                    metrics.case_moved(case, status, now)  # a case's end is observed once, here
+                    return True
+            elif added and case.status in (domain.DELIVERED, domain.RATED, domain.DELIVERY_FAILED):
+                # reported out of order (delivery first): keep the licences anyway
+                if self.store.save(dataclasses.replace(case, license_ids=case.license_ids + added), case.version):
+                    return False
+            elif fresh:
                 return False
-            now = self.clock()
-            changed = case.changed(status, note, now.isoformat(), license_ids=case.license_ids + added)
-            if self.store.save(changed, case.version):
-                metrics.case_moved(case, status, now)  # a case's end is observed once, here
-                return True
-        raise RuntimeError(f"case {case_no} kept changing under us")  # the event is tried again
+        return False  # not reached: _versions raises when the tries are spent
 
     def case_concluded(self, event):
         status = domain.APPROVED if event.approved else domain.REJECTED
@@ -511,19 +525,18 @@ class Intake:
         if not case_no:
             return False
         telemetry.mark_case(case_no)
-        for _ in range(10):
-            case = self.store.case(case_no)
-            if case is None or key in case.noted:
-                return False
-            decision = decide(case)
+        for case, fresh in self._versions(case_no):
+            decision = None if case is None or key in case.noted else decide(case)
             if decision is None:
-                return False
+                if fresh:
+                    return False
+                continue
             status, note, fields = decision
             changed = case.changed(status, note, self.clock().isoformat(), note_only=status == case.status,
                                    noted=[*case.noted, key], **fields)
             if self.store.save(changed, case.version):
                 return True
-        raise RuntimeError(f"case {case_no} kept changing under us")
+        return False  # not reached: _versions raises when the tries are spent
 
     def task_assigned(self, event):
         """One department's task (a domain.TaskAssigned): as tasks_assigned with that one holder."""
@@ -543,18 +556,19 @@ class Intake:
         if not event.holders:
             raise InvalidArgument(f"tasks_assigned of case {event.case_no[:64]} names no department")
         telemetry.mark_case(event.case_no)
-        for _ in range(10):
-            case = self.store.case(event.case_no) if event.case_no else None
+        for case, fresh in self._versions(event.case_no):
             if case is None:
                 log.warning("tasks_assigned for case %s, which intake does not have: nothing recorded",
                             (event.case_no or "-")[:64])
                 return False
             holders = domain.with_holders(case.task_holders, event.holders)
             if holders is None:
-                return False
+                if fresh:
+                    return False
+                continue
             if self.store.save(dataclasses.replace(case, task_holders=holders), case.version):
                 return True
-        raise RuntimeError(f"case {event.case_no} kept changing under us")  # the event is tried again
+        return False  # not reached: _versions raises when the tries are spent
 
     def session_opened(self, event):
         """joint_review opened the case's session: the departments are at work (IN_REVIEW). A case

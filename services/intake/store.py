@@ -8,7 +8,8 @@ import datetime
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import OutboxStore, find_all_stored, find_stored, next_counter, plain
+from services.common.mongo import OutboxStore, Stored, find_all_stored, find_stored, next_counter, plain
+from services.common.recent import PerStore
 from services.intake import domain
 
 ALIAS = "intake"
@@ -164,6 +165,7 @@ class IntakeStore(OutboxStore):
     dead process leaves pending is published by `sweep()`."""
 
     document = CaseDoc
+    _recent = PerStore(64)  # the cases this process last read to change, or saved (services/common/recent.py)
 
     def save_upload(self, upload):
         UploadDoc._get_collection().insert_one({
@@ -207,6 +209,23 @@ class IntakeStore(OutboxStore):
     def case(self, case_no):
         return case_of(find_stored(CaseDoc, {"_id": case_no}))
 
+    def case_to_change(self, case_no):
+        """The case as stored now (None: there is none), kept as this process's recent copy of it."""
+        found = CaseDoc._get_collection().find_one({"_id": case_no})
+        if found is None:
+            self._recent.drop(case_no)
+            return None
+        found.pop("outbox", None)
+        self._recent.put(case_no, found.get("version") or 0, found)
+        return case_of(Stored(found, "case_no"))
+
+    def recent(self, case_no):
+        """The case as this process last read it to change it (case_to_change) or saved it, or None.
+        It may be stale: a save from it may be refused, and a caller must not decide from it alone
+        what a fresh read would decide otherwise."""
+        found = self._recent.get(case_no)
+        return None if found is None else case_of(Stored(found[0], "case_no"))
+
     def save(self, case, expected_version, events=()):
         """Write the case's changes (status, history, materials, licences, rectification, recorded
         events, delivery attempt, task holders) and add `events` to its outbox, only while the stored case still
@@ -224,7 +243,12 @@ class IntakeStore(OutboxStore):
         version = {"$in": [0, None]} if not expected_version else int(expected_version)
         written = CaseDoc._get_collection().update_one({"_id": case.case_no, "version": version}, update)
         if written.modified_count != 1:
+            self._recent.drop(case.case_no)
             return False
+        if not changes.get("rectification"):
+            fields.pop("rectification", None)
+        saved = int(expected_version or 0) + 1
+        self._recent.put(case.case_no, saved, {"_id": case.case_no, **fields, "version": saved})
         self.publish(case.case_no, events)
         return True
 

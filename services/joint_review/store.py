@@ -9,7 +9,7 @@ domain.*_STORED: documents written by earlier versions read as they are."""
 import mongoengine as me
 
 from services.common.mongo import OutboxStore, fill_missing, find_stored
-from services.common.recent import Recent
+from services.common.recent import PerStore
 from services.joint_review import domain
 from services.joint_review.domain import Conflict, StoredSession
 
@@ -41,12 +41,7 @@ class SessionStore(OutboxStore):
 
     document = SessionDoc
 
-    recent_size = 64  # the sessions this process saved or read last, kept for the next handler of each
-
-    @property
-    def _recent(self):
-        return self.__dict__.get("_recent_sessions") or self.__dict__.setdefault(
-            "_recent_sessions", Recent(self.recent_size))
+    _recent = PerStore(64)  # the sessions this process saved or read last, kept for the next handler of each
 
     def load(self, case_no):
         """StoredSession(session, case, version); all None when the case has no session."""

@@ -38,3 +38,32 @@ def test_after_a_save_the_case_is_kept_only_when_given_or_known_for_the_version_
     assert recent.get("C1") == ({"v": 2}, {"applicant": "A"}, 2)
     recent.saved("C1", 4, {"v": 4})  # from version 3, which this process never saw: the case may differ
     assert recent.get("C1") is None
+
+
+def test_a_copy_without_a_case_has_none_and_a_save_from_it_keeps_none():
+    recent = Recent()
+    recent.put("C1", 1, {"v": 1})
+    assert recent.get("C1") == ({"v": 1}, None, 1)
+    recent.saved("C1", 2, {"v": 2})  # from version 1, kept without a case: there is none to go on with
+    assert recent.get("C1") is None
+
+
+def test_datetimes_come_back_aware_in_utc_as_the_suites_clients_read_them():
+    import datetime
+    recent = Recent()
+    at = datetime.datetime(2026, 11, 29, 10, 0, 0, 123000, tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
+    recent.put("C1", 1, {"submitted_at": at})
+    got = recent.get("C1")[0]["submitted_at"]
+    assert got == at and got.tzinfo is not None and got.utcoffset() == datetime.timedelta(0)
+
+
+def test_each_store_object_has_its_own_copies():
+    from services.common.recent import PerStore
+
+    class Store:
+        kept = PerStore(2)
+
+    one, other = Store(), Store()
+    one.kept.put("C1", 1, {})
+    assert one.kept is one.kept and one.kept.get("C1") is not None and other.kept.get("C1") is None
+    assert one.kept.size == 2 and isinstance(Store.kept, PerStore)

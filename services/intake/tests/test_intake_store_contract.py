@@ -136,6 +136,29 @@ def test_a_save_writes_the_change_and_a_stale_one_is_refused(store):
     assert not store.save(_with(late, case_no=new_case_no()), 1)  # no such case
 
 
+def test_the_recent_copy_is_the_case_as_this_store_last_read_to_change_or_saved_it(store):
+    case = a_case(key=f"11010519491231002X:{uuid.uuid4().hex}", rectification_rounds={"I1": 1})
+    store.insert_case(case)
+    assert store.recent(case.case_no) is None  # a case is kept once read to change or saved
+    assert store.case(case.case_no) is not None and store.recent(case.case_no) is None  # a plain read keeps none
+    read = store.case_to_change(case.case_no)
+    assert read == store.case(case.case_no) == store.recent(case.case_no)
+    moved = read.changed(domain.IN_REVIEW, "review opened", T0.isoformat(), noted=["session_opened"],
+                         rectification={"material_codes": ["M01"], "requests": [], "resume_status": domain.SUBMITTED})
+    assert store.save(moved, read.version)
+    kept = store.recent(case.case_no)
+    assert kept == store.case(case.case_no) and kept.version == 2  # what the save left, as a read would give it
+    assert kept.submitted_at == T0 and kept.submitted_at.tzinfo is not None
+    assert kept.rectification["resume_status"] is domain.SUBMITTED
+    cleared = kept.changed(domain.IN_REVIEW, "supplemented", T0.isoformat(), rectification={})
+    assert store.save(cleared, 2) and store.recent(case.case_no) == store.case(case.case_no)
+    kept.history.clear()
+    assert store.recent(case.case_no).history  # a copy each time
+    assert not store.save(moved, read.version)  # stale: no copy kept of what it might be now
+    assert store.recent(case.case_no) is None
+    assert store.case_to_change(new_case_no()) is None
+
+
 def test_a_note_that_keeps_the_status_is_kept_as_one(store):
     case = a_case()
     store.insert_case(case)

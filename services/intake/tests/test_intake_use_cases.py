@@ -560,3 +560,72 @@ def test_delivery_failure_redispatch_and_revocation_are_recorded_on_the_case(s):
     assert case.delivery_attempt == 2 and case.revoked_license_ids == ["L1"]
     assert "SF123" in case.history[3].note and "信息有误" in case.history[4].note and "督办" in case.history[5].note
     assert case.noted == ["delivery_failed:1", "delivery_dispatched:2", "license_revoked:L1", "task_overdue:I1"]
+
+
+# --- the case as this process last read to change or saved it (store.recent) ----------------------
+
+def _other_process(s):
+    """Another worker process over the same cases: a store with recent copies of its own."""
+    other = FakeIntakeStore(s.bus)
+    other._cases, other._outboxes, other._lock = s.store._cases, s.store._outboxes, s.store._lock
+    return build_intake(store=other, blobs=s.blobs, catalog=s.catalog, licences=s.licences, clock=s.clock)
+
+
+def _counting_reads(s):
+    reads = []
+    real = s.store.case_to_change
+    s.store.case_to_change = lambda case_no: reads.append(case_no) or real(case_no)
+    return reads
+
+
+def test_what_the_other_services_report_starts_from_the_copy_the_last_change_left(s):
+    case_no = s.intake.submit(request(s)).case_no
+    reads = _counting_reads(s)
+    assert s.intake.session_opened(domain.SessionOpened(case_no=case_no, item_codes=("I1",), department_codes=("gaj",)))
+    assert reads == [case_no]  # nothing kept yet: read
+    assert s.intake.tasks_assigned(domain.TasksAssigned(case_no, (domain.TaskHolder("gaj", "440100"),)))
+    assert s.intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=True, license_ids=("L1",)))
+    assert s.intake.delivery_completed(domain.DeliveryCompleted(case_no=case_no))
+    assert reads == [case_no]  # each started from the copy the save before left
+    assert not s.intake.delivery_completed(domain.DeliveryCompleted(case_no=case_no))
+    assert reads == [case_no, case_no]  # "nothing to change" is only decided on a fresh read
+    case = s.store.case(case_no)
+    assert [h.status for h in case.history] == [domain.SUBMITTED, domain.IN_REVIEW, domain.APPROVED, domain.DELIVERED]
+    assert case.task_holders == [domain.TaskHolder("gaj", "440100")] and case.license_ids == ["L1"]
+
+
+def test_a_stale_copy_meets_the_version_check_and_the_change_is_made_on_a_fresh_read(s):
+    case_no = s.intake.submit(request(s)).case_no
+    s.intake.session_opened(domain.SessionOpened(case_no=case_no, item_codes=("I1",), department_codes=("gaj",)))
+    s.clock.advance(hours=1)
+    assert _other_process(s).task_overdue(domain.TaskOverdue(case_no=case_no, item_code="I1", department_code="gaj",
+                                                             elapsed_days=6, limit_days=5))
+    reads = _counting_reads(s)
+    s.clock.advance(hours=1)
+    assert s.intake.case_concluded(domain.CaseConcluded(case_no=case_no, approved=True))  # from the stale copy
+    assert reads == [case_no]  # refused by the version check, then read
+    case = s.store.case(case_no)
+    assert [(h.status, h.note_only) for h in case.history] == [
+        (domain.SUBMITTED, False), (domain.IN_REVIEW, False), (domain.IN_REVIEW, True), (domain.APPROVED, False)]
+    assert case.noted == ["session_opened", "task_overdue:I1"] and case.version == 4
+
+
+@pytest.mark.parametrize("handler, event, stale", [
+    ("session_opened", lambda no: domain.SessionOpened(case_no=no, item_codes=("I1",), department_codes=("gaj",)),
+     {"status": domain.IN_REVIEW, "noted": ["session_opened"]}),
+    ("case_concluded", lambda no: domain.CaseConcluded(case_no=no, approved=True), {"status": domain.APPROVED}),
+    ("tasks_assigned", lambda no: domain.TasksAssigned(no, (domain.TaskHolder("gaj", "440100"),)),
+     {"task_holders": [domain.TaskHolder("gaj", "440100")]}),
+    ("rectification_requested", lambda no: domain.RectificationRequested(
+        case_no=no, item_code="I1", department_code="gaj", material_codes=("M02",), round=1),
+     {"rectification_rounds": {"I1": 1}}),
+])
+def test_what_a_copy_says_needs_no_change_is_decided_again_on_a_fresh_read(s, handler, event, stale):
+    """A copy that says the event changes nothing (planted here: another version of the case than
+    the stored one) does not decide it: the case as stored does."""
+    case_no = s.intake.submit(request(s)).case_no
+    s.store.recent_copies[case_no] = dataclasses.replace(s.store.case(case_no), **stale)
+    assert getattr(s.intake, handler)(event(case_no)), handler
+    stored = s.store.case(case_no)
+    for name, value in stale.items():
+        assert getattr(stored, name) == value, name  # what the copy claimed is now so, by this change
