@@ -15,7 +15,7 @@ import bson
 from bson.codec_options import CodecOptions
 
 # copies decode as the suite's clients read (services.common.mongo.connect): datetimes in UTC, aware
-_READ_AS = CodecOptions(tz_aware=True, tzinfo=datetime.UTC)
+_READ_AS: CodecOptions = CodecOptions(tz_aware=True, tzinfo=datetime.UTC)
 
 
 class Recent:
