@@ -156,3 +156,18 @@ def test_the_bench_listener_listens_again_after_its_connection_is_closed(test_en
         assert case_no in listener.arrived and listener.arrived[case_no][1] is True
     finally:
         listener.stop()
+
+
+@pytest.mark.integration
+def test_the_stack_floor_runs_small_and_leaves_no_queue_or_exchange(test_env, capsys):
+    import amqp
+    from kombu import Connection
+
+    from services.common.config import settings
+    from tools import bench_stack
+    assert bench_stack.main(["--events", "40", "--published", "10", "--handled", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "40 events, each published with confirms and handled by a nameko handler" in out
+    assert "CPU an event: publisher" in out and "a case (10 published, 5 handled)" in out
+    with Connection(settings().amqp_uri) as conn, pytest.raises(amqp.exceptions.NotFound):
+        conn.channel().exchange_declare(f"{bench_stack.SOURCE}.events", "topic", passive=True)
