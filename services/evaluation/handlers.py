@@ -73,7 +73,9 @@ class Evaluation:
         bad = domain.check(grade, channel, dimensions, comment)
         case = self.store.rateable(case_no)
         if case is None or (allow is not None and not allow(case)):
-            raise FailedPrecondition(f"case {case_no} can be rated once its results have been delivered")
+            # the rating service hears of a delivery on its own queue, a moment after the case shows it
+            raise FailedPrecondition(f"case {case_no} can be rated once its results have been delivered; if it "
+                                     "shows DELIVERED already, try again in a few seconds")
         if case.withdrawn:
             raise FailedPrecondition(f"case {case_no} was withdrawn after its conclusion: nothing was delivered "
                                      "to rate")

@@ -69,7 +69,7 @@ def test_bad_rating_without_any_department_is_refused(evaluation, store, bus):
 
 
 def test_existing_refusals_still_hold(evaluation, store):
-    with pytest.raises(FailedPrecondition, match="delivered"):
+    with pytest.raises(FailedPrecondition, match="once its results have been delivered; if it shows DELIVERED already, try again"):
         rate(evaluation)
     delivered(evaluation)
     with pytest.raises(PermissionDenied):
