@@ -18,7 +18,7 @@ class FakeIntakeStore(MemoryOutbox):
     def __init__(self, bus=None):
         super().__init__(bus)
         self._cases, self._outboxes, self._uploads, self._counters = {}, {}, {}, {}
-        self.recent_copies = {}  # case_no -> the case as this store last read to change or saved it
+        self.recent_copies = {}  # case_no -> the case as this store last read to change it, and saved since
 
     # uploads and numbers -------------------------------------------------------------------------
     def save_upload(self, upload):
@@ -65,7 +65,8 @@ class FakeIntakeStore(MemoryOutbox):
             return copy.deepcopy(found)
 
     def recent(self, case_no):
-        """As the real store: the case as this store last read to change or saved it (a copy), or None."""
+        """As the real store: the case as this store last read to change it, with the saves made from
+        that copy since (a copy), or None."""
         with self._lock:
             return copy.deepcopy(self.recent_copies.get(case_no))
 
@@ -89,7 +90,11 @@ class FakeIntakeStore(MemoryOutbox):
                 setattr(saved, name, copy.deepcopy(getattr(stored, name)))
             saved.version = stored.version + 1
             self._cases[case.case_no] = saved
-            self.recent_copies[case.case_no] = copy.deepcopy(saved)
+            kept = self.recent_copies.get(case.case_no)
+            if kept is not None and kept.version == int(expected_version or 0):
+                self.recent_copies[case.case_no] = copy.deepcopy(saved)  # the copy, with what the save wrote
+            else:
+                self.recent_copies.pop(case.case_no, None)
             self._outboxes[case.case_no].extend(events)
         self.publish(case.case_no, events)
         return True

@@ -165,7 +165,7 @@ class IntakeStore(OutboxStore):
     dead process leaves pending is published by `sweep()`."""
 
     document = CaseDoc
-    _recent = PerStore(64)  # the cases this process last read to change, or saved (services/common/recent.py)
+    _recent = PerStore(64)  # the cases this process last read to change, and saved since (services/common/recent.py)
 
     def save_upload(self, upload):
         UploadDoc._get_collection().insert_one({
@@ -220,7 +220,8 @@ class IntakeStore(OutboxStore):
         return case_of(Stored(found, "case_no"))
 
     def recent(self, case_no):
-        """The case as this process last read it to change it (case_to_change) or saved it, or None.
+        """The case as this process last read it to change it (case_to_change), with the saves it made
+        from that copy since, or None.
         It may be stale: a save from it may be refused, and a caller must not decide from it alone
         what a fresh read would decide otherwise."""
         found = self._recent.get(case_no)
@@ -245,12 +246,24 @@ class IntakeStore(OutboxStore):
         if written.modified_count != 1:
             self._recent.drop(case.case_no)
             return False
-        if not changes.get("rectification"):
-            fields.pop("rectification", None)
-        saved = int(expected_version or 0) + 1
-        self._recent.put(case.case_no, saved, {"_id": case.case_no, **fields, "version": saved})
         self.publish(case.case_no, events)
+        self._keep_saved(case.case_no, int(expected_version or 0), update)
         return True
+
+    def _keep_saved(self, case_no, expected_version, update):
+        """After a save: the copy kept of the version it started from, with what the save wrote, so
+        that it is what a read would give; without that copy (none, or of another version) nothing
+        is kept, since the caller's case may differ from the stored one in what a save never writes."""
+        kept = self._recent.get(case_no)
+        if kept is None or kept[2] != expected_version:
+            self._recent.drop(case_no)
+            return
+        stored = kept[0]
+        stored.update(update["$set"])
+        for name in update.get("$unset", ()):
+            stored.pop(name, None)
+        stored["version"] = expected_version + 1
+        self._recent.put(case_no, expected_version + 1, stored)
 
     def cases_of(self, applicant_id, limit, after=None, region_prefix=None):
         """An applicant's cases, newest first; `after` = (submitted_at, case_no) of the last one seen;

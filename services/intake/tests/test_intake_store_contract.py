@@ -136,27 +136,45 @@ def test_a_save_writes_the_change_and_a_stale_one_is_refused(store):
     assert not store.save(_with(late, case_no=new_case_no()), 1)  # no such case
 
 
-def test_the_recent_copy_is_the_case_as_this_store_last_read_to_change_or_saved_it(store):
+def test_the_recent_copy_is_the_case_as_this_store_last_read_to_change_it_and_saved_since(store):
     case = a_case(key=f"11010519491231002X:{uuid.uuid4().hex}", rectification_rounds={"I1": 1})
     store.insert_case(case)
-    assert store.recent(case.case_no) is None  # a case is kept once read to change or saved
+    assert store.recent(case.case_no) is None  # a case is kept once read to change
     assert store.case(case.case_no) is not None and store.recent(case.case_no) is None  # a plain read keeps none
+    first = store.case(case.case_no)
+    assert store.save(first.changed(domain.SUBMITTED, "a note", T0.isoformat(), note_only=True), first.version)
+    assert store.recent(case.case_no) is None  # a save without a copy of the version it started from keeps none
     read = store.case_to_change(case.case_no)
     assert read == store.case(case.case_no) == store.recent(case.case_no)
     moved = read.changed(domain.IN_REVIEW, "review opened", T0.isoformat(), noted=["session_opened"],
                          rectification={"material_codes": ["M01"], "requests": [], "resume_status": domain.SUBMITTED})
     assert store.save(moved, read.version)
     kept = store.recent(case.case_no)
-    assert kept == store.case(case.case_no) and kept.version == 2  # what the save left, as a read would give it
+    assert kept == store.case(case.case_no) and kept.version == 3  # what the save left, as a read would give it
     assert kept.submitted_at == T0 and kept.submitted_at.tzinfo is not None
     assert kept.rectification["resume_status"] is domain.SUBMITTED
     cleared = kept.changed(domain.IN_REVIEW, "supplemented", T0.isoformat(), rectification={})
-    assert store.save(cleared, 2) and store.recent(case.case_no) == store.case(case.case_no)
+    assert store.save(cleared, 3) and store.recent(case.case_no) == store.case(case.case_no)
     kept.history.clear()
     assert store.recent(case.case_no).history  # a copy each time
     assert not store.save(moved, read.version)  # stale: no copy kept of what it might be now
     assert store.recent(case.case_no) is None
     assert store.case_to_change(new_case_no()) is None
+
+
+def test_the_copy_a_save_leaves_holds_what_is_stored_not_what_the_caller_said_of_the_fixed_fields(store):
+    """A save writes only what may change: a caller whose case says otherwise of what the submission
+    fixed (applicant, form, package) does not change the copy either."""
+    case = a_case()
+    store.insert_case(case)
+    read = store.case_to_change(case.case_no)
+    claimed = _with(read.changed(domain.IN_REVIEW, "review opened", T0.isoformat()), form={"child_name": "别人"},
+                    applicant={"id_number": "X", "name": "别人"}, package_code="OTHER")
+    assert store.save(claimed, read.version)
+    kept = store.recent(case.case_no)
+    assert kept == store.case(case.case_no)
+    assert kept.form == case.form and kept.applicant == case.applicant and kept.package_code == "XSECS"
+    assert kept.status is domain.IN_REVIEW and kept.version == 2
 
 
 def test_a_note_that_keeps_the_status_is_kept_as_one(store):
@@ -375,9 +393,11 @@ def test_a_case_stored_before_versions_were_kept_reads_as_version_0_and_can_chan
         "applicant": {"id_number": "11010519491231002X"}, "status": "CASE_STATUS_IN_REVIEW", "submitted_at": T0,
         "history": [{"status": "CASE_STATUS_SUBMITTED", "at": "t0", "note": "submitted"},
                     {"status": "CASE_STATUS_IN_REVIEW", "at": "t1", "note": "review opened"}], "outbox": []})
-    old = store.case(case_no)
+    old = store.case_to_change(case_no)
+    assert old == store.case(case_no) == store.recent(case_no)
     assert old.version == 0 and old.status is domain.IN_REVIEW and old.rectification == {} and old.noted == []
     assert store.save(old.changed(domain.APPROVED, "concluded", "t2", license_ids=["L1"]), 0)
+    assert store.recent(case_no) == store.case(case_no)  # the copy the save left, as a read gives it
     assert not store.save(old.changed(domain.REJECTED, "concluded", "t2"), 0)  # now it has a version
     got = store.case(case_no)
     assert got.version == 1 and got.status is domain.APPROVED and got.license_ids == ["L1"]
