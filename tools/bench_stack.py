@@ -106,7 +106,8 @@ def main(argv=None):
         own1 = os.times()
         child.wait(timeout=300)
         wall, beam1 = time.monotonic() - wall0, _beam_cpu()
-        consumer = float(open(out_path).read()) / max(1, args.events - 1)
+        with open(out_path) as fh:
+            consumer = float(fh.read()) / max(1, args.events - 1)
     finally:
         if child.poll() is None:
             child.kill()

@@ -43,6 +43,10 @@ class Recent:
                 self.misses += 1
                 return None
             self.hits += 1
+        return self._decoded(found)
+
+    @staticmethod
+    def _decoded(found):
         case = None if found[2] is None else bson.decode(found[2], _READ_AS)
         return bson.decode(found[1], _READ_AS), case, found[0]
 
@@ -50,14 +54,24 @@ class Recent:
         """After a save of `key` as `version`: its body, with the case as given, or as kept for the
         version the save started from; any other kept case may be stale, so then nothing is kept
         and the next handler reads."""
-        if case is None:
-            with self._lock:
-                found = self._items.get(key)
-            if found is None or found[0] != version - 1 or found[2] is None:
-                self.drop(key)
-                return
-            case = bson.decode(found[2], _READ_AS)
-        self.put(key, version, body, case)
+        if case is not None:
+            self.put(key, version, body, case)
+        else:
+            self.advanced(key, version - 1, lambda _, kept_case: None if kept_case is None else (body, kept_case))
+
+    def advanced(self, key, from_version, change):
+        """After a save of `key` that started from `from_version`: the copy kept of that version, as
+        `change(body, case)` gives it ((body, case), or None: keep nothing), is kept as the next
+        version. Without a copy of that version (none, or another: it may be stale) nothing is kept,
+        and the next handler reads."""
+        with self._lock:
+            found = self._items.get(key)
+        kept = None if found is None or found[0] != from_version else self._decoded(found)
+        changed = None if kept is None else change(kept[0], kept[1])
+        if changed is None:
+            self.drop(key)
+        else:
+            self.put(key, from_version + 1, *changed)
 
     def drop(self, key):
         with self._lock:

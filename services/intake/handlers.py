@@ -409,7 +409,6 @@ class Intake:
                                    rectification_rounds=rounds)
             if self.store.save(changed, case.version):
                 return True
-        return False  # not reached: _versions raises when the tries are spent
 
     # withdrawal ----------------------------------------------------------------------------
     def withdraw(self, req, allow=None, acted_by="", by=""):
@@ -504,7 +503,6 @@ class Intake:
                     return False
             elif fresh:
                 return False
-        return False  # not reached: _versions raises when the tries are spent
 
     def case_concluded(self, event):
         status = domain.APPROVED if event.approved else domain.REJECTED
@@ -536,7 +534,6 @@ class Intake:
                                    noted=[*case.noted, key], **fields)
             if self.store.save(changed, case.version):
                 return True
-        return False  # not reached: _versions raises when the tries are spent
 
     def task_assigned(self, event):
         """One department's task (a domain.TaskAssigned): as tasks_assigned with that one holder."""
@@ -568,7 +565,6 @@ class Intake:
                 continue
             if self.store.save(dataclasses.replace(case, task_holders=holders), case.version):
                 return True
-        return False  # not reached: _versions raises when the tries are spent
 
     def session_opened(self, event):
         """joint_review opened the case's session: the departments are at work (IN_REVIEW). A case

@@ -252,18 +252,15 @@ class IntakeStore(OutboxStore):
 
     def _keep_saved(self, case_no, expected_version, update):
         """After a save: the copy kept of the version it started from, with what the save wrote, so
-        that it is what a read would give; without that copy (none, or of another version) nothing
-        is kept, since the caller's case may differ from the stored one in what a save never writes."""
-        kept = self._recent.get(case_no)
-        if kept is None or kept[2] != expected_version:
-            self._recent.drop(case_no)
-            return
-        stored = kept[0]
-        stored.update(update["$set"])
-        for name in update.get("$unset", ()):
-            stored.pop(name, None)
-        stored["version"] = expected_version + 1
-        self._recent.put(case_no, expected_version + 1, stored)
+        that it is what a read would give (the caller's case may differ from the stored one in what a
+        save never writes)."""
+        def written(stored, _):
+            stored.update(update["$set"])
+            for name in update.get("$unset", ()):
+                stored.pop(name, None)
+            stored["version"] = expected_version + 1
+            return stored, None
+        self._recent.advanced(case_no, expected_version, written)
 
     def cases_of(self, applicant_id, limit, after=None, region_prefix=None):
         """An applicant's cases, newest first; `after` = (submitted_at, case_no) of the last one seen;

@@ -67,3 +67,18 @@ def test_each_store_object_has_its_own_copies():
     one.kept.put("C1", 1, {})
     assert one.kept is one.kept and one.kept.get("C1") is not None and other.kept.get("C1") is None
     assert one.kept.size == 2 and isinstance(Store.kept, PerStore)
+
+
+def test_a_copy_advances_only_from_the_version_a_save_started_from():
+    recent = Recent()
+    recent.put("C1", 1, {"v": 1, "fixed": "x"})
+    recent.advanced("C1", 1, lambda body, case: (dict(body, v=2), case))
+    assert recent.get("C1") == ({"v": 2, "fixed": "x"}, None, 2)
+    recent.advanced("C1", 5, lambda body, case: (body, case))  # from a version this process never kept
+    assert recent.get("C1") is None
+    recent.put("C1", 1, {"v": 1})
+    recent.advanced("C1", 1, lambda body, case: None)  # the change says keep nothing
+    assert recent.get("C1") is None
+    hits, misses = recent.hits, recent.misses
+    recent.advanced("C2", 0, lambda body, case: (body, case))
+    assert recent.get("C2") is None and (recent.hits, recent.misses) == (hits, misses + 1)  # only get counts
